@@ -1,0 +1,80 @@
+//! Maps and globals shared by the programs, plus the few helpers every program uses.
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
+
+use aya_ebpf::{
+    Global,
+    helpers::{bpf_get_current_comm, bpf_ktime_get_ns},
+    macros::map,
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use tracer_ebpf::{CTR_COUNT, CTR_PROCS_FULL, PendingCall, ProcStats};
+
+/// Per-process aggregates. A plain hash map, not LRU: entries are removed explicitly at
+/// exit (and by the userspace sweeper for processes whose exit was missed), and a full map
+/// is counted in `CTR_PROCS_FULL` instead of silently evicting a live process.
+#[map]
+pub static PROCS: HashMap<u32, ProcStats> = HashMap::with_max_entries(32768, 0);
+
+/// Syscalls in flight, keyed by pid_tgid. LRU: a thread killed inside a syscall never
+/// reaches sys_exit, and its entry must not pin a slot forever.
+#[map]
+pub static PENDING: LruHashMap<u64, PendingCall> = LruHashMap::with_max_entries(16384, 0);
+
+/// mm (pointer for the raw program, mm_id hash for the classic one) -> owning tgid, so RSS
+/// changes made by another task (reclaim, fork, exit: `curr=0`) reach the right process.
+#[map]
+pub static MM_OWNER: LruHashMap<u64, u32> = LruHashMap::with_max_entries(32768, 0);
+
+/// Health counters, see `tracer_ebpf::CTR_*`.
+#[map]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(CTR_COUNT, 0);
+
+/// Rare events (exec, exit, OOM victim).
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+
+#[unsafe(no_mangle)]
+pub static SELF_TGID: Global<u32> = Global::new(0);
+
+#[inline(always)]
+pub fn bump(counter: u32) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(counter) {
+        // Per-CPU slot: no other CPU writes it, a plain add is enough.
+        unsafe { *slot += 1 };
+    }
+}
+
+/// Atomically add to a counter inside a shared map value (threads of one process run on
+/// several CPUs at once).
+#[inline(always)]
+pub fn add(field: *mut u64, value: u64) {
+    // The result is unused, so LLVM emits the plain (non-fetching) BPF atomic add.
+    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(field, value) };
+}
+
+#[inline(always)]
+pub fn now() -> u64 {
+    unsafe { bpf_ktime_get_ns() }
+}
+
+/// The stats entry of `tgid`, created from the current task when missing. Only call with
+/// `tgid` == current's tgid (comm is taken from current).
+#[inline(always)]
+pub fn current_proc(tgid: u32) -> Option<*mut ProcStats> {
+    if let Some(p) = PROCS.get_ptr_mut(tgid) {
+        return Some(p);
+    }
+    if tgid == SELF_TGID.load() {
+        return None;
+    }
+    let mut fresh = ProcStats::default();
+    fresh.comm = bpf_get_current_comm().unwrap_or_default();
+    fresh.first_seen_ns = now();
+    // BPF_NOEXIST: if another thread of the process raced us, keep its entry.
+    if PROCS.insert(tgid, fresh, 1 /* BPF_NOEXIST */).is_err() && PROCS.get_ptr_mut(tgid).is_none()
+    {
+        bump(CTR_PROCS_FULL);
+        return None;
+    }
+    PROCS.get_ptr_mut(tgid)
+}

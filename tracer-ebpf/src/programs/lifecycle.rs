@@ -1,0 +1,128 @@
+//! Process lifecycle: fork creates the entry (and teaches `MM_OWNER` the child's mm), exec
+//! renames it, exit reports it through the ring buffer and frees it.
+use aya_ebpf::{
+    Global,
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel},
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
+};
+use tracer_ebpf::{
+    CTR_PROCS_FULL, CTR_RINGBUF_FULL, EVENT_EXEC, EVENT_EXIT, Event, PROC_FLAG_EXEC_SEEN,
+    PROC_FLAG_FORK_SEEN, ProcStats,
+};
+
+use crate::{
+    maps::{EVENTS, MM_OWNER, PROCS, SELF_TGID, bump, current_proc, now},
+    programs::rss::OFF_TASK_MM,
+};
+
+#[unsafe(no_mangle)]
+static OFF_TASK_PID: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_TASK_TGID: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_EXIT_GROUP_DEAD: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_EXEC_OLD_PID: Global<u32> = Global::new(0);
+/// 1 when the raw rss program is attached (MM_OWNER keys are mm pointers).
+#[unsafe(no_mangle)]
+static RSS_KEYS_ARE_POINTERS: Global<u32> = Global::new(0);
+
+/// sched_process_fork as a raw tracepoint: (parent, child) task pointers, so threads
+/// (child pid != tgid) can be told apart from new processes.
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
+    let child: u64 = ctx.arg(1);
+    let read_u32 = |off: u32| unsafe { bpf_probe_read_kernel((child + off as u64) as *const u32) };
+    let (Ok(pid), Ok(tgid)) = (
+        read_u32(OFF_TASK_PID.load()),
+        read_u32(OFF_TASK_TGID.load()),
+    ) else {
+        return 0;
+    };
+    if pid != tgid {
+        return 0; // a thread
+    }
+    let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if parent == SELF_TGID.load() {
+        return 0;
+    }
+    let mut fresh = ProcStats::default();
+    fresh.comm = bpf_get_current_comm().unwrap_or_default();
+    fresh.first_seen_ns = now();
+    fresh.ppid = parent;
+    fresh.flags = PROC_FLAG_FORK_SEEN;
+    if PROCS.insert(tgid, fresh, 0).is_err() {
+        bump(CTR_PROCS_FULL);
+        return 0;
+    }
+    if RSS_KEYS_ARE_POINTERS.load() != 0 {
+        if let Ok(mm) =
+            unsafe { bpf_probe_read_kernel((child + OFF_TASK_MM.load() as u64) as *const u64) }
+        {
+            if mm != 0 {
+                let _ = MM_OWNER.insert(mm, tgid, 0);
+            }
+        }
+    }
+    0
+}
+
+#[tracepoint]
+pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let comm = bpf_get_current_comm().unwrap_or_default();
+    if let Some(stats) = current_proc(tgid) {
+        let s = unsafe { &mut *stats };
+        s.comm = comm;
+        s.flags |= PROC_FLAG_EXEC_SEEN;
+    }
+    let old_pid = unsafe { ctx.read_at::<u32>(OFF_EXEC_OLD_PID.load() as usize) }.unwrap_or(0);
+    emit(&Event {
+        kind: EVENT_EXEC,
+        tgid,
+        ts_ns: now(),
+        comm,
+        aux: old_pid,
+        ..Event::default()
+    });
+    0
+}
+
+#[tracepoint]
+pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let (tid, tgid) = (pid_tgid as u32, (pid_tgid >> 32) as u32);
+    let off = OFF_EXIT_GROUP_DEAD.load();
+    let group_dead = if off != 0 {
+        unsafe { ctx.read_at::<u8>(off as usize) }.unwrap_or(0) != 0
+    } else {
+        // Older kernels have no group_dead: the leader's exit stands for the process's.
+        tid == tgid
+    };
+    if !group_dead || tgid == SELF_TGID.load() {
+        return 0;
+    }
+    let mut ev = Event {
+        kind: EVENT_EXIT,
+        tgid,
+        ts_ns: now(),
+        comm: bpf_get_current_comm().unwrap_or_default(),
+        ..Event::default()
+    };
+    if let Some(s) = unsafe { PROCS.get(&tgid) } {
+        ev.aux = 1;
+        ev.rss = s.rss;
+        ev.peak_private = s.peak_private;
+    }
+    emit(&ev);
+    let _ = PROCS.remove(&tgid);
+    0
+}
+
+#[inline(always)]
+pub fn emit(ev: &Event) {
+    if EVENTS.output::<Event>(ev, 0).is_err() {
+        bump(CTR_RINGBUF_FULL);
+    }
+}

@@ -1,0 +1,136 @@
+//! RSS per process from kmem:rss_stat. Two attachments of the same logic; userspace
+//! attaches one:
+//! - `rss_stat_raw` (raw tracepoint, default): receives (mm, member) before the classic
+//!   event's work of summing per-CPU counters and formatting a record, so it costs less
+//!   on the page-fault path. It reads the counter itself at BTF-derived offsets.
+//! - `rss_stat` (classic tracepoint): fallback when the kernel's BTF is unavailable.
+//! Either way `curr=0` changes (reclaim, fork, exit: another task touches this mm) are
+//! attributed through `MM_OWNER`, learnt from `curr=1` changes.
+use aya_ebpf::{
+    Global,
+    helpers::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_kernel},
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
+};
+use tracer_ebpf::{
+    CTR_READ_ERRORS, CTR_RSS_UNATTRIBUTED, RSS_ANON, RSS_MEMBERS, RSS_SHMEM, RSS_SWAP,
+};
+
+use crate::maps::{MM_OWNER, PROCS, bump, current_proc};
+
+#[unsafe(no_mangle)]
+static OFF_RSS_MM_ID: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_RSS_CURR: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_RSS_MEMBER: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_RSS_SIZE: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+pub static OFF_TASK_MM: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_MM_RSS_STAT: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static RSS_STAT_STRIDE: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_RSS_STAT_COUNT: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static PAGE_SIZE: Global<u64> = Global::new(4096);
+
+/// Keys of `MM_OWNER` from the classic event (a 32-bit hash of the mm) are tagged so they
+/// can never collide with kernel pointers used by the raw program.
+const MM_ID_TAG: u64 = 1 << 63;
+
+#[raw_tracepoint(tracepoint = "rss_stat")]
+pub fn rss_stat_raw(ctx: RawTracePointContext) -> i32 {
+    let mm: u64 = ctx.arg(0);
+    let member: u64 = ctx.arg(1);
+    let member = member & 0xffff_ffff;
+    if member >= RSS_MEMBERS as u64 || mm == 0 {
+        return 0;
+    }
+    let task = unsafe { bpf_get_current_task() };
+    let current_mm =
+        unsafe { bpf_probe_read_kernel((task + OFF_TASK_MM.load() as u64) as *const u64) }
+            .unwrap_or(0);
+    let counter = mm
+        + OFF_MM_RSS_STAT.load() as u64
+        + member * RSS_STAT_STRIDE.load() as u64
+        + OFF_RSS_STAT_COUNT.load() as u64;
+    let pages = match unsafe { bpf_probe_read_kernel(counter as *const i64) } {
+        Ok(p) => p,
+        Err(_) => {
+            bump(CTR_READ_ERRORS);
+            return 0;
+        }
+    };
+    // Per-CPU batching can leave the shared count briefly negative: clamp like the kernel's
+    // own *_read_positive.
+    let bytes = if pages > 0 {
+        pages as u64 * PAGE_SIZE.load()
+    } else {
+        0
+    };
+    update(mm, current_mm == mm, member as usize, bytes);
+    0
+}
+
+#[tracepoint]
+pub fn rss_stat(ctx: TracePointContext) -> u32 {
+    let read = |off: &Global<u32>| unsafe { ctx.read_at::<u64>(off.load() as usize) };
+    let (Ok(mm_id), Ok(member), Ok(size)) = (
+        read(&OFF_RSS_MM_ID),
+        read(&OFF_RSS_MEMBER),
+        read(&OFF_RSS_SIZE),
+    ) else {
+        bump(CTR_READ_ERRORS);
+        return 0;
+    };
+    // mm_id and curr are adjacent u32s; member is an int: keep the low 32 bits of each.
+    let curr = match read(&OFF_RSS_CURR) {
+        Ok(c) => c & 0xffff_ffff != 0,
+        Err(_) => false,
+    };
+    let member = (member & 0xffff_ffff) as usize;
+    if member >= RSS_MEMBERS {
+        return 0;
+    }
+    let size = size as i64;
+    update(
+        MM_ID_TAG | (mm_id & 0xffff_ffff),
+        curr,
+        member,
+        if size > 0 { size as u64 } else { 0 },
+    );
+    0
+}
+
+#[inline(always)]
+fn update(mm_key: u64, is_current: bool, member: usize, bytes: u64) {
+    let stats = if is_current {
+        let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+        // Learn (or correct, after mm reuse) the owner; lookups are cheap, writes rare.
+        let known = unsafe { MM_OWNER.get(&mm_key) }.copied();
+        if known != Some(tgid) {
+            let _ = MM_OWNER.insert(mm_key, tgid, 0);
+        }
+        current_proc(tgid)
+    } else {
+        let Some(tgid) = (unsafe { MM_OWNER.get(&mm_key) }).copied() else {
+            bump(CTR_RSS_UNATTRIBUTED);
+            return;
+        };
+        // Never create an entry from another task's context: the owner may be gone.
+        PROCS.get_ptr_mut(tgid)
+    };
+    let Some(stats) = stats else { return };
+    let s = unsafe { &mut *stats };
+    if let Some(slot) = s.rss.get_mut(member) {
+        // An absolute value: last writer wins, no atomics needed.
+        *slot = bytes;
+    }
+    let private = s.rss[RSS_ANON] + s.rss[RSS_SHMEM] + s.rss[RSS_SWAP];
+    if private > s.peak_private {
+        s.peak_private = private;
+    }
+}

@@ -1,0 +1,252 @@
+//! mmap / munmap / brk / mremap / madvise: arguments saved at sys_enter, counted at
+//! sys_exit only when the call succeeded, aggregated per process (tgid).
+use aya_ebpf::{
+    Global, helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
+};
+use tracer_ebpf::{
+    CALL_BRK, CALL_MADVISE, CALL_MMAP, CALL_MREMAP, CALL_MUNMAP, CTR_EXIT_WITHOUT_ENTRY,
+    CTR_PENDING_FULL, CTR_READ_ERRORS, MMAP_HIST_BUCKETS, MMAP_HIST_MIN_SHIFT, PendingCall,
+    ProcStats,
+};
+
+use crate::maps::{PENDING, add, bump, current_proc, now};
+
+// Field offsets from tracefs format files (set by the loader).
+#[unsafe(no_mangle)]
+static OFF_MMAP_LEN: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_MMAP_PROT: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_MMAP_FLAGS: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_MMAP_FD: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_MUNMAP_LEN: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_BRK_BRK: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_MREMAP_OLD_LEN: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_MREMAP_NEW_LEN: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_MADVISE_LEN: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_MADVISE_BEHAVIOR: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_SYS_EXIT_RET: Global<u32> = Global::new(0);
+
+const PROT_NONE: u64 = 0;
+const MAP_ANONYMOUS: u64 = 0x20;
+const MADV_DONTNEED: u64 = 4;
+const MADV_FREE: u64 = 8;
+const MADV_REMOVE: u64 = 9;
+const MADV_DONTNEED_LOCKED: u64 = 24;
+const PAGE_MASK: u64 = 4095;
+
+#[inline(always)]
+fn field(ctx: &TracePointContext, off: &Global<u32>) -> u64 {
+    match unsafe { ctx.read_at::<u64>(off.load() as usize) } {
+        Ok(v) => v,
+        Err(_) => {
+            bump(CTR_READ_ERRORS);
+            0
+        }
+    }
+}
+
+#[inline(always)]
+fn save(call: PendingCall) -> u32 {
+    if PENDING.insert(bpf_get_current_pid_tgid(), call, 0).is_err() {
+        bump(CTR_PENDING_FULL);
+    }
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_mmap(ctx: TracePointContext) -> u32 {
+    save(PendingCall {
+        kind: CALL_MMAP as u32,
+        len: field(&ctx, &OFF_MMAP_LEN),
+        arg2: field(&ctx, &OFF_MMAP_PROT),
+        arg3: field(&ctx, &OFF_MMAP_FLAGS),
+        arg4: field(&ctx, &OFF_MMAP_FD),
+        ..PendingCall::default()
+    })
+}
+
+#[tracepoint]
+pub fn sys_enter_munmap(ctx: TracePointContext) -> u32 {
+    save(PendingCall {
+        kind: CALL_MUNMAP as u32,
+        len: field(&ctx, &OFF_MUNMAP_LEN),
+        ..PendingCall::default()
+    })
+}
+
+#[tracepoint]
+pub fn sys_enter_brk(ctx: TracePointContext) -> u32 {
+    save(PendingCall {
+        kind: CALL_BRK as u32,
+        arg3: field(&ctx, &OFF_BRK_BRK),
+        ..PendingCall::default()
+    })
+}
+
+#[tracepoint]
+pub fn sys_enter_mremap(ctx: TracePointContext) -> u32 {
+    save(PendingCall {
+        kind: CALL_MREMAP as u32,
+        len: field(&ctx, &OFF_MREMAP_OLD_LEN),
+        arg2: field(&ctx, &OFF_MREMAP_NEW_LEN),
+        ..PendingCall::default()
+    })
+}
+
+#[tracepoint]
+pub fn sys_enter_madvise(ctx: TracePointContext) -> u32 {
+    save(PendingCall {
+        kind: CALL_MADVISE as u32,
+        len: field(&ctx, &OFF_MADVISE_LEN),
+        // `behavior` is an int in an 8-byte slot: keep the low 32 bits.
+        arg2: field(&ctx, &OFF_MADVISE_BEHAVIOR) & 0xffff_ffff,
+        ..PendingCall::default()
+    })
+}
+
+/// One exit program per syscall (tracepoints are per syscall), all sharing this body.
+#[inline(always)]
+fn on_exit(ctx: &TracePointContext, expected_kind: usize) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let call = match unsafe { PENDING.get(&pid_tgid) } {
+        Some(c) => *c,
+        None => {
+            bump(CTR_EXIT_WITHOUT_ENTRY);
+            return 0;
+        }
+    };
+    let _ = PENDING.remove(&pid_tgid);
+    if call.kind as usize != expected_kind {
+        return 0;
+    }
+    let ret = field(ctx, &OFF_SYS_EXIT_RET);
+    let tgid = (pid_tgid >> 32) as u32;
+    let Some(stats) = current_proc(tgid) else {
+        return 0;
+    };
+    // Errors come back as -errno, i.e. the top 4095 values of an unsigned long.
+    let failed = ret > (-4096i64) as u64;
+    let s = unsafe { &mut *stats };
+    if failed {
+        add(&mut s.failed_calls, 1);
+        return 0;
+    }
+    account(s, &call, ret);
+    s.last_update_ns = now();
+    0
+}
+
+#[inline(always)]
+fn page_align(len: u64) -> u64 {
+    (len + PAGE_MASK) & !PAGE_MASK
+}
+
+#[inline(always)]
+fn account(s: &mut ProcStats, call: &PendingCall, ret: u64) {
+    match call.kind as usize {
+        CALL_MMAP => {
+            let len = page_align(call.len);
+            add(&mut s.calls[CALL_MMAP], 1);
+            if call.arg2 == PROT_NONE {
+                // A reservation (Go arenas, guard regions): address space, not memory. The
+                // later MAP_FIXED commit over it is what counts as mapped.
+                add(&mut s.reserved, len);
+            } else if call.arg3 & MAP_ANONYMOUS != 0 {
+                add(&mut s.mapped_anon, len);
+            } else {
+                add(&mut s.mapped_file, len);
+            }
+            let bucket = log2_bucket(len);
+            if let Some(slot) = s.mmap_size_hist.get_mut(bucket) {
+                *slot = slot.wrapping_add(1);
+            }
+        }
+        CALL_MUNMAP => {
+            add(&mut s.calls[CALL_MUNMAP], 1);
+            add(&mut s.unmapped, page_align(call.len));
+        }
+        CALL_BRK => {
+            // brk returns the (new) break; on failure the old one, so a request that was
+            // not met is a failure. brk(0) is a query and succeeds.
+            if call.arg3 != 0 && ret != call.arg3 {
+                add(&mut s.failed_calls, 1);
+                return;
+            }
+            add(&mut s.calls[CALL_BRK], 1);
+            let before = s.brk_current;
+            if before != 0 {
+                if ret > before {
+                    add(&mut s.brk_grown, ret - before);
+                } else {
+                    add(&mut s.brk_shrunk, before - ret);
+                }
+            }
+            s.brk_current = ret;
+        }
+        CALL_MREMAP => {
+            add(&mut s.calls[CALL_MREMAP], 1);
+            let (old, new) = (page_align(call.len), page_align(call.arg2));
+            if new > old {
+                add(&mut s.mremap_grown, new - old);
+            } else {
+                add(&mut s.mremap_shrunk, old - new);
+            }
+        }
+        CALL_MADVISE => {
+            add(&mut s.calls[CALL_MADVISE], 1);
+            if matches!(
+                call.arg2,
+                MADV_DONTNEED | MADV_FREE | MADV_REMOVE | MADV_DONTNEED_LOCKED
+            ) {
+                add(&mut s.released, page_align(call.len));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// floor(log2(len)) - 12, clamped to the histogram; a fixed-trip loop the verifier accepts.
+#[inline(always)]
+fn log2_bucket(len: u64) -> usize {
+    let mut v = len >> (MMAP_HIST_MIN_SHIFT + 1);
+    let mut bucket = 0usize;
+    while v != 0 && bucket < MMAP_HIST_BUCKETS - 1 {
+        v >>= 1;
+        bucket += 1;
+    }
+    bucket
+}
+
+#[tracepoint]
+pub fn sys_exit_mmap(ctx: TracePointContext) -> u32 {
+    on_exit(&ctx, CALL_MMAP)
+}
+
+#[tracepoint]
+pub fn sys_exit_munmap(ctx: TracePointContext) -> u32 {
+    on_exit(&ctx, CALL_MUNMAP)
+}
+
+#[tracepoint]
+pub fn sys_exit_brk(ctx: TracePointContext) -> u32 {
+    on_exit(&ctx, CALL_BRK)
+}
+
+#[tracepoint]
+pub fn sys_exit_mremap(ctx: TracePointContext) -> u32 {
+    on_exit(&ctx, CALL_MREMAP)
+}
+
+#[tracepoint]
+pub fn sys_exit_madvise(ctx: TracePointContext) -> u32 {
+    on_exit(&ctx, CALL_MADVISE)
+}

@@ -1,0 +1,184 @@
+//! Command-line interface. `--help` is meant to teach: each command says what it shows,
+//! how to read it and gives an example.
+use std::{path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::{loader::RssSource, top::OutputFormat};
+
+const ABOUT: &str = "Which process is leaking memory, how fast, since when — traced with eBPF.";
+
+const LONG_ABOUT: &str = "\
+leaktracer traces mmap/munmap/brk/mremap/madvise and RSS changes of every process on this \
+node with eBPF, aggregates them in the kernel, and ranks processes by how fast their private \
+memory (anonymous + shared memory + swap) grows.
+
+Needs root, or CAP_BPF + CAP_PERFMON, and tracefs mounted at /sys/kernel/tracing.
+
+Exit codes: 0 success; 1 runtime failure; 2 usage error (bad flag, missing privilege or \
+tracefs, a kernel without a required tracepoint).";
+
+const AFTER_HELP: &str = "\
+Examples:
+  sudo leaktracer top                              live view, fastest growers first
+  sudo leaktracer top --once --duration 10s        one table after 10 s (scripts, no TTY)
+  sudo leaktracer record -o trace.jsonl -d 5m      a JSON Lines trace for later analysis";
+
+#[derive(Debug, Parser)]
+#[command(name = "leaktracer", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Log level for leaktracer's own diagnostics on stderr (error, warn, info, debug, trace).
+    /// `debug` also shows the kernel programs' aya-log messages.
+    #[arg(long, global = true, default_value = "warn", env = "LEAKTRACER_LOG")]
+    pub log_level: log::LevelFilter,
+
+    /// Root of the host filesystem: `/` on a node, `/host` when running in a container with
+    /// the host's /proc, /sys mounted below it.
+    #[arg(long, global = true, default_value = "/", value_name = "DIR")]
+    pub host_root: PathBuf,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct TraceArgs {
+    /// Sampling interval: how often the kernel's per-process counters are read (e.g. 500ms, 1s, 5s).
+    #[arg(short, long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+
+    /// How RSS changes are observed: `raw` (raw tracepoint, cheapest; needs kernel BTF),
+    /// `tracepoint` (classic kmem:rss_stat), or `auto` (raw when possible).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub rss_source: RssSource,
+
+    /// Only show/record these pids (repeatable). Tracking stays node-wide.
+    #[arg(short, long = "pid", value_name = "PID")]
+    pub pids: Vec<u32>,
+
+    /// Only show/record processes with this command name (as in /proc/PID/comm; repeatable).
+    #[arg(short, long = "comm", value_name = "NAME")]
+    pub comms: Vec<String>,
+
+    /// Capacity of the kernel's per-process map. Smaller values are for testing overflow
+    /// accounting; overflow is counted and reported as `procs_map_full`.
+    #[arg(long, default_value_t = 32768, value_parser = clap::value_parser!(u32).range(16..=1_048_576), hide_short_help = true)]
+    pub procs_map_size: u32,
+
+    /// Size of the kernel→user event ring buffer in bytes (rounded up to a power of two).
+    /// Losses are counted as `ringbuf_full`.
+    #[arg(long, default_value_t = 262_144, value_parser = clap::value_parser!(u32).range(4096..=1 << 30), hide_short_help = true)]
+    pub ringbuf_bytes: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Live view of processes ranked by memory growth.
+    ///
+    /// Columns: RSS (anon+file+shmem), PRIVATE (anon+shmem+swap: what a leak grows),
+    /// GROWTH/s and GROWTH/min (robust slope of PRIVATE over --window), ALLOC/s (bytes
+    /// obtained through mmap/brk/mremap), GROWING (time since private memory last stopped
+    /// falling).
+    #[command(
+        after_help = "Example: sudo leaktracer top --once --duration 10s --format json | jq '.processes[0]'"
+    )]
+    Top {
+        #[command(flatten)]
+        trace: TraceArgs,
+        /// Observe for --duration, print one table (or JSON document) and exit.
+        #[arg(long)]
+        once: bool,
+        /// With --once: how long to observe. Without: stop the live view after this long.
+        #[arg(short, long, value_parser = parse_duration)]
+        duration: Option<Duration>,
+        /// Output of --once.
+        #[arg(short, long, value_enum, default_value = "table")]
+        format: OutputFormat,
+        /// Rates are computed over this much recent history (default 60s; with --once, the
+        /// whole observation).
+        #[arg(short, long, value_parser = parse_duration)]
+        window: Option<Duration>,
+        /// Rows to show with --once.
+        #[arg(short = 'n', long, default_value_t = 25)]
+        limit: usize,
+    },
+    /// Record a JSON Lines trace (schema: docs/trace-format.md).
+    ///
+    /// Writes a header line, then `process`, `sample`, `exec`, `exit`, `oom_kill` and `health`
+    /// lines as they happen, and a `summary` line at the end — also when stopped by
+    /// SIGINT/SIGTERM. The file is flushed every interval.
+    #[command(
+        after_help = "Example: sudo leaktracer record --output /tmp/node.jsonl --duration 10m --interval 2s"
+    )]
+    Record {
+        #[command(flatten)]
+        trace: TraceArgs,
+        /// Trace file to write (`-` for stdout).
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// Stop after this long (default: until SIGINT/SIGTERM).
+        #[arg(short, long, value_parser = parse_duration)]
+        duration: Option<Duration>,
+    },
+}
+
+/// "30s", "5m", "1h30m", "500ms"; must be positive.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{e} (examples: 500ms, 10s, 5m, 1h)"))?;
+    if d.is_zero() {
+        return Err("must be greater than zero".into());
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn bad_flags_are_rejected() {
+        assert!(Cli::try_parse_from(["leaktracer", "top", "--bogus"]).is_err());
+        assert!(
+            Cli::try_parse_from(["leaktracer", "record"]).is_err(),
+            "--output is required"
+        );
+        assert!(Cli::try_parse_from(["leaktracer", "top", "--interval", "0s"]).is_err());
+        assert!(Cli::try_parse_from(["leaktracer", "top", "--pid", "abc"]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "leaktracer",
+                "top",
+                "--once",
+                "--duration",
+                "10s",
+                "--format",
+                "json"
+            ])
+            .is_ok()
+        );
+    }
+}

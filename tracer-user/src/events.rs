@@ -1,0 +1,191 @@
+//! Rare kernel events from the ring buffer, decoded into owned values.
+use std::os::fd::AsRawFd as _;
+
+use anyhow::Context as _;
+use aya::maps::{MapData, RingBuf};
+use tokio::io::unix::AsyncFd;
+use tracer_ebpf::{EVENT_EXEC, EVENT_EXIT, EVENT_OOM_VICTIM, Event};
+
+use crate::procfs::comm_from_bytes;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum KernelEvent {
+    Exec {
+        tgid: u32,
+        comm: String,
+        old_pid: u32,
+        t_mono: f64,
+    },
+    Exit {
+        tgid: u32,
+        comm: String,
+        t_mono: f64,
+        last_rss: Option<[u64; 4]>,
+        peak_private: u64,
+    },
+    OomVictim(OomVictim),
+}
+
+/// What oom:mark_victim told us. Sizes in bytes; 0 when the kernel's event lacks them.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OomVictim {
+    pub pid: u32,
+    pub comm: String,
+    pub trigger_pid: u32,
+    pub trigger_comm: String,
+    pub uid: u32,
+    pub total_vm_bytes: u64,
+    pub anon_rss_bytes: u64,
+    pub file_rss_bytes: u64,
+    pub shmem_rss_bytes: u64,
+    pub pgtables_bytes: u64,
+    pub oom_score_adj: i64,
+    #[serde(skip)]
+    pub t_mono: f64,
+}
+
+pub fn decode(bytes: &[u8]) -> Option<KernelEvent> {
+    if bytes.len() < std::mem::size_of::<Event>() {
+        return None;
+    }
+    // SAFETY: length checked; Event is plain old data; read_unaligned copes with alignment.
+    let ev: Event = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+    let t_mono = ev.ts_ns as f64 / 1e9;
+    Some(match ev.kind {
+        EVENT_EXEC => KernelEvent::Exec {
+            tgid: ev.tgid,
+            comm: comm_from_bytes(&ev.comm),
+            old_pid: ev.aux,
+            t_mono,
+        },
+        EVENT_EXIT => KernelEvent::Exit {
+            tgid: ev.tgid,
+            comm: comm_from_bytes(&ev.comm),
+            t_mono,
+            last_rss: (ev.aux == 1).then_some(ev.rss),
+            peak_private: ev.peak_private,
+        },
+        EVENT_OOM_VICTIM => KernelEvent::OomVictim(OomVictim {
+            pid: ev.tgid,
+            comm: comm_from_bytes(&ev.comm),
+            trigger_pid: ev.aux,
+            trigger_comm: comm_from_bytes(&ev.trigger_comm),
+            uid: ev.uid,
+            total_vm_bytes: ev.oom_total_vm_kb * 1024,
+            anon_rss_bytes: ev.oom_anon_rss_kb * 1024,
+            file_rss_bytes: ev.oom_file_rss_kb * 1024,
+            shmem_rss_bytes: ev.oom_shmem_rss_kb * 1024,
+            pgtables_bytes: ev.oom_pgtables_kb * 1024,
+            oom_score_adj: ev.oom_score_adj,
+            t_mono,
+        }),
+        _ => return None,
+    })
+}
+
+/// Forward ring-buffer events to a channel until the receiver goes away.
+pub fn spawn_reader(
+    ebpf: &mut aya::Ebpf,
+    tx: tokio::sync::mpsc::Sender<KernelEvent>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("map EVENTS missing")?)?;
+    // SAFETY: the AsyncFd owns the RingBuf, which owns the map fd: the fd outlives the
+    // registration and is not closed behind tokio's back.
+    let mut fd =
+        unsafe { AsyncFd::register(ring) }.context("registering the ring buffer with tokio")?;
+    log::debug!("ring buffer fd {}", fd.get_ref().as_raw_fd());
+    Ok(tokio::spawn(async move {
+        loop {
+            let mut guard = match fd.readable_mut().await {
+                Ok(g) => g,
+                Err(e) => {
+                    log::error!("ring buffer poll failed: {e}");
+                    return;
+                }
+            };
+            let ring: &mut RingBuf<MapData> = guard.get_inner_mut();
+            let mut batch = Vec::new();
+            while let Some(item) = ring.next() {
+                if let Some(ev) = decode(&item) {
+                    batch.push(ev);
+                }
+            }
+            guard.clear_ready();
+            for ev in batch {
+                if tx.send(ev).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes_of(ev: &Event) -> Vec<u8> {
+        // SAFETY: Event is repr(C) plain old data.
+        unsafe {
+            std::slice::from_raw_parts(
+                (ev as *const Event).cast::<u8>(),
+                std::mem::size_of::<Event>(),
+            )
+        }
+        .to_vec()
+    }
+
+    #[test]
+    fn decodes_exit_and_oom() {
+        let mut comm = [0u8; 16];
+        comm[..4].copy_from_slice(b"leak");
+        let ev = Event {
+            kind: EVENT_EXIT,
+            tgid: 42,
+            ts_ns: 2_000_000_000,
+            comm,
+            aux: 1,
+            rss: [1, 2, 3, 4],
+            peak_private: 9,
+            ..Event::default()
+        };
+        match decode(&bytes_of(&ev)) {
+            Some(KernelEvent::Exit {
+                tgid: 42,
+                comm,
+                last_rss: Some([1, 2, 3, 4]),
+                peak_private: 9,
+                t_mono,
+            }) => {
+                assert_eq!(comm, "leak");
+                assert!((t_mono - 2.0).abs() < 1e-9);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let oom = Event {
+            kind: EVENT_OOM_VICTIM,
+            tgid: 7,
+            aux: 8,
+            oom_anon_rss_kb: 65536,
+            oom_score_adj: -500,
+            ..Event::default()
+        };
+        let Some(KernelEvent::OomVictim(v)) = decode(&bytes_of(&oom)) else {
+            panic!()
+        };
+        assert_eq!(
+            (v.pid, v.trigger_pid, v.anon_rss_bytes, v.oom_score_adj),
+            (7, 8, 64 << 20, -500)
+        );
+    }
+
+    #[test]
+    fn rejects_short_or_unknown() {
+        assert_eq!(decode(&[0u8; 8]), None);
+        let ev = Event {
+            kind: 99,
+            ..Event::default()
+        };
+        assert_eq!(decode(&bytes_of(&ev)), None);
+    }
+}

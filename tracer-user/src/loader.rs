@@ -1,0 +1,324 @@
+//! Loads the kernel programs, hands them their field offsets, sizes their maps and
+//! attaches them. The only module that knows program names and attach points.
+use std::path::Path;
+
+use anyhow::{Context as _, anyhow};
+use aya::{
+    Ebpf, EbpfLoader,
+    programs::{RawTracePoint, TracePoint},
+};
+use tracer_ebpf::globals as g;
+
+use crate::{
+    error::UsageError,
+    kernel_btf::{self, KernelBtf},
+    preflight,
+    tracefs::TraceFs,
+};
+
+/// How RSS changes are observed (see tracer-ebpf/src/programs/rss.rs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RssSource {
+    /// Raw tracepoint (needs kernel BTF); cheaper on the page-fault path.
+    Raw,
+    /// Classic kmem:rss_stat tracepoint; works without BTF.
+    Tracepoint,
+    /// Raw when the kernel's BTF is readable, else classic.
+    Auto,
+}
+
+/// Map sizes; defaults fit a busy node, tests shrink them to provoke (counted) overflow.
+#[derive(Clone, Copy, Debug)]
+pub struct MapSizes {
+    pub procs: u32,
+    pub ringbuf_bytes: u32,
+}
+
+impl Default for MapSizes {
+    fn default() -> Self {
+        Self {
+            procs: 32768,
+            ringbuf_bytes: 256 * 1024,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    pub host_root: std::path::PathBuf,
+    pub rss_source: RssSource,
+    pub sizes: MapSizes,
+    /// Attach oom:mark_victim (optional: a kernel without it degrades with a warning).
+    pub oom: bool,
+}
+
+/// Loaded and attached programs. Dropping it detaches everything.
+pub struct Probes {
+    pub ebpf: Ebpf,
+    pub rss_source: RssSource,
+    pub oom_attached: bool,
+    /// Names of attached programs, for stats and logs.
+    pub attached: Vec<&'static str>,
+}
+
+/// The compiled kernel object, built by build.rs through aya-build.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ebpf"));
+
+/// Syscall tracepoints: (program name suffix, syscall).
+const SYSCALLS: [&str; 5] = ["mmap", "munmap", "brk", "mremap", "madvise"];
+
+struct Offsets {
+    values: Vec<(&'static str, u32)>,
+}
+
+impl Offsets {
+    fn set(&mut self, name: &'static str, v: u32) {
+        self.values.push((name, v));
+    }
+}
+
+fn tracepoint_offsets(tfs: &TraceFs, oom: bool) -> anyhow::Result<Offsets> {
+    let mut o = Offsets { values: Vec::new() };
+    let mmap = tfs.format("syscalls", "sys_enter_mmap")?;
+    o.set(g::MMAP_LEN, mmap.offset("len")?);
+    o.set(g::MMAP_PROT, mmap.offset("prot")?);
+    o.set(g::MMAP_FLAGS, mmap.offset("flags")?);
+    o.set(g::MMAP_FD, mmap.offset("fd")?);
+    o.set(
+        g::MUNMAP_LEN,
+        tfs.format("syscalls", "sys_enter_munmap")?.offset("len")?,
+    );
+    o.set(
+        g::BRK_BRK,
+        tfs.format("syscalls", "sys_enter_brk")?.offset("brk")?,
+    );
+    let mremap = tfs.format("syscalls", "sys_enter_mremap")?;
+    o.set(g::MREMAP_OLD_LEN, mremap.offset("old_len")?);
+    o.set(g::MREMAP_NEW_LEN, mremap.offset("new_len")?);
+    let madvise = tfs.format("syscalls", "sys_enter_madvise")?;
+    o.set(g::MADVISE_LEN, madvise.offset("len_in")?);
+    o.set(g::MADVISE_BEHAVIOR, madvise.offset("behavior")?);
+    // Every sys_exit_* record has the same layout; mmap's stands for all.
+    o.set(
+        g::SYS_EXIT_RET,
+        tfs.format("syscalls", "sys_exit_mmap")?.offset("ret")?,
+    );
+    let rss = tfs.format("kmem", "rss_stat")?;
+    o.set(g::RSS_MM_ID, rss.offset("mm_id")?);
+    o.set(g::RSS_CURR, rss.offset("curr")?);
+    o.set(g::RSS_MEMBER, rss.offset("member")?);
+    o.set(g::RSS_SIZE, rss.offset("size")?);
+    let exit = tfs.format("sched", "sched_process_exit")?;
+    o.set(g::EXIT_GROUP_DEAD, exit.optional_offset("group_dead"));
+    o.set(
+        g::EXEC_OLD_PID,
+        tfs.format("sched", "sched_process_exec")?
+            .offset("old_pid")?,
+    );
+    if oom {
+        let v = tfs.format("oom", "mark_victim")?;
+        o.set(g::OOM_PID, v.offset("pid")?);
+        o.set(g::OOM_COMM, v.optional_offset("comm"));
+        o.set(g::OOM_TOTAL_VM, v.optional_offset("total_vm"));
+        o.set(g::OOM_ANON_RSS, v.optional_offset("anon_rss"));
+        o.set(g::OOM_FILE_RSS, v.optional_offset("file_rss"));
+        o.set(g::OOM_SHMEM_RSS, v.optional_offset("shmem_rss"));
+        o.set(g::OOM_UID, v.optional_offset("uid"));
+        o.set(g::OOM_PGTABLES, v.optional_offset("pgtables"));
+        o.set(g::OOM_SCORE_ADJ, v.optional_offset("oom_score_adj"));
+    }
+    Ok(o)
+}
+
+impl Probes {
+    pub fn load(opts: &LoadOptions) -> anyhow::Result<Self> {
+        preflight::check_privileges()?;
+        let tfs = preflight::locate_tracefs(&opts.host_root)?;
+        preflight::raise_memlock();
+
+        let oom = opts.oom && tfs.has_event("oom", "mark_victim");
+        if opts.oom && !oom {
+            log::warn!(
+                "tracepoint oom:mark_victim not available on this kernel: OOM kills will not be recorded"
+            );
+        }
+        let mut offsets = tracepoint_offsets(&tfs, oom).map_err(|e| {
+            anyhow!(UsageError::new(format!(
+                "{e:#}: this kernel lacks a tracepoint leaktracer needs"
+            )))
+        })?;
+
+        // Kernel struct offsets for the raw programs (fork always; rss in raw mode).
+        let btf = KernelBtf::from_path(&opts.host_root.join("sys/kernel/btf/vmlinux"));
+        let task = btf.as_ref().ok().map(kernel_btf::task_layout).transpose();
+        let rss_layout = btf.as_ref().ok().map(kernel_btf::rss_layout).transpose();
+        let rss_source = match (opts.rss_source, &rss_layout) {
+            (RssSource::Tracepoint, _) => RssSource::Tracepoint,
+            (RssSource::Raw | RssSource::Auto, Ok(Some(_))) => RssSource::Raw,
+            (RssSource::Raw, _) => {
+                return Err(anyhow!(UsageError::new(format!(
+                    "--rss-source raw needs the kernel's BTF (/sys/kernel/btf/vmlinux): {}",
+                    btf_problem(&btf, &rss_layout)
+                ))));
+            }
+            (RssSource::Auto, _) => {
+                log::warn!(
+                    "kernel BTF unusable ({}); using the classic rss_stat tracepoint",
+                    btf_problem(&btf, &rss_layout)
+                );
+                RssSource::Tracepoint
+            }
+        };
+        let task = match task {
+            Ok(Some(t)) => Some(t),
+            _ => {
+                log::warn!(
+                    "kernel BTF unusable: fork is not traced, new processes appear at their first allocation"
+                );
+                None
+            }
+        };
+        if let Some(t) = task {
+            offsets.set(g::TASK_MM, t.task_mm);
+            offsets.set(g::TASK_PID, t.task_pid);
+            offsets.set(g::TASK_TGID, t.task_tgid);
+        }
+        if let (RssSource::Raw, Ok(Some(r))) = (rss_source, &rss_layout) {
+            offsets.set(g::MM_RSS_STAT, r.mm_rss_stat);
+            offsets.set(g::RSS_STAT_STRIDE, r.stride);
+            offsets.set(g::RSS_STAT_COUNT, r.count);
+        }
+
+        let page_size = page_size();
+        let self_tgid = std::process::id();
+        let raw_keys: u32 = u32::from(rss_source == RssSource::Raw);
+        let mut loader = EbpfLoader::new();
+        for (name, v) in &offsets.values {
+            loader.override_global(name, v, true);
+        }
+        loader
+            .override_global(g::PAGE_SIZE, &page_size, true)
+            .override_global(g::SELF_TGID, &self_tgid, true)
+            .override_global("RSS_KEYS_ARE_POINTERS", &raw_keys, true)
+            .map_max_entries("PROCS", opts.sizes.procs)
+            .map_max_entries(
+                "EVENTS",
+                opts.sizes
+                    .ringbuf_bytes
+                    .next_power_of_two()
+                    .max(page_size as u32),
+            );
+        let mut ebpf = loader
+            .load(OBJECT)
+            .context("loading the eBPF object into the kernel")?;
+
+        let mut attached = Vec::new();
+        for sc in SYSCALLS {
+            for dir in ["enter", "exit"] {
+                let prog: &'static str = leak_name(format!("sys_{dir}_{sc}"));
+                attach_tp(&mut ebpf, prog, "syscalls", prog)?;
+                attached.push(prog);
+            }
+        }
+        match rss_source {
+            RssSource::Raw => attach_raw(&mut ebpf, "rss_stat_raw", "rss_stat")?,
+            _ => attach_tp(&mut ebpf, "rss_stat", "kmem", "rss_stat")?,
+        }
+        attached.push(if rss_source == RssSource::Raw {
+            "rss_stat_raw"
+        } else {
+            "rss_stat"
+        });
+        if task.is_some() {
+            attach_raw(&mut ebpf, "sched_process_fork", "sched_process_fork")?;
+            attached.push("sched_process_fork");
+        }
+        attach_tp(
+            &mut ebpf,
+            "sched_process_exec",
+            "sched",
+            "sched_process_exec",
+        )?;
+        attach_tp(
+            &mut ebpf,
+            "sched_process_exit",
+            "sched",
+            "sched_process_exit",
+        )?;
+        attached.extend(["sched_process_exec", "sched_process_exit"]);
+        if oom {
+            attach_tp(&mut ebpf, "mark_victim", "oom", "mark_victim")?;
+            attached.push("mark_victim");
+        }
+        log::info!(
+            "attached {} programs (rss source: {:?})",
+            attached.len(),
+            rss_source
+        );
+        Ok(Self {
+            ebpf,
+            rss_source,
+            oom_attached: oom,
+            attached,
+        })
+    }
+}
+
+fn btf_problem(
+    btf: &anyhow::Result<KernelBtf>,
+    layout: &anyhow::Result<Option<kernel_btf::RssLayout>>,
+) -> String {
+    match (btf, layout) {
+        (Err(e), _) => format!("{e:#}"),
+        (_, Err(e)) => format!("{e:#}"),
+        _ => "unknown".into(),
+    }
+}
+
+/// Program names are static in the object; interning the few formatted ones is fine.
+fn leak_name(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+fn attach_tp(ebpf: &mut Ebpf, prog: &str, group: &str, event: &str) -> anyhow::Result<()> {
+    let p: &mut TracePoint = ebpf
+        .program_mut(prog)
+        .with_context(|| format!("program {prog} missing from the object"))?
+        .try_into()?;
+    p.load()
+        .with_context(|| format!("verifier rejected {prog}"))?;
+    p.attach(group, event)
+        .with_context(|| format!("attaching {prog} to tracepoint {group}:{event}"))?;
+    Ok(())
+}
+
+fn attach_raw(ebpf: &mut Ebpf, prog: &str, tp: &str) -> anyhow::Result<()> {
+    let p: &mut RawTracePoint = ebpf
+        .program_mut(prog)
+        .with_context(|| format!("program {prog} missing from the object"))?
+        .try_into()?;
+    p.load()
+        .with_context(|| format!("verifier rejected {prog}"))?;
+    p.attach(tp)
+        .with_context(|| format!("attaching {prog} to raw tracepoint {tp}"))?;
+    Ok(())
+}
+
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if v > 0 { v as u64 } else { 4096 }
+}
+
+/// Is a host root usable? (Used to explain `--host-root` mistakes early.)
+pub fn check_host_root(root: &Path) -> Result<(), UsageError> {
+    if root.join("proc").is_dir() {
+        Ok(())
+    } else {
+        Err(UsageError::new(format!(
+            "--host-root {}: no proc/ under it",
+            root.display()
+        )))
+    }
+}

@@ -1,0 +1,124 @@
+//! leaktracer: which process is leaking memory, how fast, since when — traced with eBPF.
+mod cli;
+mod clock;
+mod error;
+mod events;
+mod format;
+mod kernel_btf;
+mod loader;
+mod logging;
+mod preflight;
+mod procfs;
+mod rates;
+mod record;
+mod sampler;
+mod series;
+mod session;
+mod table;
+mod top;
+mod trace;
+mod tracefs;
+mod tui;
+
+use std::time::Duration;
+
+use clap::Parser as _;
+
+use crate::{
+    cli::{Cli, Command, TraceArgs},
+    error::{EXIT_OK, UsageError},
+    loader::{LoadOptions, MapSizes},
+    session::{Filter, Session, SessionOptions},
+    table::TableLimits,
+};
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // clap exits 2 on usage errors and 0 for --help/--version.
+            e.exit();
+        }
+    };
+    logging::init(cli.global.log_level);
+    let code = match run(cli) {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            eprintln!("leaktracer: {e:#}");
+            error::exit_code(&e)
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    loader::check_host_root(&cli.global.host_root)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Top {
+                trace,
+                once,
+                duration,
+                format,
+                window,
+                limit,
+            } => {
+                if once && duration.is_none() {
+                    return Err(UsageError::new(
+                        "--once needs --duration (e.g. --once --duration 10s)",
+                    )
+                    .into());
+                }
+                let window = window
+                    .or(if once { duration } else { None })
+                    .unwrap_or(Duration::from_secs(60));
+                let mut sink =
+                    top::TopSink::new(filter(&trace), format, once, window.as_secs_f64(), limit)?;
+                let mut session = Session::start(session_options(&cli.global, &trace, duration))?;
+                session.run(&mut sink).await?;
+            }
+            Command::Record {
+                trace,
+                output,
+                duration,
+            } => {
+                let mut sink = record::RecordSink::create(&output, filter(&trace))?;
+                let mut session = Session::start(session_options(&cli.global, &trace, duration))?;
+                let reason = session.run(&mut sink).await?;
+                log::info!("recording ended ({})", reason.as_str());
+            }
+        }
+        Ok(())
+    })
+}
+
+fn filter(t: &TraceArgs) -> Filter {
+    Filter {
+        pids: t.pids.clone(),
+        comms: t.comms.clone(),
+    }
+}
+
+fn session_options(g: &cli::Global, t: &TraceArgs, duration: Option<Duration>) -> SessionOptions {
+    SessionOptions {
+        load: LoadOptions {
+            host_root: g.host_root.clone(),
+            rss_source: t.rss_source,
+            sizes: MapSizes {
+                procs: t.procs_map_size,
+                ringbuf_bytes: t.ringbuf_bytes,
+            },
+            oom: true,
+        },
+        interval: t.interval,
+        duration,
+        limits: TableLimits {
+            live: t.procs_map_size as usize,
+            ..TableLimits::default()
+        },
+    }
+}

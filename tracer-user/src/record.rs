@@ -1,0 +1,233 @@
+//! `leaktracer record`: the session as a JSON Lines trace. Every line is a complete JSON
+//! object; the file is flushed after every round, and SIGINT/SIGTERM end the session
+//! through the normal path, so the summary line is always written.
+use std::{
+    fs::File,
+    io::{BufWriter, Write as _},
+    path::{Path, PathBuf},
+};
+
+use anyhow::Context as _;
+
+use crate::{
+    clock,
+    events::KernelEvent,
+    session::{EndReason, Filter, Happening, SessionInfo, Sink, own_rss_bytes},
+    table::ProcessTable,
+    trace::{
+        self, ExitRecord, Grower, Header, Health, OomRecord, ProcessInfo, Record, RssBytes,
+        SampleRecord, Summary,
+    },
+};
+
+pub struct RecordSink {
+    out: BufWriter<Box<dyn std::io::Write + Send>>,
+    path: PathBuf,
+    filter: Filter,
+    summary: Summary,
+    last_counters: Vec<u64>,
+    last_health_t: f64,
+    t0_mono: f64,
+}
+
+impl RecordSink {
+    /// `path` "-" writes to stdout.
+    pub fn create(path: &Path, filter: Filter) -> anyhow::Result<Self> {
+        let w: Box<dyn std::io::Write + Send> = if path == Path::new("-") {
+            Box::new(std::io::stdout())
+        } else {
+            Box::new(
+                File::create(path)
+                    .with_context(|| format!("creating trace file {}", path.display()))?,
+            )
+        };
+        Ok(Self {
+            out: BufWriter::with_capacity(256 * 1024, w),
+            path: path.to_path_buf(),
+            filter,
+            summary: Summary::default(),
+            last_counters: Vec::new(),
+            last_health_t: f64::NEG_INFINITY,
+            t0_mono: 0.0,
+        })
+    }
+
+    fn write(&mut self, rec: &Record) -> anyhow::Result<()> {
+        serde_json::to_writer(&mut self.out, rec).context("serialising a trace record")?;
+        self.out
+            .write_all(b"\n")
+            .with_context(|| format!("writing {}", self.path.display()))?;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        self.out
+            .flush()
+            .with_context(|| format!("flushing {}", self.path.display()))
+    }
+
+    fn t(&self, t_mono: f64) -> f64 {
+        trace::round_ms(t_mono - self.t0_mono)
+    }
+}
+
+pub fn header(info: &SessionInfo, filter: &Filter) -> Header {
+    Header {
+        schema: trace::SCHEMA_VERSION,
+        tool: "leaktracer".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        host: hostname(),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        start_unix_ms: info.start_unix_ms,
+        start: clock::rfc3339(info.start_unix_ms),
+        interval_ms: info.interval.as_millis() as u64,
+        rss_source: format!("{:?}", info.rss_source).to_lowercase(),
+        page_size: crate::loader::page_size(),
+        filter_pids: filter.pids.clone(),
+        filter_comms: filter.comms.clone(),
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+impl Sink for RecordSink {
+    fn start(&mut self, info: &SessionInfo) -> anyhow::Result<()> {
+        self.t0_mono = info.t0_mono;
+        self.write(&Record::Header(header(info, &self.filter)))?;
+        self.flush()
+    }
+
+    fn handle(&mut self, table: &ProcessTable, what: Happening<'_>) -> anyhow::Result<()> {
+        match what {
+            Happening::Round { snap, report } => {
+                self.summary.rounds += 1;
+                let t = self.t(snap.t_mono);
+                for pid in &report.new_pids {
+                    let Some(p) = table.live.get(pid) else {
+                        continue;
+                    };
+                    if !self.filter.matches(p.pid, &p.comm) {
+                        continue;
+                    }
+                    self.summary.processes_seen += 1;
+                    self.write(&Record::Process(ProcessInfo {
+                        t,
+                        pid: p.pid,
+                        ppid: p.ppid,
+                        comm: p.comm.clone(),
+                        cmdline: p.cmdline.clone(),
+                        cgroup: p.cgroup_raw.as_deref().map(|s| s.trim_end().to_string()),
+                    }))?;
+                }
+                let mut pids: Vec<u32> = table
+                    .live
+                    .values()
+                    .filter(|p| p.changed)
+                    .map(|p| p.pid)
+                    .collect();
+                pids.sort_unstable();
+                for pid in pids {
+                    let p = &table.live[&pid];
+                    if !self.filter.matches(p.pid, &p.comm) {
+                        continue;
+                    }
+                    self.summary.samples += 1;
+                    self.write(&Record::Sample(SampleRecord::from_stats(t, pid, &p.stats)))?;
+                }
+                // Health: whenever a kernel counter other than the event tallies moved, and
+                // at least every 10 s.
+                let counters = snap.counters.to_vec();
+                if counters != self.last_counters || t - self.last_health_t >= 10.0 {
+                    self.write(&Record::Health(Health {
+                        t,
+                        counters: trace::counters_map(&counters),
+                        procs_in_map: snap.procs.len(),
+                        procs_capacity: snap.procs_capacity,
+                        own_rss_bytes: own_rss_bytes(),
+                    }))?;
+                    self.last_counters = counters;
+                    self.last_health_t = t;
+                }
+                self.flush()?;
+            }
+            Happening::Kernel(ev) => match ev {
+                KernelEvent::Exec {
+                    tgid, comm, t_mono, ..
+                } => {
+                    if self.filter.matches(*tgid, comm) {
+                        let t = self.t(*t_mono);
+                        self.write(&Record::Exec {
+                            t,
+                            pid: *tgid,
+                            comm: comm.clone(),
+                        })?;
+                    }
+                }
+                KernelEvent::Exit {
+                    tgid,
+                    comm,
+                    t_mono,
+                    last_rss,
+                    peak_private,
+                } => {
+                    if self.filter.matches(*tgid, comm) {
+                        self.summary.exits += 1;
+                        let t = self.t(*t_mono);
+                        self.write(&Record::Exit(ExitRecord {
+                            t,
+                            pid: *tgid,
+                            comm: comm.clone(),
+                            last_rss: last_rss.map(RssBytes::from_kernel),
+                            peak_private_bytes: *peak_private,
+                        }))?;
+                    }
+                }
+                KernelEvent::OomVictim(v) => {
+                    // OOM kills are always written: the filter must not hide what killed a
+                    // filtered process's neighbour.
+                    self.summary.oom_kills += 1;
+                    let t = self.t(v.t_mono);
+                    self.write(&Record::OomKill(OomRecord {
+                        t,
+                        victim: v.clone(),
+                    }))?;
+                    self.flush()?;
+                }
+            },
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, table: &ProcessTable, reason: EndReason) -> anyhow::Result<()> {
+        let t = self.t(clock::monotonic_secs());
+        let now = t;
+        let window = 60.0;
+        self.summary.t = t;
+        self.summary.end_unix_ms = clock::unix_millis();
+        self.summary.ended_by = reason.as_str().to_string();
+        self.summary.counters = trace::counters_map(&self.last_counters);
+        self.summary.top_growers = table
+            .ranked(now, window)
+            .into_iter()
+            .filter(|(p, r)| *r > 0.0 && self.filter.matches(p.pid, &p.comm))
+            .take(10)
+            .map(|(p, r)| Grower {
+                pid: p.pid,
+                comm: p.comm.clone(),
+                growth_bytes_per_sec: r.round(),
+                private_bytes: p.last().map_or(0, |s| s.private()),
+            })
+            .collect();
+        let summary = Record::Summary(self.summary.clone());
+        self.write(&summary)?;
+        self.flush()
+    }
+}

@@ -1,0 +1,250 @@
+//! A tracing session: load the programs, seed the table from /proc, then every interval
+//! sample the kernel maps into the process table and hand the result to a sink; rare
+//! kernel events go to the sink as they come. `top`, `record` (and later `daemon`) are
+//! sinks over this one loop, so they cannot disagree.
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::Context as _;
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::mpsc,
+};
+
+use crate::{
+    clock,
+    events::{self, KernelEvent},
+    loader::{LoadOptions, Probes},
+    procfs::Procfs,
+    sampler::{Sampler, Snapshot},
+    table::{ProcessTable, RoundReport, TableLimits},
+};
+
+/// Which processes the user asked to see (tracking is always node-wide: a filter must not
+/// hide the context a verdict or an OOM needs).
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    pub pids: Vec<u32>,
+    pub comms: Vec<String>,
+}
+
+impl Filter {
+    pub fn matches(&self, pid: u32, comm: &str) -> bool {
+        (self.pids.is_empty() && self.comms.is_empty())
+            || self.pids.contains(&pid)
+            || self.comms.iter().any(|c| c == comm)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct SessionOptions {
+    pub load: LoadOptions,
+    pub interval: Duration,
+    pub duration: Option<Duration>,
+    pub limits: TableLimits,
+}
+
+/// Why the loop ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    Duration,
+    Signal,
+    Sink,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Duration => "duration",
+            Self::Signal => "signal",
+            Self::Sink => "user",
+        }
+    }
+}
+
+/// What happened, as sinks see it.
+pub enum Happening<'a> {
+    Round {
+        snap: &'a Snapshot,
+        report: &'a RoundReport,
+    },
+    Kernel(&'a KernelEvent),
+}
+
+pub trait Sink {
+    /// Called once after attach, before the first round.
+    fn start(&mut self, _s: &SessionInfo) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn handle(&mut self, table: &ProcessTable, what: Happening<'_>) -> anyhow::Result<()>;
+    /// Whether the sink wants the session to stop (e.g. the user pressed `q`).
+    fn wants_stop(&mut self) -> bool {
+        false
+    }
+    fn finish(&mut self, table: &ProcessTable, reason: EndReason) -> anyhow::Result<()>;
+}
+
+/// Facts about the running session, for headers.
+#[derive(Clone, Debug)]
+pub struct SessionInfo {
+    pub start_unix_ms: u64,
+    pub t0_mono: f64,
+    pub interval: Duration,
+    pub rss_source: crate::loader::RssSource,
+    pub attached: Vec<&'static str>,
+}
+
+pub struct Session {
+    probes: Probes,
+    sampler: Sampler,
+    events: mpsc::Receiver<KernelEvent>,
+    _reader: tokio::task::JoinHandle<()>,
+    _log_task: Option<tokio::task::JoinHandle<()>>,
+    pub table: ProcessTable,
+    procfs: Procfs,
+    pub info: SessionInfo,
+    opts: SessionOptions,
+}
+
+impl Session {
+    pub fn start(opts: SessionOptions) -> anyhow::Result<Self> {
+        let mut probes = Probes::load(&opts.load)?;
+        let log_task = crate::logging::spawn_ebpf_logger(&mut probes.ebpf);
+        let mut sampler = Sampler::new(&mut probes.ebpf, opts.load.sizes.procs)?;
+        // Events are rare; a deep queue lets a slow sink fall behind briefly without the
+        // kernel ring buffer filling.
+        let (tx, rx) = mpsc::channel(65536);
+        let reader = events::spawn_reader(&mut probes.ebpf, tx)?;
+        let t0_mono = clock::monotonic_secs();
+        let info = SessionInfo {
+            start_unix_ms: clock::unix_millis(),
+            t0_mono,
+            interval: opts.interval,
+            rss_source: probes.rss_source,
+            attached: probes.attached.clone(),
+        };
+        let procfs = Procfs::new(&opts.load.host_root);
+        // Processes that predate us: seed the kernel map so they are tracked from now on.
+        let now_ns = (t0_mono * 1e9) as u64;
+        let mut seeded = 0;
+        for pid in procfs.pids() {
+            if pid == std::process::id() {
+                continue;
+            }
+            if let Some(st) = procfs.seed_stats(pid, now_ns) {
+                sampler.seed(pid, &st);
+                seeded += 1;
+            }
+        }
+        log::info!("seeded {seeded} existing processes from /proc");
+        let table = ProcessTable::new(opts.limits, t0_mono);
+        Ok(Self {
+            probes,
+            sampler,
+            events: rx,
+            _reader: reader,
+            _log_task: log_task,
+            table,
+            procfs,
+            info,
+            opts,
+        })
+    }
+
+    pub fn probes(&self) -> &Probes {
+        &self.probes
+    }
+
+    /// Run until the duration elapses, a signal arrives, or the sink asks to stop.
+    pub async fn run(&mut self, sink: &mut dyn Sink) -> anyhow::Result<EndReason> {
+        sink.start(&self.info)?;
+        let mut sigint =
+            signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let mut sigterm =
+            signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut ticker = tokio::time::interval(self.opts.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let deadline = self.opts.duration.map(|d| tokio::time::Instant::now() + d);
+        let sleep_deadline = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(sleep_deadline);
+        let mut rounds: u64 = 0;
+        let reason = loop {
+            tokio::select! {
+                biased;
+                _ = sigint.recv() => break EndReason::Signal,
+                _ = sigterm.recv() => break EndReason::Signal,
+                () = &mut sleep_deadline => {
+                    // One last round so the end of the window is in the data.
+                    self.round(sink, rounds)?;
+                    break EndReason::Duration;
+                }
+                Some(ev) = self.events.recv() => self.kernel_event(sink, ev)?,
+                _ = ticker.tick() => {
+                    self.round(sink, rounds)?;
+                    rounds += 1;
+                }
+            }
+            if sink.wants_stop() {
+                break EndReason::Sink;
+            }
+        };
+        // Drain events already queued so exits/OOMs right before the end are not lost.
+        while let Ok(ev) = self.events.try_recv() {
+            self.kernel_event(sink, ev)?;
+        }
+        sink.finish(&self.table, reason)?;
+        Ok(reason)
+    }
+
+    fn round(&mut self, sink: &mut dyn Sink, rounds: u64) -> anyhow::Result<()> {
+        let snap = self.sampler.sample();
+        let report = self.table.update(&snap, Some(&self.procfs));
+        // Every few rounds, retire processes whose exit we never saw (died before attach,
+        // or an exit event lost): in the kernel map and in the table.
+        if rounds % 5 == 4 {
+            let gone: Vec<u32> = snap
+                .procs
+                .iter()
+                .map(|(pid, _)| *pid)
+                .filter(|pid| !self.procfs.alive(*pid))
+                .collect();
+            for pid in gone {
+                self.sampler.forget(pid);
+                self.table.exit(pid, snap.t_mono);
+            }
+        }
+        sink.handle(
+            &self.table,
+            Happening::Round {
+                snap: &snap,
+                report: &report,
+            },
+        )
+    }
+
+    fn kernel_event(&mut self, sink: &mut dyn Sink, ev: KernelEvent) -> anyhow::Result<()> {
+        match &ev {
+            KernelEvent::Exec { tgid, comm, .. } => self.table.exec(*tgid, comm.clone()),
+            KernelEvent::Exit { tgid, t_mono, .. } => {
+                self.table.exit(*tgid, *t_mono);
+            }
+            KernelEvent::OomVictim(_) => {}
+        }
+        sink.handle(&self.table, Happening::Kernel(&ev))
+    }
+
+    pub fn host_root(&self) -> PathBuf {
+        self.opts.load.host_root.clone()
+    }
+}
+
+/// leaktracer's own resident memory (bytes), for health reports.
+pub fn own_rss_bytes() -> u64 {
+    crate::procfs::Procfs::new(std::path::Path::new("/"))
+        .status(std::process::id())
+        .map_or(0, |s| s.rss_anon + s.rss_file + s.rss_shmem)
+}

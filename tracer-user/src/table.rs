@@ -1,0 +1,348 @@
+//! The process table: one entry per live process with its bounded time series, plus a
+//! bounded graveyard of recently dead ones so an exit or OOM record can still show the
+//! victim's history. Fed by the sampler (counters) and by kernel events (exec/exit).
+use std::collections::{HashMap, VecDeque};
+
+use hdrhistogram::Histogram;
+use tracer_ebpf::{CALL_KINDS, MMAP_HIST_BUCKETS, MMAP_HIST_MIN_SHIFT, ProcStats};
+
+use crate::{
+    procfs::{Procfs, comm_from_bytes},
+    rates,
+    sampler::Snapshot,
+    series::{Bucket, Ring, Sample},
+};
+
+/// Width of a coarse bucket: one trough/peak pair per minute.
+pub const COARSE_SECS: f64 = 60.0;
+
+#[derive(Clone, Copy, Debug)]
+pub struct TableLimits {
+    /// Fine samples kept per process (at the sampling interval).
+    pub fine: usize,
+    /// Coarse one-minute buckets kept per process.
+    pub coarse: usize,
+    /// Dead processes remembered.
+    pub graveyard: usize,
+    /// Live processes tracked at most (the kernel map's capacity bounds it anyway).
+    pub live: usize,
+}
+
+impl Default for TableLimits {
+    fn default() -> Self {
+        Self {
+            fine: 300,
+            coarse: 360,
+            graveyard: 256,
+            live: 32768,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Process {
+    pub pid: u32,
+    pub ppid: u32,
+    pub comm: String,
+    pub cmdline: Option<String>,
+    /// /proc/<pid>/cgroup content at first sight (identity is resolved from it later).
+    pub cgroup_raw: Option<String>,
+    /// Session time of the first sample.
+    pub first_seen: f64,
+    pub fine: Ring<Sample>,
+    pub coarse: Ring<Bucket>,
+    /// Latest kernel counters (for trace output and deltas).
+    pub stats: ProcStats,
+    /// Whether `stats` changed in the latest sampling round.
+    pub changed: bool,
+    pub exited_at: Option<f64>,
+}
+
+impl Process {
+    pub fn last(&self) -> Option<&Sample> {
+        self.fine.last()
+    }
+
+    /// Growth of private memory in bytes/s over the `window` seconds before `now`.
+    pub fn growth_rate(&self, now: f64, window: f64) -> f64 {
+        rates::rate(&self.fine, now, window, |s| s.private() as f64).unwrap_or(0.0)
+    }
+
+    /// Allocation rate (bytes/s obtained through mmap/brk/mremap) over `window` seconds.
+    pub fn alloc_rate(&self, now: f64, window: f64) -> f64 {
+        rates::delta_rate(&self.fine, now, window, |s| s.alloc)
+    }
+
+    /// Session time since which private memory has been rising (the last trough).
+    pub fn growing_since(&self) -> Option<f64> {
+        rates::growing_since(&self.fine, |s| s.private())
+    }
+
+    fn push(&mut self, s: Sample) {
+        let p = s.private();
+        match self.coarse.last_mut() {
+            Some(b) if s.t - b.t < COARSE_SECS => {
+                b.min_private = b.min_private.min(p);
+                b.max_private = b.max_private.max(p);
+                b.last_private = p;
+            }
+            _ => self.coarse.push(Bucket {
+                t: s.t,
+                min_private: p,
+                max_private: p,
+                last_private: p,
+            }),
+        }
+        self.fine.push(s);
+    }
+}
+
+pub fn sample_of(t: f64, st: &ProcStats) -> Sample {
+    Sample {
+        t,
+        rss: st.rss,
+        alloc: st.mapped_anon + st.mapped_file + st.brk_grown + st.mremap_grown,
+        freed: st.unmapped + st.released + st.brk_shrunk + st.mremap_shrunk,
+        calls: st.calls.iter().take(CALL_KINDS).sum(),
+    }
+}
+
+/// Distributions over the whole session (hdrhistogram: bounded memory, fixed precision).
+pub struct Distributions {
+    /// mmap request sizes in bytes, rebuilt from the kernel's per-process log2 buckets.
+    pub mmap_sizes: Histogram<u64>,
+    /// Positive per-interval growth of private memory, bytes, across processes.
+    pub interval_growth: Histogram<u64>,
+}
+
+impl Distributions {
+    fn new() -> Self {
+        let h = || {
+            Histogram::new_with_bounds(1, 1 << 46, 2).expect("static histogram bounds are valid")
+        };
+        Self {
+            mmap_sizes: h(),
+            interval_growth: h(),
+        }
+    }
+}
+
+/// What one round of updates changed, for the sinks.
+#[derive(Default, Debug)]
+pub struct RoundReport {
+    pub new_pids: Vec<u32>,
+    pub gone_pids: Vec<u32>,
+}
+
+pub struct ProcessTable {
+    pub live: HashMap<u32, Process>,
+    pub graveyard: VecDeque<Process>,
+    pub limits: TableLimits,
+    pub dists: Distributions,
+    /// Session start, CLOCK_MONOTONIC seconds: sample times are relative to it.
+    pub t0_mono: f64,
+    /// Processes refused because the table was full.
+    pub dropped: u64,
+}
+
+impl ProcessTable {
+    pub fn new(limits: TableLimits, t0_mono: f64) -> Self {
+        Self {
+            live: HashMap::new(),
+            graveyard: VecDeque::new(),
+            limits,
+            dists: Distributions::new(),
+            t0_mono,
+            dropped: 0,
+        }
+    }
+
+    pub fn session_time(&self, t_mono: f64) -> f64 {
+        t_mono - self.t0_mono
+    }
+
+    /// Fold one kernel snapshot in. `procfs` is used only at first sight of a pid
+    /// (cmdline, cgroup), never on every round.
+    pub fn update(&mut self, snap: &Snapshot, procfs: Option<&Procfs>) -> RoundReport {
+        let t = self.session_time(snap.t_mono);
+        let mut report = RoundReport::default();
+        for (pid, st) in &snap.procs {
+            let limits = self.limits;
+            if !self.live.contains_key(pid) {
+                if self.live.len() >= limits.live {
+                    self.dropped += 1;
+                    continue;
+                }
+                self.live.insert(
+                    *pid,
+                    Process {
+                        pid: *pid,
+                        ppid: st.ppid,
+                        comm: comm_from_bytes(&st.comm),
+                        cmdline: procfs.and_then(|p| p.cmdline(*pid)),
+                        cgroup_raw: procfs.and_then(|p| p.cgroup(*pid)),
+                        first_seen: t,
+                        fine: Ring::new(limits.fine),
+                        coarse: Ring::new(limits.coarse),
+                        stats: ProcStats::default(),
+                        changed: true,
+                        exited_at: None,
+                    },
+                );
+                report.new_pids.push(*pid);
+            }
+            let Some(p) = self.live.get_mut(pid) else {
+                continue;
+            };
+            let prev = p.stats;
+            p.changed = prev != *st || p.fine.is_empty();
+            if !p.changed {
+                continue;
+            }
+            // mmap request sizes: the new counts in each log2 bucket since last round.
+            for b in 0..MMAP_HIST_BUCKETS {
+                let n = st.mmap_size_hist[b].saturating_sub(prev.mmap_size_hist[b]);
+                if n > 0 {
+                    let _ = self
+                        .dists
+                        .mmap_sizes
+                        .record_n(1u64 << (b as u32 + MMAP_HIST_MIN_SHIFT), u64::from(n));
+                }
+            }
+            let s = sample_of(t, st);
+            if let Some(last) = p.fine.last() {
+                let g = s.private().saturating_sub(last.private());
+                if g > 0 {
+                    let _ = self.dists.interval_growth.record(g);
+                }
+            }
+            p.comm = comm_from_bytes(&st.comm);
+            p.stats = *st;
+            p.push(s);
+        }
+        report
+    }
+
+    /// A process exec'ed: new program, same pid. Its history restarts.
+    pub fn exec(&mut self, pid: u32, comm: String) {
+        if let Some(p) = self.live.get_mut(&pid) {
+            p.comm = comm;
+        }
+    }
+
+    /// A process exited: move it to the graveyard with its history.
+    pub fn exit(&mut self, pid: u32, t_mono: f64) -> Option<&Process> {
+        let mut p = self.live.remove(&pid)?;
+        p.exited_at = Some(self.session_time(t_mono));
+        p.fine.shrink();
+        p.coarse.shrink();
+        if self.graveyard.len() >= self.limits.graveyard {
+            self.graveyard.pop_front();
+        }
+        self.graveyard.push_back(p);
+        self.graveyard.back()
+    }
+
+    /// A live or recently dead process.
+    pub fn find(&self, pid: u32) -> Option<&Process> {
+        self.live
+            .get(&pid)
+            .or_else(|| self.graveyard.iter().rev().find(|p| p.pid == pid))
+    }
+
+    /// Live processes ranked by growth rate over the `window` before `now`, fastest first.
+    pub fn ranked(&self, now: f64, window: f64) -> Vec<(&Process, f64)> {
+        let mut v: Vec<_> = self
+            .live
+            .values()
+            .map(|p| (p, p.growth_rate(now, window)))
+            .collect();
+        v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.pid.cmp(&b.0.pid)));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(t: f64, procs: Vec<(u32, u64)>) -> Snapshot {
+        Snapshot {
+            t_mono: t,
+            procs: procs
+                .into_iter()
+                .map(|(pid, anon)| {
+                    let mut st = ProcStats::default();
+                    st.rss[tracer_ebpf::RSS_ANON] = anon;
+                    st.mapped_anon = anon;
+                    (pid, st)
+                })
+                .collect(),
+            counters: [0; tracer_ebpf::CTR_COUNT as usize],
+            procs_capacity: 100,
+        }
+    }
+
+    #[test]
+    fn ranks_the_grower_first_with_its_rate() {
+        let mut t = ProcessTable::new(TableLimits::default(), 100.0);
+        for i in 0..20u64 {
+            t.update(
+                &snap(
+                    100.0 + i as f64,
+                    vec![(1, 50 << 20), (2, (10 << 20) + i * (1 << 20)), (3, 5 << 20)],
+                ),
+                None,
+            );
+        }
+        let ranked = t.ranked(19.0, 60.0);
+        assert_eq!(ranked[0].0.pid, 2);
+        assert!(
+            (ranked[0].1 - (1 << 20) as f64).abs() < 1.0,
+            "rate {}",
+            ranked[0].1
+        );
+        assert_eq!(ranked[1].1, 0.0);
+        assert!((t.live[&2].alloc_rate(19.0, 60.0) - (1 << 20) as f64).abs() < 1.0);
+        assert_eq!(t.live[&2].growing_since(), Some(0.0));
+    }
+
+    #[test]
+    fn unchanged_processes_add_no_samples() {
+        let mut t = ProcessTable::new(TableLimits::default(), 0.0);
+        for i in 0..50 {
+            t.update(&snap(i as f64, vec![(7, 4096)]), None);
+        }
+        assert_eq!(t.live[&7].fine.len(), 1, "an idle process costs one sample");
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let limits = TableLimits {
+            fine: 10,
+            coarse: 5,
+            graveyard: 3,
+            live: 4,
+        };
+        let mut t = ProcessTable::new(limits, 0.0);
+        for i in 0..1000u64 {
+            t.update(
+                &snap(
+                    i as f64 * 30.0,
+                    vec![(1, i * 4096), (2, 1), (3, 1), (4, 1), (5, 1)],
+                ),
+                None,
+            );
+        }
+        assert_eq!(t.live.len(), 4, "live bound");
+        assert!(t.dropped > 0, "refusals are counted");
+        assert_eq!(t.live[&1].fine.len(), 10);
+        assert_eq!(t.live[&1].coarse.len(), 5);
+        for pid in 1..=4 {
+            t.exit(pid, 0.0);
+        }
+        assert_eq!(t.graveyard.len(), 3);
+        assert!(t.find(1).is_none(), "oldest dead evicted");
+        assert!(t.find(4).is_some());
+    }
+}

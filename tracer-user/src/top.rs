@@ -1,0 +1,219 @@
+//! `leaktracer top`: processes ranked by how fast their private memory grows. A live
+//! full-screen view on a terminal, or with `--once` one table/JSON document after the
+//! observation period (for scripts and non-TTY use).
+use std::io::{IsTerminal as _, Write as _};
+
+use serde::Serialize;
+
+use crate::{
+    clock, format,
+    session::{EndReason, Filter, Happening, SessionInfo, Sink},
+    table::{Process, ProcessTable},
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+/// One row of the view, also the JSON shape of `top --once --format json`.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Row {
+    pub pid: u32,
+    pub ppid: u32,
+    pub comm: String,
+    pub rss_bytes: u64,
+    pub private_bytes: u64,
+    pub rss_anon_bytes: u64,
+    pub rss_file_bytes: u64,
+    pub rss_shmem_bytes: u64,
+    pub rss_swap_bytes: u64,
+    pub growth_bytes_per_sec: f64,
+    pub growth_bytes_per_min: f64,
+    pub alloc_bytes_per_sec: f64,
+    /// Seconds since private memory last stopped falling (the last trough).
+    pub growing_for_secs: f64,
+    /// Seconds this process has been observed.
+    pub observed_secs: f64,
+}
+
+pub fn row(p: &Process, now: f64, window: f64) -> Row {
+    let last = p.last().copied().unwrap_or_default();
+    let growth = p.growth_rate(now, window);
+    let growing_for = match p.growing_since() {
+        Some(since) if growth > 0.0 => now - since,
+        _ => 0.0,
+    };
+    Row {
+        pid: p.pid,
+        ppid: p.ppid,
+        comm: p.comm.clone(),
+        rss_bytes: last.total_rss(),
+        private_bytes: last.private(),
+        rss_anon_bytes: last.rss[tracer_ebpf::RSS_ANON],
+        rss_file_bytes: last.rss[tracer_ebpf::RSS_FILE],
+        rss_shmem_bytes: last.rss[tracer_ebpf::RSS_SHMEM],
+        rss_swap_bytes: last.rss[tracer_ebpf::RSS_SWAP],
+        growth_bytes_per_sec: growth.round(),
+        growth_bytes_per_min: (growth * 60.0).round(),
+        alloc_bytes_per_sec: p.alloc_rate(now, window).round(),
+        growing_for_secs: crate::trace::round_ms(growing_for),
+        observed_secs: crate::trace::round_ms(now - p.first_seen),
+    }
+}
+
+pub fn rows(
+    table: &ProcessTable,
+    filter: &Filter,
+    now: f64,
+    window: f64,
+    limit: usize,
+) -> Vec<Row> {
+    table
+        .ranked(now, window)
+        .into_iter()
+        .filter(|(p, _)| filter.matches(p.pid, &p.comm))
+        .take(limit)
+        .map(|(p, _)| row(p, now, window))
+        .collect()
+}
+
+pub fn render_table(rows: &[Row]) -> String {
+    let mut out = format!(
+        "{:>7} {:<16} {:>8} {:>8} {:>10} {:>10} {:>10} {:>10}\n",
+        "PID", "COMMAND", "RSS", "PRIVATE", "GROWTH/s", "GROWTH/min", "ALLOC/s", "GROWING"
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "{:>7} {:<16} {:>8} {:>8} {:>10} {:>10} {:>10} {:>10}\n",
+            r.pid,
+            r.comm,
+            format::bytes(r.rss_bytes as f64),
+            format::bytes(r.private_bytes as f64),
+            format::bytes(r.growth_bytes_per_sec),
+            format::bytes(r.growth_bytes_per_min),
+            format::bytes(r.alloc_bytes_per_sec),
+            if r.growing_for_secs > 0.0 {
+                format::duration(r.growing_for_secs)
+            } else {
+                "-".into()
+            },
+        ));
+    }
+    out
+}
+
+#[derive(Serialize)]
+struct OnceDocument<'a> {
+    observed_secs: f64,
+    window_secs: f64,
+    interval_ms: u64,
+    host: String,
+    start: String,
+    processes: &'a [Row],
+    kernel_counters: std::collections::BTreeMap<String, u64>,
+}
+
+pub struct TopSink {
+    pub filter: Filter,
+    pub format: OutputFormat,
+    pub once: bool,
+    pub window: f64,
+    pub limit: usize,
+    info: Option<SessionInfo>,
+    counters: Vec<u64>,
+    tui: Option<crate::tui::Tui>,
+}
+
+impl TopSink {
+    pub fn new(
+        filter: Filter,
+        format: OutputFormat,
+        once: bool,
+        window: f64,
+        limit: usize,
+    ) -> anyhow::Result<Self> {
+        if !once && !std::io::stdout().is_terminal() {
+            return Err(crate::error::UsageError::new(
+                "`top` needs a terminal for its live view; use `top --once --duration 10s` (optionally --format json) in scripts",
+            )
+            .into());
+        }
+        Ok(Self {
+            filter,
+            format,
+            once,
+            window,
+            limit,
+            info: None,
+            counters: Vec::new(),
+            tui: None,
+        })
+    }
+
+    fn now(&self) -> f64 {
+        self.info
+            .as_ref()
+            .map_or(0.0, |i| clock::monotonic_secs() - i.t0_mono)
+    }
+}
+
+impl Sink for TopSink {
+    fn start(&mut self, info: &SessionInfo) -> anyhow::Result<()> {
+        self.info = Some(info.clone());
+        if !self.once {
+            self.tui = Some(crate::tui::Tui::enter()?);
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, table: &ProcessTable, what: Happening<'_>) -> anyhow::Result<()> {
+        if let Happening::Round { snap, .. } = what {
+            self.counters = snap.counters.to_vec();
+            let now = self.now();
+            if let Some(tui) = &mut self.tui {
+                let rows = rows(table, &self.filter, now, self.window, 200);
+                tui.draw(&rows, table, &self.counters, now)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn wants_stop(&mut self) -> bool {
+        self.tui.as_mut().is_some_and(|t| t.quit_requested())
+    }
+
+    fn finish(&mut self, table: &ProcessTable, _reason: EndReason) -> anyhow::Result<()> {
+        if let Some(tui) = self.tui.take() {
+            tui.leave()?;
+            return Ok(());
+        }
+        let now = self.now();
+        let window = self.window.min(now.max(1.0));
+        let rows = rows(table, &self.filter, now, window, self.limit);
+        let mut stdout = std::io::stdout().lock();
+        match self.format {
+            OutputFormat::Table => stdout.write_all(render_table(&rows).as_bytes())?,
+            OutputFormat::Json => {
+                let info = self.info.as_ref();
+                let doc = OnceDocument {
+                    observed_secs: crate::trace::round_ms(now),
+                    window_secs: crate::trace::round_ms(window),
+                    interval_ms: info.map_or(0, |i| i.interval.as_millis() as u64),
+                    host: std::fs::read_to_string("/proc/sys/kernel/hostname")
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
+                    start: info.map_or_else(String::new, |i| clock::rfc3339(i.start_unix_ms)),
+                    processes: &rows,
+                    kernel_counters: crate::trace::counters_map(&self.counters),
+                };
+                serde_json::to_writer_pretty(&mut stdout, &doc)?;
+                stdout.write_all(b"\n")?;
+            }
+        }
+        stdout.flush()?;
+        Ok(())
+    }
+}
