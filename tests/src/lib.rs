@@ -1,1 +1,183 @@
+//! Harness for the end-to-end scenarios: find the real `leaktracer` binary, gate privileged
+//! tests, run workloads that are killed when the test ends, and read what leaktracer said.
+//!
+//! Privileged tests need root (CAP_BPF + CAP_PERFMON) and tracefs. Without them they FAIL
+//! with a message naming what is missing, unless `LEAKTRACER_SKIP_PRIVILEGED=1` is set,
+//! in which case they print that they were skipped.
+use std::{
+    io::{BufRead as _, BufReader},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
 
+pub use serde_json::Value;
+
+/// Privileged scenarios measure rates and CPU; running two at once on a 2-core machine
+/// would make them measure each other. Each test holds this for its whole run.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Take the serial lock and check privileges. `None` means "skipped on request".
+pub fn privileged() -> Option<MutexGuard<'static, ()>> {
+    if std::env::var("LEAKTRACER_SKIP_PRIVILEGED").is_ok_and(|v| v == "1") {
+        eprintln!("SKIPPED: LEAKTRACER_SKIP_PRIVILEGED=1 (this test needs root and eBPF)");
+        return None;
+    }
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "this test loads eBPF programs and needs root (CAP_BPF + CAP_PERFMON): run `sudo cargo xtask test`, \
+         or set LEAKTRACER_SKIP_PRIVILEGED=1 to skip privileged tests explicitly"
+    );
+    assert!(
+        std::path::Path::new("/sys/kernel/tracing/events").is_dir()
+            || std::path::Path::new("/sys/kernel/debug/tracing/events").is_dir(),
+        "tracefs is not mounted: `mount -t tracefs nodev /sys/kernel/tracing` (cargo xtask test does this)"
+    );
+    let _ = leaktracer();
+    Some(SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// The leaktracer binary under test: $LEAKTRACER_BIN, else the workspace's debug build.
+pub fn leaktracer() -> PathBuf {
+    let p = std::env::var_os("LEAKTRACER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/leaktracer")
+        });
+    assert!(
+        p.is_file(),
+        "leaktracer binary not found at {}: build it first (`cargo build -p tracer-user`; `cargo xtask test` does)",
+        p.display()
+    );
+    p
+}
+
+/// A child process killed (SIGKILL) and reaped when dropped.
+pub struct Proc(pub Child);
+
+impl Proc {
+    pub fn spawn(cmd: &mut Command) -> Self {
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+        Self(child)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Wait for a line on stdout equal to `marker` (the workload is ready).
+    pub fn wait_for_line(&mut self, marker: &str, timeout: Duration) {
+        let out = self
+            .0
+            .stdout
+            .take()
+            .expect("spawned with Stdio::piped() stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let wanted = marker.to_string();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if line.trim() == wanted {
+                    let _ = tx.send(());
+                    return;
+                }
+            }
+        });
+        rx.recv_timeout(timeout)
+            .unwrap_or_else(|_| panic!("workload did not print {marker:?} within {timeout:?}"));
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(self.0.id() as i32, sig) };
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A workload binary of this crate (built by cargo for the integration tests).
+pub fn workload(path: &str) -> Command {
+    let mut c = Command::new(path);
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    c
+}
+
+/// Run `leaktracer top --once --format json` for `secs` and return the document.
+pub fn top_once(secs: u64, extra: &[&str]) -> Value {
+    let out = Command::new(leaktracer())
+        .args([
+            "top",
+            "--once",
+            "--format",
+            "json",
+            "--duration",
+            &format!("{secs}s"),
+        ])
+        .args(extra)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("running leaktracer top --once");
+    assert!(
+        out.status.success(),
+        "leaktracer top --once failed with {}",
+        out.status
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "top --once output is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// The row of `pid` in a `top --once --format json` document.
+pub fn row_of(doc: &Value, pid: u32) -> Option<&Value> {
+    doc["processes"]
+        .as_array()?
+        .iter()
+        .find(|r| r["pid"].as_u64() == Some(u64::from(pid)))
+}
+
+/// Parse every line of a JSONL trace; panics naming the first bad line.
+pub fn read_trace(path: &std::path::Path) -> Vec<Value> {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("trace line {} does not parse ({e}): {l}", i + 1))
+        })
+        .collect()
+}
+
+/// Poll `f` until it returns Some or the timeout passes.
+pub fn wait_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+/// Resident set of a process in bytes (VmRSS), from /proc.
+pub fn status_field_kib(pid: u32, field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix(field).and_then(|r| r.strip_prefix(':')))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}

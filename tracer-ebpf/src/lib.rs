@@ -76,6 +76,9 @@ pub struct ProcStats {
 pub const PROC_FLAG_FORK_SEEN: u32 = 1;
 /// The process exec'ed while tracing.
 pub const PROC_FLAG_EXEC_SEEN: u32 = 2;
+/// The process has exited. The kernel keeps the entry (its final counters) until userspace
+/// has sampled it once and deletes it, so the last interval of a process is never lost.
+pub const PROC_FLAG_EXITED: u32 = 4;
 
 /// Indices of the per-CPU `COUNTERS` array: health of the kernel side, never silent.
 pub const CTR_PROCS_FULL: u32 = 0;

@@ -133,9 +133,11 @@ impl Sink for RecordSink {
                     .filter(|p| p.changed)
                     .map(|p| p.pid)
                     .collect();
+                // Exited processes are in the graveyard now, with their final counters.
+                pids.extend(&report.exited);
                 pids.sort_unstable();
                 for pid in pids {
-                    let p = &table.live[&pid];
+                    let Some(p) = table.find(pid) else { continue };
                     if !self.filter.matches(p.pid, &p.comm) {
                         continue;
                     }

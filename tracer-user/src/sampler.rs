@@ -73,6 +73,16 @@ impl Sampler {
         let _ = self.procs.insert(tgid, stats, 1 /* BPF_NOEXIST */);
     }
 
+    /// Delete the kernel entries of processes whose exit the kernel flagged, now that their
+    /// final counters have been read.
+    pub fn forget_exited(&mut self, snap: &Snapshot) {
+        for (pid, st) in &snap.procs {
+            if st.flags & tracer_ebpf::PROC_FLAG_EXITED != 0 {
+                let _ = self.procs.remove(pid);
+            }
+        }
+    }
+
     /// Drop the kernel entry of a process that is gone (its exit event was lost or it
     /// died before we attached).
     pub fn forget(&mut self, tgid: u32) {

@@ -203,6 +203,13 @@ impl Session {
     fn round(&mut self, sink: &mut dyn Sink, rounds: u64) -> anyhow::Result<()> {
         let snap = self.sampler.sample();
         let report = self.table.update(&snap, Some(&self.procfs));
+        self.sampler.forget_exited(&snap);
+        log::trace!(
+            "round {rounds}: {} in kernel map, new {:?}, exited {:?}",
+            snap.procs.len(),
+            report.new_pids,
+            report.exited
+        );
         // Every few rounds, retire processes whose exit we never saw (died before attach,
         // or an exit event lost): in the kernel map and in the table.
         if rounds % 5 == 4 {
@@ -229,9 +236,9 @@ impl Session {
     fn kernel_event(&mut self, sink: &mut dyn Sink, ev: KernelEvent) -> anyhow::Result<()> {
         match &ev {
             KernelEvent::Exec { tgid, comm, .. } => self.table.exec(*tgid, comm.clone()),
-            KernelEvent::Exit { tgid, t_mono, .. } => {
-                self.table.exit(*tgid, *t_mono);
-            }
+            // The table retires a process when its final counters are sampled (see
+            // PROC_FLAG_EXITED), not here: the event can overtake the last sample.
+            KernelEvent::Exit { .. } => {}
             KernelEvent::OomVictim(_) => {}
         }
         sink.handle(&self.table, Happening::Kernel(&ev))

@@ -4,7 +4,9 @@
 use std::collections::{HashMap, VecDeque};
 
 use hdrhistogram::Histogram;
-use tracer_ebpf::{CALL_KINDS, MMAP_HIST_BUCKETS, MMAP_HIST_MIN_SHIFT, ProcStats};
+use tracer_ebpf::{
+    CALL_KINDS, MMAP_HIST_BUCKETS, MMAP_HIST_MIN_SHIFT, PROC_FLAG_EXITED, ProcStats,
+};
 
 use crate::{
     procfs::{Procfs, comm_from_bytes},
@@ -131,7 +133,8 @@ impl Distributions {
 #[derive(Default, Debug)]
 pub struct RoundReport {
     pub new_pids: Vec<u32>,
-    pub gone_pids: Vec<u32>,
+    /// Processes whose final counters came in this round; now in the graveyard.
+    pub exited: Vec<u32>,
 }
 
 pub struct ProcessTable {
@@ -168,6 +171,12 @@ impl ProcessTable {
         let mut report = RoundReport::default();
         for (pid, st) in &snap.procs {
             let limits = self.limits;
+            let exited = st.flags & PROC_FLAG_EXITED != 0;
+            if exited && !self.live.contains_key(pid) {
+                // Born and dead between two samples: not worth a graveyard slot (churn
+                // would push out the histories that matter); its exit event is recorded.
+                continue;
+            }
             if !self.live.contains_key(pid) {
                 if self.live.len() >= limits.live {
                     self.dropped += 1;
@@ -197,6 +206,9 @@ impl ProcessTable {
             let prev = p.stats;
             p.changed = prev != *st || p.fine.is_empty();
             if !p.changed {
+                if exited {
+                    report.exited.push(*pid);
+                }
                 continue;
             }
             // mmap request sizes: the new counts in each log2 bucket since last round.
@@ -219,6 +231,12 @@ impl ProcessTable {
             p.comm = comm_from_bytes(&st.comm);
             p.stats = *st;
             p.push(s);
+            if exited {
+                report.exited.push(*pid);
+            }
+        }
+        for pid in &report.exited {
+            self.exit(*pid, snap.t_mono);
         }
         report
     }
@@ -344,5 +362,44 @@ mod tests {
         assert_eq!(t.graveyard.len(), 3);
         assert!(t.find(1).is_none(), "oldest dead evicted");
         assert!(t.find(4).is_some());
+    }
+}
+
+#[cfg(test)]
+mod exit_tests {
+    use super::*;
+
+    #[test]
+    fn exited_process_keeps_its_final_sample_in_the_graveyard() {
+        let mut t = ProcessTable::new(TableLimits::default(), 0.0);
+        let mut st = ProcStats::default();
+        st.rss[tracer_ebpf::RSS_ANON] = 100;
+        let snap = |t_mono: f64, st: ProcStats| Snapshot {
+            t_mono,
+            procs: vec![(9, st)],
+            counters: [0; tracer_ebpf::CTR_COUNT as usize],
+            procs_capacity: 10,
+        };
+        t.update(&snap(1.0, st), None);
+        st.rss[tracer_ebpf::RSS_ANON] = 200;
+        st.flags |= PROC_FLAG_EXITED;
+        let r = t.update(&snap(2.0, st), None);
+        assert_eq!(r.exited, vec![9]);
+        assert!(t.live.is_empty());
+        let dead = t.find(9).expect("in the graveyard");
+        assert_eq!(dead.last().unwrap().private(), 200, "final counters kept");
+        assert_eq!(dead.exited_at, Some(2.0));
+        // Born and dead between two samples: not tracked.
+        let r = t.update(
+            &snap(
+                3.0,
+                ProcStats {
+                    flags: PROC_FLAG_EXITED,
+                    ..ProcStats::default()
+                },
+            ),
+            None,
+        );
+        assert!(r.exited.is_empty() && r.new_pids.is_empty());
     }
 }

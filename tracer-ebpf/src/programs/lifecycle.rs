@@ -8,7 +8,7 @@ use aya_ebpf::{
 };
 use tracer_ebpf::{
     CTR_PROCS_FULL, CTR_RINGBUF_FULL, EVENT_EXEC, EVENT_EXIT, Event, PROC_FLAG_EXEC_SEEN,
-    PROC_FLAG_FORK_SEEN, ProcStats,
+    PROC_FLAG_EXITED, PROC_FLAG_FORK_SEEN, ProcStats,
 };
 
 use crate::{
@@ -110,13 +110,15 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
         comm: bpf_get_current_comm().unwrap_or_default(),
         ..Event::default()
     };
-    if let Some(s) = unsafe { PROCS.get(&tgid) } {
+    if let Some(p) = PROCS.get_ptr_mut(tgid) {
+        let s = unsafe { &mut *p };
         ev.aux = 1;
         ev.rss = s.rss;
         ev.peak_private = s.peak_private;
+        // Keep the entry: userspace reads the final counters, then deletes it.
+        s.flags |= PROC_FLAG_EXITED;
     }
     emit(&ev);
-    let _ = PROCS.remove(&tgid);
     0
 }
 

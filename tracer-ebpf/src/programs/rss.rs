@@ -125,6 +125,10 @@ fn update(mm_key: u64, is_current: bool, member: usize, bytes: u64) {
     };
     let Some(stats) = stats else { return };
     let s = unsafe { &mut *stats };
+    if s.flags & PROC_FLAG_EXITED != 0 {
+        // Address-space teardown after exit: keep the last live figures for the post-mortem.
+        return;
+    }
     if let Some(slot) = s.rss.get_mut(member) {
         // An absolute value: last writer wins, no atomics needed.
         *slot = bytes;
