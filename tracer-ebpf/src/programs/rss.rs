@@ -13,7 +13,8 @@ use aya_ebpf::{
     programs::{RawTracePointContext, TracePointContext},
 };
 use tracer_ebpf::{
-    CTR_READ_ERRORS, CTR_RSS_UNATTRIBUTED, RSS_ANON, RSS_MEMBERS, RSS_SHMEM, RSS_SWAP,
+    CTR_READ_ERRORS, CTR_RSS_UNATTRIBUTED, PROC_FLAG_EXITED, RSS_ANON, RSS_MEMBERS, RSS_SHMEM,
+    RSS_SWAP,
 };
 
 use crate::maps::{MM_OWNER, PROCS, bump, current_proc};
