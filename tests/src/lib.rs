@@ -181,3 +181,61 @@ pub fn status_field_kib(pid: u32, field: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix(field).and_then(|r| r.strip_prefix(':')))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
+
+/// A `leaktracer record` running in the background, stopped with SIGINT.
+pub struct Recording {
+    pub proc: Proc,
+    pub path: PathBuf,
+}
+
+impl Recording {
+    /// Start recording to a fresh file and wait until the programs are attached (the
+    /// header line is written after attach).
+    pub fn start(name: &str, extra: &[&str]) -> Self {
+        let dir = std::env::temp_dir().join(format!("leaktracer-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join(format!("{name}.jsonl"));
+        let _ = std::fs::remove_file(&path);
+        let proc = Proc::spawn(
+            Command::new(leaktracer())
+                .args(["record", "--output"])
+                .arg(&path)
+                .args(extra)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit()),
+        );
+        let started = wait_until(Duration::from_secs(30), || {
+            std::fs::read_to_string(&path)
+                .ok()
+                .filter(|t| t.contains("\"type\":\"header\""))
+                .map(|_| ())
+        });
+        assert!(
+            started.is_some(),
+            "leaktracer record did not write its header within 30 s"
+        );
+        Self { proc, path }
+    }
+
+    /// SIGINT, wait for a clean exit, and return every record.
+    pub fn stop(mut self) -> Vec<Value> {
+        self.proc.signal(libc::SIGINT);
+        let status = self.proc.0.wait().expect("waiting for leaktracer");
+        assert!(
+            status.success(),
+            "leaktracer record exited with {status} after SIGINT"
+        );
+        read_trace(&self.path)
+    }
+}
+
+/// The last `sample` record of `pid` in a trace.
+pub fn last_sample(trace: &[Value], pid: u32) -> Option<&Value> {
+    trace
+        .iter()
+        .rev()
+        .find(|r| r["type"] == "sample" && r["pid"].as_u64() == Some(u64::from(pid)))
+}
+
+pub const MIB: u64 = 1 << 20;

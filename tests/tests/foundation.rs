@@ -1,0 +1,322 @@
+//! Foundation scenarios: the real leaktracer, real eBPF programs, real processes.
+use std::{process::Command, time::Duration};
+
+use leaktracer_tests::*;
+
+const LEAKER: &str = env!("CARGO_BIN_EXE_leaker");
+const STEADY: &str = env!("CARGO_BIN_EXE_steady");
+const MAPPER: &str = env!("CARGO_BIN_EXE_mapper");
+const SPAWNER: &str = env!("CARGO_BIN_EXE_spawner");
+
+fn stress_ng(args: &[&str]) -> Proc {
+    let mut c = Command::new("stress-ng");
+    c.args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    Proc::spawn(&mut c)
+}
+
+/// A process leaking 8 MiB/s is ranked first among busy non-leakers, at its true rate.
+#[test]
+fn leaker_is_ranked_first_at_its_true_rate() {
+    let Some(_serial) = privileged() else { return };
+    let _busy = [
+        Proc::spawn(&mut workload(STEADY).arg("16")),
+        Proc::spawn(&mut workload(STEADY).arg("48")),
+        stress_ng(&["--vm", "1", "--vm-bytes", "32M", "--vm-keep"]),
+        stress_ng(&["--mmap", "1", "--mmap-bytes", "16M"]),
+        stress_ng(&["--cpu", "1"]),
+    ];
+    let rate = 8 * MIB;
+    let leaker = Proc::spawn(&mut workload(LEAKER).arg((rate / 1024).to_string()));
+    let doc = top_once(10, &[]);
+    let top = &doc["processes"][0];
+    assert_eq!(
+        top["pid"].as_u64(),
+        Some(u64::from(leaker.pid())),
+        "leaker not ranked first: {doc:#}"
+    );
+    let measured = top["growth_bytes_per_sec"].as_f64().unwrap();
+    let err = (measured - rate as f64).abs() / rate as f64;
+    eprintln!(
+        "leaker growth measured {measured:.0} B/s vs true {rate} B/s ({:.1}% off)",
+        err * 100.0
+    );
+    assert!(
+        err < 0.25,
+        "growth {measured} B/s not within 25% of {rate} B/s"
+    );
+    assert!(
+        top["growing_for_secs"].as_f64().unwrap() > 5.0,
+        "growing_for should cover the run: {top}"
+    );
+    assert!(
+        top["alloc_bytes_per_sec"].as_f64().unwrap() > 0.5 * rate as f64,
+        "alloc rate: {top}"
+    );
+}
+
+/// `stress-ng --brk 1` brk calls counted by leaktracer match stress-ng's own count (1%).
+#[test]
+fn brk_calls_match_stress_ng() {
+    let Some(_serial) = privileged() else { return };
+    let rec = Recording::start("brk", &["--interval", "500ms", "--comm", "stress-ng-brk"]);
+    let out = Command::new("stress-ng")
+        .args(["--brk", "1", "--brk-ops", "200000", "--metrics-brief"])
+        .output()
+        .expect("running stress-ng (apt-get install stress-ng; cargo xtask test installs it)");
+    assert!(
+        out.status.success(),
+        "stress-ng failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let trace = rec.stop();
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    // "stress-ng: metrc: [PID] brk   200000   1.23 ..." — the bogo-ops column.
+    let ops: u64 = text
+        .lines()
+        .filter(|l| l.contains("metrc") || l.contains("info"))
+        .find_map(|l| {
+            let mut it = l.split_whitespace().skip_while(|w| *w != "brk");
+            it.next()?;
+            it.next()?.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no bogo-ops count in stress-ng's output:\n{text}"));
+    let counted = trace
+        .iter()
+        .filter(|r| r["type"] == "sample" && r["comm"] == "stress-ng-brk")
+        .filter_map(|r| r["calls"]["brk"].as_u64())
+        .max()
+        .expect("no sample of stress-ng-brk in the trace");
+    let err = (counted as f64 - ops as f64).abs() / ops as f64;
+    eprintln!(
+        "brk calls: leaktracer {counted}, stress-ng {ops} ({:.3}% off)",
+        err * 100.0
+    );
+    assert!(
+        err <= 0.01,
+        "leaktracer counted {counted} brk calls, stress-ng {ops}"
+    );
+}
+
+/// Runs `mapper ARGS` while recording and returns (its pid, its last sample, status RSS).
+fn map_and_sample(name: &str, args: &[&str], rss_source: &str) -> (u32, Value, (u64, u64)) {
+    let rec = Recording::start(
+        name,
+        &[
+            "--interval",
+            "250ms",
+            "--comm",
+            "mapper",
+            "--rss-source",
+            rss_source,
+        ],
+    );
+    let mut m = Proc::spawn(workload(MAPPER).args(args));
+    m.wait_for_line("ready", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(1200));
+    let anon = status_field_kib(m.pid(), "RssAnon").expect("RssAnon") * 1024;
+    let file = status_field_kib(m.pid(), "RssFile").expect("RssFile") * 1024;
+    std::thread::sleep(Duration::from_millis(600));
+    let trace = rec.stop();
+    let s = last_sample(&trace, m.pid())
+        .unwrap_or_else(|| panic!("no sample of mapper {} in {}", m.pid(), rec_path(name)))
+        .clone();
+    (m.pid(), s, (anon, file))
+}
+
+fn rec_path(name: &str) -> String {
+    format!(
+        "{}/leaktracer-test-{}/{name}.jsonl",
+        std::env::temp_dir().display(),
+        std::process::id()
+    )
+}
+
+fn field(s: &Value, k: &str) -> u64 {
+    s[k].as_u64()
+        .unwrap_or_else(|| panic!("sample lacks {k}: {s}"))
+}
+
+/// mmap then munmap of the same 64 MiB nets to zero.
+#[test]
+fn mmap_then_munmap_nets_to_zero() {
+    let Some(_serial) = privileged() else { return };
+    let (_, s, _) = map_and_sample("roundtrip", &["roundtrip", "64"], "auto");
+    let (mapped, unmapped) = (field(&s, "mapped_anon"), field(&s, "unmapped"));
+    eprintln!("roundtrip: mapped_anon {mapped} unmapped {unmapped}");
+    assert!(
+        mapped >= 64 * MIB && unmapped >= 64 * MIB,
+        "the 64 MiB map/unmap is counted: {s}"
+    );
+    // Start-up (loader, stack, TLS) maps a little more than it unmaps; the 64 MiB cancel out.
+    assert!(
+        mapped.abs_diff(unmapped) < 4 * MIB,
+        "net {} bytes: {s}",
+        mapped as i64 - unmapped as i64
+    );
+}
+
+/// A Go-style PROT_NONE reservation then MAP_FIXED commit: reserved once, committed once.
+#[test]
+fn go_style_reservation_is_committed_once() {
+    let Some(_serial) = privileged() else { return };
+    let (_, s, _) = map_and_sample("gostyle", &["go-style", "256", "32"], "auto");
+    let (reserved, mapped) = (field(&s, "reserved"), field(&s, "mapped_anon"));
+    eprintln!("go-style: reserved {reserved} mapped_anon {mapped}");
+    assert!(
+        (256 * MIB..260 * MIB).contains(&reserved),
+        "reservation counted once as reserved: {s}"
+    );
+    assert!(
+        (32 * MIB..36 * MIB).contains(&mapped),
+        "commit counted once as mapped, not the reservation too: {s}"
+    );
+    assert!(
+        field(&s, "rss_anon") >= 32 * MIB,
+        "committed pages are resident: {s}"
+    );
+}
+
+/// madvise(MADV_DONTNEED) is counted as released memory.
+#[test]
+fn madvise_dontneed_is_a_release() {
+    let Some(_serial) = privileged() else { return };
+    let (_, s, _) = map_and_sample("madvise", &["madvise", "32"], "auto");
+    assert!(field(&s, "released") >= 32 * MIB, "32 MiB released: {s}");
+    assert!(
+        field(&s, "rss_anon") < 16 * MIB,
+        "released pages left RSS: {s}"
+    );
+}
+
+fn rss_matches(rss_source: &str) {
+    let (pid, s, (anon, file)) = map_and_sample(
+        &format!("rss-{rss_source}"),
+        &["go-style", "128", "48"],
+        rss_source,
+    );
+    let (t_anon, t_file) = (field(&s, "rss_anon"), field(&s, "rss_file"));
+    eprintln!(
+        "rss ({rss_source}) of {pid}: leaktracer anon {t_anon} file {t_file}; /proc anon {anon} file {file}"
+    );
+    let close = |a: u64, b: u64| (a as f64 - b as f64).abs() <= 0.02 * b as f64;
+    assert!(
+        close(t_anon, anon),
+        "RssAnon: leaktracer {t_anon}, /proc {anon}"
+    );
+    assert!(
+        close(t_file, file),
+        "RssFile: leaktracer {t_file}, /proc {file}"
+    );
+}
+
+/// RSS from the default (raw tracepoint when BTF is available) source matches /proc (2%).
+#[test]
+fn rss_matches_proc_status() {
+    let Some(_serial) = privileged() else { return };
+    rss_matches("auto");
+}
+
+/// The classic kmem:rss_stat fallback agrees with /proc too.
+#[test]
+fn rss_matches_proc_status_with_classic_tracepoint() {
+    let Some(_serial) = privileged() else { return };
+    rss_matches("tracepoint");
+}
+
+/// 10,000 short-lived processes: leaktracer's RSS stays bounded and no map fills silently.
+#[test]
+fn churn_of_10k_processes_is_bounded_and_lossless() {
+    let Some(_serial) = privileged() else { return };
+    let rec = Recording::start("churn", &["--interval", "500ms"]);
+    let out = Command::new(SPAWNER)
+        .args(["10000", "8"])
+        .output()
+        .expect("spawner");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "10000",
+        "all 10,000 processes ran"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let trace = rec.stop();
+    let health: Vec<&Value> = trace.iter().filter(|r| r["type"] == "health").collect();
+    assert!(!health.is_empty(), "health lines are written");
+    let rss: Vec<u64> = health
+        .iter()
+        .filter_map(|h| h["own_rss_bytes"].as_u64())
+        .collect();
+    let (first, max) = (rss[0], *rss.iter().max().unwrap());
+    eprintln!(
+        "leaktracer own RSS: {first} at start, {max} at most over {} health lines",
+        rss.len()
+    );
+    // Stated bound (README): under 64 MiB, and at most 16 MiB above the start.
+    assert!(max < 64 * MIB, "own RSS {max} over 64 MiB");
+    assert!(
+        max - first < 16 * MIB,
+        "own RSS grew by {} during churn",
+        max - first
+    );
+    let summary = trace.last().unwrap();
+    assert_eq!(summary["type"], "summary");
+    for c in ["procs_map_full", "pending_map_full", "ringbuf_full"] {
+        assert_eq!(
+            summary["counters"][c].as_u64(),
+            Some(0),
+            "{c} must be zero with default sizes: {summary}"
+        );
+    }
+    let exits = trace.iter().filter(|r| r["type"] == "exit").count();
+    assert!(exits >= 10_000, "every exit reached userspace: {exits}");
+}
+
+/// With a deliberately tiny process map, overflow is counted, not silent.
+#[test]
+fn undersized_process_map_reports_overflow() {
+    let Some(_serial) = privileged() else { return };
+    let rec = Recording::start(
+        "tiny-map",
+        &["--interval", "500ms", "--procs-map-size", "16"],
+    );
+    let out = Command::new(SPAWNER)
+        .args(["300", "8"])
+        .output()
+        .expect("spawner");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "300");
+    std::thread::sleep(Duration::from_secs(1));
+    let trace = rec.stop();
+    let summary = trace.last().unwrap();
+    let full = summary["counters"]["procs_map_full"].as_u64().unwrap_or(0);
+    eprintln!("procs_map_full = {full}");
+    assert!(
+        full > 0,
+        "a 16-entry map under 300 processes must report procs_map_full: {summary}"
+    );
+    assert!(
+        trace
+            .iter()
+            .any(|r| r["type"] == "health" && r["counters"]["procs_map_full"].as_u64() > Some(0)),
+        "health lines show it"
+    );
+}
+
+/// SIGINT during `record`: every line parses and the summary is there.
+#[test]
+fn sigint_leaves_a_complete_trace() {
+    let Some(_serial) = privileged() else { return };
+    let rec = Recording::start("sigint", &["--interval", "200ms"]);
+    let _leaker = Proc::spawn(&mut workload(LEAKER).arg("2048"));
+    std::thread::sleep(Duration::from_secs(2));
+    let trace = rec.stop(); // parses every line
+    assert_eq!(trace[0]["type"], "header");
+    assert_eq!(trace[0]["schema"], 1);
+    let last = trace.last().unwrap();
+    assert_eq!(last["type"], "summary", "last line is the summary");
+    assert_eq!(last["ended_by"], "signal");
+    assert!(trace.iter().filter(|r| r["type"] == "sample").count() > 5);
+}
