@@ -124,6 +124,7 @@ pub struct TopSink {
     info: Option<SessionInfo>,
     counters: Vec<u64>,
     tui: Option<crate::tui::Tui>,
+    batch: bool,
 }
 
 impl TopSink {
@@ -134,12 +135,9 @@ impl TopSink {
         window: f64,
         limit: usize,
     ) -> anyhow::Result<Self> {
-        if !once && !std::io::stdout().is_terminal() {
-            return Err(crate::error::UsageError::new(
-                "`top` needs a terminal for its live view; use `top --once --duration 10s` (optionally --format json) in scripts",
-            )
-            .into());
-        }
+        // Without a terminal the live view becomes batch mode (like `top -b`): one table
+        // every interval on stdout, so `leaktracer top | tee` and CI logs work.
+        let batch = !once && !std::io::stdout().is_terminal();
         Ok(Self {
             filter,
             format,
@@ -149,6 +147,7 @@ impl TopSink {
             info: None,
             counters: Vec::new(),
             tui: None,
+            batch,
         })
     }
 
@@ -162,7 +161,7 @@ impl TopSink {
 impl Sink for TopSink {
     fn start(&mut self, info: &SessionInfo) -> anyhow::Result<()> {
         self.info = Some(info.clone());
-        if !self.once {
+        if !self.once && !self.batch {
             self.tui = Some(crate::tui::Tui::enter()?);
         }
         Ok(())
@@ -175,6 +174,12 @@ impl Sink for TopSink {
             if let Some(tui) = &mut self.tui {
                 let rows = rows(table, &self.filter, now, self.window, 200);
                 tui.draw(&rows, table, &self.counters, now)?;
+            } else if self.batch {
+                let rows = rows(table, &self.filter, now, self.window, self.limit);
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "--- {} — {} processes tracked", clock::rfc3339(clock::unix_millis()), table.live.len())?;
+                out.write_all(render_table(&rows).as_bytes())?;
+                out.flush()?;
             }
         }
         Ok(())
@@ -187,6 +192,9 @@ impl Sink for TopSink {
     fn finish(&mut self, table: &ProcessTable, _reason: EndReason) -> anyhow::Result<()> {
         if let Some(tui) = self.tui.take() {
             tui.leave()?;
+            return Ok(());
+        }
+        if self.batch {
             return Ok(());
         }
         let now = self.now();
