@@ -177,7 +177,12 @@ impl Sink for TopSink {
             } else if self.batch {
                 let rows = rows(table, &self.filter, now, self.window, self.limit);
                 let mut out = std::io::stdout().lock();
-                writeln!(out, "--- {} — {} processes tracked", clock::rfc3339(clock::unix_millis()), table.live.len())?;
+                writeln!(
+                    out,
+                    "--- {} — {} processes tracked",
+                    clock::rfc3339(clock::unix_millis()),
+                    table.live.len()
+                )?;
                 out.write_all(render_table(&rows).as_bytes())?;
                 out.flush()?;
             }

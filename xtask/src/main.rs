@@ -14,7 +14,10 @@ use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "xtask", about = "leaktracer's build, run, test and bench orchestration")]
+#[command(
+    name = "xtask",
+    about = "leaktracer's build, run, test and bench orchestration"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -72,8 +75,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             prereqs::ensure(&root)?;
             build(&root, release)?;
             let bin = binary(&root, release);
-            let args = if args.is_empty() { vec!["top".to_string()] } else { args };
-            let status = Command::new(&bin).args(&args).status().with_context(|| format!("running {}", bin.display()))?;
+            let args = if args.is_empty() {
+                vec!["top".to_string()]
+            } else {
+                args
+            };
+            let status = Command::new(&bin)
+                .args(&args)
+                .status()
+                .with_context(|| format!("running {}", bin.display()))?;
             std::process::exit(status.code().unwrap_or(1));
         }
         Cmd::Test { unit_only, filter } => {
@@ -89,11 +99,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 pub fn binary(root: &Path, release: bool) -> PathBuf {
-    root.join("target").join(if release { "release" } else { "debug" }).join("leaktracer")
+    root.join("target")
+        .join(if release { "release" } else { "debug" })
+        .join("leaktracer")
 }
 
 pub fn cargo(root: &Path) -> Command {
@@ -121,7 +136,17 @@ fn build(root: &Path, release: bool) -> anyhow::Result<()> {
 
 fn test(root: &Path, unit_only: bool, filter: Option<&str>) -> anyhow::Result<()> {
     // Unit tests of every host crate (tracer-ebpf's lib included: its ABI size checks).
-    check(cargo(root).args(["test", "-p", "tracer-user", "-p", "tracer-ebpf", "-p", "xtask", "--lib", "--bins"]))?;
+    check(cargo(root).args([
+        "test",
+        "-p",
+        "tracer-user",
+        "-p",
+        "tracer-ebpf",
+        "-p",
+        "xtask",
+        "--lib",
+        "--bins",
+    ]))?;
     if unit_only {
         return Ok(());
     }

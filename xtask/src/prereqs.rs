@@ -22,7 +22,10 @@ const APT_PACKAGES: &[&str] = &[
 ];
 
 fn have(cmd: &str, arg: &str) -> bool {
-    Command::new(cmd).arg(arg).output().is_ok_and(|o| o.status.success())
+    Command::new(cmd)
+        .arg(arg)
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 fn is_root() -> bool {
@@ -50,53 +53,106 @@ fn missing_apt_packages() -> Vec<&'static str> {
 
 pub fn ensure(_root: &Path) -> anyhow::Result<()> {
     let debian = Path::new("/etc/debian_version").exists();
-    let missing = if debian { missing_apt_packages() } else { Vec::new() };
+    let missing = if debian {
+        missing_apt_packages()
+    } else {
+        Vec::new()
+    };
     if !missing.is_empty() {
         if is_root() {
             eprintln!("xtask: installing {}", missing.join(" "));
             check(Command::new("apt-get").args(["update", "-q"]))?;
-            check(Command::new("apt-get").args(["install", "-y", "-q"]).args(&missing).env("DEBIAN_FRONTEND", "noninteractive"))?;
+            check(
+                Command::new("apt-get")
+                    .args(["install", "-y", "-q"])
+                    .args(&missing)
+                    .env("DEBIAN_FRONTEND", "noninteractive"),
+            )?;
         } else {
-            bail!("missing Debian packages: run `sudo apt-get install -y {}`", missing.join(" "));
+            bail!(
+                "missing Debian packages: run `sudo apt-get install -y {}`",
+                missing.join(" ")
+            );
         }
     }
 
     // The eBPF build uses the toolchain named `nightly` with its rust-src (build-std=core).
     if !have("rustup", "--version") {
-        bail!("rustup not found: the eBPF build needs `rustup toolchain install nightly --component rust-src`");
+        bail!(
+            "rustup not found: the eBPF build needs `rustup toolchain install nightly --component rust-src`"
+        );
     }
-    let toolchains = Command::new("rustup").args(["toolchain", "list"]).output().context("rustup toolchain list")?;
-    if !String::from_utf8_lossy(&toolchains.stdout).lines().any(|l| l.starts_with("nightly")) {
+    let toolchains = Command::new("rustup")
+        .args(["toolchain", "list"])
+        .output()
+        .context("rustup toolchain list")?;
+    if !String::from_utf8_lossy(&toolchains.stdout)
+        .lines()
+        .any(|l| l.starts_with("nightly"))
+    {
         eprintln!("xtask: installing the nightly toolchain");
-        check(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
+        check(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))?;
     }
     let comps = Command::new("rustup")
         .args(["component", "list", "--toolchain", "nightly", "--installed"])
         .output()
         .context("rustup component list")?;
-    if !String::from_utf8_lossy(&comps.stdout).lines().any(|l| l.starts_with("rust-src")) {
+    if !String::from_utf8_lossy(&comps.stdout)
+        .lines()
+        .any(|l| l.starts_with("rust-src"))
+    {
         eprintln!("xtask: adding rust-src to nightly");
-        check(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+        check(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
     }
 
     // bpf-linker, built against LLVM 22 (nightly rustc's LLVM).
     if !have("bpf-linker", "--version") {
         let llvm = Path::new("/usr/lib/llvm-22");
         if !llvm.join("lib").is_dir() {
-            bail!("bpf-linker needs LLVM 22: `apt-get install -y llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev`");
+            bail!(
+                "bpf-linker needs LLVM 22: `apt-get install -y llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev`"
+            );
         }
         eprintln!("xtask: building bpf-linker against LLVM 22 (about 4 minutes on 2 cores)");
-        let path = format!("{}/bin:{}", llvm.display(), std::env::var("PATH").unwrap_or_default());
+        let path = format!(
+            "{}/bin:{}",
+            llvm.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
         check(
             Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-                .args(["install", "bpf-linker", "--no-default-features", "--features", "llvm-22"])
+                .args([
+                    "install",
+                    "bpf-linker",
+                    "--no-default-features",
+                    "--features",
+                    "llvm-22",
+                ])
                 .env("PATH", path)
-                .env("RUSTFLAGS", "-L /usr/lib/llvm-22/lib -C link-args=-Wl,-rpath,/usr/lib/llvm-22/lib"),
+                .env(
+                    "RUSTFLAGS",
+                    "-L /usr/lib/llvm-22/lib -C link-args=-Wl,-rpath,/usr/lib/llvm-22/lib",
+                ),
         )?;
     }
 
     // tracefs for the tracer itself (the tests assume it).
-    if is_root() && !Path::new("/sys/kernel/tracing/events").is_dir() && !Path::new("/sys/kernel/debug/tracing/events").is_dir() {
+    if is_root()
+        && !Path::new("/sys/kernel/tracing/events").is_dir()
+        && !Path::new("/sys/kernel/debug/tracing/events").is_dir()
+    {
         eprintln!("xtask: mounting tracefs at /sys/kernel/tracing");
         check(Command::new("mount").args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"]))?;
     }
