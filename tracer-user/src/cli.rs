@@ -125,6 +125,33 @@ pub enum Command {
         #[arg(short, long, value_parser = parse_duration)]
         duration: Option<Duration>,
     },
+    /// Analyse a recorded trace offline: ranked suspects with verdicts, OOM kills, health.
+    ///
+    /// Replays the trace through the same process table and leak detector as a live
+    /// session, so the verdicts are the ones `top` and `record` would have given. Reads
+    /// streaming (any size, bounded memory). A corrupt or truncated line is an error naming
+    /// the line, unless --lenient. Needs no privileges.
+    #[command(after_help = "Example: leaktracer report node.jsonl --plot node.svg\n         leaktracer report node.jsonl --format json | jq '.suspects[0]'")]
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ReportArgs {
+    /// The trace to analyse (written by `leaktracer record`, on this node or another).
+    #[arg(value_name = "TRACE.jsonl")]
+    pub trace: PathBuf,
+    /// Output: a readable report, or one JSON document (`suspects`, `oom_kills`, ...).
+    #[arg(short, long, value_enum, default_value = "text")]
+    pub format: crate::report::ReportFormat,
+    /// Also write an SVG chart of private memory over time for the top suspects.
+    #[arg(long, value_name = "OUT.svg")]
+    pub plot: Option<PathBuf>,
+    /// Skip corrupt or truncated lines with a warning instead of failing.
+    #[arg(long)]
+    pub lenient: bool,
+    /// Suspects to list at most.
+    #[arg(short = 'n', long, default_value_t = 20)]
+    pub limit: usize,
 }
 
 /// "30s", "5m", "1h30m", "500ms"; must be positive.

@@ -1,24 +1,30 @@
 //! leaktracer: which process is leaking memory, how fast, since when — traced with eBPF.
 mod cli;
 mod clock;
+mod detector;
 mod error;
 mod events;
 mod format;
+mod identity;
 mod kernel_btf;
 mod loader;
 mod logging;
 mod preflight;
+mod plot;
 mod procfs;
 mod rates;
 mod record;
+mod report;
 mod sampler;
 mod series;
 mod session;
 mod table;
 mod top;
 mod trace;
+mod trace_reader;
 mod tracefs;
 mod tui;
+mod verdicts;
 
 use std::time::Duration;
 
@@ -52,6 +58,11 @@ fn main() {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Report(args) = &cli.command {
+        // Offline: no privileges, no kernel, no runtime needed.
+        let opts = report::ReportOptions { format: args.format, lenient: args.lenient, limit: args.limit, plot: args.plot.clone() };
+        return report::run(&args.trace, &opts);
+    }
     loader::check_host_root(&cli.global.host_root)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -91,6 +102,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let reason = session.run(&mut sink).await?;
                 log::info!("recording ended ({})", reason.as_str());
             }
+            // Handled above, before the runtime starts.
+            Command::Report(_) => {}
         }
         Ok(())
     })

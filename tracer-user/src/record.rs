@@ -16,9 +16,10 @@ use crate::{
     table::ProcessTable,
     trace::{
         self, ExitRecord, Grower, Header, Health, OomRecord, ProcessInfo, Record, RssBytes,
-        SampleRecord, Summary,
+        SampleRecord, Summary, SuspectBrief, VerdictRecord,
     },
 };
+use crate::detector::Verdict;
 
 pub struct RecordSink {
     out: BufWriter<Box<dyn std::io::Write + Send>>,
@@ -107,7 +108,7 @@ impl Sink for RecordSink {
 
     fn handle(&mut self, table: &ProcessTable, what: Happening<'_>) -> anyhow::Result<()> {
         match what {
-            Happening::Round { snap, report } => {
+            Happening::Round { snap, report, verdicts } => {
                 self.summary.rounds += 1;
                 let t = self.t(snap.t_mono);
                 for pid in &report.new_pids {
@@ -143,6 +144,23 @@ impl Sink for RecordSink {
                     }
                     self.summary.samples += 1;
                     self.write(&Record::Sample(SampleRecord::from_stats(t, pid, &p.stats)))?;
+                }
+                for v in verdicts.iter() {
+                    let Some(p) = table.find(v.pid) else { continue };
+                    if !self.filter.matches(p.pid, &p.comm) {
+                        continue;
+                    }
+                    self.write(&Record::Verdict(VerdictRecord {
+                        t,
+                        pid: v.pid,
+                        comm: p.comm.clone(),
+                        verdict: v.now.verdict,
+                        previous: v.previous,
+                        confidence: (v.now.confidence * 100.0).round() / 100.0,
+                        growth_bytes_per_sec: v.now.growth_bytes_per_sec.round(),
+                        since: v.now.since.map(trace::round_ms),
+                        reason: v.now.reason.clone(),
+                    }))?;
                 }
                 // Health: whenever a kernel counter other than the event tallies moved, and
                 // at least every 10 s.
@@ -228,6 +246,30 @@ impl Sink for RecordSink {
                 private_bytes: p.last().map_or(0, |s| s.private()),
             })
             .collect();
+        let mut suspects: Vec<SuspectBrief> = table
+            .live
+            .values()
+            .chain(table.graveyard.iter())
+            .filter(|p| self.filter.matches(p.pid, &p.comm))
+            .filter_map(|p| {
+                let a = p.assessment.as_ref()?;
+                matches!(a.verdict, Verdict::Leaking | Verdict::Growing).then(|| SuspectBrief {
+                    pid: p.pid,
+                    comm: p.comm.clone(),
+                    verdict: a.verdict,
+                    confidence: (a.confidence * 100.0).round() / 100.0,
+                    growth_bytes_per_sec: a.growth_bytes_per_sec.round(),
+                    since: a.since.map(trace::round_ms),
+                })
+            })
+            .collect();
+        suspects.sort_by(|a, b| {
+            (a.verdict != Verdict::Leaking)
+                .cmp(&(b.verdict != Verdict::Leaking))
+                .then(b.growth_bytes_per_sec.total_cmp(&a.growth_bytes_per_sec))
+        });
+        suspects.truncate(20);
+        self.summary.suspects = suspects;
         let summary = Record::Summary(self.summary.clone());
         self.write(&summary)?;
         self.flush()

@@ -103,6 +103,7 @@ pub struct Session {
     procfs: Procfs,
     pub info: SessionInfo,
     opts: SessionOptions,
+    detector: crate::detector::DetectorConfig,
 }
 
 impl Session {
@@ -147,6 +148,7 @@ impl Session {
             procfs,
             info,
             opts,
+            detector: crate::detector::DetectorConfig::default(),
         })
     }
 
@@ -224,13 +226,9 @@ impl Session {
                 self.table.exit(pid, snap.t_mono);
             }
         }
-        sink.handle(
-            &self.table,
-            Happening::Round {
-                snap: &snap,
-                report: &report,
-            },
-        )
+        let now = self.table.session_time(snap.t_mono);
+        let verdicts = crate::verdicts::refresh(&mut self.table, now, &self.detector);
+        sink.handle(&self.table, Happening::Round { snap: &snap, report: &report, verdicts: &verdicts })
     }
 
     fn kernel_event(&mut self, sink: &mut dyn Sink, ev: KernelEvent) -> anyhow::Result<()> {

@@ -58,6 +58,9 @@ pub struct Process {
     /// Whether `stats` changed in the latest sampling round.
     pub changed: bool,
     pub exited_at: Option<f64>,
+    /// Latest leak verdict (see verdicts.rs) and when it was computed.
+    pub assessment: Option<crate::detector::Assessment>,
+    pub assessed_at: f64,
 }
 
 impl Process {
@@ -196,6 +199,8 @@ impl ProcessTable {
                         stats: ProcStats::default(),
                         changed: true,
                         exited_at: None,
+                        assessment: None,
+                        assessed_at: f64::NEG_INFINITY,
                     },
                 );
                 report.new_pids.push(*pid);

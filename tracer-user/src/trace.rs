@@ -18,6 +18,7 @@ pub enum Record {
     Exec { t: f64, pid: u32, comm: String },
     Exit(ExitRecord),
     OomKill(OomRecord),
+    Verdict(VerdictRecord),
     Health(Health),
     Summary(Summary),
 }
@@ -80,6 +81,9 @@ pub struct SampleRecord {
     /// trailing zeros omitted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mmap_size_log2: Vec<u32>,
+    /// The process's final counters (it exited); present only when true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exited: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +127,7 @@ impl SampleRecord {
             },
             failed_calls: st.failed_calls,
             mmap_size_log2: hist,
+            exited: st.flags & tracer_ebpf::PROC_FLAG_EXITED != 0,
         }
     }
 
@@ -154,6 +159,9 @@ impl SampleRecord {
         st.failed_calls = self.failed_calls;
         for (slot, v) in st.mmap_size_hist.iter_mut().zip(&self.mmap_size_log2) {
             *slot = *v;
+        }
+        if self.exited {
+            st.flags |= tracer_ebpf::PROC_FLAG_EXITED;
         }
         st
     }
@@ -197,6 +205,22 @@ pub struct OomRecord {
     pub victim: OomVictim,
 }
 
+/// A process's leak verdict changed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VerdictRecord {
+    pub t: f64,
+    pub pid: u32,
+    pub comm: String,
+    pub verdict: crate::detector::Verdict,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<crate::detector::Verdict>,
+    pub confidence: f64,
+    pub growth_bytes_per_sec: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<f64>,
+    pub reason: String,
+}
+
 /// Kernel-side health: never silent about losses.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Health {
@@ -231,6 +255,20 @@ pub struct Summary {
     pub ended_by: String,
     /// The fastest-growing processes at the end, fastest first.
     pub top_growers: Vec<Grower>,
+    /// Processes judged `leaking` or `growing` at the end, leaking first.
+    #[serde(default)]
+    pub suspects: Vec<SuspectBrief>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SuspectBrief {
+    pub pid: u32,
+    pub comm: String,
+    pub verdict: crate::detector::Verdict,
+    pub confidence: f64,
+    pub growth_bytes_per_sec: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<f64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -1,0 +1,349 @@
+//! `leaktracer report TRACE`: replays a recorded trace through the same process table and
+//! detector as a live session, then prints the ranked suspects, the OOM kills and the
+//! kernel-side health. Streaming: memory is bounded by the table's limits, not the file.
+use std::{
+    collections::HashMap,
+    fs::File,
+    io::{BufReader, IsTerminal as _, Write as _},
+    path::Path,
+};
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use crate::{
+    clock,
+    detector::{DetectorConfig, Verdict},
+    error::UsageError,
+    format,
+    sampler::Snapshot,
+    table::{Process, ProcessTable, TableLimits},
+    trace::{Header, OomRecord, ProcessInfo, Record, Summary},
+    trace_reader::TraceReader,
+    verdicts,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
+}
+
+/// A ranked suspect, also the JSON shape of `report --format json`.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Suspect {
+    pub pid: u32,
+    pub comm: String,
+    pub verdict: Verdict,
+    pub confidence: f64,
+    pub growth_bytes_per_sec: f64,
+    /// Trace time (s) and wall-clock time at which the growth began.
+    pub since_secs: Option<f64>,
+    pub since: Option<String>,
+    pub private_bytes: u64,
+    pub peak_private_bytes: u64,
+    pub reason: String,
+    pub exited: bool,
+    /// Percentiles of this process's mmap request sizes (bytes), from its log2 histogram.
+    pub mmap_size_p50_bytes: Option<u64>,
+    pub mmap_size_p99_bytes: Option<u64>,
+    pub cmdline: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct Report {
+    pub header: Header,
+    pub duration_secs: f64,
+    pub processes: usize,
+    pub samples: u64,
+    pub suspects: Vec<Suspect>,
+    pub oom_kills: Vec<OomRecord>,
+    pub summary: Option<Summary>,
+    pub skipped_lines: u64,
+    pub warnings: Vec<String>,
+}
+
+/// Fold a trace into a table: samples of one round share a `t` and become one snapshot.
+struct Replay {
+    table: ProcessTable,
+    pending: Vec<(u32, tracer_ebpf::ProcStats)>,
+    pending_t: f64,
+    infos: HashMap<u32, ProcessInfo>,
+    samples: u64,
+    last_t: f64,
+}
+
+impl Replay {
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let snap = Snapshot {
+            t_mono: self.pending_t,
+            procs: std::mem::take(&mut self.pending),
+            counters: [0; tracer_ebpf::CTR_COUNT as usize],
+            procs_capacity: 0,
+        };
+        let report = self.table.update(&snap, None);
+        for pid in report.new_pids {
+            if let (Some(info), Some(p)) = (self.infos.remove(&pid), self.table.live.get_mut(&pid)) {
+                p.ppid = info.ppid;
+                p.cmdline = info.cmdline;
+                p.cgroup_raw = info.cgroup;
+            }
+        }
+        // Infos whose process never got a sample (filtered or short-lived): drop, bounded.
+        if self.infos.len() > 4096 {
+            self.infos.clear();
+        }
+    }
+}
+
+pub struct ReportOptions {
+    pub format: ReportFormat,
+    pub lenient: bool,
+    pub limit: usize,
+    pub plot: Option<std::path::PathBuf>,
+}
+
+pub fn run(path: &Path, opts: &ReportOptions) -> anyhow::Result<()> {
+    let file = File::open(path).with_context(|| format!("opening trace {}", path.display()))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let report = build(BufReader::with_capacity(1 << 20, file), size, opts.lenient, opts.limit, std::io::stderr().is_terminal())
+        .with_context(|| format!("reading {}", path.display()))?;
+    if let Some(plot) = &opts.plot {
+        crate::plot::write_svg(plot, &report.plot_series)?;
+        eprintln!("leaktracer: wrote {}", plot.display());
+    }
+    let mut out = std::io::stdout().lock();
+    match opts.format {
+        ReportFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &report.report)?;
+            out.write_all(b"\n")?;
+        }
+        ReportFormat::Text => out.write_all(render_text(&report.report).as_bytes())?,
+    }
+    Ok(())
+}
+
+pub struct Built {
+    pub report: Report,
+    pub plot_series: Vec<crate::plot::Series>,
+}
+
+pub fn build(input: impl std::io::BufRead, size: u64, lenient: bool, limit: usize, progress: bool) -> anyhow::Result<Built> {
+    let mut reader = TraceReader::new(input, lenient);
+    let header = match reader.next_record()? {
+        Some(Record::Header(h)) => h,
+        Some(_) => return Err(UsageError::new("line 1: not a leaktracer trace (the first line must be the header)").into()),
+        None => return Err(UsageError::new("empty trace: no header line").into()),
+    };
+    if header.schema > crate::trace::SCHEMA_VERSION {
+        return Err(UsageError::new(format!(
+            "trace schema {} is newer than this leaktracer understands ({}): upgrade leaktracer",
+            header.schema,
+            crate::trace::SCHEMA_VERSION
+        ))
+        .into());
+    }
+    let bar = (progress && size > 64 << 20).then(|| {
+        let b = indicatif::ProgressBar::new(size);
+        b.set_style(indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {eta}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
+        b
+    });
+    let mut rp = Replay { table: ProcessTable::new(TableLimits::default(), 0.0), pending: Vec::new(), pending_t: 0.0, infos: HashMap::new(), samples: 0, last_t: 0.0 };
+    let mut ooms: Vec<OomRecord> = Vec::new();
+    let mut summary = None;
+    while let Some(rec) = reader.next_record()? {
+        if let Some(b) = &bar {
+            if reader.line() % 10_000 == 0 {
+                b.set_position(reader.bytes_read);
+            }
+        }
+        match rec {
+            Record::Sample(s) => {
+                if s.t != rp.pending_t {
+                    rp.flush();
+                    rp.pending_t = s.t;
+                }
+                rp.last_t = rp.last_t.max(s.t);
+                rp.samples += 1;
+                rp.pending.push((s.pid, s.to_stats()));
+            }
+            Record::Process(info) => {
+                rp.flush();
+                rp.infos.insert(info.pid, info);
+            }
+            Record::OomKill(o) => {
+                if ooms.len() < 10_000 {
+                    ooms.push(o);
+                }
+            }
+            Record::Summary(s) => summary = Some(s),
+            Record::Header(_) => {
+                rp.flush();
+                let msg = format!("line {}: a second header (concatenated traces?)", reader.line());
+                if !lenient {
+                    return Err(UsageError::new(format!("{msg} (use --lenient to skip bad lines)")).into());
+                }
+                reader.warnings.push(msg);
+            }
+            Record::Exec { .. } | Record::Exit(_) | Record::Health(_) | Record::Verdict(_) => {}
+        }
+    }
+    rp.flush();
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let mut warnings = std::mem::take(&mut reader.warnings);
+    if summary.is_none() {
+        warnings.push("no summary line: the recording did not end cleanly (killed?); the report covers what was written".into());
+    }
+    let now = summary.as_ref().map_or(rp.last_t, |s| s.t.max(rp.last_t));
+    let cfg = DetectorConfig::default();
+    let mut suspects: Vec<(Suspect, &Process)> = rp
+        .table
+        .live
+        .values()
+        .chain(rp.table.graveyard.iter())
+        .map(|p| (suspect(p, now, &cfg, &header), p))
+        .filter(|(s, _)| matches!(s.verdict, Verdict::Leaking | Verdict::Growing) || s.growth_bytes_per_sec > 0.0)
+        .collect();
+    suspects.sort_by(|a, b| rank(&a.0).cmp(&rank(&b.0)).then(b.0.growth_bytes_per_sec.total_cmp(&a.0.growth_bytes_per_sec)));
+    suspects.truncate(limit);
+    let plot_series = suspects.iter().take(6).map(|(s, p)| crate::plot::Series::of(p, &s.comm)).collect();
+    let report = Report {
+        duration_secs: crate::trace::round_ms(now),
+        processes: rp.table.live.len() + rp.table.graveyard.len(),
+        samples: rp.samples,
+        suspects: suspects.into_iter().map(|(s, _)| s).collect(),
+        oom_kills: ooms,
+        summary,
+        skipped_lines: reader.skipped,
+        warnings,
+        header,
+    };
+    Ok(Built { report, plot_series })
+}
+
+fn rank(s: &Suspect) -> u8 {
+    match s.verdict {
+        Verdict::Leaking => 0,
+        Verdict::Growing => 1,
+        _ => 2,
+    }
+}
+
+fn suspect(p: &Process, now: f64, cfg: &DetectorConfig, header: &Header) -> Suspect {
+    let a = verdicts::assess(p, now, cfg);
+    let last = p.last().copied().unwrap_or_default();
+    let hist = &p.stats.mmap_size_hist;
+    Suspect {
+        pid: p.pid,
+        comm: p.comm.clone(),
+        verdict: a.verdict,
+        confidence: (a.confidence * 100.0).round() / 100.0,
+        growth_bytes_per_sec: a.growth_bytes_per_sec.round(),
+        since_secs: a.since.map(crate::trace::round_ms),
+        since: a.since.map(|t| clock::rfc3339(header.start_unix_ms + (t.max(0.0) * 1000.0) as u64)),
+        private_bytes: last.private(),
+        peak_private_bytes: p.fine.iter().map(|s| s.private()).max().unwrap_or(0).max(p.stats.peak_private),
+        reason: a.reason,
+        exited: p.exited_at.is_some(),
+        mmap_size_p50_bytes: log2_percentile(hist, 0.50),
+        mmap_size_p99_bytes: log2_percentile(hist, 0.99),
+        cmdline: p.cmdline.clone(),
+    }
+}
+
+/// Percentile of a log2 size histogram (upper bound of the bucket holding it).
+fn log2_percentile(hist: &[u32], q: f64) -> Option<u64> {
+    let total: u64 = hist.iter().map(|&c| u64::from(c)).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 1 << 46, 2).ok()?;
+    for (i, &c) in hist.iter().enumerate() {
+        if c > 0 {
+            let _ = h.record_n(1u64 << (i as u32 + tracer_ebpf::MMAP_HIST_MIN_SHIFT + 1), u64::from(c));
+        }
+    }
+    Some(h.value_at_quantile(q))
+}
+
+pub fn render_text(r: &Report) -> String {
+    let h = &r.header;
+    let mut s = format!(
+        "leaktracer report — host {}, kernel {}, started {}, {} observed at {} ms intervals\n{} processes, {} samples, {} OOM kills\n",
+        h.host,
+        h.kernel,
+        h.start,
+        format::duration(r.duration_secs),
+        h.interval_ms,
+        r.processes,
+        r.samples,
+        r.oom_kills.len()
+    );
+    for w in &r.warnings {
+        s.push_str(&format!("warning: {w}\n"));
+    }
+    if r.skipped_lines > 0 {
+        s.push_str(&format!("warning: {} bad lines skipped (--lenient)\n", r.skipped_lines));
+    }
+    s.push_str("\nSUSPECTS (leaking first, then by growth rate)\n");
+    s.push_str(&format!(
+        "{:>7} {:<16} {:<9} {:>5} {:>10} {:>11} {:>9} {:>9} {:>12}  {}\n",
+        "PID", "COMMAND", "VERDICT", "CONF", "GROWTH/s", "GROWTH/min", "SINCE", "PRIVATE", "MMAP p50/p99", "WHY"
+    ));
+    if r.suspects.is_empty() {
+        s.push_str("  (none: no process grew)\n");
+    }
+    for x in &r.suspects {
+        let mmap = match (x.mmap_size_p50_bytes, x.mmap_size_p99_bytes) {
+            (Some(a), Some(b)) => format!("{}/{}", format::bytes(a as f64), format::bytes(b as f64)),
+            _ => "-".into(),
+        };
+        s.push_str(&format!(
+            "{:>7} {:<16} {:<9} {:>5.2} {:>10} {:>11} {:>9} {:>9} {:>12}  {}{}\n",
+            x.pid,
+            x.comm,
+            x.verdict.as_str(),
+            x.confidence,
+            format::bytes(x.growth_bytes_per_sec),
+            format::bytes(x.growth_bytes_per_sec * 60.0),
+            x.since_secs.map_or("-".into(), |t| format!("+{}", format::duration(t))),
+            format::bytes(x.private_bytes as f64),
+            mmap,
+            x.reason,
+            if x.exited { " (exited)" } else { "" }
+        ));
+    }
+    if !r.oom_kills.is_empty() {
+        s.push_str("\nOOM KILLS\n");
+        for o in &r.oom_kills {
+            let v = &o.victim;
+            s.push_str(&format!(
+                "  +{:<8} killed {} ({}) anon {} file {} shmem {}, oom_score_adj {}; triggered by {} ({})\n",
+                format::duration(o.t),
+                v.pid,
+                v.comm,
+                format::bytes(v.anon_rss_bytes as f64),
+                format::bytes(v.file_rss_bytes as f64),
+                format::bytes(v.shmem_rss_bytes as f64),
+                v.oom_score_adj,
+                v.trigger_pid,
+                v.trigger_comm
+            ));
+        }
+    }
+    if let Some(sum) = &r.summary {
+        let losses: Vec<String> = sum
+            .counters
+            .iter()
+            .filter(|(k, v)| **v > 0 && k.as_str() != "rss_unattributed" && k.as_str() != "rss_events" && k.as_str() != "syscall_events")
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        s.push_str(&format!("\nKERNEL SIDE: {}\n", if losses.is_empty() { "no losses".into() } else { losses.join(", ") }));
+    }
+    s
+}
