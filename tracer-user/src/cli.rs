@@ -131,7 +131,9 @@ pub enum Command {
     /// session, so the verdicts are the ones `top` and `record` would have given. Reads
     /// streaming (any size, bounded memory). A corrupt or truncated line is an error naming
     /// the line, unless --lenient. Needs no privileges.
-    #[command(after_help = "Example: leaktracer report node.jsonl --plot node.svg\n         leaktracer report node.jsonl --format json | jq '.suspects[0]'")]
+    #[command(
+        after_help = "Example: leaktracer report node.jsonl --plot node.svg\n         leaktracer report node.jsonl --format json | jq '.suspects[0]'"
+    )]
     Report(ReportArgs),
 }
 

@@ -9,8 +9,8 @@ mod identity;
 mod kernel_btf;
 mod loader;
 mod logging;
-mod preflight;
 mod plot;
+mod preflight;
 mod procfs;
 mod rates;
 mod record;
@@ -60,7 +60,12 @@ fn main() {
 fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Report(args) = &cli.command {
         // Offline: no privileges, no kernel, no runtime needed.
-        let opts = report::ReportOptions { format: args.format, lenient: args.lenient, limit: args.limit, plot: args.plot.clone() };
+        let opts = report::ReportOptions {
+            format: args.format,
+            lenient: args.lenient,
+            limit: args.limit,
+            plot: args.plot.clone(),
+        };
         return report::run(&args.trace, &opts);
     }
     loader::check_host_root(&cli.global.host_root)?;

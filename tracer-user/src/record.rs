@@ -9,6 +9,7 @@ use std::{
 
 use anyhow::Context as _;
 
+use crate::detector::Verdict;
 use crate::{
     clock,
     events::KernelEvent,
@@ -19,7 +20,6 @@ use crate::{
         SampleRecord, Summary, SuspectBrief, VerdictRecord,
     },
 };
-use crate::detector::Verdict;
 
 pub struct RecordSink {
     out: BufWriter<Box<dyn std::io::Write + Send>>,
@@ -108,7 +108,11 @@ impl Sink for RecordSink {
 
     fn handle(&mut self, table: &ProcessTable, what: Happening<'_>) -> anyhow::Result<()> {
         match what {
-            Happening::Round { snap, report, verdicts } => {
+            Happening::Round {
+                snap,
+                report,
+                verdicts,
+            } => {
                 self.summary.rounds += 1;
                 let t = self.t(snap.t_mono);
                 for pid in &report.new_pids {
@@ -218,6 +222,14 @@ impl Sink for RecordSink {
                     self.write(&Record::OomKill(OomRecord {
                         t,
                         victim: v.clone(),
+                        cgroup: None,
+                        cgroup_constrained: false,
+                        cgroup_limit_bytes: None,
+                        cgroup_usage_bytes: None,
+                        history: Vec::new(),
+                        last_verdict: None,
+                        last_growth_bytes_per_sec: None,
+                        trigger_cgroup: None,
                     }))?;
                     self.flush()?;
                 }

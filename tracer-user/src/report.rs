@@ -86,7 +86,8 @@ impl Replay {
         };
         let report = self.table.update(&snap, None);
         for pid in report.new_pids {
-            if let (Some(info), Some(p)) = (self.infos.remove(&pid), self.table.live.get_mut(&pid)) {
+            if let (Some(info), Some(p)) = (self.infos.remove(&pid), self.table.live.get_mut(&pid))
+            {
                 p.ppid = info.ppid;
                 p.cmdline = info.cmdline;
                 p.cgroup_raw = info.cgroup;
@@ -109,8 +110,14 @@ pub struct ReportOptions {
 pub fn run(path: &Path, opts: &ReportOptions) -> anyhow::Result<()> {
     let file = File::open(path).with_context(|| format!("opening trace {}", path.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let report = build(BufReader::with_capacity(1 << 20, file), size, opts.lenient, opts.limit, std::io::stderr().is_terminal())
-        .with_context(|| format!("reading {}", path.display()))?;
+    let report = build(
+        BufReader::with_capacity(1 << 20, file),
+        size,
+        opts.lenient,
+        opts.limit,
+        std::io::stderr().is_terminal(),
+    )
+    .with_context(|| format!("reading {}", path.display()))?;
     if let Some(plot) = &opts.plot {
         crate::plot::write_svg(plot, &report.plot_series)?;
         eprintln!("leaktracer: wrote {}", plot.display());
@@ -131,11 +138,22 @@ pub struct Built {
     pub plot_series: Vec<crate::plot::Series>,
 }
 
-pub fn build(input: impl std::io::BufRead, size: u64, lenient: bool, limit: usize, progress: bool) -> anyhow::Result<Built> {
+pub fn build(
+    input: impl std::io::BufRead,
+    size: u64,
+    lenient: bool,
+    limit: usize,
+    progress: bool,
+) -> anyhow::Result<Built> {
     let mut reader = TraceReader::new(input, lenient);
     let header = match reader.next_record()? {
         Some(Record::Header(h)) => h,
-        Some(_) => return Err(UsageError::new("line 1: not a leaktracer trace (the first line must be the header)").into()),
+        Some(_) => {
+            return Err(UsageError::new(
+                "line 1: not a leaktracer trace (the first line must be the header)",
+            )
+            .into());
+        }
         None => return Err(UsageError::new("empty trace: no header line").into()),
     };
     if header.schema > crate::trace::SCHEMA_VERSION {
@@ -148,10 +166,20 @@ pub fn build(input: impl std::io::BufRead, size: u64, lenient: bool, limit: usiz
     }
     let bar = (progress && size > 64 << 20).then(|| {
         let b = indicatif::ProgressBar::new(size);
-        b.set_style(indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {eta}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
         b
     });
-    let mut rp = Replay { table: ProcessTable::new(TableLimits::default(), 0.0), pending: Vec::new(), pending_t: 0.0, infos: HashMap::new(), samples: 0, last_t: 0.0 };
+    let mut rp = Replay {
+        table: ProcessTable::new(TableLimits::default(), 0.0),
+        pending: Vec::new(),
+        pending_t: 0.0,
+        infos: HashMap::new(),
+        samples: 0,
+        last_t: 0.0,
+    };
     let mut ooms: Vec<OomRecord> = Vec::new();
     let mut summary = None;
     while let Some(rec) = reader.next_record()? {
@@ -182,9 +210,15 @@ pub fn build(input: impl std::io::BufRead, size: u64, lenient: bool, limit: usiz
             Record::Summary(s) => summary = Some(s),
             Record::Header(_) => {
                 rp.flush();
-                let msg = format!("line {}: a second header (concatenated traces?)", reader.line());
+                let msg = format!(
+                    "line {}: a second header (concatenated traces?)",
+                    reader.line()
+                );
                 if !lenient {
-                    return Err(UsageError::new(format!("{msg} (use --lenient to skip bad lines)")).into());
+                    return Err(UsageError::new(format!(
+                        "{msg} (use --lenient to skip bad lines)"
+                    ))
+                    .into());
                 }
                 reader.warnings.push(msg);
             }
@@ -207,11 +241,22 @@ pub fn build(input: impl std::io::BufRead, size: u64, lenient: bool, limit: usiz
         .values()
         .chain(rp.table.graveyard.iter())
         .map(|p| (suspect(p, now, &cfg, &header), p))
-        .filter(|(s, _)| matches!(s.verdict, Verdict::Leaking | Verdict::Growing) || s.growth_bytes_per_sec > 0.0)
+        .filter(|(s, _)| {
+            matches!(s.verdict, Verdict::Leaking | Verdict::Growing) || s.growth_bytes_per_sec > 0.0
+        })
         .collect();
-    suspects.sort_by(|a, b| rank(&a.0).cmp(&rank(&b.0)).then(b.0.growth_bytes_per_sec.total_cmp(&a.0.growth_bytes_per_sec)));
+    suspects.sort_by(|a, b| {
+        rank(&a.0).cmp(&rank(&b.0)).then(
+            b.0.growth_bytes_per_sec
+                .total_cmp(&a.0.growth_bytes_per_sec),
+        )
+    });
     suspects.truncate(limit);
-    let plot_series = suspects.iter().take(6).map(|(s, p)| crate::plot::Series::of(p, &s.comm)).collect();
+    let plot_series = suspects
+        .iter()
+        .take(6)
+        .map(|(s, p)| crate::plot::Series::of(p, &s.comm))
+        .collect();
     let report = Report {
         duration_secs: crate::trace::round_ms(now),
         processes: rp.table.live.len() + rp.table.graveyard.len(),
@@ -223,7 +268,10 @@ pub fn build(input: impl std::io::BufRead, size: u64, lenient: bool, limit: usiz
         warnings,
         header,
     };
-    Ok(Built { report, plot_series })
+    Ok(Built {
+        report,
+        plot_series,
+    })
 }
 
 fn rank(s: &Suspect) -> u8 {
@@ -245,9 +293,17 @@ fn suspect(p: &Process, now: f64, cfg: &DetectorConfig, header: &Header) -> Susp
         confidence: (a.confidence * 100.0).round() / 100.0,
         growth_bytes_per_sec: a.growth_bytes_per_sec.round(),
         since_secs: a.since.map(crate::trace::round_ms),
-        since: a.since.map(|t| clock::rfc3339(header.start_unix_ms + (t.max(0.0) * 1000.0) as u64)),
+        since: a
+            .since
+            .map(|t| clock::rfc3339(header.start_unix_ms + (t.max(0.0) * 1000.0) as u64)),
         private_bytes: last.private(),
-        peak_private_bytes: p.fine.iter().map(|s| s.private()).max().unwrap_or(0).max(p.stats.peak_private),
+        peak_private_bytes: p
+            .fine
+            .iter()
+            .map(|s| s.private())
+            .max()
+            .unwrap_or(0)
+            .max(p.stats.peak_private),
         reason: a.reason,
         exited: p.exited_at.is_some(),
         mmap_size_p50_bytes: log2_percentile(hist, 0.50),
@@ -265,7 +321,10 @@ fn log2_percentile(hist: &[u32], q: f64) -> Option<u64> {
     let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 1 << 46, 2).ok()?;
     for (i, &c) in hist.iter().enumerate() {
         if c > 0 {
-            let _ = h.record_n(1u64 << (i as u32 + tracer_ebpf::MMAP_HIST_MIN_SHIFT + 1), u64::from(c));
+            let _ = h.record_n(
+                1u64 << (i as u32 + tracer_ebpf::MMAP_HIST_MIN_SHIFT + 1),
+                u64::from(c),
+            );
         }
     }
     Some(h.value_at_quantile(q))
@@ -288,19 +347,33 @@ pub fn render_text(r: &Report) -> String {
         s.push_str(&format!("warning: {w}\n"));
     }
     if r.skipped_lines > 0 {
-        s.push_str(&format!("warning: {} bad lines skipped (--lenient)\n", r.skipped_lines));
+        s.push_str(&format!(
+            "warning: {} bad lines skipped (--lenient)\n",
+            r.skipped_lines
+        ));
     }
     s.push_str("\nSUSPECTS (leaking first, then by growth rate)\n");
     s.push_str(&format!(
         "{:>7} {:<16} {:<9} {:>5} {:>10} {:>11} {:>9} {:>9} {:>12}  {}\n",
-        "PID", "COMMAND", "VERDICT", "CONF", "GROWTH/s", "GROWTH/min", "SINCE", "PRIVATE", "MMAP p50/p99", "WHY"
+        "PID",
+        "COMMAND",
+        "VERDICT",
+        "CONF",
+        "GROWTH/s",
+        "GROWTH/min",
+        "SINCE",
+        "PRIVATE",
+        "MMAP p50/p99",
+        "WHY"
     ));
     if r.suspects.is_empty() {
         s.push_str("  (none: no process grew)\n");
     }
     for x in &r.suspects {
         let mmap = match (x.mmap_size_p50_bytes, x.mmap_size_p99_bytes) {
-            (Some(a), Some(b)) => format!("{}/{}", format::bytes(a as f64), format::bytes(b as f64)),
+            (Some(a), Some(b)) => {
+                format!("{}/{}", format::bytes(a as f64), format::bytes(b as f64))
+            }
             _ => "-".into(),
         };
         s.push_str(&format!(
@@ -311,7 +384,8 @@ pub fn render_text(r: &Report) -> String {
             x.confidence,
             format::bytes(x.growth_bytes_per_sec),
             format::bytes(x.growth_bytes_per_sec * 60.0),
-            x.since_secs.map_or("-".into(), |t| format!("+{}", format::duration(t))),
+            x.since_secs
+                .map_or("-".into(), |t| format!("+{}", format::duration(t))),
             format::bytes(x.private_bytes as f64),
             mmap,
             x.reason,
@@ -340,10 +414,22 @@ pub fn render_text(r: &Report) -> String {
         let losses: Vec<String> = sum
             .counters
             .iter()
-            .filter(|(k, v)| **v > 0 && k.as_str() != "rss_unattributed" && k.as_str() != "rss_events" && k.as_str() != "syscall_events")
+            .filter(|(k, v)| {
+                **v > 0
+                    && k.as_str() != "rss_unattributed"
+                    && k.as_str() != "rss_events"
+                    && k.as_str() != "syscall_events"
+            })
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        s.push_str(&format!("\nKERNEL SIDE: {}\n", if losses.is_empty() { "no losses".into() } else { losses.join(", ") }));
+        s.push_str(&format!(
+            "\nKERNEL SIDE: {}\n",
+            if losses.is_empty() {
+                "no losses".into()
+            } else {
+                losses.join(", ")
+            }
+        ));
     }
     s
 }

@@ -66,6 +66,8 @@ pub enum Happening<'a> {
     Round {
         snap: &'a Snapshot,
         report: &'a RoundReport,
+        /// Verdicts that changed this round.
+        verdicts: &'a [crate::verdicts::VerdictChange],
     },
     Kernel(&'a KernelEvent),
 }
@@ -228,7 +230,14 @@ impl Session {
         }
         let now = self.table.session_time(snap.t_mono);
         let verdicts = crate::verdicts::refresh(&mut self.table, now, &self.detector);
-        sink.handle(&self.table, Happening::Round { snap: &snap, report: &report, verdicts: &verdicts })
+        sink.handle(
+            &self.table,
+            Happening::Round {
+                snap: &snap,
+                report: &report,
+                verdicts: &verdicts,
+            },
+        )
     }
 
     fn kernel_event(&mut self, sink: &mut dyn Sink, ev: KernelEvent) -> anyhow::Result<()> {

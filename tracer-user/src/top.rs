@@ -6,7 +6,9 @@ use std::io::{IsTerminal as _, Write as _};
 use serde::Serialize;
 
 use crate::{
-    clock, format,
+    clock,
+    detector::Verdict,
+    format,
     session::{EndReason, Filter, Happening, SessionInfo, Sink},
     table::{Process, ProcessTable},
 };
@@ -36,6 +38,55 @@ pub struct Row {
     pub growing_for_secs: f64,
     /// Seconds this process has been observed.
     pub observed_secs: f64,
+    /// Leak verdict (see docs/verdicts.md) and its confidence (0..1).
+    pub verdict: Option<Verdict>,
+    pub confidence: f64,
+    /// The memory limit that applies (memory cgroup, else the node) and the time until the
+    /// process reaches it at its current growth (only while growing).
+    pub limit_bytes: Option<u64>,
+    pub time_to_limit_secs: Option<f64>,
+}
+
+/// Column titles of the table and the live view, in `Row::cells` order.
+pub const COLUMNS: [&str; 10] = [
+    "PID",
+    "COMMAND",
+    "RSS",
+    "PRIVATE",
+    "GROWTH/s",
+    "GROWTH/min",
+    "ALLOC/s",
+    "GROWING",
+    "VERDICT",
+    "TO LIMIT",
+];
+
+impl Row {
+    /// The row rendered for humans, one string per column of `COLUMNS`.
+    pub fn cells(&self) -> [String; 10] {
+        let dash = || "-".to_string();
+        [
+            self.pid.to_string(),
+            self.comm.clone(),
+            format::bytes(self.rss_bytes as f64),
+            format::bytes(self.private_bytes as f64),
+            format::bytes(self.growth_bytes_per_sec),
+            format::bytes(self.growth_bytes_per_min),
+            format::bytes(self.alloc_bytes_per_sec),
+            if self.growing_for_secs > 0.0 {
+                format::duration(self.growing_for_secs)
+            } else {
+                dash()
+            },
+            self.verdict.map_or_else(dash, |v| match v {
+                Verdict::Leaking | Verdict::Growing => {
+                    format!("{} {:.0}%", v.as_str(), self.confidence * 100.0)
+                }
+                _ => v.as_str().to_string(),
+            }),
+            self.time_to_limit_secs.map_or_else(dash, format::duration),
+        ]
+    }
 }
 
 pub fn row(p: &Process, now: f64, window: f64) -> Row {
@@ -60,6 +111,13 @@ pub fn row(p: &Process, now: f64, window: f64) -> Row {
         alloc_bytes_per_sec: p.alloc_rate(now, window).round(),
         growing_for_secs: crate::trace::round_ms(growing_for),
         observed_secs: crate::trace::round_ms(now - p.first_seen),
+        verdict: p.assessment.as_ref().map(|a| a.verdict),
+        confidence: p
+            .assessment
+            .as_ref()
+            .map_or(0.0, |a| (a.confidence * 100.0).round() / 100.0),
+        limit_bytes: None,
+        time_to_limit_secs: None,
     }
 }
 
@@ -80,26 +138,15 @@ pub fn rows(
 }
 
 pub fn render_table(rows: &[Row]) -> String {
-    let mut out = format!(
-        "{:>7} {:<16} {:>8} {:>8} {:>10} {:>10} {:>10} {:>10}\n",
-        "PID", "COMMAND", "RSS", "PRIVATE", "GROWTH/s", "GROWTH/min", "ALLOC/s", "GROWING"
-    );
+    let line = |c: &[String]| {
+        format!(
+            "{:>7} {:<16} {:>8} {:>8} {:>9} {:>10} {:>9} {:>8} {:<12} {:>8}\n",
+            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9]
+        )
+    };
+    let mut out = line(&COLUMNS.map(String::from));
     for r in rows {
-        out.push_str(&format!(
-            "{:>7} {:<16} {:>8} {:>8} {:>10} {:>10} {:>10} {:>10}\n",
-            r.pid,
-            r.comm,
-            format::bytes(r.rss_bytes as f64),
-            format::bytes(r.private_bytes as f64),
-            format::bytes(r.growth_bytes_per_sec),
-            format::bytes(r.growth_bytes_per_min),
-            format::bytes(r.alloc_bytes_per_sec),
-            if r.growing_for_secs > 0.0 {
-                format::duration(r.growing_for_secs)
-            } else {
-                "-".into()
-            },
-        ));
+        out.push_str(&line(&r.cells()));
     }
     out
 }

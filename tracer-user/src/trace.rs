@@ -203,6 +203,28 @@ pub struct OomRecord {
     pub t: f64,
     #[serde(flatten)]
     pub victim: OomVictim,
+    /// The victim's memory cgroup, as known before the kill (after it /proc shows the root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    /// Whether the kill was constrained by a memory cgroup limit (else a global OOM).
+    #[serde(default)]
+    pub cgroup_constrained: bool,
+    /// That cgroup's limit and usage when the kill was observed (bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_limit_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_usage_bytes: Option<u64>,
+    /// The victim's private memory in the minutes before the kill: [t, bytes] pairs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<(f64, u64)>,
+    /// The victim's last leak verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_verdict: Option<crate::detector::Verdict>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_growth_bytes_per_sec: Option<f64>,
+    /// The trigger's own cgroup-constrained context: its comm and pid are in `trigger_*`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger_cgroup: Option<String>,
 }
 
 /// A process's leak verdict changed.

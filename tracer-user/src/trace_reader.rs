@@ -21,7 +21,15 @@ pub struct TraceReader<R> {
 
 impl<R: BufRead> TraceReader<R> {
     pub fn new(input: R, lenient: bool) -> Self {
-        Self { input, lineno: 0, lenient, buf: Vec::with_capacity(4096), skipped: 0, warnings: Vec::new(), bytes_read: 0 }
+        Self {
+            input,
+            lineno: 0,
+            lenient,
+            buf: Vec::with_capacity(4096),
+            skipped: 0,
+            warnings: Vec::new(),
+            bytes_read: 0,
+        }
     }
 
     pub fn line(&self) -> u64 {
@@ -51,7 +59,10 @@ impl<R: BufRead> TraceReader<R> {
             self.bytes_read += n as u64;
             self.lineno += 1;
             if n > MAX_LINE {
-                self.problem(format!("line {}: longer than {MAX_LINE} bytes, not a leaktracer trace line", self.lineno))?;
+                self.problem(format!(
+                    "line {}: longer than {MAX_LINE} bytes, not a leaktracer trace line",
+                    self.lineno
+                ))?;
                 continue;
             }
             let complete = self.buf.last() == Some(&b'\n');
@@ -68,7 +79,10 @@ impl<R: BufRead> TraceReader<R> {
             match serde_json::from_str::<Record>(text) {
                 Ok(r) => return Ok(Some(r)),
                 Err(e) if !complete => {
-                    self.problem(format!("line {}: truncated ({e}); the recording was probably killed", self.lineno))?;
+                    self.problem(format!(
+                        "line {}: truncated ({e}); the recording was probably killed",
+                        self.lineno
+                    ))?;
                 }
                 Err(e) => {
                     self.problem(format!("line {}: {e}", self.lineno))?;

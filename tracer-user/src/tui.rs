@@ -53,25 +53,7 @@ impl Tui {
         } else {
             format!(" kernel: {lost} losses/misses (see record's health lines)")
         };
-        let body: Vec<TRow> = rows
-            .iter()
-            .map(|r| {
-                TRow::new(vec![
-                    r.pid.to_string(),
-                    r.comm.clone(),
-                    format::bytes(r.rss_bytes as f64),
-                    format::bytes(r.private_bytes as f64),
-                    format::bytes(r.growth_bytes_per_sec),
-                    format::bytes(r.growth_bytes_per_min),
-                    format::bytes(r.alloc_bytes_per_sec),
-                    if r.growing_for_secs > 0.0 {
-                        format::duration(r.growing_for_secs)
-                    } else {
-                        "-".into()
-                    },
-                ])
-            })
-            .collect();
+        let body: Vec<TRow> = rows.iter().map(|r| TRow::new(r.cells())).collect();
         let widths = [
             Constraint::Length(8),
             Constraint::Length(16),
@@ -80,6 +62,8 @@ impl Tui {
             Constraint::Length(10),
             Constraint::Length(11),
             Constraint::Length(10),
+            Constraint::Length(9),
+            Constraint::Length(13),
             Constraint::Length(9),
         ];
         self.terminal.draw(|f| {
@@ -91,17 +75,8 @@ impl Tui {
             );
             let t = Table::new(body, widths)
                 .header(
-                    TRow::new(vec![
-                        "PID",
-                        "COMMAND",
-                        "RSS",
-                        "PRIVATE",
-                        "GROWTH/s",
-                        "GROWTH/min",
-                        "ALLOC/s",
-                        "GROWING",
-                    ])
-                    .style(Style::default().add_modifier(Modifier::REVERSED)),
+                    TRow::new(crate::top::COLUMNS)
+                        .style(Style::default().add_modifier(Modifier::REVERSED)),
                 )
                 .block(Block::default().borders(Borders::NONE));
             f.render_widget(t, main);

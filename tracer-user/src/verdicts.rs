@@ -10,14 +10,28 @@ use crate::{
 /// Fine samples as a step function up to `now` (samples are stored only on change, so the
 /// last value is carried forward: a process that stopped growing is flat now).
 fn fine_points(p: &Process, now: f64) -> Vec<Point> {
-    let mut pts: Vec<Point> = p.fine.iter().map(|s: &Sample| Point { t: s.t, bytes: s.private() as f64 }).collect();
+    let mut pts: Vec<Point> = p
+        .fine
+        .iter()
+        .map(|s: &Sample| Point {
+            t: s.t,
+            bytes: s.private() as f64,
+        })
+        .collect();
     carry_forward(&mut pts, now, p.exited_at);
     pts
 }
 
 /// One point per minute bucket: its trough (the post-GC low), for slow leaks over hours.
 fn coarse_points(p: &Process, now: f64) -> Vec<Point> {
-    let mut pts: Vec<Point> = p.coarse.iter().map(|b| Point { t: b.t, bytes: b.min_private as f64 }).collect();
+    let mut pts: Vec<Point> = p
+        .coarse
+        .iter()
+        .map(|b| Point {
+            t: b.t,
+            bytes: b.min_private as f64,
+        })
+        .collect();
     carry_forward(&mut pts, now, p.exited_at);
     pts
 }
@@ -31,7 +45,10 @@ fn carry_forward(pts: &mut Vec<Point>, now: f64, exited_at: Option<f64>) {
         if gap > 1.0 {
             let n = (gap.min(60.0)) as usize;
             for i in 1..=n {
-                pts.push(Point { t: last.t + gap * i as f64 / n as f64, bytes: last.bytes });
+                pts.push(Point {
+                    t: last.t + gap * i as f64 / n as f64,
+                    bytes: last.bytes,
+                });
             }
         }
     }
@@ -62,7 +79,11 @@ pub struct VerdictChange {
 
 /// Re-assess processes whose memory changed this round, and the others every
 /// `REASSESS_SECS` (their carried-forward flat stretch also changes the verdict, slowly).
-pub fn refresh(table: &mut crate::table::ProcessTable, now: f64, cfg: &DetectorConfig) -> Vec<VerdictChange> {
+pub fn refresh(
+    table: &mut crate::table::ProcessTable,
+    now: f64,
+    cfg: &DetectorConfig,
+) -> Vec<VerdictChange> {
     const REASSESS_SECS: f64 = 10.0;
     let mut changes = Vec::new();
     for p in table.live.values_mut() {
@@ -72,8 +93,14 @@ pub fn refresh(table: &mut crate::table::ProcessTable, now: f64, cfg: &DetectorC
         let a = assess(p, now, cfg);
         let previous = p.assessment.as_ref().map(|x| x.verdict);
         p.assessed_at = now;
-        if previous != Some(a.verdict) && !(previous.is_none() && a.verdict == Verdict::Insufficient) {
-            changes.push(VerdictChange { pid: p.pid, previous, now: a.clone() });
+        if previous != Some(a.verdict)
+            && !(previous.is_none() && a.verdict == Verdict::Insufficient)
+        {
+            changes.push(VerdictChange {
+                pid: p.pid,
+                previous,
+                now: a.clone(),
+            });
         }
         p.assessment = Some(a);
     }
