@@ -239,3 +239,33 @@ pub fn last_sample(trace: &[Value], pid: u32) -> Option<&Value> {
 }
 
 pub const MIB: u64 = 1 << 20;
+
+/// Build the Go scenario workloads (tests/workloads/go/*.go) once per test binary, into a
+/// temporary directory; returns the path of the named binary.
+pub fn go_workload(name: &str) -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let out = std::env::temp_dir().join(format!("leaktracer-go-{}", std::process::id()));
+        std::fs::create_dir_all(&out).expect("temp dir for Go workloads");
+        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("workloads/go");
+        for entry in std::fs::read_dir(&src).expect("tests/workloads/go") {
+            let path = entry.expect("dir entry").path();
+            if path.extension().is_some_and(|e| e == "go") {
+                let bin = out.join(path.file_stem().expect("file stem"));
+                let status = Command::new("go")
+                    .arg("build")
+                    .arg("-o")
+                    .arg(&bin)
+                    .arg(&path)
+                    .env("GOCACHE", std::env::temp_dir().join("leaktracer-gocache"))
+                    .env("GOFLAGS", "")
+                    .env("GO111MODULE", "off")
+                    .status()
+                    .expect("the Go toolchain (apt-get install golang-go; cargo xtask test installs it)");
+                assert!(status.success(), "go build {} failed", path.display());
+            }
+        }
+        out
+    });
+    dir.join(name)
+}

@@ -1,6 +1,9 @@
 //! Rates over a process's recent samples: the numbers `top` ranks by. Robust (Theil–Sen)
 //! so one spike does not make a process look like it is leaking.
-use crate::series::{Ring, Sample};
+use crate::{
+    detector::Point,
+    series::{Ring, Sample},
+};
 
 /// The series as a step function over `[now - window, now]`: samples are stored only when
 /// something changed, so the value in force at the window's start and the latest value
@@ -58,7 +61,8 @@ pub fn growing_since(ring: &Ring<Sample>, f: impl Fn(&Sample) -> u64) -> Option<
     let mut since = None;
     for s in ring.iter().rev() {
         let v = f(s);
-        if v <= min_after {
+        // Strictly lower: on a flat floor the rise starts at its last point, not its first.
+        if v < min_after {
             min_after = v;
             since = Some(s.t);
         }
@@ -66,33 +70,11 @@ pub fn growing_since(ring: &Ring<Sample>, f: impl Fn(&Sample) -> u64) -> Option<
     since
 }
 
-/// Theil–Sen slope: the median of pairwise slopes. Bounded cost: above 200 points it uses
-/// a deterministic stride over pairs.
-pub fn theil_sen(pts: &[(f64, f64)]) -> Option<f64> {
-    let n = pts.len();
-    if n < 2 {
-        return None;
-    }
-    let stride = if n > 200 { n / 200 } else { 1 };
-    let mut slopes = Vec::with_capacity((n / stride) * (n / stride) / 2 + 1);
-    for i in (0..n).step_by(stride) {
-        for j in ((i + 1)..n).step_by(stride) {
-            let dt = pts[j].0 - pts[i].0;
-            if dt > 0.0 {
-                slopes.push((pts[j].1 - pts[i].1) / dt);
-            }
-        }
-    }
-    if slopes.is_empty() {
-        return None;
-    }
-    slopes.sort_by(f64::total_cmp);
-    let m = slopes.len() / 2;
-    Some(if slopes.len() % 2 == 1 {
-        slopes[m]
-    } else {
-        (slopes[m - 1] + slopes[m]) / 2.0
-    })
+/// Robust slope of (t, value) points: the detector's bounded Theil–Sen (one implementation
+/// for ranking and verdicts alike).
+fn theil_sen(pts: &[(f64, f64)]) -> Option<f64> {
+    let pts: Vec<Point> = pts.iter().map(|&(t, bytes)| Point { t, bytes }).collect();
+    crate::detector::stats::theil_sen(&pts).map(|trend| trend.slope)
 }
 
 #[cfg(test)]
@@ -140,7 +122,7 @@ mod tests {
             .collect();
         let r = ring(&v);
         assert_eq!(rate(&r, 119.0, 15.0, |s| s.private() as f64), Some(10.0));
-        assert_eq!(growing_since(&r, |s| s.private()), Some(99.0));
+        assert_eq!(growing_since(&r, |s| s.private()), Some(100.0));
     }
 
     #[test]

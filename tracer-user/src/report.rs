@@ -367,7 +367,7 @@ pub fn render_text(r: &Report) -> String {
         "WHY"
     ));
     if r.suspects.is_empty() {
-        s.push_str("  (none: no process grew)\n");
+        s.push_str("  (none: no process was judged leaking or growing)\n");
     }
     for x in &r.suspects {
         let mmap = match (x.mmap_size_p50_bytes, x.mmap_size_p99_bytes) {
