@@ -269,3 +269,70 @@ pub fn go_workload(name: &str) -> PathBuf {
     });
     dir.join(name)
 }
+
+/// A cgroup v1 memory cgroup with a limit, removed (its processes killed) when dropped.
+pub struct MemCgroup {
+    pub name: String,
+    pub dir: PathBuf,
+}
+
+impl MemCgroup {
+    pub fn v1(tag: &str, limit_bytes: u64) -> Self {
+        let root = PathBuf::from("/sys/fs/cgroup/memory");
+        assert!(
+            root.join("memory.limit_in_bytes").exists(),
+            "the cgroup v1 memory controller is not mounted at /sys/fs/cgroup/memory (cgroup v2 OOM tests run in QEMU guests)"
+        );
+        let name = format!("leaktracer-{tag}-{}", std::process::id());
+        let dir = root.join(&name);
+        let _ = std::fs::remove_dir(&dir);
+        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+        std::fs::write(dir.join("memory.limit_in_bytes"), limit_bytes.to_string())
+            .expect("setting memory.limit_in_bytes");
+        // Swap would let the leaker outlive the limit for a long while; keep the test quick.
+        let _ = std::fs::write(dir.join("memory.swappiness"), "0");
+        Self { name, dir }
+    }
+
+    /// The cgroup path as /proc/PID/cgroup shows it.
+    pub fn path(&self) -> String {
+        format!("/{}", self.name)
+    }
+
+    /// A command that first moves itself into this cgroup, then execs `program args`.
+    pub fn command(&self, program: &str, args: &[&str]) -> Command {
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg(format!(
+                "echo $$ > {}/cgroup.procs && exec \"$0\" \"$@\"",
+                self.dir.display()
+            ))
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn read(&self, file: &str) -> String {
+        std::fs::read_to_string(self.dir.join(file)).unwrap_or_default()
+    }
+}
+
+impl Drop for MemCgroup {
+    fn drop(&mut self) {
+        for pid in self
+            .read("cgroup.procs")
+            .lines()
+            .filter_map(|l| l.trim().parse::<i32>().ok())
+        {
+            // SAFETY: killing processes we placed in our own test cgroup.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.dir).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}

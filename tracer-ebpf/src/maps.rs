@@ -15,10 +15,11 @@ use tracer_ebpf::{CTR_COUNT, CTR_PROCS_FULL, PendingCall, ProcStats};
 #[map]
 pub static PROCS: HashMap<u32, ProcStats> = HashMap::with_max_entries(32768, 0);
 
-/// Syscalls in flight, keyed by pid_tgid. LRU: a thread killed inside a syscall never
-/// reaches sys_exit, and its entry must not pin a slot forever.
+/// Syscalls in flight, keyed by pid_tgid. A plain (preallocated) hash, cheaper to update
+/// than an LRU; a thread killed inside a syscall never reaches sys_exit, so its entry is
+/// removed when the thread exits (sched_process_exit).
 #[map]
-pub static PENDING: LruHashMap<u64, PendingCall> = LruHashMap::with_max_entries(16384, 0);
+pub static PENDING: HashMap<u64, PendingCall> = HashMap::with_max_entries(16384, 0);
 
 /// mm (pointer for the raw program, mm_id hash for the classic one) -> owning tgid, so RSS
 /// changes made by another task (reclaim, fork, exit: `curr=0`) reach the right process.

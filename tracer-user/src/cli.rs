@@ -125,6 +125,24 @@ pub enum Command {
         #[arg(short, long, value_parser = parse_duration)]
         duration: Option<Duration>,
     },
+    /// Follow OOM kills live: victim, trigger, cgroup and its limit, and the victim's growth before.
+    ///
+    /// Each kill is printed as a readable block (or one JSON line with --format json) as soon
+    /// as the kernel picks the victim. The victim's history and cgroup come from what
+    /// leaktracer saw while it was alive, so keep it running before the kill happens.
+    #[command(
+        after_help = "Example: sudo leaktracer oom --format json | tee -a /var/log/oom.jsonl"
+    )]
+    Oom {
+        #[command(flatten)]
+        trace: TraceArgs,
+        /// Output: readable blocks, or JSON Lines.
+        #[arg(short, long, value_enum, default_value = "text")]
+        format: crate::oom::OomFormat,
+        /// Stop after this long (default: until SIGINT/SIGTERM).
+        #[arg(short, long, value_parser = parse_duration)]
+        duration: Option<Duration>,
+    },
     /// Analyse a recorded trace offline: ranked suspects with verdicts, OOM kills, health.
     ///
     /// Replays the trace through the same process table and leak detector as a live

@@ -44,23 +44,49 @@ struct Member {
 #[derive(Clone, Debug)]
 enum Ty {
     Void,
-    Int { size: u32 },
+    Int {
+        size: u32,
+    },
     Ptr,
-    Array { elem: u32, nelems: u32 },
-    Composite { name: u32, size: u32, members: Vec<Member>, is_union: bool },
-    Qualifier { target: u32 },
-    Sized { size: u32 },
+    Array {
+        elem: u32,
+        nelems: u32,
+    },
+    Composite {
+        name: u32,
+        size: u32,
+        members: Vec<Member>,
+        is_union: bool,
+    },
+    Qualifier {
+        target: u32,
+    },
+    Sized {
+        size: u32,
+    },
     Other,
 }
 
 /// The resolved type of a member, as far as offsets need it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TypeInfo {
-    Int { size: u32 },
+    Int {
+        size: u32,
+    },
     Ptr,
-    Array { elem: Box<TypeInfo>, elem_size: u32, len: u32 },
-    Struct { name: String, size: u32 },
-    Union { name: String, size: u32 },
+    Array {
+        elem: Box<TypeInfo>,
+        elem_size: u32,
+        len: u32,
+    },
+    Struct {
+        name: String,
+        size: u32,
+    },
+    Union {
+        name: String,
+        size: u32,
+    },
     Other,
 }
 
@@ -78,7 +104,10 @@ struct Cursor<'a> {
 
 impl Cursor<'_> {
     fn u32(&mut self) -> anyhow::Result<u32> {
-        let s = self.b.get(self.pos..self.pos + 4).context("type section truncated")?;
+        let s = self
+            .b
+            .get(self.pos..self.pos + 4)
+            .context("type section truncated")?;
         self.pos += 4;
         Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
     }
@@ -111,12 +140,21 @@ impl KernelBtf {
         let (type_off, type_len) = (le32(b, 8)? as usize, le32(b, 12)? as usize);
         let (str_off, str_len) = (le32(b, 16)? as usize, le32(b, 20)? as usize);
         let section = |off: usize, len: usize| {
-            hdr_len.checked_add(off).and_then(|s| Some((s, s.checked_add(len)?))).filter(|&(_, e)| e <= b.len()).map(|(s, e)| &b[s..e])
+            hdr_len
+                .checked_add(off)
+                .and_then(|s| Some((s, s.checked_add(len)?)))
+                .filter(|&(_, e)| e <= b.len())
+                .map(|(s, e)| &b[s..e])
         };
         let type_sec = section(type_off, type_len).context("type section out of bounds")?;
-        let strings = section(str_off, str_len).context("string section out of bounds")?.to_vec();
+        let strings = section(str_off, str_len)
+            .context("string section out of bounds")?
+            .to_vec();
         let mut types = vec![Ty::Void];
-        let mut c = Cursor { b: type_sec, pos: 0 };
+        let mut c = Cursor {
+            b: type_sec,
+            pos: 0,
+        };
         while c.pos < type_sec.len() {
             let name = c.u32()?;
             let info = c.u32()?;
@@ -141,9 +179,18 @@ impl KernelBtf {
                     for _ in 0..vlen {
                         let (mname, mty, off) = (c.u32()?, c.u32()?, c.u32()?);
                         let bit_offset = if kind_flag { off & 0x00ff_ffff } else { off };
-                        members.push(Member { name: mname, ty: mty, bit_offset });
+                        members.push(Member {
+                            name: mname,
+                            ty: mty,
+                            bit_offset,
+                        });
                     }
-                    Ty::Composite { name, size: size_or_type, members, is_union: kind == KIND_UNION }
+                    Ty::Composite {
+                        name,
+                        size: size_or_type,
+                        members,
+                        is_union: kind == KIND_UNION,
+                    }
                 }
                 KIND_ENUM => {
                     c.skip(8 * vlen)?;
@@ -154,7 +201,11 @@ impl KernelBtf {
                     Ty::Sized { size: size_or_type }
                 }
                 KIND_FWD | KIND_FUNC => Ty::Other,
-                KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => Ty::Qualifier { target: size_or_type },
+                KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
+                    Ty::Qualifier {
+                        target: size_or_type,
+                    }
+                }
                 KIND_FUNC_PROTO => {
                     c.skip(8 * vlen)?;
                     Ty::Other
@@ -172,12 +223,19 @@ impl KernelBtf {
             };
             types.push(ty);
         }
-        let mut btf = Self { types, strings, by_name: HashMap::new() };
+        let mut btf = Self {
+            types,
+            strings,
+            by_name: HashMap::new(),
+        };
         let mut by_name: HashMap<String, Vec<u32>> = HashMap::new();
         for (id, t) in btf.types.iter().enumerate() {
             if let Ty::Composite { name, .. } = t {
                 if *name != 0 {
-                    by_name.entry(btf.string(*name)?.to_string()).or_default().push(id as u32);
+                    by_name
+                        .entry(btf.string(*name)?.to_string())
+                        .or_default()
+                        .push(id as u32);
                 }
             }
         }
@@ -186,13 +244,21 @@ impl KernelBtf {
     }
 
     fn string(&self, off: u32) -> anyhow::Result<&str> {
-        let rest = self.strings.get(off as usize..).context("string offset out of range")?;
-        let end = rest.iter().position(|&c| c == 0).context("unterminated string")?;
+        let rest = self
+            .strings
+            .get(off as usize..)
+            .context("string offset out of range")?;
+        let end = rest
+            .iter()
+            .position(|&c| c == 0)
+            .context("unterminated string")?;
         std::str::from_utf8(&rest[..end]).context("string not UTF-8")
     }
 
     fn ty(&self, id: u32) -> anyhow::Result<&Ty> {
-        self.types.get(id as usize).with_context(|| format!("type id {id} out of range"))
+        self.types
+            .get(id as usize)
+            .with_context(|| format!("type id {id} out of range"))
     }
 
     /// Follow typedef/const/volatile/restrict/type_tag to the underlying type id.
@@ -211,7 +277,10 @@ impl KernelBtf {
         Ok(match self.ty(self.resolve(id)?)? {
             Ty::Int { size } | Ty::Sized { size } | Ty::Composite { size, .. } => *size,
             Ty::Ptr => 8,
-            Ty::Array { elem, nelems } => self.size_of(*elem, depth + 1)?.checked_mul(*nelems).context("array size overflow")?,
+            Ty::Array { elem, nelems } => self
+                .size_of(*elem, depth + 1)?
+                .checked_mul(*nelems)
+                .context("array size overflow")?,
             Ty::Void | Ty::Qualifier { .. } | Ty::Other => bail!("type {id} has no size"),
         })
     }
@@ -220,7 +289,9 @@ impl KernelBtf {
     /// struct/union members. Returns (bit offset, member type id).
     fn find_member(&self, id: u32, name: &str, depth: usize) -> anyhow::Result<Option<(u32, u32)>> {
         ensure!(depth < MAX_DEPTH, "member nesting too deep");
-        let Ty::Composite { members, .. } = self.ty(self.resolve(id)?)? else { return Ok(None) };
+        let Ty::Composite { members, .. } = self.ty(self.resolve(id)?)? else {
+            return Ok(None);
+        };
         for m in members {
             if m.name == 0 {
                 if let Some((off, ty)) = self.find_member(m.ty, name, depth + 1)? {
@@ -235,7 +306,10 @@ impl KernelBtf {
 
     /// (byte offset, type id) of a dotted member path in the named struct/union.
     fn locate(&self, struct_name: &str, path: &str) -> anyhow::Result<(u32, u32)> {
-        let ids = self.by_name.get(struct_name).with_context(|| format!("struct {struct_name} not in BTF"))?;
+        let ids = self
+            .by_name
+            .get(struct_name)
+            .with_context(|| format!("struct {struct_name} not in BTF"))?;
         'candidates: for &id in ids {
             let (mut bits, mut ty) = (0u32, id);
             for part in path.split('.') {
@@ -267,10 +341,23 @@ impl KernelBtf {
         Ok(match self.ty(self.resolve(id)?)? {
             Ty::Int { size } => TypeInfo::Int { size: *size },
             Ty::Ptr => TypeInfo::Ptr,
-            Ty::Array { elem, nelems } => TypeInfo::Array { elem: Box::new(self.info(*elem, depth + 1)?), elem_size: self.size_of(*elem, depth + 1)?, len: *nelems },
-            Ty::Composite { name, size, is_union, .. } => {
+            Ty::Array { elem, nelems } => TypeInfo::Array {
+                elem: Box::new(self.info(*elem, depth + 1)?),
+                elem_size: self.size_of(*elem, depth + 1)?,
+                len: *nelems,
+            },
+            Ty::Composite {
+                name,
+                size,
+                is_union,
+                ..
+            } => {
                 let name = self.string(*name)?.to_string();
-                if *is_union { TypeInfo::Union { name, size: *size } } else { TypeInfo::Struct { name, size: *size } }
+                if *is_union {
+                    TypeInfo::Union { name, size: *size }
+                } else {
+                    TypeInfo::Struct { name, size: *size }
+                }
             }
             _ => TypeInfo::Other,
         })
@@ -308,18 +395,43 @@ pub fn task_layout(btf: &KernelBtf) -> anyhow::Result<TaskLayout> {
 /// Before: `struct mm_rss_stat { atomic_long_t count[NR_MM_COUNTERS]; } rss_stat`.
 pub fn rss_layout(btf: &KernelBtf) -> anyhow::Result<RssLayout> {
     match btf.member_type("mm_struct", "rss_stat")? {
-        TypeInfo::Array { elem, elem_size, len } => {
-            ensure!(len >= 4, "mm_struct.rss_stat has {len} counters, expected >= 4");
-            let TypeInfo::Struct { name, .. } = *elem else { bail!("mm_struct.rss_stat elements are not structs") };
-            ensure!(name == "percpu_counter", "unexpected rss_stat element type {name}");
-            Ok(RssLayout { mm_rss_stat: btf.member_offset("mm_struct", "rss_stat")?, stride: elem_size, count: btf.member_offset("percpu_counter", "count")? })
+        TypeInfo::Array {
+            elem,
+            elem_size,
+            len,
+        } => {
+            ensure!(
+                len >= 4,
+                "mm_struct.rss_stat has {len} counters, expected >= 4"
+            );
+            let TypeInfo::Struct { name, .. } = *elem else {
+                bail!("mm_struct.rss_stat elements are not structs")
+            };
+            ensure!(
+                name == "percpu_counter",
+                "unexpected rss_stat element type {name}"
+            );
+            Ok(RssLayout {
+                mm_rss_stat: btf.member_offset("mm_struct", "rss_stat")?,
+                stride: elem_size,
+                count: btf.member_offset("percpu_counter", "count")?,
+            })
         }
         TypeInfo::Struct { .. } => {
-            let TypeInfo::Array { elem_size, len, .. } = btf.member_type("mm_struct", "rss_stat.count")? else {
+            let TypeInfo::Array { elem_size, len, .. } =
+                btf.member_type("mm_struct", "rss_stat.count")?
+            else {
                 bail!("mm_struct.rss_stat.count is not an array")
             };
-            ensure!(len >= 4 && elem_size == 8, "unexpected mm_rss_stat layout ({len} x {elem_size} bytes)");
-            Ok(RssLayout { mm_rss_stat: btf.member_offset("mm_struct", "rss_stat.count")?, stride: 8, count: 0 })
+            ensure!(
+                len >= 4 && elem_size == 8,
+                "unexpected mm_rss_stat layout ({len} x {elem_size} bytes)"
+            );
+            Ok(RssLayout {
+                mm_rss_stat: btf.member_offset("mm_struct", "rss_stat.count")?,
+                stride: 8,
+                count: 0,
+            })
         }
         other => bail!("unexpected type of mm_struct.rss_stat: {other:?}"),
     }
@@ -339,7 +451,11 @@ mod tests {
 
     impl Builder {
         fn new() -> Self {
-            Self { strings: vec![0], next_id: 1, ..Self::default() }
+            Self {
+                strings: vec![0],
+                next_id: 1,
+                ..Self::default()
+            }
         }
         fn s(&mut self, name: &str) -> u32 {
             if name.is_empty() {
@@ -368,7 +484,13 @@ mod tests {
         fn array(&mut self, elem: u32, index: u32, n: u32) -> u32 {
             self.push(&[0, KIND_ARRAY << 24, 0, elem, index, n])
         }
-        fn composite(&mut self, kind: u32, name: &str, size: u32, members: &[(&str, u32, u32)]) -> u32 {
+        fn composite(
+            &mut self,
+            kind: u32,
+            name: &str,
+            size: u32,
+            members: &[(&str, u32, u32)],
+        ) -> u32 {
             let n = self.s(name);
             let mut w = vec![n, (kind << 24) | members.len() as u32, size];
             for (mname, ty, bits) in members {
@@ -381,7 +503,13 @@ mod tests {
             let mut b = Vec::new();
             b.extend_from_slice(&MAGIC.to_le_bytes());
             b.extend_from_slice(&[1, 0]);
-            for w in [24u32, 0, self.types.len() as u32, self.types.len() as u32, self.strings.len() as u32] {
+            for w in [
+                24u32,
+                0,
+                self.types.len() as u32,
+                self.types.len() as u32,
+                self.strings.len() as u32,
+            ] {
                 b.extend_from_slice(&w.to_le_bytes());
             }
             b.extend_from_slice(&self.types);
@@ -395,20 +523,54 @@ mod tests {
         let mut b = Builder::new();
         let long = b.int(8);
         let s64 = b.typedef("s64", long);
-        let pcc = b.composite(KIND_STRUCT, "percpu_counter", 40, &[("lock", long, 0), ("count", s64, 64), ("list", long, 128)]);
+        let pcc = b.composite(
+            KIND_STRUCT,
+            "percpu_counter",
+            40,
+            &[("lock", long, 0), ("count", s64, 64), ("list", long, 128)],
+        );
         let arr = b.array(pcc, long, 4);
-        let inner = b.composite(KIND_STRUCT, "", 2000, &[("pad", long, 0), ("rss_stat", arr, 7680)]);
+        let inner = b.composite(
+            KIND_STRUCT,
+            "",
+            2000,
+            &[("pad", long, 0), ("rss_stat", arr, 7680)],
+        );
         b.composite(KIND_STRUCT, "mm_struct", 2000, &[("", inner, 0)]);
         let u = b.composite(KIND_UNION, "", 8, &[("x", long, 0)]);
-        b.composite(KIND_STRUCT, "task_struct", 4000, &[("", u, 0), ("mm", long, 9088), ("pid", long, 10112), ("tgid", long, 10144)]);
+        b.composite(
+            KIND_STRUCT,
+            "task_struct",
+            4000,
+            &[
+                ("", u, 0),
+                ("mm", long, 9088),
+                ("pid", long, 10112),
+                ("tgid", long, 10144),
+            ],
+        );
         b.build()
     }
 
     #[test]
     fn modern_layout() {
         let btf = KernelBtf::parse(&modern()).unwrap();
-        assert_eq!(rss_layout(&btf).unwrap(), RssLayout { mm_rss_stat: 960, stride: 40, count: 8 });
-        assert_eq!(task_layout(&btf).unwrap(), TaskLayout { task_mm: 1136, task_pid: 1264, task_tgid: 1268 });
+        assert_eq!(
+            rss_layout(&btf).unwrap(),
+            RssLayout {
+                mm_rss_stat: 960,
+                stride: 40,
+                count: 8
+            }
+        );
+        assert_eq!(
+            task_layout(&btf).unwrap(),
+            TaskLayout {
+                task_mm: 1136,
+                task_pid: 1264,
+                task_tgid: 1268
+            }
+        );
     }
 
     #[test]
@@ -419,9 +581,21 @@ mod tests {
         let atomic_long = b.typedef("atomic_long_t", atomic);
         let arr = b.array(atomic_long, long, 4);
         let rss = b.composite(KIND_STRUCT, "mm_rss_stat", 32, &[("count", arr, 0)]);
-        b.composite(KIND_STRUCT, "mm_struct", 1000, &[("pad", long, 0), ("rss_stat", rss, 5120)]);
+        b.composite(
+            KIND_STRUCT,
+            "mm_struct",
+            1000,
+            &[("pad", long, 0), ("rss_stat", rss, 5120)],
+        );
         let btf = KernelBtf::parse(&b.build()).unwrap();
-        assert_eq!(rss_layout(&btf).unwrap(), RssLayout { mm_rss_stat: 640, stride: 8, count: 0 });
+        assert_eq!(
+            rss_layout(&btf).unwrap(),
+            RssLayout {
+                mm_rss_stat: 640,
+                stride: 8,
+                count: 0
+            }
+        );
     }
 
     #[test]
@@ -431,10 +605,25 @@ mod tests {
         let n = b.s("flags_struct");
         let (m1, m2) = (b.s("a"), b.s("b"));
         // kind_flag set: offsets carry a bitfield size in the top 8 bits.
-        b.push(&[n, (KIND_STRUCT << 24) | (1 << 31) | 2, 8, m1, int, (3 << 24) | 0, m2, int, (5 << 24) | 3]);
+        b.push(&[
+            n,
+            (KIND_STRUCT << 24) | (1 << 31) | 2,
+            8,
+            m1,
+            int,
+            (3 << 24) | 0,
+            m2,
+            int,
+            (5 << 24) | 3,
+        ]);
         let btf = KernelBtf::parse(&b.build()).unwrap();
         assert_eq!(btf.member_offset("flags_struct", "a").unwrap(), 0);
-        assert!(btf.member_offset("flags_struct", "b").unwrap_err().to_string().contains("bitfield"));
+        assert!(
+            btf.member_offset("flags_struct", "b")
+                .unwrap_err()
+                .to_string()
+                .contains("bitfield")
+        );
         assert!(btf.member_offset("flags_struct", "zz").is_err());
         assert!(btf.member_offset("nope", "a").is_err());
     }
@@ -481,12 +670,22 @@ mod tests {
     fn real_kernel_matches_bpftool() {
         let path = Path::new("/sys/kernel/btf/vmlinux");
         if !path.exists() {
-            assert!(std::env::var("LEAKTRACER_SKIP_PRIVILEGED").is_ok_and(|v| v == "1"), "/sys/kernel/btf/vmlinux missing (set LEAKTRACER_SKIP_PRIVILEGED=1 to skip)");
+            assert!(
+                std::env::var("LEAKTRACER_SKIP_PRIVILEGED").is_ok_and(|v| v == "1"),
+                "/sys/kernel/btf/vmlinux missing (set LEAKTRACER_SKIP_PRIVILEGED=1 to skip)"
+            );
             return;
         }
         let btf = KernelBtf::from_path(path).unwrap();
         let raw = std::process::Command::new("bpftool")
-            .args(["btf", "dump", "file", "/sys/kernel/btf/vmlinux", "format", "raw"])
+            .args([
+                "btf",
+                "dump",
+                "file",
+                "/sys/kernel/btf/vmlinux",
+                "format",
+                "raw",
+            ])
             .output()
             .expect("bpftool is needed to cross-check (apt-get install bpftool)");
         let raw = String::from_utf8_lossy(&raw.stdout);
@@ -496,7 +695,13 @@ mod tests {
                 if line.starts_with('[') {
                     in_struct = line.contains(&format!("STRUCT '{strukt}' "));
                 } else if in_struct && line.trim_start().starts_with(&format!("'{member}' ")) {
-                    let b = line.split("bits_offset=").nth(1).unwrap().split_whitespace().next().unwrap();
+                    let b = line
+                        .split("bits_offset=")
+                        .nth(1)
+                        .unwrap()
+                        .split_whitespace()
+                        .next()
+                        .unwrap();
                     return b.parse().unwrap();
                 }
             }

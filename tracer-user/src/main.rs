@@ -9,6 +9,8 @@ mod identity;
 mod kernel_btf;
 mod loader;
 mod logging;
+mod memcg;
+mod oom;
 mod plot;
 mod preflight;
 mod procfs;
@@ -92,8 +94,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let window = window
                     .or(if once { duration } else { None })
                     .unwrap_or(Duration::from_secs(60));
-                let mut sink =
-                    top::TopSink::new(filter(&trace), format, once, window.as_secs_f64(), limit)?;
+                let mut sink = top::TopSink::new(
+                    filter(&trace),
+                    format,
+                    once,
+                    window.as_secs_f64(),
+                    limit,
+                    memcg::LimitCache::new(memcg::CgroupRoots::discover(&cli.global.host_root)),
+                )?;
                 let mut session = Session::start(session_options(&cli.global, &trace, duration))?;
                 session.run(&mut sink).await?;
             }
@@ -102,10 +110,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 output,
                 duration,
             } => {
-                let mut sink = record::RecordSink::create(&output, filter(&trace))?;
+                let roots = memcg::CgroupRoots::discover(&cli.global.host_root);
+                let mut sink = record::RecordSink::create(&output, filter(&trace), roots)?;
                 let mut session = Session::start(session_options(&cli.global, &trace, duration))?;
                 let reason = session.run(&mut sink).await?;
                 log::info!("recording ended ({})", reason.as_str());
+            }
+            Command::Oom {
+                trace,
+                format,
+                duration,
+            } => {
+                let roots = memcg::CgroupRoots::discover(&cli.global.host_root);
+                let mut sink = oom::OomSink::new(format, roots);
+                let mut session = Session::start(session_options(&cli.global, &trace, duration))?;
+                session.run(&mut sink).await?;
             }
             // Handled above, before the runtime starts.
             Command::Report(_) => {}

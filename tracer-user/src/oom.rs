@@ -22,15 +22,27 @@ const HISTORY_POINTS: usize = 60;
 /// verdict) and the cgroup's state now.
 pub fn post_mortem(table: &ProcessTable, v: &OomVictim, t: f64, roots: &CgroupRoots) -> OomRecord {
     let victim = table.find(v.pid);
-    let memory_path = |raw: Option<&str>| raw.map(parse_proc_cgroup).and_then(|c| c.memory_path().map(str::to_string));
+    let memory_path = |raw: Option<&str>| {
+        raw.map(parse_proc_cgroup)
+            .and_then(|c| c.memory_path().map(str::to_string))
+    };
     let cgroup = memory_path(victim.and_then(|p| p.cgroup_raw.as_deref()));
-    let trigger_cgroup = memory_path(table.find(v.trigger_pid).and_then(|p| p.cgroup_raw.as_deref()));
+    let trigger_cgroup = memory_path(
+        table
+            .find(v.trigger_pid)
+            .and_then(|p| p.cgroup_raw.as_deref()),
+    );
     let limit = cgroup.as_deref().and_then(|c| roots.limit_of(c));
     let usage = cgroup.as_deref().and_then(|c| roots.usage_of(c));
     let history = victim
         .map(|p| {
             let end = p.exited_at.unwrap_or(t);
-            let pts: Vec<(f64, u64)> = p.fine.iter().filter(|s| s.t >= end - HISTORY_SECS).map(|s| (round_ms(s.t), s.private())).collect();
+            let pts: Vec<(f64, u64)> = p
+                .fine
+                .iter()
+                .filter(|s| s.t >= end - HISTORY_SECS)
+                .map(|s| (round_ms(s.t), s.private()))
+                .collect();
             let step = pts.len().div_ceil(HISTORY_POINTS).max(1);
             let mut out: Vec<(f64, u64)> = pts.iter().step_by(step).copied().collect();
             if let (Some(last), Some(kept)) = (pts.last(), out.last()) {
@@ -61,7 +73,10 @@ pub fn render_block(r: &OomRecord, start_unix_ms: u64) -> String {
     let v = &r.victim;
     let when = crate::clock::rfc3339(start_unix_ms + (r.t * 1000.0) as u64);
     let mut s = format!("OOM KILL at {when}\n");
-    s.push_str(&format!("  victim     {} ({}) uid {} oom_score_adj {}\n", v.pid, v.comm, v.uid, v.oom_score_adj));
+    s.push_str(&format!(
+        "  victim     {} ({}) uid {} oom_score_adj {}\n",
+        v.pid, v.comm, v.uid, v.oom_score_adj
+    ));
     s.push_str(&format!(
         "  memory     anon {}  file {}  shmem {}  page tables {}  virtual {}\n",
         format::bytes(v.anon_rss_bytes as f64),
@@ -70,14 +85,20 @@ pub fn render_block(r: &OomRecord, start_unix_ms: u64) -> String {
         format::bytes(v.pgtables_bytes as f64),
         format::bytes(v.total_vm_bytes as f64)
     ));
-    s.push_str(&format!("  triggered  by {} ({})\n", v.trigger_pid, v.trigger_comm));
+    s.push_str(&format!(
+        "  triggered  by {} ({})\n",
+        v.trigger_pid, v.trigger_comm
+    ));
     match (&r.cgroup, r.cgroup_limit_bytes) {
         (Some(c), Some(l)) => s.push_str(&format!(
             "  cgroup     {c}  limit {}  usage now {}\n",
             format::bytes(l as f64),
-            r.cgroup_usage_bytes.map_or("-".into(), |u| format::bytes(u as f64))
+            r.cgroup_usage_bytes
+                .map_or("-".into(), |u| format::bytes(u as f64))
         )),
-        (Some(c), None) => s.push_str(&format!("  cgroup     {c} (no memory limit: a node-wide OOM)\n")),
+        (Some(c), None) => s.push_str(&format!(
+            "  cgroup     {c} (no memory limit: a node-wide OOM)\n"
+        )),
         _ => s.push_str("  cgroup     unknown (the victim was never seen alive by leaktracer)\n"),
     }
     if let (Some(first), Some(last)) = (r.history.first(), r.history.last()) {
@@ -87,7 +108,14 @@ pub fn render_block(r: &OomRecord, start_unix_ms: u64) -> String {
             format::bytes(first.1 as f64),
             format::bytes(last.1 as f64),
             format::duration(dt),
-            if dt > 0.0 { format!(" ({}/s)", format::bytes((last.1 as f64 - first.1 as f64) / dt)) } else { String::new() }
+            if dt > 0.0 {
+                format!(
+                    " ({}/s)",
+                    format::bytes((last.1 as f64 - first.1 as f64) / dt)
+                )
+            } else {
+                String::new()
+            }
         ));
     }
     if let Some(verdict) = r.last_verdict {
@@ -116,22 +144,30 @@ pub struct OomSink {
 
 impl OomSink {
     pub fn new(format: OomFormat, roots: CgroupRoots) -> Self {
-        Self { format, roots, info: None, seen: 0 }
+        Self {
+            format,
+            roots,
+            info: None,
+            seen: 0,
+        }
     }
 }
 
 impl Sink for OomSink {
     fn start(&mut self, info: &SessionInfo) -> anyhow::Result<()> {
         self.info = Some(info.clone());
-        if self.format == OomFormat::Text {
-            eprintln!("leaktracer: following OOM kills on this node (Ctrl-C to stop)");
-        }
+        // On stderr whatever the format: stdout stays a clean stream of records.
+        eprintln!("leaktracer: following OOM kills on this node (Ctrl-C to stop)");
         Ok(())
     }
 
     fn handle(&mut self, table: &ProcessTable, what: Happening<'_>) -> anyhow::Result<()> {
-        let Happening::Kernel(crate::events::KernelEvent::OomVictim(v)) = what else { return Ok(()) };
-        let Some(info) = &self.info else { return Ok(()) };
+        let Happening::Kernel(crate::events::KernelEvent::OomVictim(v)) = what else {
+            return Ok(());
+        };
+        let Some(info) = &self.info else {
+            return Ok(());
+        };
         let rec = post_mortem(table, v, v.t_mono - info.t0_mono, &self.roots);
         self.seen += 1;
         let mut out = std::io::stdout().lock();
@@ -147,9 +183,7 @@ impl Sink for OomSink {
     }
 
     fn finish(&mut self, _table: &ProcessTable, _reason: EndReason) -> anyhow::Result<()> {
-        if self.format == OomFormat::Text {
-            eprintln!("leaktracer: {} OOM kill(s) seen", self.seen);
-        }
+        eprintln!("leaktracer: {} OOM kill(s) seen", self.seen);
         Ok(())
     }
 }

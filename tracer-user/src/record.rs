@@ -29,11 +29,16 @@ pub struct RecordSink {
     last_counters: Vec<u64>,
     last_health_t: f64,
     t0_mono: f64,
+    roots: crate::memcg::CgroupRoots,
 }
 
 impl RecordSink {
     /// `path` "-" writes to stdout.
-    pub fn create(path: &Path, filter: Filter) -> anyhow::Result<Self> {
+    pub fn create(
+        path: &Path,
+        filter: Filter,
+        roots: crate::memcg::CgroupRoots,
+    ) -> anyhow::Result<Self> {
         let w: Box<dyn std::io::Write + Send> = if path == Path::new("-") {
             Box::new(std::io::stdout())
         } else {
@@ -50,6 +55,7 @@ impl RecordSink {
             last_counters: Vec::new(),
             last_health_t: f64::NEG_INFINITY,
             t0_mono: 0.0,
+            roots,
         })
     }
 
@@ -188,10 +194,15 @@ impl Sink for RecordSink {
                 } => {
                     if self.filter.matches(*tgid, comm) {
                         let t = self.t(*t_mono);
+                        let p = table.live.get(tgid);
                         self.write(&Record::Exec {
                             t,
                             pid: *tgid,
                             comm: comm.clone(),
+                            cmdline: p.and_then(|p| p.cmdline.clone()),
+                            cgroup: p.and_then(|p| {
+                                p.cgroup_raw.as_deref().map(|s| s.trim_end().to_string())
+                            }),
                         })?;
                     }
                 }
@@ -219,18 +230,8 @@ impl Sink for RecordSink {
                     // filtered process's neighbour.
                     self.summary.oom_kills += 1;
                     let t = self.t(v.t_mono);
-                    self.write(&Record::OomKill(OomRecord {
-                        t,
-                        victim: v.clone(),
-                        cgroup: None,
-                        cgroup_constrained: false,
-                        cgroup_limit_bytes: None,
-                        cgroup_usage_bytes: None,
-                        history: Vec::new(),
-                        last_verdict: None,
-                        last_growth_bytes_per_sec: None,
-                        trigger_cgroup: None,
-                    }))?;
+                    let rec = crate::oom::post_mortem(table, v, t, &self.roots);
+                    self.write(&Record::OomKill(rec))?;
                     self.flush()?;
                 }
             },

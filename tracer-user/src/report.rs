@@ -222,7 +222,17 @@ pub fn build(
                 }
                 reader.warnings.push(msg);
             }
-            Record::Exec { .. } | Record::Exit(_) | Record::Health(_) | Record::Verdict(_) => {}
+            Record::Exec {
+                pid,
+                comm,
+                cmdline,
+                cgroup,
+                ..
+            } => {
+                rp.flush();
+                rp.table.exec(pid, comm, cmdline, cgroup);
+            }
+            Record::Exit(_) | Record::Health(_) | Record::Verdict(_) => {}
         }
     }
     rp.flush();

@@ -242,7 +242,14 @@ impl Session {
 
     fn kernel_event(&mut self, sink: &mut dyn Sink, ev: KernelEvent) -> anyhow::Result<()> {
         match &ev {
-            KernelEvent::Exec { tgid, comm, .. } => self.table.exec(*tgid, comm.clone()),
+            // A new program: runtimes fork, move the child into the container's cgroup, then
+            // exec, so identity is re-read here as well as at first sight.
+            KernelEvent::Exec { tgid, comm, .. } => self.table.exec(
+                *tgid,
+                comm.clone(),
+                self.procfs.cmdline(*tgid),
+                self.procfs.cgroup(*tgid),
+            ),
             // The table retires a process when its final counters are sampled (see
             // PROC_FLAG_EXITED), not here: the event can overtake the last sample.
             KernelEvent::Exit { .. } => {}

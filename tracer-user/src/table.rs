@@ -78,6 +78,15 @@ impl Process {
         rates::delta_rate(&self.fine, now, window, |s| s.alloc)
     }
 
+    /// The process's memory cgroup path (v1 memory controller, else unified), as seen at
+    /// first sight.
+    pub fn memcg_path(&self) -> Option<String> {
+        let raw = self.cgroup_raw.as_deref()?;
+        crate::identity::parse_proc_cgroup(raw)
+            .memory_path()
+            .map(str::to_string)
+    }
+
     /// Session time since which private memory has been rising (the last trough).
     pub fn growing_since(&self) -> Option<f64> {
         rates::growing_since(&self.fine, |s| s.private())
@@ -247,9 +256,21 @@ impl ProcessTable {
     }
 
     /// A process exec'ed: new program, same pid. Its history restarts.
-    pub fn exec(&mut self, pid: u32, comm: String) {
+    pub fn exec(
+        &mut self,
+        pid: u32,
+        comm: String,
+        cmdline: Option<String>,
+        cgroup_raw: Option<String>,
+    ) {
         if let Some(p) = self.live.get_mut(&pid) {
             p.comm = comm;
+            if cmdline.is_some() {
+                p.cmdline = cmdline;
+            }
+            if cgroup_raw.is_some() {
+                p.cgroup_raw = cgroup_raw;
+            }
         }
     }
 

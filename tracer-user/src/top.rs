@@ -9,6 +9,7 @@ use crate::{
     clock,
     detector::Verdict,
     format,
+    memcg::LimitCache,
     session::{EndReason, Filter, Happening, SessionInfo, Sink},
     table::{Process, ProcessTable},
 };
@@ -89,7 +90,8 @@ impl Row {
     }
 }
 
-pub fn row(p: &Process, now: f64, window: f64) -> Row {
+pub fn row(p: &Process, now: f64, window: f64, limits: &mut LimitCache) -> Row {
+    let (limit_bytes, time_to_limit_secs) = crate::verdicts::limit_and_time(p, limits);
     let last = p.last().copied().unwrap_or_default();
     let growth = p.growth_rate(now, window);
     let growing_for = match p.growing_since() {
@@ -116,8 +118,8 @@ pub fn row(p: &Process, now: f64, window: f64) -> Row {
             .assessment
             .as_ref()
             .map_or(0.0, |a| (a.confidence * 100.0).round() / 100.0),
-        limit_bytes: None,
-        time_to_limit_secs: None,
+        limit_bytes,
+        time_to_limit_secs,
     }
 }
 
@@ -127,13 +129,14 @@ pub fn rows(
     now: f64,
     window: f64,
     limit: usize,
+    limits: &mut LimitCache,
 ) -> Vec<Row> {
     table
         .ranked(now, window)
         .into_iter()
         .filter(|(p, _)| filter.matches(p.pid, &p.comm))
         .take(limit)
-        .map(|(p, _)| row(p, now, window))
+        .map(|(p, _)| row(p, now, window, limits))
         .collect()
 }
 
@@ -172,6 +175,7 @@ pub struct TopSink {
     counters: Vec<u64>,
     tui: Option<crate::tui::Tui>,
     batch: bool,
+    limits: LimitCache,
 }
 
 impl TopSink {
@@ -181,6 +185,7 @@ impl TopSink {
         once: bool,
         window: f64,
         limit: usize,
+        limits: LimitCache,
     ) -> anyhow::Result<Self> {
         // Without a terminal the live view becomes batch mode (like `top -b`): one table
         // every interval on stdout, so `leaktracer top | tee` and CI logs work.
@@ -195,6 +200,7 @@ impl TopSink {
             counters: Vec::new(),
             tui: None,
             batch,
+            limits,
         })
     }
 
@@ -219,10 +225,17 @@ impl Sink for TopSink {
             self.counters = snap.counters.to_vec();
             let now = self.now();
             if let Some(tui) = &mut self.tui {
-                let rows = rows(table, &self.filter, now, self.window, 200);
+                let rows = rows(table, &self.filter, now, self.window, 200, &mut self.limits);
                 tui.draw(&rows, table, &self.counters, now)?;
             } else if self.batch {
-                let rows = rows(table, &self.filter, now, self.window, self.limit);
+                let rows = rows(
+                    table,
+                    &self.filter,
+                    now,
+                    self.window,
+                    self.limit,
+                    &mut self.limits,
+                );
                 let mut out = std::io::stdout().lock();
                 writeln!(
                     out,
@@ -251,7 +264,14 @@ impl Sink for TopSink {
         }
         let now = self.now();
         let window = self.window.min(now.max(1.0));
-        let rows = rows(table, &self.filter, now, window, self.limit);
+        let rows = rows(
+            table,
+            &self.filter,
+            now,
+            window,
+            self.limit,
+            &mut self.limits,
+        );
         let mut stdout = std::io::stdout().lock();
         match self.format {
             OutputFormat::Table => stdout.write_all(render_table(&rows).as_bytes())?,

@@ -15,7 +15,16 @@ pub enum Record {
     Header(Header),
     Process(ProcessInfo),
     Sample(SampleRecord),
-    Exec { t: f64, pid: u32, comm: String },
+    Exec {
+        t: f64,
+        pid: u32,
+        comm: String,
+        /// Identity re-read at exec (runtimes move a process into its cgroup before exec).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cmdline: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cgroup: Option<String>,
+    },
     Exit(ExitRecord),
     OomKill(OomRecord),
     Verdict(VerdictRecord),

@@ -106,3 +106,25 @@ pub fn refresh(
     }
     changes
 }
+
+/// The memory limit that applies to `p` and the time until it is reached at the assessed
+/// growth (only while growing): against the cgroup's usage when a cgroup limits it, else the
+/// process's own private memory against the node's memory.
+pub fn limit_and_time(
+    p: &Process,
+    limits: &mut crate::memcg::LimitCache,
+) -> (Option<u64>, Option<f64>) {
+    let cgroup = p.memcg_path();
+    let Some(limit) = limits.get(cgroup.as_deref()) else {
+        return (None, None);
+    };
+    let current = match &limit.cgroup {
+        Some(c) => limits.roots().usage_of(c).unwrap_or(0) as f64,
+        None => p.last().map_or(0, |s| s.private()) as f64,
+    };
+    let ttl = p
+        .assessment
+        .as_ref()
+        .and_then(|a| a.time_to_limit(current, limit.bytes as f64));
+    (Some(limit.bytes), ttl.map(crate::trace::round_ms))
+}

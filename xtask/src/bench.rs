@@ -47,6 +47,9 @@ const WORKLOADS: &[(&str, &[&str])] = &[
 struct Running {
     child: Child,
     tracer: Tracer,
+    /// Ids of the BPF programs this tracer loaded (bpftool here cannot map programs to pids,
+    /// so they are told apart by appearing after the tracer started).
+    progs: Vec<u64>,
 }
 
 fn start_tracer(tracer: Tracer, bin: &Path, root: &Path) -> anyhow::Result<Option<Running>> {
@@ -68,25 +71,41 @@ fn start_tracer(tracer: Tracer, bin: &Path, root: &Path) -> anyhow::Result<Optio
             c
         }
     };
+    let before: Vec<u64> = programs().into_iter().map(|p| p.0).collect();
     let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .with_context(|| format!("starting {cmd:?}"))?;
-    // Wait until its programs are attached.
+    // Wait until its programs are attached and stop appearing.
     let deadline = Instant::now() + Duration::from_secs(30);
+    let new_ids = || -> Vec<u64> {
+        programs()
+            .into_iter()
+            .map(|p| p.0)
+            .filter(|id| !before.contains(id))
+            .collect()
+    };
     loop {
-        if !programs_of(child.id()).is_empty() {
+        if new_ids().len() >= 6 {
+            std::thread::sleep(Duration::from_millis(500));
             break;
         }
         if Instant::now() > deadline {
+            let mut child = child;
+            let _ = child.kill();
+            let _ = child.wait();
             bail!("{} attached no programs within 30 s", tracer.label());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    std::thread::sleep(Duration::from_millis(300));
-    Ok(Some(Running { child, tracer }))
+    let progs = new_ids();
+    Ok(Some(Running {
+        child,
+        tracer,
+        progs,
+    }))
 }
 
 fn stop(r: Option<Running>) {
@@ -103,8 +122,10 @@ unsafe extern "C" {
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
-/// (name, run_time_ns, run_cnt) of the BPF programs owned by `pid`, from bpftool.
-fn programs_of(pid: u32) -> Vec<(String, u64, u64)> {
+/// (id, name, run_time_ns, run_cnt) of every loaded BPF program, from bpftool. (bpftool here
+/// cannot map programs to pids, so a tracer's programs are the ones that appeared after it
+/// started.)
+fn programs() -> Vec<(u64, String, u64, u64)> {
     let Ok(out) = Command::new("bpftool")
         .args(["-j", "prog", "show"])
         .output()
@@ -117,13 +138,9 @@ fn programs_of(pid: u32) -> Vec<(String, u64, u64)> {
     v.as_array()
         .into_iter()
         .flatten()
-        .filter(|p| {
-            p["pids"]
-                .as_array()
-                .is_some_and(|ps| ps.iter().any(|x| x["pid"].as_u64() == Some(u64::from(pid))))
-        })
         .map(|p| {
             (
+                p["id"].as_u64().unwrap_or(0),
                 p["name"].as_str().unwrap_or("?").to_string(),
                 p["run_time_ns"].as_u64().unwrap_or(0),
                 p["run_cnt"].as_u64().unwrap_or(0),
@@ -213,7 +230,9 @@ pub fn run(root: &Path, bin: &Path, smoke: bool) -> anyhow::Result<()> {
                 let cpu_before = t.as_ref().map_or(0, |r| cpu_ticks(r.child.id()));
                 let rate = stress(args, secs)?;
                 if let Some(r) = &t {
-                    for (prog, ns, cnt) in programs_of(r.child.id()) {
+                    for (_, prog, ns, cnt) in
+                        programs().into_iter().filter(|p| r.progs.contains(&p.0))
+                    {
                         let e = per_event
                             .entry(tracer)
                             .or_default()

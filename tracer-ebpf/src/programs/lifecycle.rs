@@ -12,7 +12,7 @@ use tracer_ebpf::{
 };
 
 use crate::{
-    maps::{EVENTS, MM_OWNER, PROCS, SELF_TGID, bump, current_proc, now},
+    maps::{EVENTS, MM_OWNER, PENDING, PROCS, SELF_TGID, bump, current_proc, now},
     programs::rss::OFF_TASK_MM,
 };
 
@@ -93,6 +93,8 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
 pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let (tid, tgid) = (pid_tgid as u32, (pid_tgid >> 32) as u32);
+    // A thread killed inside a traced syscall never reached sys_exit: free its slot.
+    let _ = PENDING.remove(&pid_tgid);
     let off = OFF_EXIT_GROUP_DEAD.load();
     let group_dead = if off != 0 {
         unsafe { ctx.read_at::<u8>(off as usize) }.unwrap_or(0) != 0

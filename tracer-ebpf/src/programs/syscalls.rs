@@ -45,6 +45,8 @@ const PAGE_MASK: u64 = 4095;
 
 #[inline(always)]
 fn field(ctx: &TracePointContext, off: &Global<u32>) -> u64 {
+    // A helper read, not a direct context load: the verifier only allows ctx accesses at an
+    // instruction's immediate offset, and these offsets come from tracefs at load time.
     match unsafe { ctx.read_at::<u64>(off.load() as usize) } {
         Ok(v) => v,
         Err(_) => {
