@@ -145,7 +145,7 @@ fn field(s: &Value, k: &str) -> u64 {
 #[test]
 fn mmap_then_munmap_nets_to_zero() {
     let Some(_serial) = privileged() else { return };
-    let (_, s, _) = map_and_sample("roundtrip", &["roundtrip", "64"], "auto");
+    let (_, s, _) = map_and_sample("roundtrip", &["roundtrip", "64"], "tracepoint");
     let (mapped, unmapped) = (field(&s, "mapped_anon"), field(&s, "unmapped"));
     eprintln!("roundtrip: mapped_anon {mapped} unmapped {unmapped}");
     assert!(
@@ -164,7 +164,7 @@ fn mmap_then_munmap_nets_to_zero() {
 #[test]
 fn go_style_reservation_is_committed_once() {
     let Some(_serial) = privileged() else { return };
-    let (_, s, _) = map_and_sample("gostyle", &["go-style", "256", "32"], "auto");
+    let (_, s, _) = map_and_sample("gostyle", &["go-style", "256", "32"], "tracepoint");
     let (reserved, mapped) = (field(&s, "reserved"), field(&s, "mapped_anon"));
     eprintln!("go-style: reserved {reserved} mapped_anon {mapped}");
     assert!(
@@ -185,7 +185,7 @@ fn go_style_reservation_is_committed_once() {
 #[test]
 fn madvise_dontneed_is_a_release() {
     let Some(_serial) = privileged() else { return };
-    let (_, s, _) = map_and_sample("madvise", &["madvise", "32"], "auto");
+    let (_, s, _) = map_and_sample("madvise", &["madvise", "32"], "tracepoint");
     assert!(field(&s, "released") >= 32 * MIB, "32 MiB released: {s}");
     assert!(
         field(&s, "rss_anon") < 16 * MIB,
@@ -203,7 +203,15 @@ fn rss_matches(rss_source: &str) {
     eprintln!(
         "rss ({rss_source}) of {pid}: leaktracer anon {t_anon} file {t_file}; /proc anon {anon} file {file}"
     );
-    let close = |a: u64, b: u64| (a as f64 - b as f64).abs() <= 0.02 * b as f64;
+    // The raw program reads the kernel's shared counter, which lags the exact sum by the
+    // per-CPU batches not yet folded in: max(32, 2*CPUs) pages per CPU (documented bound).
+    let slack = if rss_source == "raw" {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+        32.max(2 * cpus) * cpus * 4096
+    } else {
+        0
+    };
+    let close = |a: u64, b: u64| (a as f64 - b as f64).abs() <= (0.02 * b as f64).max(slack as f64);
     assert!(
         close(t_anon, anon),
         "RssAnon: leaktracer {t_anon}, /proc {anon}"
@@ -214,18 +222,18 @@ fn rss_matches(rss_source: &str) {
     );
 }
 
-/// RSS from the default (raw tracepoint when BTF is available) source matches /proc (2%).
+/// RSS from the default classic tracepoint matches /proc (2%).
 #[test]
 fn rss_matches_proc_status() {
     let Some(_serial) = privileged() else { return };
-    rss_matches("auto");
+    rss_matches("tracepoint");
 }
 
-/// The classic kmem:rss_stat fallback agrees with /proc too.
+/// The raw tracepoint agrees with /proc within 2% or the per-CPU batch bound.
 #[test]
-fn rss_matches_proc_status_with_classic_tracepoint() {
+fn rss_matches_proc_status_with_raw_tracepoint() {
     let Some(_serial) = privileged() else { return };
-    rss_matches("tracepoint");
+    rss_matches("raw");
 }
 
 /// 10,000 short-lived processes: leaktracer's RSS stays bounded and no map fills silently.

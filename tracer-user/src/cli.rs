@@ -52,9 +52,9 @@ pub struct TraceArgs {
     #[arg(short, long, default_value = "1s", value_parser = parse_duration)]
     pub interval: Duration,
 
-    /// How RSS changes are observed: `raw` (raw tracepoint, cheapest; needs kernel BTF),
-    /// `tracepoint` (classic kmem:rss_stat), or `auto` (raw when possible).
-    #[arg(long, value_enum, default_value = "auto")]
+    /// How RSS changes are observed: `tracepoint` (classic kmem:rss_stat; exact) or `raw`
+    /// (raw tracepoint; needs kernel BTF; approximate within the kernel's per-CPU batches).
+    #[arg(long, value_enum, default_value = "tracepoint")]
     pub rss_source: RssSource,
 
     /// Only show/record these pids (repeatable). Tracking stays node-wide.
@@ -64,6 +64,11 @@ pub struct TraceArgs {
     /// Only show/record processes with this command name (as in /proc/PID/comm; repeatable).
     #[arg(short, long = "comm", value_name = "NAME")]
     pub comms: Vec<String>,
+
+    /// leaktracer's own oom_score_adj, so the watcher survives the OOM storm it watches
+    /// (-1000 = never killed; 1000 = first to go).
+    #[arg(long, default_value_t = -900, allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(-1000..=1000))]
+    pub oom_score_adj: i32,
 
     /// Capacity of the kernel's per-process map. Smaller values are for testing overflow
     /// accounting; overflow is counted and reported as `procs_map_full`.

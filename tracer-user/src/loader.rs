@@ -20,12 +20,13 @@ use crate::{
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RssSource {
-    /// Raw tracepoint (needs kernel BTF); cheaper on the page-fault path.
-    Raw,
-    /// Classic kmem:rss_stat tracepoint; works without BTF.
+    /// Classic kmem:rss_stat tracepoint: exact (the kernel sums the per-CPU counters for
+    /// the event), works without BTF. The default.
     Tracepoint,
-    /// Raw when the kernel's BTF is readable, else classic.
-    Auto,
+    /// Raw tracepoint reading the shared counter itself (needs kernel BTF): skips the
+    /// per-CPU sum and record formatting, but lags the exact value by the per-CPU batches
+    /// not yet folded in (at most max(32, 2*CPUs) pages per CPU the process ran on).
+    Raw,
 }
 
 /// Map sizes; defaults fit a busy node, tests shrink them to provoke (counted) overflow.
@@ -155,19 +156,12 @@ impl Probes {
         let rss_layout = btf.as_ref().ok().map(kernel_btf::rss_layout).transpose();
         let rss_source = match (opts.rss_source, &rss_layout) {
             (RssSource::Tracepoint, _) => RssSource::Tracepoint,
-            (RssSource::Raw | RssSource::Auto, Ok(Some(_))) => RssSource::Raw,
+            (RssSource::Raw, Ok(Some(_))) => RssSource::Raw,
             (RssSource::Raw, _) => {
                 return Err(anyhow!(UsageError::new(format!(
                     "--rss-source raw needs the kernel's BTF (/sys/kernel/btf/vmlinux): {}",
                     btf_problem(&btf, &rss_layout)
                 ))));
-            }
-            (RssSource::Auto, _) => {
-                log::warn!(
-                    "kernel BTF unusable ({}); using the classic rss_stat tracepoint",
-                    btf_problem(&btf, &rss_layout)
-                );
-                RssSource::Tracepoint
             }
         };
         let task = match task {

@@ -153,6 +153,7 @@ fn session_options(g: &cli::Global, t: &TraceArgs, duration: Option<Duration>) -
         },
         interval: t.interval,
         duration,
+        oom_score_adj: t.oom_score_adj,
         limits: TableLimits {
             live: t.procs_map_size as usize,
             ..TableLimits::default()

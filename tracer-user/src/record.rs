@@ -30,6 +30,7 @@ pub struct RecordSink {
     last_health_t: f64,
     t0_mono: f64,
     roots: crate::memcg::CgroupRoots,
+    limits: crate::memcg::LimitCache,
 }
 
 impl RecordSink {
@@ -55,6 +56,7 @@ impl RecordSink {
             last_counters: Vec::new(),
             last_health_t: f64::NEG_INFINITY,
             t0_mono: 0.0,
+            limits: crate::memcg::LimitCache::new(roots.clone()),
             roots,
         })
     }
@@ -129,6 +131,7 @@ impl Sink for RecordSink {
                         continue;
                     }
                     self.summary.processes_seen += 1;
+                    let limit = self.limits.get(p.memcg_path().as_deref());
                     self.write(&Record::Process(ProcessInfo {
                         t,
                         pid: p.pid,
@@ -136,6 +139,8 @@ impl Sink for RecordSink {
                         comm: p.comm.clone(),
                         cmdline: p.cmdline.clone(),
                         cgroup: p.cgroup_raw.as_deref().map(|s| s.trim_end().to_string()),
+                        limit_bytes: limit.as_ref().map(|l| l.bytes),
+                        limit_cgroup: limit.and_then(|l| l.cgroup),
                     }))?;
                 }
                 let mut pids: Vec<u32> = table

@@ -44,10 +44,17 @@ pub struct Suspect {
     pub peak_private_bytes: u64,
     pub reason: String,
     pub exited: bool,
+    /// The memory limit recorded for the process and the time until its private memory
+    /// reaches it at the assessed growth (leaking/growing only; offline the cgroup's other
+    /// members are not known, so this is an upper bound when a cgroup limit applies).
+    pub limit_bytes: Option<u64>,
+    pub time_to_limit_secs: Option<f64>,
     /// Percentiles of this process's mmap request sizes (bytes), from its log2 histogram.
     pub mmap_size_p50_bytes: Option<u64>,
     pub mmap_size_p99_bytes: Option<u64>,
     pub cmdline: Option<String>,
+    /// Memory cgroup path at first sight (to relate suspects to OOM kills).
+    pub cgroup: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -91,6 +98,7 @@ impl Replay {
                 p.ppid = info.ppid;
                 p.cmdline = info.cmdline;
                 p.cgroup_raw = info.cgroup;
+                p.limit_bytes = info.limit_bytes;
             }
         }
         // Infos whose process never got a sample (filtered or short-lived): drop, bounded.
@@ -296,6 +304,10 @@ fn suspect(p: &Process, now: f64, cfg: &DetectorConfig, header: &Header) -> Susp
     let a = verdicts::assess(p, now, cfg);
     let last = p.last().copied().unwrap_or_default();
     let hist = &p.stats.mmap_size_hist;
+    let time_to_limit_secs = p
+        .limit_bytes
+        .and_then(|l| a.time_to_limit(last.private() as f64, l as f64))
+        .map(crate::trace::round_ms);
     Suspect {
         pid: p.pid,
         comm: p.comm.clone(),
@@ -316,10 +328,47 @@ fn suspect(p: &Process, now: f64, cfg: &DetectorConfig, header: &Header) -> Susp
             .max(p.stats.peak_private),
         reason: a.reason,
         exited: p.exited_at.is_some(),
+        limit_bytes: p.limit_bytes,
+        time_to_limit_secs,
         mmap_size_p50_bytes: log2_percentile(hist, 0.50),
         mmap_size_p99_bytes: log2_percentile(hist, 0.99),
         cmdline: p.cmdline.clone(),
+        cgroup: p.memcg_path(),
     }
+}
+
+/// The rest of an OOM line: cgroup and limit, the victim's growth before death, and the
+/// suspects that share its cgroup (they are the likely culprits of a cgroup OOM).
+fn oom_context(o: &OomRecord, suspects: &[Suspect]) -> String {
+    let mut s = String::new();
+    if let Some(c) = &o.cgroup {
+        s.push_str(&format!("\n             cgroup {c}"));
+        if let Some(l) = o.cgroup_limit_bytes {
+            s.push_str(&format!(" (limit {})", format::bytes(l as f64)));
+        }
+    }
+    if let (Some(a), Some(b)) = (o.history.first(), o.history.last()) {
+        if b.0 > a.0 {
+            s.push_str(&format!(
+                "\n             before death: private {} -> {} in {}",
+                format::bytes(a.1 as f64),
+                format::bytes(b.1 as f64),
+                format::duration(b.0 - a.0)
+            ));
+        }
+    }
+    let same: Vec<String> = suspects
+        .iter()
+        .filter(|x| x.cgroup.is_some() && x.cgroup == o.cgroup && x.pid != o.victim.pid)
+        .map(|x| format!("{} ({}, {})", x.pid, x.comm, x.verdict.as_str()))
+        .collect();
+    if !same.is_empty() {
+        s.push_str(&format!(
+            "\n             suspects in the same cgroup: {}",
+            same.join(", ")
+        ));
+    }
+    s
 }
 
 /// Percentile of a log2 size histogram (upper bound of the bucket holding it).
@@ -364,7 +413,7 @@ pub fn render_text(r: &Report) -> String {
     }
     s.push_str("\nSUSPECTS (leaking first, then by growth rate)\n");
     s.push_str(&format!(
-        "{:>7} {:<16} {:<9} {:>5} {:>10} {:>11} {:>9} {:>9} {:>12}  {}\n",
+        "{:>7} {:<16} {:<9} {:>5} {:>10} {:>11} {:>9} {:>9} {:>9} {:>12}  {}\n",
         "PID",
         "COMMAND",
         "VERDICT",
@@ -373,6 +422,7 @@ pub fn render_text(r: &Report) -> String {
         "GROWTH/min",
         "SINCE",
         "PRIVATE",
+        "TO LIMIT",
         "MMAP p50/p99",
         "WHY"
     ));
@@ -387,7 +437,7 @@ pub fn render_text(r: &Report) -> String {
             _ => "-".into(),
         };
         s.push_str(&format!(
-            "{:>7} {:<16} {:<9} {:>5.2} {:>10} {:>11} {:>9} {:>9} {:>12}  {}{}\n",
+            "{:>7} {:<16} {:<9} {:>5.2} {:>10} {:>11} {:>9} {:>9} {:>9} {:>12}  {}{}\n",
             x.pid,
             x.comm,
             x.verdict.as_str(),
@@ -397,6 +447,7 @@ pub fn render_text(r: &Report) -> String {
             x.since_secs
                 .map_or("-".into(), |t| format!("+{}", format::duration(t))),
             format::bytes(x.private_bytes as f64),
+            x.time_to_limit_secs.map_or("-".into(), format::duration),
             mmap,
             x.reason,
             if x.exited { " (exited)" } else { "" }
@@ -407,7 +458,7 @@ pub fn render_text(r: &Report) -> String {
         for o in &r.oom_kills {
             let v = &o.victim;
             s.push_str(&format!(
-                "  +{:<8} killed {} ({}) anon {} file {} shmem {}, oom_score_adj {}; triggered by {} ({})\n",
+                "  +{:<8} killed {} ({}) anon {} file {} shmem {}, oom_score_adj {}; triggered by {} ({}){}\n",
                 format::duration(o.t),
                 v.pid,
                 v.comm,
@@ -416,7 +467,8 @@ pub fn render_text(r: &Report) -> String {
                 format::bytes(v.shmem_rss_bytes as f64),
                 v.oom_score_adj,
                 v.trigger_pid,
-                v.trigger_comm
+                v.trigger_comm,
+                oom_context(o, &r.suspects)
             ));
         }
     }

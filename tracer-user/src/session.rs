@@ -41,6 +41,7 @@ pub struct SessionOptions {
     pub interval: Duration,
     pub duration: Option<Duration>,
     pub limits: TableLimits,
+    pub oom_score_adj: i32,
 }
 
 /// Why the loop ended.
@@ -111,6 +112,7 @@ pub struct Session {
 impl Session {
     pub fn start(opts: SessionOptions) -> anyhow::Result<Self> {
         let mut probes = Probes::load(&opts.load)?;
+        protect_self(opts.oom_score_adj);
         let log_task = crate::logging::spawn_ebpf_logger(&mut probes.ebpf);
         let mut sampler = Sampler::new(&mut probes.ebpf, opts.load.sizes.procs)?;
         // Events are rare; a deep queue lets a slow sink fall behind briefly without the
@@ -260,6 +262,16 @@ impl Session {
 
     pub fn host_root(&self) -> PathBuf {
         self.opts.load.host_root.clone()
+    }
+}
+
+/// Lower our own OOM score: a tracer killed by the storm it should report is useless.
+/// Lowering below the current value needs CAP_SYS_RESOURCE; without it this is a warning.
+fn protect_self(adj: i32) {
+    if let Err(e) = std::fs::write("/proc/self/oom_score_adj", adj.to_string()) {
+        log::warn!(
+            "could not set oom_score_adj to {adj} ({e}): leaktracer may be OOM-killed with its victims"
+        );
     }
 }
 

@@ -61,6 +61,8 @@ pub struct Process {
     /// Latest leak verdict (see verdicts.rs) and when it was computed.
     pub assessment: Option<crate::detector::Assessment>,
     pub assessed_at: f64,
+    /// The memory limit recorded for it (offline replay; live views ask the memcg cache).
+    pub limit_bytes: Option<u64>,
 }
 
 impl Process {
@@ -210,6 +212,7 @@ impl ProcessTable {
                         exited_at: None,
                         assessment: None,
                         assessed_at: f64::NEG_INFINITY,
+                        limit_bytes: None,
                     },
                 );
                 report.new_pids.push(*pid);

@@ -48,6 +48,20 @@ pub struct Row {
     pub time_to_limit_secs: Option<f64>,
 }
 
+/// Kernel-side losses worth an operator's attention (full maps, lost events, failed reads);
+/// `rss_unattributed` is normal (changes to an mm whose owner was never seen).
+pub fn kernel_losses(counters: &[u64]) -> u64 {
+    [
+        tracer_ebpf::CTR_PROCS_FULL,
+        tracer_ebpf::CTR_PENDING_FULL,
+        tracer_ebpf::CTR_RINGBUF_FULL,
+        tracer_ebpf::CTR_READ_ERRORS,
+    ]
+    .iter()
+    .filter_map(|&i| counters.get(i as usize))
+    .sum()
+}
+
 /// Column titles of the table and the live view, in `Row::cells` order.
 pub const COLUMNS: [&str; 10] = [
     "PID",
@@ -176,6 +190,8 @@ pub struct TopSink {
     tui: Option<crate::tui::Tui>,
     batch: bool,
     limits: LimitCache,
+    /// The most recent OOM kill, one line, for the view's header.
+    last_oom: Option<String>,
 }
 
 impl TopSink {
@@ -201,6 +217,7 @@ impl TopSink {
             tui: None,
             batch,
             limits,
+            last_oom: None,
         })
     }
 
@@ -221,12 +238,32 @@ impl Sink for TopSink {
     }
 
     fn handle(&mut self, table: &ProcessTable, what: Happening<'_>) -> anyhow::Result<()> {
+        if let Happening::Kernel(crate::events::KernelEvent::OomVictim(v)) = &what {
+            let cgroup = table
+                .find(v.pid)
+                .and_then(|p| p.memcg_path())
+                .unwrap_or_else(|| "?".into());
+            let line = format!(
+                "{} {} ({}) in {}, anon {}, triggered by {} ({})",
+                clock::rfc3339(clock::unix_millis()),
+                v.pid,
+                v.comm,
+                cgroup,
+                format::bytes(v.anon_rss_bytes as f64),
+                v.trigger_pid,
+                v.trigger_comm
+            );
+            if self.batch {
+                writeln!(std::io::stdout().lock(), "!!! OOM kill: {line}")?;
+            }
+            self.last_oom = Some(line);
+        }
         if let Happening::Round { snap, .. } = what {
             self.counters = snap.counters.to_vec();
             let now = self.now();
             if let Some(tui) = &mut self.tui {
                 let rows = rows(table, &self.filter, now, self.window, 200, &mut self.limits);
-                tui.draw(&rows, table, &self.counters, now)?;
+                tui.draw(&rows, table, &self.counters, now, self.last_oom.as_deref())?;
             } else if self.batch {
                 let rows = rows(
                     table,

@@ -63,6 +63,12 @@ pub struct ProcessInfo {
     pub cmdline: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<String>,
+    /// The memory limit that applies (tightest memory cgroup limit, else the node's memory)
+    /// and the cgroup holding it (absent for the node), at first sight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_cgroup: Option<String>,
 }
 
 /// Cumulative kernel counters of one process at time `t`; written when they changed.

@@ -40,6 +40,7 @@ impl Tui {
         table: &ProcessTable,
         counters: &[u64],
         now: f64,
+        last_oom: Option<&str>,
     ) -> anyhow::Result<()> {
         let header = format!(
             " leaktracer — {} processes tracked, {} exited kept, up {} — q to quit",
@@ -47,7 +48,7 @@ impl Tui {
             table.graveyard.len(),
             format::duration(now)
         );
-        let lost: u64 = counters.iter().take(6).sum();
+        let lost = crate::top::kernel_losses(counters);
         let health = if lost == 0 {
             " kernel: no losses".to_string()
         } else {
@@ -68,9 +69,16 @@ impl Tui {
         ];
         self.terminal.draw(|f| {
             let [top, main] =
-                Layout::vertical([Constraint::Length(2), Constraint::Min(1)]).areas(f.area());
+                Layout::vertical([Constraint::Length(3), Constraint::Min(1)]).areas(f.area());
             f.render_widget(
-                Paragraph::new(vec![Line::from(header.clone()), Line::from(health.clone())]),
+                Paragraph::new(vec![
+                    Line::from(header.clone()),
+                    Line::from(health.clone()),
+                    Line::from(last_oom.map_or_else(
+                        || " no OOM kill seen".to_string(),
+                        |o| format!(" last OOM kill: {o}"),
+                    )),
+                ]),
                 top,
             );
             let t = Table::new(body, widths)
