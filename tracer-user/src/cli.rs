@@ -148,6 +148,25 @@ pub enum Command {
         #[arg(short, long, value_parser = parse_duration)]
         duration: Option<Duration>,
     },
+    /// Run as a node agent (DaemonSet): Prometheus metrics, health endpoints, JSON events.
+    ///
+    /// Serves /metrics (OpenMetrics text), /healthz and /readyz (ready once the eBPF programs
+    /// are attached) on --listen, and writes OOM kills and verdict changes as JSON Lines on
+    /// stdout for the log pipeline (the same records as `record` writes). SIGTERM detaches the
+    /// programs, flushes and exits 0. Metrics reference: deploy/README.md.
+    #[command(
+        after_help = "Example: sudo leaktracer daemon --listen 127.0.0.1:9464\n         curl -s localhost:9464/metrics | grep leaktracer_container"
+    )]
+    Daemon {
+        #[command(flatten)]
+        trace: TraceArgs,
+        /// Address for /metrics, /healthz and /readyz.
+        #[arg(long, default_value = "0.0.0.0:9464")]
+        listen: std::net::SocketAddr,
+        /// How many of the fastest-growing processes get series (bounds cardinality).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        top: u64,
+    },
     /// Analyse a recorded trace offline: ranked suspects with verdicts, OOM kills, health.
     ///
     /// Replays the trace through the same process table and leak detector as a live

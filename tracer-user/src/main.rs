@@ -1,6 +1,7 @@
 //! leaktracer: which process is leaking memory, how fast, since when — traced with eBPF.
 mod cli;
 mod clock;
+mod daemon;
 mod detector;
 mod error;
 mod events;
@@ -10,6 +11,7 @@ mod kernel_btf;
 mod loader;
 mod logging;
 mod memcg;
+mod metrics;
 mod oom;
 mod plot;
 mod preflight;
@@ -101,6 +103,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     window.as_secs_f64(),
                     limit,
                     memcg::LimitCache::new(memcg::CgroupRoots::discover(&cli.global.host_root)),
+                    identity::Resolver::new(&cli.global.host_root),
                 )?;
                 let mut session = Session::start(session_options(&cli.global, &trace, duration))?;
                 session.run(&mut sink).await?;
@@ -125,6 +128,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let mut sink = oom::OomSink::new(format, roots);
                 let mut session = Session::start(session_options(&cli.global, &trace, duration))?;
                 session.run(&mut sink).await?;
+            }
+            Command::Daemon { trace, listen, top } => {
+                let listener = daemon::bind(listen).await?;
+                let shared = std::sync::Arc::new(std::sync::Mutex::new(daemon::Shared {
+                    metrics: metrics::Metrics::new(),
+                    ready: std::sync::atomic::AtomicBool::new(false),
+                }));
+                let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+                let server = daemon::serve(listener, shared.clone(), stop_rx);
+                log::info!("serving /metrics, /healthz, /readyz on {listen}");
+                let mut sink = daemon::DaemonSink::new(shared, top as usize, &cli.global.host_root);
+                let mut session = Session::start(session_options(&cli.global, &trace, None))?;
+                session.run(&mut sink).await?;
+                drop(session); // detaches the programs
+                let _ = stop_tx.send(());
+                let _ = server.await;
             }
             // Handled above, before the runtime starts.
             Command::Report(_) => {}

@@ -16,8 +16,8 @@ use crate::{
     session::{EndReason, Filter, Happening, SessionInfo, Sink, own_rss_bytes},
     table::ProcessTable,
     trace::{
-        self, ExitRecord, Grower, Header, Health, OomRecord, ProcessInfo, Record, RssBytes,
-        SampleRecord, Summary, SuspectBrief, VerdictRecord,
+        self, ExitRecord, Grower, Header, Health, ProcessInfo, Record, RssBytes, SampleRecord,
+        Summary, SuspectBrief, VerdictRecord,
     },
 };
 

@@ -9,6 +9,7 @@ use crate::{
     clock,
     detector::Verdict,
     format,
+    identity::Resolver,
     memcg::LimitCache,
     session::{EndReason, Filter, Happening, SessionInfo, Sink},
     table::{Process, ProcessTable},
@@ -46,6 +47,23 @@ pub struct Row {
     /// process reaches it at its current growth (only while growing).
     pub limit_bytes: Option<u64>,
     pub time_to_limit_secs: Option<f64>,
+    /// Kubernetes / systemd identity from the cgroup path (absent fields are unknown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qos: Option<crate::identity::QosClass>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub systemd_unit: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
 }
 
 /// Kernel-side losses worth an operator's attention (full maps, lost events, failed reads);
@@ -104,7 +122,8 @@ impl Row {
     }
 }
 
-pub fn row(p: &Process, now: f64, window: f64, limits: &mut LimitCache) -> Row {
+pub fn row(p: &Process, now: f64, window: f64, limits: &mut LimitCache, ids: &mut Resolver) -> Row {
+    let id = ids.get(p);
     let (limit_bytes, time_to_limit_secs) = crate::verdicts::limit_and_time(p, limits);
     let last = p.last().copied().unwrap_or_default();
     let growth = p.growth_rate(now, window);
@@ -134,6 +153,14 @@ pub fn row(p: &Process, now: f64, window: f64, limits: &mut LimitCache) -> Row {
             .map_or(0.0, |a| (a.confidence * 100.0).round() / 100.0),
         limit_bytes,
         time_to_limit_secs,
+        namespace: id.namespace,
+        pod: id.pod,
+        container: id.container,
+        pod_uid: id.pod_uid,
+        container_id: id.container_id,
+        qos: id.qos,
+        systemd_unit: id.systemd_unit,
+        cgroup: (!id.cgroup.is_empty()).then_some(id.cgroup),
     }
 }
 
@@ -144,13 +171,14 @@ pub fn rows(
     window: f64,
     limit: usize,
     limits: &mut LimitCache,
+    ids: &mut Resolver,
 ) -> Vec<Row> {
     table
         .ranked(now, window)
         .into_iter()
         .filter(|(p, _)| filter.matches(p.pid, &p.comm))
         .take(limit)
-        .map(|(p, _)| row(p, now, window, limits))
+        .map(|(p, _)| row(p, now, window, limits, ids))
         .collect()
 }
 
@@ -190,6 +218,7 @@ pub struct TopSink {
     tui: Option<crate::tui::Tui>,
     batch: bool,
     limits: LimitCache,
+    ids: Resolver,
     /// The most recent OOM kill, one line, for the view's header.
     last_oom: Option<String>,
 }
@@ -202,6 +231,7 @@ impl TopSink {
         window: f64,
         limit: usize,
         limits: LimitCache,
+        ids: Resolver,
     ) -> anyhow::Result<Self> {
         // Without a terminal the live view becomes batch mode (like `top -b`): one table
         // every interval on stdout, so `leaktracer top | tee` and CI logs work.
@@ -217,6 +247,7 @@ impl TopSink {
             tui: None,
             batch,
             limits,
+            ids,
             last_oom: None,
         })
     }
@@ -262,7 +293,15 @@ impl Sink for TopSink {
             self.counters = snap.counters.to_vec();
             let now = self.now();
             if let Some(tui) = &mut self.tui {
-                let rows = rows(table, &self.filter, now, self.window, 200, &mut self.limits);
+                let rows = rows(
+                    table,
+                    &self.filter,
+                    now,
+                    self.window,
+                    200,
+                    &mut self.limits,
+                    &mut self.ids,
+                );
                 tui.draw(&rows, table, &self.counters, now, self.last_oom.as_deref())?;
             } else if self.batch {
                 let rows = rows(
@@ -272,6 +311,7 @@ impl Sink for TopSink {
                     self.window,
                     self.limit,
                     &mut self.limits,
+                    &mut self.ids,
                 );
                 let mut out = std::io::stdout().lock();
                 writeln!(
@@ -308,6 +348,7 @@ impl Sink for TopSink {
             window,
             self.limit,
             &mut self.limits,
+            &mut self.ids,
         );
         let mut stdout = std::io::stdout().lock();
         match self.format {

@@ -19,6 +19,8 @@ const APT_PACKAGES: &[&str] = &[
     "bpftool",
     "util-linux",
     "python3",
+    // promtool, to check that /metrics parses as Prometheus text.
+    "prometheus",
 ];
 
 fn have(cmd: &str, arg: &str) -> bool {

@@ -16,6 +16,7 @@
 mod cgroup_path;
 mod pod_log;
 mod proc_cgroup;
+mod resolver;
 
 use std::fmt;
 
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 pub use cgroup_path::{parse_cgroup_path, parse_container_id, parse_pod_uid};
 pub use pod_log::{DEFAULT_MAX_PODS, DEFAULT_RESCAN_INTERVAL, PodLogIndex};
 pub use proc_cgroup::{ProcCgroup, parse_proc_cgroup, read_proc_cgroup};
+pub use resolver::Resolver;
 
 /// Container runtime, as far as the cgroup path reveals it.
 ///
