@@ -7,7 +7,7 @@
 # DIR defaults to the directory of this script (the Containerfile is looked up in DIR/..).
 # --self-test also breaks copies of the files in several ways and checks that each is rejected.
 #
-# Needs python3 and, installed from PyPI when missing, kubernetes-validate (bundles the
+# Needs python3 (with pip, or venv) and, installed from PyPI when missing, kubernetes-validate (bundles the
 # Kubernetes JSON schemas: no network needed besides PyPI for the installation) and
 # promql-parser. The ServiceMonitor is a CRD whose schema kubernetes-validate does not bundle:
 # it is checked by the cross-checks below instead.
@@ -25,14 +25,24 @@ PY="${PYTHON:-python3}"
 # newest whose schemas kubernetes-validate bundles (added below).
 KUBE_MIN=1.30.0
 
-need() { # module pip-requirement
-    if ! "$PY" -c "import $1" 2>/dev/null; then
-        echo "validate.sh: installing $2 from PyPI" >&2
-        "$PY" -m pip install --quiet --disable-pip-version-check "$2" >&2
+REQUIREMENTS=('kubernetes-validate>=1.30.0' 'promql-parser>=0.5')
+IMPORTS='import kubernetes_validate, promql_parser, yaml'
+# Where they go when this python3's pip refuses (PEP 668 "externally managed" distributions).
+venv="${XDG_CACHE_HOME:-$HOME/.cache}/leaktracer-validate-venv"
+if ! "$PY" -c "$IMPORTS" 2>/dev/null; then
+    if [[ -x "$venv/bin/python" ]] && "$venv/bin/python" -c "$IMPORTS" 2>/dev/null; then
+        PY="$venv/bin/python"
+    else
+        echo "validate.sh: installing ${REQUIREMENTS[*]} from PyPI" >&2
+        if ! "$PY" -m pip install --quiet --disable-pip-version-check "${REQUIREMENTS[@]}" >&2; then
+            echo "validate.sh: pip refused; installing into $venv instead" >&2
+            "$PY" -m venv "$venv" >&2
+            "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${REQUIREMENTS[@]}" >&2
+            PY="$venv/bin/python"
+        fi
     fi
-}
-need kubernetes_validate 'kubernetes-validate>=1.30.0'
-need promql_parser 'promql-parser>=0.5'
+fi
+export PYTHON="$PY" # for the copies the self-test runs
 
 if [[ $self_test == 1 ]]; then
     # Every mutation must make the plain validation fail.
@@ -60,10 +70,13 @@ EOF
         rm -rf "$tmp"
     }
     mutate "misspelt field" leaktracer.yaml 's.replace("readinessProbe:", "redinessProbe:")'
+    mutate "duplicate key" leaktracer.yaml 's.replace("      hostPID: true\n", "      hostPID: true\n      hostPID: false\n")'
     mutate "wrong kind" leaktracer.yaml 's.replace("kind: DaemonSet", "kind: Daemonset")'
     mutate "bad enum value" leaktracer.yaml 's.replace("type: RuntimeDefault", "type: Runtimedefault")'
-    mutate "writable hostPath" leaktracer.yaml 's.replace("mountPath: /host/proc\n              readOnly: true", "mountPath: /host/proc\n              readOnly: false", 1)'
-    mutate "extra capability" leaktracer.yaml 's.replace("- SYS_RESOURCE", "- SYS_RESOURCE\n                - SYS_ADMIN")'
+    mutate "writable hostPath" leaktracer.yaml 's.replace("mountPath: /host/var/log/pods\n              readOnly: true", "mountPath: /host/var/log/pods\n              readOnly: false", 1)'
+    mutate "hostPath that may create" leaktracer.yaml 's.replace("path: /var/log/pods\n            type: Directory", "path: /var/log/pods\n            type: DirectoryOrCreate", 1)'
+    mutate "RBAC object" leaktracer.yaml 's + "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: leaktracer\nrules: []\n"'
+    mutate "extra capability" leaktracer.yaml 's.replace("- SYS_RESOURCE", "- SYS_RESOURCE\n                - NET_ADMIN")'
     mutate "probe on unknown port" leaktracer.yaml 's.replace("port: metrics", "port: metric", 1)'
     mutate "selector not matching" leaktracer.yaml 's.replace("  selector:\n    app.kubernetes.io/name: leaktracer", "  selector:\n    app.kubernetes.io/name: leaktracr")'
     mutate "annotation port differs" leaktracer.yaml 's.replace("prometheus.io/port: \"9464\"", "prometheus.io/port: \"9465\"")'
@@ -71,6 +84,7 @@ EOF
     mutate "ServiceMonitor port" servicemonitor.yaml 's.replace("- port: metrics", "- port: http")'
     mutate "ServiceMonitor unknown field" servicemonitor.yaml 's.replace("honorLabels: true", "honourLabels: true")'
     mutate "dashboard unknown metric" grafana-dashboard.json 's.replace("leaktracer_tracked_processes", "leaktracer_tracked_procs", 1)'
+    # shellcheck disable=SC2016 # $top is Grafana's, not the shell's
     mutate "dashboard bad PromQL" grafana-dashboard.json 's.replace("topk($top,", "topk($top", 1)'
     mutate "dashboard invalid JSON" grafana-dashboard.json 's.replace("{", "", 1)'
     if [[ $failures -gt 0 ]]; then
@@ -96,6 +110,7 @@ for f in "$dir"/*.yaml; do
     bad="$(grep -vE '^INFO ' <<<"$out" | grep -vE "^WARN .*kind ServiceMonitor with api version monitoring\.coreos\.com/" || true)"
     if [[ $rc -ne 0 || -n "$bad" ]]; then
         echo "FAIL schema: $name"
+        # shellcheck disable=SC2001
         sed 's/^/  /' <<<"$out"
         failed=$((failed + 1))
     else
@@ -143,12 +158,31 @@ def check(name):
     return deco
 
 
+class StrictLoader(yaml.SafeLoader):
+    """PyYAML silently keeps the last of duplicate keys; the API server refuses them."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load(path):
     with open(path) as f:
-        return [o for o in yaml.safe_load_all(f) if o]
+        return [o for o in yaml.load_all(f, Loader=StrictLoader) if o]
 
 
-files = {os.path.basename(p): load(p) for p in sorted(glob.glob(os.path.join(d, "*.yaml")))}
+files = {}
+for path in sorted(glob.glob(os.path.join(d, "*.yaml"))):
+    try:
+        files[os.path.basename(path)] = load(path)
+    except yaml.YAMLError as e:
+        files[os.path.basename(path)] = []
+        results.append((False, f"YAML: {os.path.basename(path)}", [str(e).replace(chr(10), " ")], []))
 MIN, PRIV, SM = "leaktracer.yaml", "leaktracer-privileged.yaml", "servicemonitor.yaml"
 
 

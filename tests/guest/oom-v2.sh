@@ -16,7 +16,27 @@ LEAK_RATE_KIB=${LEAK_RATE_KIB:-16384}   # 16 MiB/s: a few seconds of visible gro
 INTERVAL=${INTERVAL:-250ms}
 CG=/sys/fs/cgroup/lt-test
 
-fail() { echo "GUEST-FAIL: $*"; exit "${2:-1}"; }
+fail() { echo "GUEST-FAIL: $1"; exit "${2:-1}"; }
+# A progress line with the guest's uptime (builtins only).
+stamp() { read -r up _ < /proc/uptime; echo "T+${up}s $*"; }
+# True when file $1 has a line containing $2. Shell builtins only: polling adds no exec/exit
+# noise to what leaktracer sees.
+has_line() {
+    while IFS= read -r l; do case "$l" in *"$2"*) return 0 ;; esac; done 2>/dev/null < "$1"
+    return 1
+}
+# wait_or_kill PID SECONDS: wait for PID; SIGINT it after SECONDS, SIGKILL 10 s later. Prints
+# LEAKTRACER-STATUS=<code> (and a note when the watchdog had to act).
+wait_or_kill() {
+    ( sleep "$2"; echo "watchdog: SIGINT after $2 s" > /tmp/watchdog; kill -INT "$1" 2>/dev/null
+      sleep 10; echo "watchdog: SIGKILL" >> /tmp/watchdog; kill -KILL "$1" 2>/dev/null ) &
+    dog=$!
+    wait "$1"
+    echo "LEAKTRACER-STATUS=$?"
+    kill $dog 2>/dev/null
+    [ -f /tmp/watchdog ] && cat /tmp/watchdog
+    return 0
+}
 
 grep -qw memory /sys/fs/cgroup/cgroup.controllers || fail "cgroup2 has no memory controller" 10
 echo +memory > /sys/fs/cgroup/cgroup.subtree_control || fail "cannot enable +memory" 11
@@ -27,7 +47,7 @@ leaktracer oom --format json --interval "$INTERVAL" > /tmp/oom.jsonl 2> /tmp/oom
 tracer=$!
 # Ready once it prints its start line (BPF load and verification take a while under TCG).
 i=0
-until grep -q "following OOM kills" /tmp/oom.err; do
+until has_line /tmp/oom.err "following OOM kills"; do
     if ! kill -0 $tracer 2>/dev/null; then
         wait $tracer
         echo "leaktracer exited early with status $?"
@@ -35,10 +55,10 @@ until grep -q "following OOM kills" /tmp/oom.err; do
         exit 20
     fi
     i=$((i + 1))
-    [ $i -ge 600 ] && { cat /tmp/oom.err; fail "leaktracer did not start within 60 s" 21; }
-    sleep 0.1
+    [ $i -ge 240 ] && { cat /tmp/oom.err; fail "leaktracer did not start within 60 s" 21; }
+    sleep 0.25
 done
-echo "leaktracer started after ~$((i / 10)) s"
+stamp "leaktracer started"
 
 # The leaker enters the cgroup before exec: the pid stays the same.
 sh -c "echo \$\$ > $CG/cgroup.procs && exec leaker $LEAK_RATE_KIB" &
@@ -46,14 +66,12 @@ leaker=$!
 echo "LEAKER-PID=$leaker"
 wait $leaker
 echo "LEAKER-STATUS=$?"
+stamp "leaker ended"
 sleep 2
 
 kill -INT $tracer
-i=0
-while kill -0 $tracer 2>/dev/null && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
-kill -0 $tracer 2>/dev/null && { echo "leaktracer ignored SIGINT for 20 s: SIGKILL"; kill -KILL $tracer; }
-wait $tracer
-echo "LEAKTRACER-STATUS=$?"
+wait_or_kill $tracer 20
+stamp "leaktracer ended"
 
 echo "=====MEMORY-EVENTS-BEGIN====="; cat $CG/memory.events; echo "=====MEMORY-EVENTS-END====="
 echo "=====OOM-ERR-BEGIN====="; cat /tmp/oom.err; echo "=====OOM-ERR-END====="

@@ -177,3 +177,71 @@ fn twenty_quick_oom_kills_are_all_recorded() {
         cg.read("memory.oom_control")
     );
 }
+
+/// cgroup v1 OOM notifications (eventfd on memory.oom_control) reach the trace as `memcg`
+/// records with the cgroup's failcnt and oom_kill count.
+#[test]
+fn v1_oom_notification_is_recorded_as_a_memcg_event() {
+    let Some(_serial) = privileged() else { return };
+    let cg = MemCgroup::v1("memcg-events", 48 * MIB);
+    let rec = Recording::start("memcg-events", &["--interval", "250ms"]);
+    // A first process puts the cgroup on the watch list (watches follow tracked processes).
+    let mut idle = Proc::spawn(
+        cg.command(MAPPER, &["go-style", "64", "4"])
+            .stdout(Stdio::piped()),
+    );
+    idle.wait_for_line("ready", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(2));
+    let mut leaker = Proc::spawn(&mut cg.command(LEAKER, &["65536"]));
+    let _ = leaker.0.wait();
+    std::thread::sleep(Duration::from_secs(2));
+    let trace = rec.stop();
+    let memcg: Vec<&Value> = trace
+        .iter()
+        .filter(|r| r["type"] == "memcg" && r["cgroup"] == cg.path().as_str())
+        .collect();
+    eprintln!("memcg records: {memcg:?}");
+    let oom = memcg
+        .iter()
+        .find(|r| r["event"] == "oom")
+        .unwrap_or_else(|| panic!("no memcg oom event for {}: {memcg:?}", cg.path()));
+    assert!(
+        oom["failcnt"].as_u64().unwrap_or(0) > 0,
+        "failcnt counted: {oom}"
+    );
+    assert!(oom["oom_kill_total"].as_u64().unwrap_or(0) >= 1, "{oom}");
+    assert_eq!(oom["limit_bytes"].as_u64(), Some(48 * MIB));
+}
+
+/// Node memory pressure: page-cache thrashing inside a small cgroup makes tasks stall on
+/// memory, which the PSI trigger on /proc/pressure/memory reports.
+#[test]
+fn memory_pressure_is_reported_from_psi() {
+    let Some(_serial) = privileged() else { return };
+    assert!(
+        std::path::Path::new("/proc/pressure/memory").exists(),
+        "PSI is not enabled in this kernel (psi=1)"
+    );
+    let cg = MemCgroup::v1("psi", 24 * MIB);
+    let rec = Recording::start("psi", &["--interval", "500ms"]);
+    // Reading a 96 MiB mapped file over and over within 24 MiB: constant refaults.
+    let _reader =
+        Proc::spawn(&mut cg.command(&go_workload("filereader").to_string_lossy(), &["96"]));
+    let found = wait_until(Duration::from_secs(40), || {
+        let text = std::fs::read_to_string(&rec.path).ok()?;
+        text.lines()
+            .find(|l| l.contains("\"event\":\"pressure\""))
+            .map(str::to_string)
+    });
+    let trace = rec.stop();
+    let line = found.unwrap_or_else(|| {
+        panic!(
+            "no PSI pressure event within 40 s; /proc/pressure/memory: {}",
+            std::fs::read_to_string("/proc/pressure/memory").unwrap_or_default()
+        )
+    });
+    eprintln!("pressure event: {line}");
+    assert!(trace.iter().any(|r| r["type"] == "memcg"
+        && r["event"] == "pressure"
+        && r["some_avg10"].as_f64().is_some()));
+}

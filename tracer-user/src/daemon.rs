@@ -118,6 +118,11 @@ impl DaemonSink {
         }
     }
 
+    /// Labels for a cgroup path (a pod slice or container cgroup).
+    fn cgroup_labels(&self, cgroup: &str) -> ContainerLabels {
+        labels_of(&crate::identity::parse_cgroup_path(cgroup))
+    }
+
     fn emit(&self, rec: &Record) {
         let mut out = std::io::stdout().lock();
         if serde_json::to_writer(&mut out, rec).is_ok() {
@@ -295,6 +300,27 @@ impl Sink for DaemonSink {
                     s.metrics.oom_kills.get_or_create(&labels).inc();
                 }
                 self.emit(&Record::OomKill(rec));
+            }
+            Happening::Memcg(ev) => {
+                if let Ok(s) = self.shared.lock() {
+                    for (cgroup, event, n) in ev.counts() {
+                        let labels = self.cgroup_labels(&cgroup);
+                        s.metrics
+                            .memcg_events
+                            .get_or_create(&crate::metrics::ContainerEventLabels {
+                                namespace: labels.namespace,
+                                pod: labels.pod,
+                                container: labels.container,
+                                event,
+                            })
+                            .inc_by(n);
+                    }
+                }
+                let t = round_ms(crate::clock::monotonic_secs() - self.t0_mono);
+                self.emit(&Record::Memcg {
+                    t,
+                    event: ev.clone(),
+                });
             }
             Happening::Kernel(_) => {}
         }

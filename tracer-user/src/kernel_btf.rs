@@ -1,15 +1,28 @@
-//! Kernel struct offsets from BTF (/sys/kernel/btf/vmlinux). Rust eBPF programs cannot emit
-//! CO-RE relocations, so the loader reads the few offsets the raw-tracepoint programs need
-//! here and passes them in as globals. A wrong offset would silently yield garbage, so the
-//! parser is strict: every read is bounds-checked and any inconsistency is an error.
+//! Kernel struct offsets from BTF (`/sys/kernel/btf/vmlinux`).
 //!
-//! Only what is needed is decoded: names, struct/union members, arrays and the qualifier
-//! chain (typedef/const/volatile/restrict/type_tag); other kinds are skipped by size.
-use std::{collections::HashMap, path::Path};
+//! Rust eBPF programs cannot emit CO-RE relocations, so the loader reads the few struct field
+//! offsets the raw-tracepoint programs need from the kernel's own type information and passes
+//! them in as globals. A wrong offset silently yields garbage in the kernel, so this parser is
+//! strict: every read is bounds-checked, every type id and string offset is validated, any
+//! inconsistency is an error (never a panic), and the layouts handed out are type-checked
+//! (a pointer where a pointer is read, a 64-bit integer where a 64-bit count is read).
+//!
+//! Only what offsets need is decoded: names, struct/union members, arrays, integer/enum sizes
+//! and the qualifier chain (typedef/const/volatile/restrict/type_tag). Every other kind is
+//! skipped by its documented size (Documentation/bpf/btf.rst). aya-obj has a BTF parser but
+//! keeps its lookups crate-private, and btf-rs is LGPL, hence this small one.
+use std::{
+    collections::{HashMap, HashSet},
+    path::Path,
+};
 
-use anyhow::{Context as _, bail, ensure};
+use anyhow::{Context as _, anyhow, bail, ensure};
 
 const MAGIC: u16 = 0xeb9f;
+const VERSION: u8 = 1;
+/// magic(2) version(1) flags(1) hdr_len(4) type_off type_len str_off str_len (4 each).
+const HEADER_LEN: usize = 24;
+
 const KIND_INT: u32 = 1;
 const KIND_PTR: u32 = 2;
 const KIND_ARRAY: u32 = 3;
@@ -29,23 +42,36 @@ const KIND_FLOAT: u32 = 16;
 const KIND_DECL_TAG: u32 = 17;
 const KIND_TYPE_TAG: u32 = 18;
 const KIND_ENUM64: u32 = 19;
-/// Qualifier chains and nested anonymous members are short in practice; a bound stops
-/// malformed (cyclic) input.
-const MAX_DEPTH: usize = 32;
 
-#[derive(Clone, Debug)]
+/// Qualifier chains, anonymous-member nesting and array nesting are a handful deep in real
+/// kernels; the bound turns malformed (cyclic or absurdly deep) input into an error instead of
+/// an endless loop or a stack overflow.
+const MAX_DEPTH: usize = 32;
+/// BTF does not record pointer sizes; the kernels we trace are 64-bit.
+const PTR_SIZE: u32 = 8;
+/// MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES: the programs read all four.
+const NR_MM_COUNTERS: u32 = 4;
+
+/// One struct/union member, with the offset already decoded from the kind_flag encoding.
+#[derive(Clone, Copy, Debug)]
 struct Member {
     name: u32,
     ty: u32,
-    /// Bit offset (already decoded for kind_flag bitfields).
     bit_offset: u32,
+    /// Non-zero only for kind_flag bitfields.
+    bitfield_size: u8,
 }
 
-#[derive(Clone, Debug)]
+/// A decoded type; ids index `KernelBtf::types` (id 0 is void).
+#[derive(Clone, Copy, Debug)]
 enum Ty {
     Void,
     Int {
         size: u32,
+        /// From the INT encoding word: a value narrower than its size, or starting past bit 0,
+        /// is an (old-style) bitfield.
+        bits: u8,
+        bit_offset: u8,
     },
     Ptr,
     Array {
@@ -55,16 +81,25 @@ enum Ty {
     Composite {
         name: u32,
         size: u32,
-        members: Vec<Member>,
         is_union: bool,
+        /// Range into `KernelBtf::members` (kept flat: one allocation instead of ~80k).
+        first: u32,
+        count: u32,
     },
+    Enum {
+        size: u32,
+    },
+    /// typedef/const/volatile/restrict/type_tag: transparent for layout.
     Qualifier {
         target: u32,
     },
-    Sized {
+    Float {
         size: u32,
     },
-    Other,
+    /// FWD, FUNC, FUNC_PROTO, VAR, DATASEC, DECL_TAG: never a sized member type.
+    Other {
+        kind: u32,
+    },
 }
 
 /// The resolved type of a member, as far as offsets need it.
@@ -79,6 +114,7 @@ pub enum TypeInfo {
         elem_size: u32,
         len: u32,
     },
+    /// `name` is empty for an anonymous struct.
     Struct {
         name: String,
         size: u32,
@@ -87,16 +123,42 @@ pub enum TypeInfo {
         name: String,
         size: u32,
     },
+    /// ENUM or ENUM64.
+    Enum {
+        size: u32,
+    },
     Other,
 }
 
+/// The parsed type and string sections of one BTF blob.
 pub struct KernelBtf {
     types: Vec<Ty>,
+    members: Vec<Member>,
     strings: Vec<u8>,
-    /// Struct/union name -> type ids carrying that name.
+    /// Struct/union name -> ids carrying that name, in id order (names can repeat).
     by_name: HashMap<String, Vec<u32>>,
 }
 
+/// A member found by a path: its total bit offset from the start of the outer type.
+#[derive(Clone, Copy, Debug)]
+struct Found {
+    bits: u32,
+    ty: u32,
+    bitfield_size: u8,
+}
+
+/// State of one member search through anonymous members.
+struct Search {
+    /// Anonymous types already searched without a match: a second visit could only fail
+    /// again (the same type has the same members), and skipping it keeps the search linear
+    /// in the blob's size even when crafted input shares anonymous types exponentially.
+    done: HashSet<u32>,
+    /// The anonymous types being searched (the path from the outer type): meeting one again
+    /// means a type contains itself, which only malformed BTF can say.
+    stack: Vec<u32>,
+}
+
+/// Bounds-checked little-endian reader over the type section.
 struct Cursor<'a> {
     b: &'a [u8],
     pos: usize,
@@ -104,247 +166,438 @@ struct Cursor<'a> {
 
 impl Cursor<'_> {
     fn u32(&mut self) -> anyhow::Result<u32> {
-        let s = self
-            .b
-            .get(self.pos..self.pos + 4)
-            .context("type section truncated")?;
+        let v = read_u32(self.b, self.pos).ok_or_else(|| {
+            anyhow!(
+                "type section truncated: need 4 bytes at {} of {}",
+                self.pos,
+                self.b.len()
+            )
+        })?;
         self.pos += 4;
-        Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+        Ok(v)
     }
-    fn skip(&mut self, n: usize) -> anyhow::Result<()> {
-        ensure!(self.pos + n <= self.b.len(), "type section truncated");
-        self.pos += n;
+
+    /// Skip `n` records of `size` bytes (the per-kind trailing data we do not need).
+    fn skip(&mut self, n: u32, size: usize) -> anyhow::Result<()> {
+        let end = (n as usize)
+            .checked_mul(size)
+            .and_then(|len| self.pos.checked_add(len))
+            .filter(|&end| end <= self.b.len())
+            .ok_or_else(|| {
+                anyhow!(
+                    "type section truncated: {n} x {size} bytes at {} of {}",
+                    self.pos,
+                    self.b.len()
+                )
+            })?;
+        self.pos = end;
         Ok(())
     }
 }
 
-fn le16(b: &[u8], at: usize) -> anyhow::Result<u16> {
-    let s = b.get(at..at + 2).context("header truncated")?;
-    Ok(u16::from_le_bytes([s[0], s[1]]))
+fn read_u32(b: &[u8], at: usize) -> Option<u32> {
+    let s = b.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes(s.try_into().ok()?))
 }
 
-fn le32(b: &[u8], at: usize) -> anyhow::Result<u32> {
-    let s = b.get(at..at + 4).context("header truncated")?;
-    Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+/// The section `[hdr_len + off, hdr_len + off + len)`; offsets count from the header's end.
+fn section<'a>(
+    b: &'a [u8],
+    hdr_len: usize,
+    off: u32,
+    len: u32,
+    what: &str,
+) -> anyhow::Result<&'a [u8]> {
+    hdr_len
+        .checked_add(off as usize)
+        .and_then(|start| Some(start..start.checked_add(len as usize)?))
+        .and_then(|r| b.get(r))
+        .ok_or_else(|| {
+            anyhow!(
+                "{what} section out of bounds: offset {off} length {len} after a {hdr_len}-byte header, \
+                 blob is {} bytes",
+                b.len()
+            )
+        })
+}
+
+fn kind_name(kind: u32) -> &'static str {
+    match kind {
+        0 => "void",
+        KIND_INT => "int",
+        KIND_PTR => "pointer",
+        KIND_ARRAY => "array",
+        KIND_STRUCT => "struct",
+        KIND_UNION => "union",
+        KIND_ENUM => "enum",
+        KIND_FWD => "forward declaration",
+        KIND_TYPEDEF => "typedef",
+        KIND_VOLATILE => "volatile",
+        KIND_CONST => "const",
+        KIND_RESTRICT => "restrict",
+        KIND_FUNC => "function",
+        KIND_FUNC_PROTO => "function prototype",
+        KIND_VAR => "variable",
+        KIND_DATASEC => "data section",
+        KIND_FLOAT => "float",
+        KIND_DECL_TAG => "decl tag",
+        KIND_TYPE_TAG => "type tag",
+        KIND_ENUM64 => "enum64",
+        _ => "unknown kind",
+    }
+}
+
+impl Ty {
+    fn kind_name(&self) -> &'static str {
+        match self {
+            Ty::Void => "void",
+            Ty::Int { .. } => "int",
+            Ty::Ptr => "pointer",
+            Ty::Array { .. } => "array",
+            Ty::Composite { is_union: true, .. } => "union",
+            Ty::Composite { .. } => "struct",
+            Ty::Enum { .. } => "enum",
+            Ty::Qualifier { .. } => "qualifier",
+            Ty::Float { .. } => "float",
+            Ty::Other { kind } => kind_name(*kind),
+        }
+    }
+}
+
+/// Decode the record starting at the cursor (its 12-byte common part already read).
+fn decode_type(
+    c: &mut Cursor<'_>,
+    members: &mut Vec<Member>,
+    info: u32,
+    size_or_type: u32,
+    name: u32,
+    str_len: usize,
+) -> anyhow::Result<Ty> {
+    let vlen = info & 0xffff;
+    let kind = (info >> 24) & 0x1f;
+    let kind_flag = info >> 31 == 1;
+    Ok(match kind {
+        KIND_INT => {
+            let enc = c.u32()?;
+            Ty::Int {
+                size: size_or_type,
+                bits: (enc & 0xff) as u8,
+                bit_offset: ((enc >> 16) & 0xff) as u8,
+            }
+        }
+        KIND_PTR => Ty::Ptr,
+        KIND_ARRAY => {
+            let elem = c.u32()?;
+            let _index_type = c.u32()?;
+            let nelems = c.u32()?;
+            Ty::Array { elem, nelems }
+        }
+        KIND_STRUCT | KIND_UNION => {
+            let first = u32::try_from(members.len()).context("too many members")?;
+            for i in 0..vlen {
+                let (mname, ty, off) = (c.u32()?, c.u32()?, c.u32()?);
+                ensure!(
+                    (mname as usize) < str_len,
+                    "member {i} name offset {mname} out of range (string section is {str_len} bytes)"
+                );
+                // With kind_flag the offset word packs (bitfield size << 24) | bit offset.
+                let (bit_offset, bitfield_size) = if kind_flag {
+                    (off & 0x00ff_ffff, (off >> 24) as u8)
+                } else {
+                    (off, 0)
+                };
+                members.push(Member {
+                    name: mname,
+                    ty,
+                    bit_offset,
+                    bitfield_size,
+                });
+            }
+            Ty::Composite {
+                name,
+                size: size_or_type,
+                is_union: kind == KIND_UNION,
+                first,
+                count: vlen,
+            }
+        }
+        KIND_ENUM => {
+            c.skip(vlen, 8)?;
+            Ty::Enum { size: size_or_type }
+        }
+        KIND_ENUM64 => {
+            c.skip(vlen, 12)?;
+            Ty::Enum { size: size_or_type }
+        }
+        KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
+            Ty::Qualifier {
+                target: size_or_type,
+            }
+        }
+        KIND_FLOAT => Ty::Float { size: size_or_type },
+        KIND_FWD | KIND_FUNC => Ty::Other { kind },
+        KIND_FUNC_PROTO => {
+            c.skip(vlen, 8)?;
+            Ty::Other { kind }
+        }
+        KIND_VAR | KIND_DECL_TAG => {
+            c.skip(1, 4)?;
+            Ty::Other { kind }
+        }
+        KIND_DATASEC => {
+            c.skip(vlen, 12)?;
+            Ty::Other { kind }
+        }
+        // Its trailing size is unknown, so nothing after it can be decoded.
+        k => bail!("unknown BTF kind {k}"),
+    })
 }
 
 impl KernelBtf {
-    pub fn from_path(p: &Path) -> anyhow::Result<Self> {
-        let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-        Self::parse(&bytes).with_context(|| format!("parsing BTF {}", p.display()))
+    /// The running kernel's BTF.
+    #[allow(
+        dead_code,
+        reason = "API for callers without a host root; the loader uses from_path"
+    )]
+    pub fn from_sys_fs() -> anyhow::Result<Self> {
+        Self::from_path(Path::new("/sys/kernel/btf/vmlinux"))
     }
 
-    pub fn parse(b: &[u8]) -> anyhow::Result<Self> {
-        ensure!(le16(b, 0)? == MAGIC, "not BTF (bad magic)");
-        let hdr_len = le32(b, 4)? as usize;
-        let (type_off, type_len) = (le32(b, 8)? as usize, le32(b, 12)? as usize);
-        let (str_off, str_len) = (le32(b, 16)? as usize, le32(b, 20)? as usize);
-        let section = |off: usize, len: usize| {
-            hdr_len
-                .checked_add(off)
-                .and_then(|s| Some((s, s.checked_add(len)?)))
-                .filter(|&(_, e)| e <= b.len())
-                .map(|(s, e)| &b[s..e])
-        };
-        let type_sec = section(type_off, type_len).context("type section out of bounds")?;
-        let strings = section(str_off, str_len)
-            .context("string section out of bounds")?
-            .to_vec();
-        let mut types = vec![Ty::Void];
+    pub fn from_path(p: &Path) -> anyhow::Result<Self> {
+        let bytes =
+            std::fs::read(p).with_context(|| format!("reading kernel BTF {}", p.display()))?;
+        Self::parse(&bytes).with_context(|| format!("parsing BTF from {}", p.display()))
+    }
+
+    /// Parse a raw little-endian BTF blob (header, type section, string section).
+    pub fn parse(bytes: &[u8]) -> anyhow::Result<Self> {
+        ensure!(
+            bytes.len() >= HEADER_LEN,
+            "BTF header truncated: {} bytes, need {HEADER_LEN}",
+            bytes.len()
+        );
+        let magic = u16::from_le_bytes([bytes[0], bytes[1]]);
+        ensure!(
+            magic != MAGIC.swap_bytes(),
+            "big-endian BTF is not supported"
+        );
+        ensure!(
+            magic == MAGIC,
+            "not BTF: bad magic {magic:#06x} (expected {MAGIC:#06x})"
+        );
+        ensure!(
+            bytes[2] == VERSION,
+            "unsupported BTF version {} (expected {VERSION})",
+            bytes[2]
+        );
+        let word = |at| read_u32(bytes, at).context("BTF header truncated");
+        let hdr_len = word(4)? as usize;
+        // A longer header (future fields) is fine: sections are located relative to its end.
+        ensure!(
+            (HEADER_LEN..=bytes.len()).contains(&hdr_len),
+            "BTF header length {hdr_len} invalid (blob is {} bytes)",
+            bytes.len()
+        );
+        let (type_off, type_len) = (word(8)?, word(12)?);
+        let (str_off, str_len) = (word(16)?, word(20)?);
+        let type_sec = section(bytes, hdr_len, type_off, type_len, "type")?;
+        let strings = section(bytes, hdr_len, str_off, str_len, "string")?;
+        // As libbpf requires: offset 0 is the empty name, and the last string is terminated,
+        // so any in-range offset names a terminated string.
+        ensure!(
+            strings.first() == Some(&0),
+            "string section does not start with the empty string"
+        );
+        ensure!(
+            strings.last() == Some(&0),
+            "string section is not NUL-terminated"
+        );
+
+        // Records are at least 12 bytes: reserve for the common case without trusting it.
+        let mut types = Vec::with_capacity(1 + type_sec.len() / 16);
+        types.push(Ty::Void);
+        let mut members = Vec::new();
         let mut c = Cursor {
             b: type_sec,
             pos: 0,
         };
         while c.pos < type_sec.len() {
-            let name = c.u32()?;
-            let info = c.u32()?;
-            let size_or_type = c.u32()?;
-            let vlen = (info & 0xffff) as usize;
-            let kind = (info >> 24) & 0x1f;
-            let kind_flag = info >> 31 == 1;
-            let ty = match kind {
-                KIND_INT => {
-                    c.skip(4)?;
-                    Ty::Int { size: size_or_type }
-                }
-                KIND_PTR => Ty::Ptr,
-                KIND_ARRAY => {
-                    let elem = c.u32()?;
-                    let _index = c.u32()?;
-                    let nelems = c.u32()?;
-                    Ty::Array { elem, nelems }
-                }
-                KIND_STRUCT | KIND_UNION => {
-                    let mut members = Vec::with_capacity(vlen);
-                    for _ in 0..vlen {
-                        let (mname, mty, off) = (c.u32()?, c.u32()?, c.u32()?);
-                        let bit_offset = if kind_flag { off & 0x00ff_ffff } else { off };
-                        members.push(Member {
-                            name: mname,
-                            ty: mty,
-                            bit_offset,
-                        });
-                    }
-                    Ty::Composite {
-                        name,
-                        size: size_or_type,
-                        members,
-                        is_union: kind == KIND_UNION,
-                    }
-                }
-                KIND_ENUM => {
-                    c.skip(8 * vlen)?;
-                    Ty::Sized { size: size_or_type }
-                }
-                KIND_ENUM64 => {
-                    c.skip(12 * vlen)?;
-                    Ty::Sized { size: size_or_type }
-                }
-                KIND_FWD | KIND_FUNC => Ty::Other,
-                KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
-                    Ty::Qualifier {
-                        target: size_or_type,
-                    }
-                }
-                KIND_FUNC_PROTO => {
-                    c.skip(8 * vlen)?;
-                    Ty::Other
-                }
-                KIND_VAR | KIND_DECL_TAG => {
-                    c.skip(4)?;
-                    Ty::Other
-                }
-                KIND_DATASEC => {
-                    c.skip(12 * vlen)?;
-                    Ty::Other
-                }
-                KIND_FLOAT => Ty::Sized { size: size_or_type },
-                k => bail!("unknown BTF kind {k} at type {}", types.len()),
-            };
+            let (id, start) = (types.len(), c.pos);
+            let ty = (|| {
+                let name = c.u32()?;
+                let info = c.u32()?;
+                let size_or_type = c.u32()?;
+                ensure!(
+                    (name as usize) < strings.len(),
+                    "name offset {name} out of range (string section is {} bytes)",
+                    strings.len()
+                );
+                decode_type(
+                    &mut c,
+                    &mut members,
+                    info,
+                    size_or_type,
+                    name,
+                    strings.len(),
+                )
+            })()
+            .with_context(|| format!("BTF type [{id}] at byte {start} of the type section"))?;
             types.push(ty);
         }
-        let mut btf = Self {
+        ensure!(
+            u32::try_from(types.len()).is_ok(),
+            "too many BTF types ({})",
+            types.len()
+        );
+
+        let btf = Self {
             types,
-            strings,
+            members,
+            strings: strings.to_vec(),
             by_name: HashMap::new(),
         };
-        let mut by_name: HashMap<String, Vec<u32>> = HashMap::new();
-        for (id, t) in btf.types.iter().enumerate() {
-            if let Ty::Composite { name, .. } = t {
-                if *name != 0 {
-                    by_name
-                        .entry(btf.string(*name)?.to_string())
-                        .or_default()
-                        .push(id as u32);
-                }
-            }
-        }
-        btf.by_name = by_name;
-        Ok(btf)
-    }
-
-    fn string(&self, off: u32) -> anyhow::Result<&str> {
-        let rest = self
-            .strings
-            .get(off as usize..)
-            .context("string offset out of range")?;
-        let end = rest
-            .iter()
-            .position(|&c| c == 0)
-            .context("unterminated string")?;
-        std::str::from_utf8(&rest[..end]).context("string not UTF-8")
-    }
-
-    fn ty(&self, id: u32) -> anyhow::Result<&Ty> {
-        self.types
-            .get(id as usize)
-            .with_context(|| format!("type id {id} out of range"))
-    }
-
-    /// Follow typedef/const/volatile/restrict/type_tag to the underlying type id.
-    fn resolve(&self, mut id: u32) -> anyhow::Result<u32> {
-        for _ in 0..MAX_DEPTH {
-            match self.ty(id)? {
-                Ty::Qualifier { target } => id = *target,
-                _ => return Ok(id),
-            }
-        }
-        bail!("type chain too deep (cycle?) at {id}")
-    }
-
-    fn size_of(&self, id: u32, depth: usize) -> anyhow::Result<u32> {
-        ensure!(depth < MAX_DEPTH, "type nesting too deep");
-        Ok(match self.ty(self.resolve(id)?)? {
-            Ty::Int { size } | Ty::Sized { size } | Ty::Composite { size, .. } => *size,
-            Ty::Ptr => 8,
-            Ty::Array { elem, nelems } => self
-                .size_of(*elem, depth + 1)?
-                .checked_mul(*nelems)
-                .context("array size overflow")?,
-            Ty::Void | Ty::Qualifier { .. } | Ty::Other => bail!("type {id} has no size"),
+        btf.validate_refs()?;
+        Ok(Self {
+            by_name: btf.index_names(),
+            ..btf
         })
     }
 
-    /// Find `name` among the members of composite `id`, descending into anonymous
-    /// struct/union members. Returns (bit offset, member type id).
-    fn find_member(&self, id: u32, name: &str, depth: usize) -> anyhow::Result<Option<(u32, u32)>> {
-        ensure!(depth < MAX_DEPTH, "member nesting too deep");
-        let Ty::Composite { members, .. } = self.ty(self.resolve(id)?)? else {
-            return Ok(None);
+    /// Every type id the lookups can follow must exist; checked once here so a corrupt blob
+    /// fails at parse time with the offending type named.
+    fn validate_refs(&self) -> anyhow::Result<()> {
+        let n = self.types.len();
+        // `what` is a closure so the common (valid) case formats nothing.
+        let check = |id: usize, target: u32, what: &dyn Fn() -> String| {
+            ensure!(
+                (target as usize) < n,
+                "BTF type [{id}]: {} refers to type {target}, but there are only {n} types",
+                what()
+            );
+            Ok(())
         };
-        for m in members {
-            if m.name == 0 {
-                if let Some((off, ty)) = self.find_member(m.ty, name, depth + 1)? {
-                    return Ok(Some((m.bit_offset + off, ty)));
-                }
-            } else if self.string(m.name)? == name {
-                return Ok(Some((m.bit_offset, m.ty)));
-            }
-        }
-        Ok(None)
-    }
-
-    /// (byte offset, type id) of a dotted member path in the named struct/union.
-    fn locate(&self, struct_name: &str, path: &str) -> anyhow::Result<(u32, u32)> {
-        let ids = self
-            .by_name
-            .get(struct_name)
-            .with_context(|| format!("struct {struct_name} not in BTF"))?;
-        'candidates: for &id in ids {
-            let (mut bits, mut ty) = (0u32, id);
-            for part in path.split('.') {
-                match self.find_member(ty, part, 0)? {
-                    Some((off, t)) => {
-                        bits += off;
-                        ty = t;
+        for (id, ty) in self.types.iter().enumerate() {
+            match *ty {
+                Ty::Array { elem, .. } => check(id, elem, &|| "array element".into())?,
+                Ty::Qualifier { target } => check(id, target, &|| "qualifier/typedef".into())?,
+                Ty::Composite { .. } => {
+                    for (i, m) in self.members_of(ty)?.iter().enumerate() {
+                        check(id, m.ty, &|| format!("member {i}"))?;
                     }
-                    None => continue 'candidates,
                 }
+                _ => {}
             }
-            ensure!(bits % 8 == 0, "{struct_name}.{path} is a bitfield");
-            return Ok((bits / 8, ty));
         }
-        bail!("{struct_name} has no member {path}")
+        Ok(())
     }
 
-    pub fn member_offset(&self, struct_name: &str, path: &str) -> anyhow::Result<u32> {
-        Ok(self.locate(struct_name, path)?.0)
+    fn index_names(&self) -> HashMap<String, Vec<u32>> {
+        let mut by_name: HashMap<String, Vec<u32>> = HashMap::new();
+        for (id, ty) in self.types.iter().enumerate() {
+            if let Ty::Composite { name, .. } = *ty
+                && name != 0
+                // Non-UTF-8 names cannot match a &str query; skip rather than fail the blob.
+                && let Ok(Ok(s)) = self.string(name).map(std::str::from_utf8)
+            {
+                // `id` fits in u32: checked in parse.
+                by_name.entry(s.to_owned()).or_default().push(id as u32);
+            }
+        }
+        by_name
     }
 
-    pub fn member_type(&self, struct_name: &str, path: &str) -> anyhow::Result<TypeInfo> {
-        let (_, ty) = self.locate(struct_name, path)?;
-        self.info(ty, 0)
+    /// Bytes of the NUL-terminated string at `off` (without the NUL).
+    fn string(&self, off: u32) -> anyhow::Result<&[u8]> {
+        let rest = self
+            .strings
+            .get(off as usize..)
+            .with_context(|| format!("string offset {off} out of range"))?;
+        let end = rest
+            .iter()
+            .position(|&c| c == 0)
+            .with_context(|| format!("string at offset {off} is not terminated"))?;
+        Ok(&rest[..end])
+    }
+
+    fn ty(&self, id: u32) -> anyhow::Result<&Ty> {
+        self.types.get(id as usize).with_context(|| {
+            format!(
+                "type id {id} out of range (there are {} types)",
+                self.types.len()
+            )
+        })
+    }
+
+    fn members_of(&self, ty: &Ty) -> anyhow::Result<&[Member]> {
+        match *ty {
+            Ty::Composite { first, count, .. } => (first as usize)
+                .checked_add(count as usize)
+                .and_then(|end| self.members.get(first as usize..end))
+                .context("member range out of bounds"),
+            _ => Ok(&[]),
+        }
+    }
+
+    /// Follow typedef/const/volatile/restrict/type_tag to the underlying type id.
+    fn resolve(&self, id: u32) -> anyhow::Result<u32> {
+        let mut cur = id;
+        for _ in 0..MAX_DEPTH {
+            match self.ty(cur)? {
+                Ty::Qualifier { target } => cur = *target,
+                _ => return Ok(cur),
+            }
+        }
+        bail!("typedef/qualifier chain from type {id} is longer than {MAX_DEPTH} (a loop?)")
+    }
+
+    /// "struct mm_struct (type [264])", "anonymous union (type [745])".
+    fn describe(&self, id: u32) -> String {
+        let (kind, name) = match self.ty(id) {
+            Ok(ty @ Ty::Composite { name, .. }) => (ty.kind_name(), *name),
+            Ok(ty) => (ty.kind_name(), 0),
+            Err(_) => ("invalid type", 0),
+        };
+        match self.string(name) {
+            Ok(n) if !n.is_empty() => {
+                format!("{kind} {} (type [{id}])", String::from_utf8_lossy(n))
+            }
+            _ => format!("anonymous {kind} (type [{id}])"),
+        }
+    }
+
+    fn size_of(&self, id: u32, depth: usize) -> anyhow::Result<u32> {
+        ensure!(
+            depth < MAX_DEPTH,
+            "type nesting deeper than {MAX_DEPTH} at type {id} (a loop?)"
+        );
+        let rid = self.resolve(id)?;
+        Ok(match *self.ty(rid)? {
+            Ty::Int { size, .. }
+            | Ty::Enum { size }
+            | Ty::Float { size }
+            | Ty::Composite { size, .. } => size,
+            Ty::Ptr => PTR_SIZE,
+            Ty::Array { elem, nelems } => self
+                .size_of(elem, depth + 1)?
+                .checked_mul(nelems)
+                .with_context(|| format!("size of array type {rid} overflows"))?,
+            ref other => bail!("{} (type {rid}) has no size", other.kind_name()),
+        })
     }
 
     fn info(&self, id: u32, depth: usize) -> anyhow::Result<TypeInfo> {
-        ensure!(depth < MAX_DEPTH, "type nesting too deep");
-        Ok(match self.ty(self.resolve(id)?)? {
-            Ty::Int { size } => TypeInfo::Int { size: *size },
+        ensure!(
+            depth < MAX_DEPTH,
+            "type nesting deeper than {MAX_DEPTH} at type {id} (a loop?)"
+        );
+        let rid = self.resolve(id)?;
+        Ok(match *self.ty(rid)? {
+            Ty::Int { size, .. } => TypeInfo::Int { size },
             Ty::Ptr => TypeInfo::Ptr,
             Ty::Array { elem, nelems } => TypeInfo::Array {
-                elem: Box::new(self.info(*elem, depth + 1)?),
-                elem_size: self.size_of(*elem, depth + 1)?,
-                len: *nelems,
+                elem: Box::new(self.info(elem, depth + 1)?),
+                elem_size: self.size_of(elem, depth + 1)?,
+                len: nelems,
             },
             Ty::Composite {
                 name,
@@ -352,19 +605,180 @@ impl KernelBtf {
                 is_union,
                 ..
             } => {
-                let name = self.string(*name)?.to_string();
-                if *is_union {
-                    TypeInfo::Union { name, size: *size }
+                let name = String::from_utf8_lossy(self.string(name)?).into_owned();
+                if is_union {
+                    TypeInfo::Union { name, size }
                 } else {
-                    TypeInfo::Struct { name, size: *size }
+                    TypeInfo::Struct { name, size }
                 }
             }
-            _ => TypeInfo::Other,
+            Ty::Enum { size } => TypeInfo::Enum { size },
+            Ty::Void | Ty::Qualifier { .. } | Ty::Float { .. } | Ty::Other { .. } => {
+                TypeInfo::Other
+            }
         })
+    }
+
+    /// Find member `name` of composite `id` (already resolved), searching anonymous
+    /// struct/union members recursively in declaration order. Offset is relative to `id`.
+    fn find_member(&self, id: u32, name: &str) -> anyhow::Result<Option<Found>> {
+        let mut search = Search {
+            done: HashSet::new(),
+            stack: vec![id],
+        };
+        self.find_in(id, name.as_bytes(), &mut search)
+    }
+
+    fn find_in(&self, id: u32, name: &[u8], s: &mut Search) -> anyhow::Result<Option<Found>> {
+        ensure!(
+            s.stack.len() <= MAX_DEPTH,
+            "anonymous members nested deeper than {MAX_DEPTH} below type {id}"
+        );
+        for m in self.members_of(self.ty(id)?)? {
+            let hit = if m.name == 0 {
+                let inner = self.resolve(m.ty)?;
+                if !matches!(self.ty(inner)?, Ty::Composite { .. }) || s.done.contains(&inner) {
+                    continue;
+                }
+                ensure!(
+                    !s.stack.contains(&inner),
+                    "{} contains itself",
+                    self.describe(inner)
+                );
+                s.stack.push(inner);
+                let found = self.find_in(inner, name, s)?;
+                s.stack.pop();
+                let Some(f) = found else {
+                    s.done.insert(inner);
+                    continue;
+                };
+                Found {
+                    bits: m
+                        .bit_offset
+                        .checked_add(f.bits)
+                        .context("member offset overflows")?,
+                    ..f
+                }
+            } else if self.string(m.name)? == name {
+                Found {
+                    bits: m.bit_offset,
+                    ty: m.ty,
+                    bitfield_size: m.bitfield_size,
+                }
+            } else {
+                continue;
+            };
+            return Ok(Some(hit));
+        }
+        Ok(None)
+    }
+
+    /// Follow a dotted `path` from type `id`. `Ok(Err(why))` means "no such member here"
+    /// (the caller may try another type of the same name); `Err` means malformed BTF.
+    fn walk(&self, id: u32, path: &str) -> anyhow::Result<Result<Found, String>> {
+        let mut found = Found {
+            bits: 0,
+            ty: id,
+            bitfield_size: 0,
+        };
+        let mut walked = self.describe(id);
+        for part in path.split('.') {
+            let outer = self.resolve(found.ty)?;
+            let ty = self.ty(outer)?;
+            if !matches!(ty, Ty::Composite { .. }) {
+                return Ok(Err(format!(
+                    "{walked} has type {}, not struct or union: no member {part:?} in it",
+                    ty.kind_name()
+                )));
+            }
+            let Some(f) = self.find_member(outer, part)? else {
+                return Ok(Err(format!(
+                    "{} has no member {part:?}",
+                    self.describe(outer)
+                )));
+            };
+            found = Found {
+                bits: found
+                    .bits
+                    .checked_add(f.bits)
+                    .context("member offset overflows")?,
+                ..f
+            };
+            walked.push('.');
+            walked.push_str(part);
+        }
+        Ok(Ok(found))
+    }
+
+    /// The member at `path` in the first struct/union named `struct_name` that has it.
+    fn locate(&self, struct_name: &str, path: &str) -> anyhow::Result<Found> {
+        ensure!(
+            path.split('.').all(|p| !p.is_empty()),
+            "invalid member path {path:?}"
+        );
+        let ids = self
+            .by_name
+            .get(struct_name)
+            .with_context(|| format!("no struct or union named {struct_name:?} in the BTF"))?;
+        let mut misses = Vec::new();
+        for &id in ids {
+            match self.walk(id, path)? {
+                Ok(found) => return Ok(found),
+                Err(why) => misses.push(why),
+            }
+        }
+        bail!("{}", misses.join("; "))
+    }
+
+    /// Like `locate`, from a type id (for anonymous types that have no name to look up).
+    fn locate_in(&self, id: u32, path: &str) -> anyhow::Result<Found> {
+        self.walk(id, path)?.map_err(|why| anyhow!(why))
+    }
+
+    /// The byte offset of a found member: refuses bitfields and unaligned offsets, which a
+    /// byte offset cannot describe.
+    fn byte_offset(&self, f: &Found) -> anyhow::Result<u32> {
+        let int_bitfield = match *self.ty(self.resolve(f.ty)?)? {
+            // Pre-kind_flag encoding: the bitfield lives in the INT type itself.
+            Ty::Int {
+                size,
+                bits,
+                bit_offset,
+            } => bit_offset != 0 || u32::from(bits) != size.saturating_mul(8),
+            _ => false,
+        };
+        ensure!(
+            f.bitfield_size == 0 && !int_bitfield,
+            "member is a bitfield (bit offset {}), it has no byte offset",
+            f.bits
+        );
+        ensure!(
+            f.bits.is_multiple_of(8),
+            "member bit offset {} is not byte-aligned",
+            f.bits
+        );
+        Ok(f.bits / 8)
+    }
+
+    /// Byte offset of a member of a named struct/union. `path` may be dotted
+    /// ("rss_stat.count"); members inside anonymous structs/unions are found (the kernel's
+    /// mm_struct wraps its fields in one). With several types of that name, the first that
+    /// has the member wins.
+    pub fn member_offset(&self, struct_name: &str, path: &str) -> anyhow::Result<u32> {
+        self.locate(struct_name, path)
+            .and_then(|f| self.byte_offset(&f))
+            .with_context(|| format!("offset of {struct_name}.{path}"))
+    }
+
+    /// The resolved type (through typedef/const/volatile/restrict/type_tag) of that member.
+    pub fn member_type(&self, struct_name: &str, path: &str) -> anyhow::Result<TypeInfo> {
+        self.locate(struct_name, path)
+            .and_then(|f| self.info(f.ty, 0))
+            .with_context(|| format!("type of {struct_name}.{path}"))
     }
 }
 
-/// Offsets into `struct task_struct` for the raw fork and rss programs.
+/// Offsets into `struct task_struct` the raw-tracepoint programs need.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TaskLayout {
     pub task_mm: u32,
@@ -375,65 +789,111 @@ pub struct TaskLayout {
 /// Where the RSS counters of an mm live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RssLayout {
-    /// Offset in mm_struct of the first counter element.
+    /// Offset in mm_struct of the first RSS counter element.
     pub mm_rss_stat: u32,
-    /// Bytes between two members' counters (MM_FILEPAGES, MM_ANONPAGES, ...).
+    /// Bytes between the counters of two consecutive members (MM_FILEPAGES=0,
+    /// MM_ANONPAGES=1, MM_SWAPENTS=2, MM_SHMEMPAGES=3).
     pub stride: u32,
     /// Offset of the 64-bit page count inside one element.
     pub count: u32,
 }
 
+/// The programs read `mm` as a pointer and `pid`/`tgid` as 32-bit values: the types are
+/// checked too, so a kernel that changed them fails here rather than yielding garbage.
 pub fn task_layout(btf: &KernelBtf) -> anyhow::Result<TaskLayout> {
+    let field = |path: &str, ok: fn(&TypeInfo) -> bool, want: &str| -> anyhow::Result<u32> {
+        let ty = btf.member_type("task_struct", path)?;
+        ensure!(ok(&ty), "task_struct.{path} is {ty:?}, expected {want}");
+        btf.member_offset("task_struct", path)
+    };
+    let pid_t = |t: &TypeInfo| *t == TypeInfo::Int { size: 4 };
     Ok(TaskLayout {
-        task_mm: btf.member_offset("task_struct", "mm")?,
-        task_pid: btf.member_offset("task_struct", "pid")?,
-        task_tgid: btf.member_offset("task_struct", "tgid")?,
+        task_mm: field("mm", |t| *t == TypeInfo::Ptr, "a pointer")?,
+        task_pid: field("pid", pid_t, "a 32-bit pid_t")?,
+        task_tgid: field("tgid", pid_t, "a 32-bit pid_t")?,
     })
 }
 
-/// Linux >= 6.2: `struct percpu_counter rss_stat[NR_MM_COUNTERS]` (the shared `count`).
-/// Before: `struct mm_rss_stat { atomic_long_t count[NR_MM_COUNTERS]; } rss_stat`.
+/// The byte offset of 64-bit integer member `name` in (anonymous or named) type `id`.
+fn s64_member(btf: &KernelBtf, id: u32, name: &str) -> anyhow::Result<u32> {
+    let f = btf.locate_in(id, name)?;
+    let ty = btf.info(f.ty, 0)?;
+    ensure!(
+        ty == TypeInfo::Int { size: 8 },
+        "{}.{name} is {ty:?}, expected a 64-bit integer",
+        btf.describe(id)
+    );
+    btf.byte_offset(&f)
+        .with_context(|| format!("offset of {}.{name}", btf.describe(id)))
+}
+
+/// Where mm_struct's RSS counters are, for both kernel layouts:
+/// - Linux >= 6.2: `struct percpu_counter rss_stat[NR_MM_COUNTERS]`; each element's shared
+///   `s64 count` (stride = sizeof(struct percpu_counter)).
+/// - Older: `struct mm_rss_stat { atomic_long_t count[NR_MM_COUNTERS]; } rss_stat`, where
+///   atomic_long_t is `struct { s64 counter; }` (stride 8).
 pub fn rss_layout(btf: &KernelBtf) -> anyhow::Result<RssLayout> {
-    match btf.member_type("mm_struct", "rss_stat")? {
-        TypeInfo::Array {
-            elem,
-            elem_size,
-            len,
-        } => {
+    let rss = btf.member_type("mm_struct", "rss_stat")?;
+    let f = btf.locate("mm_struct", "rss_stat")?;
+    let rss_offset = btf
+        .byte_offset(&f)
+        .context("offset of mm_struct.rss_stat")?;
+    let rss_id = btf.resolve(f.ty)?;
+    match &rss {
+        TypeInfo::Array { elem, len, .. } if matches!(&**elem, TypeInfo::Struct { name, .. } if name == "percpu_counter") =>
+        {
             ensure!(
-                len >= 4,
-                "mm_struct.rss_stat has {len} counters, expected >= 4"
+                *len >= NR_MM_COUNTERS,
+                "mm_struct.rss_stat has {len} counters, expected at least {NR_MM_COUNTERS}"
             );
-            let TypeInfo::Struct { name, .. } = *elem else {
-                bail!("mm_struct.rss_stat elements are not structs")
+            let Ty::Array { elem, .. } = *btf.ty(rss_id)? else {
+                bail!("mm_struct.rss_stat changed kind between lookups");
             };
+            let elem = btf.resolve(elem)?;
+            let stride = btf.size_of(elem, 0)?;
+            let count = s64_member(btf, elem, "count")?;
             ensure!(
-                name == "percpu_counter",
-                "unexpected rss_stat element type {name}"
+                count.checked_add(8).is_some_and(|end| end <= stride),
+                "percpu_counter.count at {count} does not fit in its {stride}-byte element"
             );
             Ok(RssLayout {
-                mm_rss_stat: btf.member_offset("mm_struct", "rss_stat")?,
-                stride: elem_size,
-                count: btf.member_offset("percpu_counter", "count")?,
+                mm_rss_stat: rss_offset,
+                stride,
+                count,
             })
         }
-        TypeInfo::Struct { .. } => {
-            let TypeInfo::Array { elem_size, len, .. } =
-                btf.member_type("mm_struct", "rss_stat.count")?
-            else {
-                bail!("mm_struct.rss_stat.count is not an array")
+        TypeInfo::Struct { name, .. } if name == "mm_rss_stat" => {
+            let counts = btf.locate_in(rss_id, "count")?;
+            let counts_offset = btf
+                .byte_offset(&counts)
+                .context("offset of mm_rss_stat.count")?;
+            let Ty::Array { elem, nelems } = *btf.ty(btf.resolve(counts.ty)?)? else {
+                bail!("mm_rss_stat.count is not an array");
             };
             ensure!(
-                len >= 4 && elem_size == 8,
-                "unexpected mm_rss_stat layout ({len} x {elem_size} bytes)"
+                nelems >= NR_MM_COUNTERS,
+                "mm_rss_stat.count has {nelems} counters, expected at least {NR_MM_COUNTERS}"
             );
+            // atomic_long_t -> atomic64_t -> struct { s64 counter; } (anonymous).
+            let elem = btf.resolve(elem)?;
+            let stride = btf.size_of(elem, 0)?;
+            ensure!(
+                stride == 8,
+                "atomic_long_t is {stride} bytes, expected 8 (64-bit kernel)"
+            );
+            let count = s64_member(btf, elem, "counter")?;
             Ok(RssLayout {
-                mm_rss_stat: btf.member_offset("mm_struct", "rss_stat.count")?,
-                stride: 8,
-                count: 0,
+                mm_rss_stat: rss_offset
+                    .checked_add(counts_offset)
+                    .context("mm_struct.rss_stat.count offset overflows")?,
+                stride,
+                count,
             })
         }
-        other => bail!("unexpected type of mm_struct.rss_stat: {other:?}"),
+        other => bail!(
+            "mm_struct.rss_stat is {other:?}: expected struct percpu_counter[N] (Linux >= 6.2) \
+             or struct mm_rss_stat (older kernels)"
+        ),
     }
 }
 
@@ -441,8 +901,7 @@ pub fn rss_layout(btf: &KernelBtf) -> anyhow::Result<RssLayout> {
 mod tests {
     use super::*;
 
-    /// A tiny BTF blob builder for unit tests.
-    #[derive(Default)]
+    /// Builds small BTF blobs; each method returns the new type's id.
     struct Builder {
         types: Vec<u8>,
         strings: Vec<u8>,
@@ -452,64 +911,118 @@ mod tests {
     impl Builder {
         fn new() -> Self {
             Self {
+                types: Vec::new(),
                 strings: vec![0],
                 next_id: 1,
-                ..Self::default()
             }
         }
-        fn s(&mut self, name: &str) -> u32 {
-            if name.is_empty() {
+
+        fn str(&mut self, s: &str) -> u32 {
+            if s.is_empty() {
                 return 0;
             }
             let off = self.strings.len() as u32;
-            self.strings.extend_from_slice(name.as_bytes());
+            self.strings.extend_from_slice(s.as_bytes());
             self.strings.push(0);
             off
         }
-        fn push(&mut self, words: &[u32]) -> u32 {
-            for w in words {
+
+        /// A record with a raw name offset: the common 12 bytes plus `extra` words.
+        fn record(&mut self, name_off: u32, info: u32, size_or_type: u32, extra: &[u32]) -> u32 {
+            for w in [name_off, info, size_or_type].iter().chain(extra) {
                 self.types.extend_from_slice(&w.to_le_bytes());
             }
             self.next_id += 1;
             self.next_id - 1
         }
-        fn int(&mut self, size: u32) -> u32 {
-            let n = self.s("long");
-            self.push(&[n, KIND_INT << 24, size, size * 8])
+
+        fn raw(
+            &mut self,
+            name: &str,
+            kind: u32,
+            kind_flag: bool,
+            vlen: u32,
+            size_or_type: u32,
+            extra: &[u32],
+        ) -> u32 {
+            let n = self.str(name);
+            let info = (u32::from(kind_flag) << 31) | (kind << 24) | vlen;
+            self.record(n, info, size_or_type, extra)
         }
+
+        fn int(&mut self, name: &str, size: u32) -> u32 {
+            self.raw(name, KIND_INT, false, 0, size, &[size * 8])
+        }
+
+        /// INT with an explicit encoding (old-style bitfield types).
+        fn int_enc(&mut self, name: &str, size: u32, bits: u32, bit_offset: u32) -> u32 {
+            self.raw(name, KIND_INT, false, 0, size, &[(bit_offset << 16) | bits])
+        }
+
+        fn ptr(&mut self, target: u32) -> u32 {
+            self.raw("", KIND_PTR, false, 0, target, &[])
+        }
+
+        fn array(&mut self, elem: u32, nelems: u32) -> u32 {
+            // index_type is not interpreted; 1 is as good as any.
+            self.raw("", KIND_ARRAY, false, 0, 0, &[elem, 1, nelems])
+        }
+
+        fn qual(&mut self, kind: u32, name: &str, target: u32) -> u32 {
+            self.raw(name, kind, false, 0, target, &[])
+        }
+
         fn typedef(&mut self, name: &str, target: u32) -> u32 {
-            let n = self.s(name);
-            self.push(&[n, KIND_TYPEDEF << 24, target])
+            self.qual(KIND_TYPEDEF, name, target)
         }
-        fn array(&mut self, elem: u32, index: u32, n: u32) -> u32 {
-            self.push(&[0, KIND_ARRAY << 24, 0, elem, index, n])
-        }
+
+        /// Members as (name, type, raw offset word).
         fn composite(
             &mut self,
             kind: u32,
             name: &str,
             size: u32,
+            kind_flag: bool,
             members: &[(&str, u32, u32)],
         ) -> u32 {
-            let n = self.s(name);
-            let mut w = vec![n, (kind << 24) | members.len() as u32, size];
-            for (mname, ty, bits) in members {
-                let mn = self.s(mname);
-                w.extend([mn, *ty, *bits]);
+            let mut extra = Vec::new();
+            for &(mname, ty, off) in members {
+                extra.extend([self.str(mname), ty, off]);
             }
-            self.push(&w)
+            self.raw(name, kind, kind_flag, members.len() as u32, size, &extra)
         }
+
+        fn strukt(&mut self, name: &str, size: u32, members: &[(&str, u32, u32)]) -> u32 {
+            self.composite(KIND_STRUCT, name, size, false, members)
+        }
+
+        fn union(&mut self, name: &str, size: u32, members: &[(&str, u32, u32)]) -> u32 {
+            self.composite(KIND_UNION, name, size, false, members)
+        }
+
+        /// One of every kind the parser only skips, so ids after them must still line up.
+        fn noise(&mut self, int: u32) {
+            let (a, b) = (self.str("A"), self.str("B"));
+            self.raw("e32", KIND_ENUM, false, 2, 4, &[a, 0, b, 1]);
+            self.raw("e64", KIND_ENUM64, false, 2, 8, &[a, 0, 0, b, 1, 1]);
+            self.raw("fwd", KIND_FWD, false, 0, 0, &[]);
+            let proto = self.raw("", KIND_FUNC_PROTO, false, 3, int, &[a, int, b, int, 0, 0]);
+            self.raw("func", KIND_FUNC, false, 1, proto, &[]);
+            let var = self.raw("var", KIND_VAR, false, 0, int, &[1]);
+            self.raw(".data", KIND_DATASEC, false, 1, 4, &[var, 0, 4]);
+            self.raw("double", KIND_FLOAT, false, 0, 8, &[]);
+            self.raw("tag", KIND_DECL_TAG, false, 0, int, &[u32::MAX]);
+            self.qual(KIND_TYPE_TAG, "user", int);
+            self.qual(KIND_VOLATILE, "", int);
+            self.qual(KIND_RESTRICT, "", int);
+        }
+
         fn build(&self) -> Vec<u8> {
             let mut b = Vec::new();
             b.extend_from_slice(&MAGIC.to_le_bytes());
-            b.extend_from_slice(&[1, 0]);
-            for w in [
-                24u32,
-                0,
-                self.types.len() as u32,
-                self.types.len() as u32,
-                self.strings.len() as u32,
-            ] {
+            b.extend_from_slice(&[VERSION, 0]);
+            let (tl, sl) = (self.types.len() as u32, self.strings.len() as u32);
+            for w in [HEADER_LEN as u32, 0, tl, tl, sl] {
                 b.extend_from_slice(&w.to_le_bytes());
             }
             b.extend_from_slice(&self.types);
@@ -518,42 +1031,88 @@ mod tests {
         }
     }
 
-    /// mm_struct/task_struct shaped like Linux >= 6.2, with anonymous wrappers.
+    fn set_u32(b: &mut [u8], at: usize, v: u32) {
+        b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    }
+
+    fn err_of<T>(r: anyhow::Result<T>) -> String {
+        match r {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    /// Kernel >= 6.2 shapes: mm_struct wraps its fields in an anonymous struct and holds
+    /// `struct percpu_counter rss_stat[4]`; task_struct has bitfields (so kind_flag) and
+    /// an anonymous union holding an anonymous struct.
     fn modern() -> Vec<u8> {
         let mut b = Builder::new();
-        let long = b.int(8);
-        let s64 = b.typedef("s64", long);
-        let pcc = b.composite(
-            KIND_STRUCT,
+        let int = b.int("int", 4);
+        let uint = b.int("unsigned int", 4);
+        b.noise(int);
+        let ll = b.int("long long int", 8);
+        let s64 = b.typedef("__s64", ll);
+        let s64 = b.typedef("s64", s64);
+        let pid_inner = b.typedef("__kernel_pid_t", int);
+        let pid_t = b.typedef("pid_t", pid_inner);
+        let lock = b.strukt("raw_spinlock", 4, &[("raw_lock", int, 0)]);
+        let void_ptr = b.ptr(0);
+        let pcc = b.strukt(
             "percpu_counter",
             40,
-            &[("lock", long, 0), ("count", s64, 64), ("list", long, 128)],
+            &[
+                ("lock", lock, 0),
+                ("count", s64, 64),
+                ("list", void_ptr, 128),
+                ("counters", void_ptr, 256),
+            ],
         );
-        let arr = b.array(pcc, long, 4);
-        let inner = b.composite(
-            KIND_STRUCT,
-            "",
-            2000,
-            &[("pad", long, 0), ("rss_stat", arr, 7680)],
+        let rss = b.array(pcc, 4);
+        let bitmap = b.array(ll, 0);
+        let mm_fields = b.strukt("", 1472, &[("mm_count", int, 0), ("rss_stat", rss, 7680)]);
+        let mm = b.strukt(
+            "mm_struct",
+            1480,
+            &[("", mm_fields, 0), ("cpu_bitmap", bitmap, 11776)],
         );
-        b.composite(KIND_STRUCT, "mm_struct", 2000, &[("", inner, 0)]);
-        let u = b.composite(KIND_UNION, "", 8, &[("x", long, 0)]);
+        let mm_ptr = b.ptr(mm);
+        let ti = b.strukt("", 8, &[("ti_flags", ll, 0)]);
+        let head = b.union("", 8, &[("", ti, 0), ("raw", ll, 0)]);
         b.composite(
             KIND_STRUCT,
             "task_struct",
-            4000,
+            3264,
+            true,
             &[
-                ("", u, 0),
-                ("mm", long, 9088),
-                ("pid", long, 10112),
-                ("tgid", long, 10144),
+                ("", head, 0),
+                ("mm", mm_ptr, 9088),
+                ("sched_reset_on_fork", uint, (1 << 24) | 9504),
+                ("sched_migrated", uint, (1 << 24) | 9505),
+                ("pid", pid_t, 10112),
+                ("tgid", pid_t, 10144),
             ],
         );
         b.build()
     }
 
+    /// Kernel < 6.2: `struct mm_rss_stat { atomic_long_t count[4]; }` (plus a pad member
+    /// here, so the two offsets must really be added).
+    fn old() -> Vec<u8> {
+        let mut b = Builder::new();
+        let ll = b.int("long long int", 8);
+        let s64 = b.typedef("s64", ll);
+        let atomic = b.strukt("", 8, &[("counter", s64, 0)]);
+        let atomic64 = b.typedef("atomic64_t", atomic);
+        let atomic_long = b.typedef("atomic_long_t", atomic64);
+        let counts = b.array(atomic_long, 4);
+        let rss = b.strukt("mm_rss_stat", 40, &[("pad", ll, 0), ("count", counts, 64)]);
+        let fields = b.strukt("", 1000, &[("pad", ll, 0), ("rss_stat", rss, 5120)]);
+        b.strukt("mm_struct", 1000, &[("", fields, 0)]);
+        b.build()
+    }
+
     #[test]
-    fn modern_layout() {
+    fn modern_layouts() {
         let btf = KernelBtf::parse(&modern()).unwrap();
         assert_eq!(
             rss_layout(&btf).unwrap(),
@@ -574,149 +1133,1166 @@ mod tests {
     }
 
     #[test]
-    fn old_layout() {
-        let mut b = Builder::new();
-        let long = b.int(8);
-        let atomic = b.composite(KIND_STRUCT, "", 8, &[("counter", long, 0)]);
-        let atomic_long = b.typedef("atomic_long_t", atomic);
-        let arr = b.array(atomic_long, long, 4);
-        let rss = b.composite(KIND_STRUCT, "mm_rss_stat", 32, &[("count", arr, 0)]);
-        b.composite(
-            KIND_STRUCT,
-            "mm_struct",
-            1000,
-            &[("pad", long, 0), ("rss_stat", rss, 5120)],
-        );
-        let btf = KernelBtf::parse(&b.build()).unwrap();
+    fn old_rss_layout() {
+        let btf = KernelBtf::parse(&old()).unwrap();
         assert_eq!(
             rss_layout(&btf).unwrap(),
             RssLayout {
-                mm_rss_stat: 640,
+                mm_rss_stat: 648,
                 stride: 8,
                 count: 0
             }
         );
-    }
-
-    #[test]
-    fn bitfields_and_missing_members() {
-        let mut b = Builder::new();
-        let int = b.int(4);
-        let n = b.s("flags_struct");
-        let (m1, m2) = (b.s("a"), b.s("b"));
-        // kind_flag set: offsets carry a bitfield size in the top 8 bits.
-        b.push(&[
-            n,
-            (KIND_STRUCT << 24) | (1 << 31) | 2,
-            8,
-            m1,
-            int,
-            (3 << 24) | 0,
-            m2,
-            int,
-            (5 << 24) | 3,
-        ]);
-        let btf = KernelBtf::parse(&b.build()).unwrap();
-        assert_eq!(btf.member_offset("flags_struct", "a").unwrap(), 0);
-        assert!(
-            btf.member_offset("flags_struct", "b")
-                .unwrap_err()
-                .to_string()
-                .contains("bitfield")
+        assert_eq!(btf.member_offset("mm_struct", "rss_stat").unwrap(), 640);
+        assert_eq!(
+            btf.member_offset("mm_struct", "rss_stat.count").unwrap(),
+            648
         );
-        assert!(btf.member_offset("flags_struct", "zz").is_err());
-        assert!(btf.member_offset("nope", "a").is_err());
+        assert_eq!(btf.member_offset("mm_rss_stat", "count").unwrap(), 8);
+        assert_eq!(
+            btf.member_type("mm_struct", "rss_stat").unwrap(),
+            TypeInfo::Struct {
+                name: "mm_rss_stat".into(),
+                size: 40
+            }
+        );
+        // The whole typedef chain down to the anonymous atomic64_t struct.
+        assert_eq!(
+            btf.member_type("mm_rss_stat", "count").unwrap(),
+            TypeInfo::Array {
+                elem: Box::new(TypeInfo::Struct {
+                    name: String::new(),
+                    size: 8
+                }),
+                elem_size: 8,
+                len: 4
+            }
+        );
+        assert!(err_of(task_layout(&btf)).contains("task_struct"));
     }
 
     #[test]
-    fn malformed_inputs_are_errors() {
+    fn rss_layout_rejects_unexpected_shapes() {
+        // Too few counters for MM_SHMEMPAGES.
+        let mut b = Builder::new();
+        let ll = b.int("long long int", 8);
+        let pcc = b.strukt("percpu_counter", 40, &[("count", ll, 64)]);
+        let arr = b.array(pcc, 3);
+        b.strukt("mm_struct", 200, &[("rss_stat", arr, 0)]);
+        let btf = KernelBtf::parse(&b.build()).unwrap();
+        assert!(err_of(rss_layout(&btf)).contains("3 counters"));
+
+        // A 32-bit count.
+        let mut b = Builder::new();
+        let int = b.int("int", 4);
+        let pcc = b.strukt("percpu_counter", 40, &[("count", int, 64)]);
+        let arr = b.array(pcc, 4);
+        b.strukt("mm_struct", 200, &[("rss_stat", arr, 0)]);
+        let btf = KernelBtf::parse(&b.build()).unwrap();
+        assert!(err_of(rss_layout(&btf)).contains("64-bit"));
+
+        // A count that does not fit inside its element.
+        let mut b = Builder::new();
+        let ll = b.int("long long int", 8);
+        let pcc = b.strukt("percpu_counter", 8, &[("count", ll, 64)]);
+        let arr = b.array(pcc, 4);
+        b.strukt("mm_struct", 200, &[("rss_stat", arr, 0)]);
+        let btf = KernelBtf::parse(&b.build()).unwrap();
+        assert!(err_of(rss_layout(&btf)).contains("does not fit"));
+
+        // Neither layout.
+        let mut b = Builder::new();
+        let ll = b.int("long long int", 8);
+        let p = b.ptr(ll);
+        b.strukt("mm_struct", 200, &[("rss_stat", p, 0)]);
+        let btf = KernelBtf::parse(&b.build()).unwrap();
+        assert!(err_of(rss_layout(&btf)).contains("expected struct percpu_counter"));
+
+        // Old layout with 4-byte atomics (a 32-bit kernel).
+        let mut b = Builder::new();
+        let int = b.int("int", 4);
+        let atomic = b.strukt("", 4, &[("counter", int, 0)]);
+        let arr = b.array(atomic, 4);
+        let rss = b.strukt("mm_rss_stat", 16, &[("count", arr, 0)]);
+        b.strukt("mm_struct", 200, &[("rss_stat", rss, 0)]);
+        let btf = KernelBtf::parse(&b.build()).unwrap();
+        assert!(err_of(rss_layout(&btf)).contains("expected 8"));
+
+        // No mm_struct at all.
+        let btf = KernelBtf::parse(&Builder::new().build()).unwrap();
+        assert!(err_of(rss_layout(&btf)).contains("no struct or union named \"mm_struct\""));
+    }
+
+    #[test]
+    fn task_layout_checks_types() {
+        let mut b = Builder::new();
+        let int = b.int("int", 4);
+        let ll = b.int("long long int", 8);
+        b.strukt(
+            "task_struct",
+            64,
+            &[("mm", ll, 0), ("pid", int, 64), ("tgid", int, 96)],
+        );
+        let btf = KernelBtf::parse(&b.build()).unwrap();
+        assert!(err_of(task_layout(&btf)).contains("expected a pointer"));
+    }
+
+    #[test]
+    fn anonymous_members_are_searched_in_nested_structs_and_unions() {
+        let btf = KernelBtf::parse(&modern()).unwrap();
+        // task_struct -> anonymous union -> anonymous struct -> ti_flags.
+        assert_eq!(btf.member_offset("task_struct", "ti_flags").unwrap(), 0);
+        assert_eq!(btf.member_offset("task_struct", "raw").unwrap(), 0);
+        assert_eq!(btf.member_offset("mm_struct", "mm_count").unwrap(), 0);
+        assert_eq!(btf.member_offset("mm_struct", "cpu_bitmap").unwrap(), 1472);
+
+        // Offsets add up through every level of anonymous nesting.
+        let mut b = Builder::new();
+        let int = b.int("int", 4);
+        let deepest = b.strukt("", 8, &[("pad", int, 0), ("x", int, 32)]);
+        let u = b.union("", 8, &[("other", int, 0), ("", deepest, 0)]);
+        let mid = b.strukt("", 24, &[("pad", int, 0), ("", u, 64)]);
+        let cv = b.qual(KIND_CONST, "", mid);
+        b.strukt("outer", 64, &[("first", int, 0), ("", cv, 128)]);
+        let btf = KernelBtf::parse(&b.build()).unwrap();
+        // 16 (mid) + 8 (union) + 0 (deepest) + 4 (x)
+        assert_eq!(btf.member_offset("outer", "x").unwrap(), 28);
+        assert_eq!(btf.member_offset("outer", "other").unwrap(), 24);
+        assert_eq!(
+            btf.member_type("outer", "x").unwrap(),
+            TypeInfo::Int { size: 4 }
+        );
+        assert!(err_of(btf.member_offset("outer", "nope")).contains("has no member \"nope\""));
+        // A named union is looked up like a struct.
+        let mut b = Builder::new();
+        let int = b.int("int", 4);
+        b.union("u", 4, &[("a", int, 0), ("b", int, 0)]);
+        let btf = KernelBtf::parse(&b.build()).unwrap();
+        assert_eq!(btf.member_offset("u", "b").unwrap(), 0);
+    }
+
+    #[test]
+    fn dotted_paths() {
+        let mut b = Builder::new();
+        let int = b.int("int", 4);
+        let leaf = b.strukt("leaf", 16, &[("a", int, 0), ("b", int, 96)]);
+        let leaf_td = b.typedef("leaf_t", leaf);
+        let anon = b.strukt("", 32, &[("pad", int, 0), ("leaf", leaf_td, 128)]);
+        let mid = b.strukt("mid", 48, &[("pad", int, 0), ("", anon, 64)]);
+        let p = b.ptr(mid);
+        let arr = b.array(mid, 2);
+        b.strukt(
+            "top",
+            256,
+            &[("m", mid, 256), ("p", p, 0), ("arr", arr, 1024)],
+        );
+        let btf = KernelBtf::parse(&b.build()).unwrap();
+        // 32 (m) + 8 (anon) + 16 (leaf) + 12 (b)
+        assert_eq!(btf.member_offset("top", "m.leaf.b").unwrap(), 68);
+        assert_eq!(btf.member_offset("top", "m.leaf").unwrap(), 56);
+        assert_eq!(btf.member_offset("mid", "leaf.a").unwrap(), 24);
+        assert_eq!(
+            btf.member_type("top", "m.leaf").unwrap(),
+            TypeInfo::Struct {
+                name: "leaf".into(),
+                size: 16
+            }
+        );
+        // Offsets do not go through pointers or arrays.
+        assert!(err_of(btf.member_offset("top", "p.pad")).contains("has type pointer"));
+        assert!(err_of(btf.member_offset("top", "arr.pad")).contains("has type array"));
+        assert!(err_of(btf.member_offset("top", "m.leaf.a.x")).contains("has type int"));
+        assert!(err_of(btf.member_offset("top", "m.zz")).contains("no member \"zz\""));
+        for bad in ["", ".", "m.", ".m", "m..leaf"] {
+            assert!(
+                err_of(btf.member_offset("top", bad)).contains("invalid member path"),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn typedef_and_qualifier_chains_resolve() {
+        let mut b = Builder::new();
+        let ll = b.int("long long int", 8);
+        let s = b.strukt("target", 24, &[("x", ll, 0)]);
+        let mut t = s;
+        for (kind, name) in [
+            (KIND_TYPEDEF, "t1"),
+            (KIND_CONST, ""),
+            (KIND_VOLATILE, ""),
+            (KIND_TYPE_TAG, "rcu"),
+            (KIND_RESTRICT, ""),
+            (KIND_TYPEDEF, "t2"),
+        ] {
+            t = b.qual(kind, name, t);
+        }
+        let td_int = b.typedef("u64", ll);
+        let td_int = b.qual(KIND_CONST, "", td_int);
+        b.strukt("holder", 64, &[("s", t, 64), ("n", td_int, 0)]);
+        let btf = KernelBtf::parse(&b.build()).unwrap();
+        assert_eq!(
+            btf.member_type("holder", "s").unwrap(),
+            TypeInfo::Struct {
+                name: "target".into(),
+                size: 24
+            }
+        );
+        assert_eq!(btf.member_offset("holder", "s.x").unwrap(), 8);
+        assert_eq!(
+            btf.member_type("holder", "n").unwrap(),
+            TypeInfo::Int { size: 8 }
+        );
+    }
+
+    #[test]
+    fn array_element_sizes() {
+        let mut b = Builder::new();
+        let int = b.int("int", 4);
+        b.noise(int);
+        let s = b.strukt("elem", 12, &[("a", int, 0)]);
+        let s_td = b.typedef("elem_t", s);
+        let e = b.raw("color", KIND_ENUM, false, 0, 4, &[]);
+        let p = b.ptr(s);
+        let of_struct = b.array(s_td, 5);
+        let of_ptr = b.array(p, 3);
+        let inner = b.array(int, 3);
+        let inner_c = b.qual(KIND_CONST, "", inner);
+        let of_arr = b.array(inner_c, 2);
+        let of_enum = b.array(e, 7);
+        let u = b.union("un", 16, &[]);
+        let of_union = b.array(u, 2);
+        b.strukt(
+            "arrays",
+            512,
+            &[
+                ("structs", of_struct, 0),
+                ("ptrs", of_ptr, 480),
+                ("matrix", of_arr, 672),
+                ("enums", of_enum, 864),
+                ("unions", of_union, 1088),
+            ],
+        );
+        let btf = KernelBtf::parse(&b.build()).unwrap();
+        let ty = |p| btf.member_type("arrays", p).unwrap();
+        assert_eq!(
+            ty("structs"),
+            TypeInfo::Array {
+                elem: Box::new(TypeInfo::Struct {
+                    name: "elem".into(),
+                    size: 12
+                }),
+                elem_size: 12,
+                len: 5
+            }
+        );
+        assert_eq!(
+            ty("ptrs"),
+            TypeInfo::Array {
+                elem: Box::new(TypeInfo::Ptr),
+                elem_size: 8,
+                len: 3
+            }
+        );
+        assert_eq!(
+            ty("matrix"),
+            TypeInfo::Array {
+                elem: Box::new(TypeInfo::Array {
+                    elem: Box::new(TypeInfo::Int { size: 4 }),
+                    elem_size: 4,
+                    len: 3
+                }),
+                elem_size: 12,
+                len: 2
+            }
+        );
+        assert_eq!(
+            ty("enums"),
+            TypeInfo::Array {
+                elem: Box::new(TypeInfo::Enum { size: 4 }),
+                elem_size: 4,
+                len: 7
+            }
+        );
+        assert_eq!(
+            ty("unions"),
+            TypeInfo::Array {
+                elem: Box::new(TypeInfo::Union {
+                    name: "un".into(),
+                    size: 16
+                }),
+                elem_size: 16,
+                len: 2
+            }
+        );
+        assert_eq!(btf.member_offset("arrays", "unions").unwrap(), 136);
+    }
+
+    #[test]
+    fn skipped_kinds_keep_ids_aligned_and_report_other() {
+        let mut b = Builder::new();
+        let int = b.int("int", 4);
+        b.noise(int);
+        let fl = b.raw("float", KIND_FLOAT, false, 0, 4, &[]);
+        let e64 = b.raw("big", KIND_ENUM64, false, 0, 8, &[]);
+        let fwd = b.raw("opaque", KIND_FWD, false, 0, 0, &[]);
+        let fwd_ptr = b.ptr(fwd);
+        b.strukt(
+            "s",
+            32,
+            &[
+                ("f", fl, 0),
+                ("e", e64, 64),
+                ("p", fwd_ptr, 128),
+                ("o", fwd, 192),
+            ],
+        );
+        let btf = KernelBtf::parse(&b.build()).unwrap();
+        assert_eq!(btf.member_type("s", "f").unwrap(), TypeInfo::Other);
+        assert_eq!(
+            btf.member_type("s", "e").unwrap(),
+            TypeInfo::Enum { size: 8 }
+        );
+        assert_eq!(btf.member_type("s", "p").unwrap(), TypeInfo::Ptr);
+        assert_eq!(btf.member_offset("s", "p").unwrap(), 16);
+        assert_eq!(btf.member_type("s", "o").unwrap(), TypeInfo::Other);
+        // A forward declaration has no size, so an array of it is an error, not a guess.
+        let mut b = Builder::new();
+        let fwd = b.raw("opaque", KIND_FWD, false, 0, 0, &[]);
+        let arr = b.array(fwd, 2);
+        b.strukt("s", 8, &[("a", arr, 0)]);
+        let btf = KernelBtf::parse(&b.build()).unwrap();
+        assert!(err_of(btf.member_type("s", "a")).contains("has no size"));
+    }
+
+    #[test]
+    fn kind_flag_bitfield_offsets() {
+        let mut b = Builder::new();
+        let uint = b.int("unsigned int", 4);
+        let ll = b.int("long long int", 8);
+        b.composite(
+            KIND_STRUCT,
+            "flags",
+            16,
+            true,
+            &[
+                ("a", uint, 3 << 24),
+                ("b", uint, (5 << 24) | 3),
+                // Byte-aligned but still a bitfield: the decoded offset (16) shows in the error.
+                ("c", uint, (8 << 24) | 16),
+                // Not a bitfield: only the low 24 bits are the offset.
+                ("x", uint, 32),
+                ("y", ll, 64),
+            ],
+        );
+        // Without kind_flag the whole word is the offset, even past 2^24 bits.
+        b.strukt("big", 0x0030_0000, &[("far", uint, 0x0100_0000)]);
+        // Pre-kind_flag bitfields live in the INT encoding.
+        let bits3 = b.int_enc("unsigned int", 4, 3, 0);
+        let shifted = b.int_enc("unsigned int", 4, 32, 8);
+        b.strukt(
+            "old_bits",
+            8,
+            &[("bf", bits3, 0), ("sh", shifted, 0), ("whole", uint, 32)],
+        );
+        let btf = KernelBtf::parse(&b.build()).unwrap();
+        assert_eq!(btf.member_offset("flags", "x").unwrap(), 4);
+        assert_eq!(btf.member_offset("flags", "y").unwrap(), 8);
+        let e = err_of(btf.member_offset("flags", "c"));
+        assert!(e.contains("bitfield") && e.contains("bit offset 16"), "{e}");
+        assert!(err_of(btf.member_offset("flags", "a")).contains("bitfield"));
+        assert!(err_of(btf.member_offset("flags", "b")).contains("bit offset 3"));
+        // The type of a bitfield is still known.
+        assert_eq!(
+            btf.member_type("flags", "b").unwrap(),
+            TypeInfo::Int { size: 4 }
+        );
+        assert_eq!(btf.member_offset("big", "far").unwrap(), 0x0020_0000);
+        assert!(err_of(btf.member_offset("old_bits", "bf")).contains("bitfield"));
+        assert!(err_of(btf.member_offset("old_bits", "sh")).contains("bitfield"));
+        assert_eq!(btf.member_offset("old_bits", "whole").unwrap(), 4);
+    }
+
+    #[test]
+    fn unaligned_offsets_are_errors() {
+        let mut b = Builder::new();
+        let int = b.int("int", 4);
+        b.strukt("s", 8, &[("odd", int, 12)]);
+        let btf = KernelBtf::parse(&b.build()).unwrap();
+        assert!(err_of(btf.member_offset("s", "odd")).contains("not byte-aligned"));
+    }
+
+    #[test]
+    fn duplicate_names_take_the_first_with_the_member() {
+        let mut b = Builder::new();
+        let int = b.int("int", 4);
+        b.strukt("dup", 4, &[("only_first", int, 0)]);
+        b.strukt("dup", 16, &[("pad", int, 0), ("later", int, 64)]);
+        b.union("dup", 16, &[("later", int, 0), ("only_union", int, 0)]);
+        let btf = KernelBtf::parse(&b.build()).unwrap();
+        assert_eq!(btf.member_offset("dup", "only_first").unwrap(), 0);
+        assert_eq!(btf.member_offset("dup", "later").unwrap(), 8);
+        assert_eq!(
+            btf.member_type("dup", "later").unwrap(),
+            TypeInfo::Int { size: 4 }
+        );
+        assert_eq!(btf.member_offset("dup", "only_union").unwrap(), 0);
+        // The error lists why each candidate failed.
+        let e = err_of(btf.member_offset("dup", "none"));
+        assert_eq!(e.matches("has no member").count(), 3, "{e}");
+    }
+
+    #[test]
+    fn malformed_headers_and_sections_are_errors() {
         let good = modern();
-        assert!(KernelBtf::parse(&[]).is_err());
-        assert!(KernelBtf::parse(&good[..10]).is_err());
-        let mut bad_magic = good.clone();
-        bad_magic[0] = 0;
-        assert!(KernelBtf::parse(&bad_magic).is_err());
-        let mut oob = good.clone();
-        oob[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(KernelBtf::parse(&oob).is_err());
-        // A typedef pointing at itself.
+        assert!(KernelBtf::parse(&good).is_ok());
+        for len in 0..HEADER_LEN {
+            assert!(err_of(KernelBtf::parse(&good[..len])).contains("truncated"));
+        }
+        let with = |at: usize, v: u32| {
+            let mut b = good.clone();
+            set_u32(&mut b, at, v);
+            KernelBtf::parse(&b)
+        };
+        let mut bad = good.clone();
+        bad[0] = 0;
+        assert!(err_of(KernelBtf::parse(&bad)).contains("bad magic"));
+        bad[0..2].copy_from_slice(&MAGIC.to_be_bytes());
+        assert!(err_of(KernelBtf::parse(&bad)).contains("big-endian"));
+        let mut bad = good.clone();
+        bad[2] = 2;
+        assert!(err_of(KernelBtf::parse(&bad)).contains("version"));
+        assert!(err_of(with(4, 8)).contains("header length"));
+        assert!(err_of(with(4, good.len() as u32 + 1)).contains("header length"));
+        assert!(err_of(with(4, u32::MAX)).contains("header length"));
+        assert!(err_of(with(12, u32::MAX)).contains("type section out of bounds"));
+        assert!(err_of(with(8, u32::MAX)).contains("type section out of bounds"));
+        assert!(err_of(with(16, good.len() as u32)).contains("string section out of bounds"));
+        assert!(err_of(with(20, u32::MAX)).contains("string section out of bounds"));
+        // Both offset and length at the maximum: no overflow, just an error.
+        let mut b = good.clone();
+        set_u32(&mut b, 16, u32::MAX);
+        set_u32(&mut b, 20, u32::MAX);
+        assert!(err_of(KernelBtf::parse(&b)).contains("out of bounds"));
+        // The string section must start and end with a NUL.
+        let str_len = u32::from_le_bytes(good[20..24].try_into().unwrap());
+        assert!(err_of(with(20, str_len - 1)).contains("NUL-terminated"));
+        assert!(err_of(with(20, 0)).contains("empty string"));
+        // A type section that ends inside a record.
+        let type_len = u32::from_le_bytes(good[12..16].try_into().unwrap());
+        for cut in [1, 4, 8] {
+            let e = err_of(with(12, type_len - cut));
+            assert!(e.contains("truncated") && e.contains("BTF type ["), "{e}");
+        }
+        // A trailing header longer than 24 bytes is fine when the sections say so.
+        let mut longer = good[..HEADER_LEN].to_vec();
+        longer.extend([0; 8]);
+        longer.extend_from_slice(&good[HEADER_LEN..]);
+        set_u32(&mut longer, 4, 32);
+        let btf = KernelBtf::parse(&longer).unwrap();
+        assert_eq!(rss_layout(&btf).unwrap().stride, 40);
+    }
+
+    #[test]
+    fn malformed_types_are_errors() {
+        // Unknown kind: nothing after it could be decoded.
+        let mut b = Builder::new();
+        b.int("int", 4);
+        b.raw("", 20, false, 0, 0, &[]);
+        let e = err_of(KernelBtf::parse(&b.build()));
+        assert!(
+            e.contains("unknown BTF kind 20") && e.contains("[2]"),
+            "{e}"
+        );
+
+        // Type ids out of range, in each place one can appear.
+        let mut b = Builder::new();
+        b.strukt("s", 4, &[("x", 999, 0)]);
+        assert!(err_of(KernelBtf::parse(&b.build())).contains("refers to type 999"));
+        let mut b = Builder::new();
+        b.array(77, 1);
+        assert!(err_of(KernelBtf::parse(&b.build())).contains("refers to type 77"));
+        let mut b = Builder::new();
+        b.typedef("t", 5);
+        assert!(err_of(KernelBtf::parse(&b.build())).contains("refers to type 5"));
+
+        // String offsets out of range: type name and member name.
+        let mut b = Builder::new();
+        b.record(9999, KIND_INT << 24, 4, &[32]);
+        assert!(err_of(KernelBtf::parse(&b.build())).contains("name offset 9999"));
+        let mut b = Builder::new();
+        let int = b.int("int", 4);
+        let n = b.str("s");
+        b.record(n, (KIND_STRUCT << 24) | 1, 4, &[12345, int, 0]);
+        assert!(err_of(KernelBtf::parse(&b.build())).contains("name offset 12345"));
+
+        // A struct claiming more members than the section holds.
+        let mut b = Builder::new();
+        let int = b.int("int", 4);
+        let n = b.str("s");
+        b.record(n, (KIND_STRUCT << 24) | 0xffff, 4, &[0, int, 0]);
+        assert!(err_of(KernelBtf::parse(&b.build())).contains("truncated"));
+        // Likewise for every kind with trailing data.
+        for kind in [
+            KIND_INT,
+            KIND_ARRAY,
+            KIND_ENUM,
+            KIND_FUNC_PROTO,
+            KIND_VAR,
+            KIND_DATASEC,
+            KIND_DECL_TAG,
+            KIND_ENUM64,
+            KIND_UNION,
+        ] {
+            let mut b = Builder::new();
+            b.record(0, (kind << 24) | 3, 0, &[]);
+            let e = err_of(KernelBtf::parse(&b.build()));
+            assert!(e.contains("truncated"), "kind {kind}: {e}");
+        }
+    }
+
+    #[test]
+    fn cycles_and_deep_nesting_are_errors_not_hangs() {
+        // typedef t = t; and a two-step loop.
         let mut b = Builder::new();
         let me = b.next_id;
-        b.typedef("loop", me);
-        let l = b.array(me, me, 2);
-        b.composite(KIND_STRUCT, "s", 8, &[("x", l, 0)]);
+        let t = b.typedef("loop", me);
+        let a = b.next_id;
+        b.typedef("a", a + 1);
+        b.qual(KIND_CONST, "", a);
+        let arr_loop = b.array(t, 2);
+        let me = b.next_id;
+        let self_arr = b.array(me, 2);
+        b.strukt(
+            "s",
+            8,
+            &[
+                ("x", t, 0),
+                ("y", a, 0),
+                ("z", arr_loop, 0),
+                ("w", self_arr, 0),
+            ],
+        );
         let btf = KernelBtf::parse(&b.build()).unwrap();
-        assert!(btf.member_type("s", "x").is_err());
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn never_panics(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512), flip in 0usize..4096, byte in proptest::prelude::any::<u8>()) {
-            if let Ok(btf) = KernelBtf::parse(&data) {
-                let _ = rss_layout(&btf);
-            }
-            let mut m = modern();
-            let i = flip % m.len();
-            m[i] = byte;
-            if let Ok(btf) = KernelBtf::parse(&m) {
-                let _ = rss_layout(&btf);
-                let _ = task_layout(&btf);
-            }
+        for m in ["x", "y", "z", "w"] {
+            let e = err_of(btf.member_type("s", m));
+            assert!(e.contains("a loop?"), "{m}: {e}");
+            assert!(btf.member_offset("s", m).is_err() || m == "z" || m == "w");
         }
-    }
+        assert!(err_of(btf.member_offset("s", "x.inner")).contains("a loop?"));
 
-    /// The real kernel's offsets agree with bpftool's reading of the same BTF.
-    #[test]
-    fn real_kernel_matches_bpftool() {
-        let path = Path::new("/sys/kernel/btf/vmlinux");
-        if !path.exists() {
+        // A struct containing itself anonymously, directly and via a union.
+        let mut b = Builder::new();
+        let int = b.int("int", 4);
+        let s = b.next_id;
+        b.strukt("selfish", 8, &[("", s, 0), ("", s + 1, 0), ("x", int, 32)]);
+        b.union("", 8, &[("", s, 0)]);
+        let btf = KernelBtf::parse(&b.build()).unwrap();
+        for m in ["x", "nope"] {
+            let e = err_of(btf.member_offset("selfish", m));
             assert!(
-                std::env::var("LEAKTRACER_SKIP_PRIVILEGED").is_ok_and(|v| v == "1"),
-                "/sys/kernel/btf/vmlinux missing (set LEAKTRACER_SKIP_PRIVILEGED=1 to skip)"
+                e.contains("struct selfish (type [2]) contains itself"),
+                "{e}"
             );
-            return;
         }
-        let btf = KernelBtf::from_path(path).unwrap();
-        let raw = std::process::Command::new("bpftool")
-            .args([
-                "btf",
-                "dump",
-                "file",
-                "/sys/kernel/btf/vmlinux",
-                "format",
-                "raw",
-            ])
-            .output()
-            .expect("bpftool is needed to cross-check (apt-get install bpftool)");
-        let raw = String::from_utf8_lossy(&raw.stdout);
-        let bits_of = |strukt: &str, member: &str| -> u32 {
-            let mut in_struct = false;
-            for line in raw.lines() {
-                if line.starts_with('[') {
-                    in_struct = line.contains(&format!("STRUCT '{strukt}' "));
-                } else if in_struct && line.trim_start().starts_with(&format!("'{member}' ")) {
-                    let b = line
-                        .split("bits_offset=")
-                        .nth(1)
-                        .unwrap()
-                        .split_whitespace()
-                        .next()
-                        .unwrap();
-                    return b.parse().unwrap();
+        // Via an anonymous union that contains its own parent.
+        let mut b = Builder::new();
+        let int = b.int("int", 4);
+        let u = b.next_id;
+        b.union("", 8, &[("a", int, 0), ("", u + 1, 0)]);
+        b.strukt("", 8, &[("", u, 0)]);
+        b.strukt("outer", 8, &[("", u, 0)]);
+        let btf = KernelBtf::parse(&b.build()).unwrap();
+        assert_eq!(btf.member_offset("outer", "a").unwrap(), 0);
+        let e = err_of(btf.member_offset("outer", "b"));
+        assert!(
+            e.contains("anonymous union (type [2]) contains itself"),
+            "{e}"
+        );
+
+        // Anonymous nesting deeper than MAX_DEPTH; a shallower chain still adds up.
+        for (levels, ok) in [(MAX_DEPTH as u32 + 8, false), (20, true)] {
+            let mut b = Builder::new();
+            let int = b.int("int", 4);
+            let mut inner = b.strukt("", 4, &[("bottom", int, 0)]);
+            for _ in 0..levels {
+                inner = b.strukt("", 4, &[("", inner, 8)]);
+            }
+            b.strukt("deep", 4, &[("", inner, 0)]);
+            let btf = KernelBtf::parse(&b.build()).unwrap();
+            let r = btf.member_offset("deep", "bottom");
+            if ok {
+                assert_eq!(r.unwrap(), levels);
+            } else {
+                assert!(err_of(r).contains("nested deeper"));
+            }
+        }
+
+        // Exponential fan-out of shared anonymous types: each level has two anonymous
+        // members of the next; 2^30 paths, but each type is searched once.
+        let mut b = Builder::new();
+        let int = b.int("int", 4);
+        let mut inner = b.strukt("", 4, &[("bottom", int, 0)]);
+        for _ in 0..30 {
+            inner = b.strukt("", 4, &[("", inner, 0), ("", inner, 0)]);
+        }
+        b.strukt("wide", 4, &[("", inner, 0)]);
+        let btf = KernelBtf::parse(&b.build()).unwrap();
+        let t = std::time::Instant::now();
+        assert!(btf.member_offset("wide", "missing").is_err());
+        assert_eq!(btf.member_offset("wide", "bottom").unwrap(), 0);
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
+    }
+
+    /// Every lookup the module offers, on every name a (possibly corrupt) blob has.
+    fn exercise(btf: &KernelBtf) {
+        let _ = task_layout(btf);
+        let _ = rss_layout(btf);
+        for (name, ids) in btf.by_name.iter().take(64) {
+            for &id in ids.iter().take(4) {
+                let Ok(ty) = btf.ty(id) else { continue };
+                let Ok(members) = btf.members_of(ty) else {
+                    continue;
+                };
+                for m in members.iter().take(64) {
+                    let Ok(m) = btf.string(m.name) else { continue };
+                    let m = String::from_utf8_lossy(m);
+                    for path in [m.to_string(), format!("{m}.count"), format!("{m}.{m}")] {
+                        let _ = btf.member_offset(name, &path);
+                        let _ = btf.member_type(name, &path);
+                    }
                 }
             }
-            panic!("{strukt}.{member} not in bpftool's dump");
-        };
-        let t = task_layout(&btf).unwrap();
-        assert_eq!(t.task_mm * 8, bits_of("task_struct", "mm"));
-        assert_eq!(t.task_pid * 8, bits_of("task_struct", "pid"));
-        assert_eq!(t.task_tgid * 8, bits_of("task_struct", "tgid"));
-        let r = rss_layout(&btf).unwrap();
-        if r.stride != 8 {
-            assert_eq!(r.count * 8, bits_of("percpu_counter", "count"));
         }
-        // mm_struct.rss_stat sits in an anonymous struct, which bpftool's flat dump does not
-        // attribute to mm_struct; the end-to-end RSS test (RSS equals /proc's) checks it.
-        assert!(r.mm_rss_stat > 0 && r.stride >= 8);
+        for id in 0..btf.types.len().min(4096) as u32 {
+            let _ = btf.info(id, 0);
+            let _ = btf.size_of(id, 0);
+            let _ = btf.locate_in(id, "count");
+        }
+    }
+
+    #[test]
+    fn every_single_byte_mutation_and_truncation_is_handled() {
+        for good in [modern(), old()] {
+            // The layouts only: `exercise` on all ~8000 variants is slow in debug builds,
+            // and the proptests below run it on random ones.
+            let layouts = |btf: KernelBtf| {
+                let _ = (task_layout(&btf), rss_layout(&btf));
+                let _ = btf.member_type("mm_struct", "rss_stat.count");
+            };
+            for len in 0..good.len() {
+                if let Ok(btf) = KernelBtf::parse(&good[..len]) {
+                    layouts(btf);
+                }
+            }
+            for i in 0..good.len() {
+                for v in [0u8, 1, 0x7f, 0x80, 0xff, good[i] ^ 1] {
+                    let mut m = good.clone();
+                    m[i] = v;
+                    if let Ok(btf) = KernelBtf::parse(&m) {
+                        layouts(btf);
+                    }
+                }
+            }
+        }
+    }
+
+    mod fuzz {
+        use proptest::{collection::vec, prelude::*};
+
+        use super::*;
+
+        /// Words that are often meaningful: small ids/offsets and well-formed info words.
+        fn word() -> impl Strategy<Value = u32> {
+            prop_oneof![
+                any::<u32>(),
+                0u32..80,
+                (1u32..21, 0u32..5, any::<bool>())
+                    .prop_map(|(k, v, f)| (u32::from(f) << 31) | (k << 24) | v),
+                (0u32..64, 0u32..0x300).prop_map(|(size, off)| (size << 24) | off),
+            ]
+        }
+
+        /// Names the layout functions look up, so random types can be found by them.
+        const NAMES: [&str; 11] = [
+            "",
+            "mm_struct",
+            "task_struct",
+            "rss_stat",
+            "percpu_counter",
+            "count",
+            "counter",
+            "mm",
+            "pid",
+            "tgid",
+            "mm_rss_stat",
+        ];
+
+        fn name_table() -> (Vec<u8>, Vec<u32>) {
+            let mut b = Builder::new();
+            let offs = NAMES.iter().map(|n| b.str(n)).collect();
+            (b.strings, offs)
+        }
+
+        /// One record of a random kind whose length matches its kind (mostly valid
+        /// references and names), so that parsing usually succeeds and the lookups run on
+        /// random but well-formed type graphs: cycles, wrong kinds, odd sizes and offsets.
+        fn record(n_types: u32) -> impl Strategy<Value = Vec<u32>> {
+            let n_names = NAMES.len();
+            let id = prop_oneof![20 => 0..=n_types, 1 => any::<u32>()];
+            let name = prop_oneof![20 => (0..n_names).prop_map(|i| i as u32), 1 => Just(u32::MAX)];
+            let num = prop_oneof![
+                (0u32..64).prop_map(|x| x * 8),
+                0u32..4096,
+                Just(u32::MAX),
+                any::<u32>()
+            ];
+            let member = (name.clone(), id.clone(), num.clone());
+            (
+                1u32..=19,
+                0u32..5,
+                any::<bool>(),
+                name,
+                id,
+                num.clone(),
+                vec(member, 5),
+                vec(num, 15),
+            )
+                .prop_map(|(kind, vlen, kind_flag, name, id, num, members, extra)| {
+                    let offs = name_table().1;
+                    let name_off = |i: u32| offs.get(i as usize).copied().unwrap_or(i);
+                    let refers = matches!(
+                        kind,
+                        KIND_PTR
+                            | KIND_TYPEDEF
+                            | KIND_VOLATILE
+                            | KIND_CONST
+                            | KIND_RESTRICT
+                            | KIND_FUNC
+                            | KIND_VAR
+                            | KIND_DECL_TAG
+                            | KIND_TYPE_TAG
+                    );
+                    let info = (u32::from(kind_flag) << 31) | (kind << 24) | vlen;
+                    let mut w = vec![name_off(name), info, if refers { id } else { num }];
+                    let per_entry = match kind {
+                        KIND_STRUCT | KIND_UNION => {
+                            for &(n, t, off) in members.iter().take(vlen as usize) {
+                                w.extend([name_off(n), t, off]);
+                            }
+                            return w;
+                        }
+                        KIND_ARRAY => {
+                            w.extend([id, 1, extra[0] / 8]);
+                            return w;
+                        }
+                        KIND_INT | KIND_VAR | KIND_DECL_TAG => {
+                            w.push(extra[0]);
+                            return w;
+                        }
+                        KIND_ENUM | KIND_FUNC_PROTO => 2,
+                        KIND_DATASEC | KIND_ENUM64 => 3,
+                        _ => 0,
+                    };
+                    w.extend(extra.iter().take(per_entry * vlen as usize));
+                    w
+                })
+        }
+
+        fn records() -> impl Strategy<Value = Vec<Vec<u32>>> {
+            (1u32..24).prop_flat_map(|n| vec(record(n), n as usize))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn random_bytes_never_panic(data in vec(any::<u8>(), 0..1024)) {
+                if let Ok(btf) = KernelBtf::parse(&data) {
+                    exercise(&btf);
+                }
+            }
+
+            #[test]
+            fn mutated_blobs_never_panic(
+                modern_blob in any::<bool>(),
+                edits in vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+                cut in any::<prop::sample::Index>(),
+                truncate in any::<bool>(),
+            ) {
+                let mut b = if modern_blob { modern() } else { old() };
+                for (i, v) in edits {
+                    let i = i.index(b.len());
+                    b[i] = v;
+                }
+                if truncate {
+                    b.truncate(cut.index(b.len() + 1));
+                }
+                if let Ok(btf) = KernelBtf::parse(&b) {
+                    exercise(&btf);
+                }
+            }
+
+            /// A valid header and string section around random type records, so the
+            /// type decoder and lookups (not just the header checks) see garbage.
+            #[test]
+            fn random_type_sections_never_panic(words in vec(word(), 0..96)) {
+                let strings = b"\0mm_struct\0task_struct\0rss_stat\0percpu_counter\0count\0\
+                    counter\0mm\0pid\0tgid\0mm_rss_stat\0";
+                let mut b = Builder::new();
+                b.strings = strings.to_vec();
+                for w in &words {
+                    b.types.extend_from_slice(&w.to_le_bytes());
+                }
+                if let Ok(btf) = KernelBtf::parse(&b.build()) {
+                    exercise(&btf);
+                }
+            }
+
+            #[test]
+            fn random_type_graphs_never_panic(records in records()) {
+                let mut b = Builder::new();
+                b.strings = name_table().0;
+                for w in records.iter().flatten() {
+                    b.types.extend_from_slice(&w.to_le_bytes());
+                }
+                if let Ok(btf) = KernelBtf::parse(&b.build()) {
+                    exercise(&btf);
+                }
+            }
+        }
+    }
+
+    /// bpftool's reading of the same BTF (`format raw`), as an independent reference.
+    mod bpftool {
+        use std::{collections::HashMap, process::Command, sync::OnceLock};
+
+        use super::super::TypeInfo;
+
+        pub struct Member {
+            pub name: String,
+            pub type_id: u32,
+            pub bits: u32,
+            pub bitfield_size: u32,
+        }
+
+        #[derive(Default)]
+        pub struct Type {
+            pub kind: String,
+            pub name: String,
+            pub size: u32,
+            pub type_id: u32,
+            pub nelems: u32,
+            pub members: Vec<Member>,
+        }
+
+        pub struct Dump {
+            pub types: HashMap<u32, Type>,
+        }
+
+        fn num(v: &str) -> u32 {
+            v.trim_end_matches(',')
+                .parse()
+                .unwrap_or_else(|_| panic!("bpftool: bad number {v:?}"))
+        }
+
+        /// `'name' rest`: the quoted name and what follows.
+        fn quoted(s: &str) -> (String, &str) {
+            let s = s.strip_prefix('\'').expect("bpftool: quoted name");
+            let end = s.find('\'').expect("bpftool: closing quote");
+            let name = &s[..end];
+            let name = if name == "(anon)" { "" } else { name };
+            (name.to_string(), &s[end + 1..])
+        }
+
+        fn parse(text: &str) -> Dump {
+            let mut types = HashMap::new();
+            let mut cur: Option<(u32, Type)> = None;
+            for line in text.lines() {
+                if let Some(rest) = line.strip_prefix('[') {
+                    if let Some((id, t)) = cur.take() {
+                        types.insert(id, t);
+                    }
+                    let (id, rest) = rest.split_once("] ").expect("bpftool: [id]");
+                    let (kind, rest) = rest.split_once(' ').expect("bpftool: kind");
+                    let (name, rest) = quoted(rest);
+                    let mut t = Type {
+                        kind: kind.to_string(),
+                        name,
+                        ..Type::default()
+                    };
+                    for kv in rest.split_whitespace() {
+                        match kv.split_once('=') {
+                            Some(("size", v)) => t.size = num(v),
+                            Some(("type_id", v)) => t.type_id = num(v),
+                            Some(("nr_elems", v)) => t.nelems = num(v),
+                            _ => {}
+                        }
+                    }
+                    cur = Some((num(id), t));
+                } else if let Some(rest) = line.strip_prefix('\t')
+                    && let Some((_, t)) = &mut cur
+                    && (t.kind == "STRUCT" || t.kind == "UNION")
+                {
+                    let (name, rest) = quoted(rest);
+                    let mut m = Member {
+                        name,
+                        type_id: 0,
+                        bits: 0,
+                        bitfield_size: 0,
+                    };
+                    for kv in rest.split_whitespace() {
+                        match kv.split_once('=') {
+                            Some(("type_id", v)) => m.type_id = num(v),
+                            Some(("bits_offset", v)) => m.bits = num(v),
+                            Some(("bitfield_size", v)) => m.bitfield_size = num(v),
+                            _ => {}
+                        }
+                    }
+                    t.members.push(m);
+                }
+            }
+            if let Some((id, t)) = cur {
+                types.insert(id, t);
+            }
+            Dump { types }
+        }
+
+        /// Runs bpftool once for all tests.
+        pub fn vmlinux() -> &'static Dump {
+            static DUMP: OnceLock<Dump> = OnceLock::new();
+            DUMP.get_or_init(|| {
+                let out = Command::new("bpftool")
+                    .args([
+                        "btf",
+                        "dump",
+                        "file",
+                        "/sys/kernel/btf/vmlinux",
+                        "format",
+                        "raw",
+                    ])
+                    .output()
+                    .expect("running bpftool (apt-get install bpftool; `cargo xtask` installs it)");
+                assert!(
+                    out.status.success(),
+                    "bpftool failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                let dump = parse(&String::from_utf8_lossy(&out.stdout));
+                assert!(dump.types.len() > 1000, "bpftool dumped too few types");
+                dump
+            })
+        }
+
+        impl Dump {
+            pub fn ty(&self, id: u32) -> &Type {
+                self.types
+                    .get(&id)
+                    .unwrap_or_else(|| panic!("bpftool dump lacks type {id}"))
+            }
+
+            pub fn resolve(&self, mut id: u32) -> u32 {
+                while matches!(
+                    self.ty(id).kind.as_str(),
+                    "TYPEDEF" | "CONST" | "VOLATILE" | "RESTRICT" | "TYPE_TAG"
+                ) {
+                    id = self.ty(id).type_id;
+                }
+                id
+            }
+
+            pub fn is_composite(&self, id: u32) -> bool {
+                id != 0 && matches!(self.ty(id).kind.as_str(), "STRUCT" | "UNION")
+            }
+
+            pub fn size(&self, id: u32) -> u32 {
+                let t = self.ty(self.resolve(id));
+                match t.kind.as_str() {
+                    "PTR" => 8,
+                    "ARRAY" => t.nelems * self.size(t.type_id),
+                    _ => t.size,
+                }
+            }
+
+            pub fn info(&self, id: u32) -> TypeInfo {
+                let rid = self.resolve(id);
+                if rid == 0 {
+                    return TypeInfo::Other;
+                }
+                let t = self.ty(rid);
+                match t.kind.as_str() {
+                    "INT" => TypeInfo::Int { size: t.size },
+                    "PTR" => TypeInfo::Ptr,
+                    "ARRAY" => TypeInfo::Array {
+                        elem: Box::new(self.info(t.type_id)),
+                        elem_size: self.size(t.type_id),
+                        len: t.nelems,
+                    },
+                    "STRUCT" => TypeInfo::Struct {
+                        name: t.name.clone(),
+                        size: t.size,
+                    },
+                    "UNION" => TypeInfo::Union {
+                        name: t.name.clone(),
+                        size: t.size,
+                    },
+                    "ENUM" | "ENUM64" => TypeInfo::Enum { size: t.size },
+                    _ => TypeInfo::Other,
+                }
+            }
+
+            /// (bit offset, member) of `name` in composite `id`, through anonymous members.
+            pub fn find(&self, id: u32, name: &str) -> Option<(u32, &Member)> {
+                for m in &self.ty(id).members {
+                    if m.name.is_empty() {
+                        let inner = self.resolve(m.type_id);
+                        if self.is_composite(inner)
+                            && let Some((bits, found)) = self.find(inner, name)
+                        {
+                            return Some((m.bits + bits, found));
+                        }
+                    } else if m.name == name {
+                        return Some((m.bits, m));
+                    }
+                }
+                None
+            }
+
+            /// First STRUCT/UNION named `name` with `member`: (bit offset, member).
+            pub fn find_named(&self, name: &str, member: &str) -> (u32, &Member) {
+                let mut ids: Vec<u32> = self
+                    .types
+                    .iter()
+                    .filter(|(_, t)| (t.kind == "STRUCT" || t.kind == "UNION") && t.name == name)
+                    .map(|(id, _)| *id)
+                    .collect();
+                ids.sort_unstable();
+                ids.iter()
+                    .find_map(|&id| self.find(id, member))
+                    .unwrap_or_else(|| panic!("bpftool: no {name}.{member}"))
+            }
+        }
+    }
+
+    /// The running kernel's BTF, or None when it is absent and skipping was asked for.
+    fn running_kernel() -> Option<KernelBtf> {
+        if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+            assert!(
+                std::env::var("LEAKTRACER_SKIP_PRIVILEGED").is_ok_and(|v| v == "1"),
+                "/sys/kernel/btf/vmlinux is missing: this kernel was built without \
+                 CONFIG_DEBUG_INFO_BTF, so the raw programs cannot be given offsets; \
+                 set LEAKTRACER_SKIP_PRIVILEGED=1 to skip this test"
+            );
+            eprintln!("SKIPPED: /sys/kernel/btf/vmlinux missing, LEAKTRACER_SKIP_PRIVILEGED=1");
+            return None;
+        }
+        Some(KernelBtf::from_sys_fs().expect("parsing the running kernel's BTF"))
+    }
+
+    /// The layouts handed to the programs equal what bpftool reads from the same BTF.
+    #[test]
+    fn running_kernel_layouts_match_bpftool() {
+        let Some(btf) = running_kernel() else { return };
+        let dump = bpftool::vmlinux();
+        let bytes = |(bits, _): (u32, &bpftool::Member)| {
+            assert_eq!(bits % 8, 0);
+            bits / 8
+        };
+        let expected_task = TaskLayout {
+            task_mm: bytes(dump.find_named("task_struct", "mm")),
+            task_pid: bytes(dump.find_named("task_struct", "pid")),
+            task_tgid: bytes(dump.find_named("task_struct", "tgid")),
+        };
+        let (rss_bits, rss) = dump.find_named("mm_struct", "rss_stat");
+        let rss_ty = dump.ty(dump.resolve(rss.type_id));
+        let expected_rss = if rss_ty.kind == "ARRAY" {
+            // Linux >= 6.2: struct percpu_counter rss_stat[NR_MM_COUNTERS].
+            let elem = dump.resolve(rss_ty.type_id);
+            assert_eq!(dump.ty(elem).name, "percpu_counter");
+            let (count_bits, _) = dump.find(elem, "count").expect("percpu_counter.count");
+            RssLayout {
+                mm_rss_stat: rss_bits / 8,
+                stride: dump.ty(elem).size,
+                count: count_bits / 8,
+            }
+        } else {
+            // Older: struct mm_rss_stat { atomic_long_t count[NR_MM_COUNTERS]; }.
+            assert_eq!(rss_ty.name, "mm_rss_stat");
+            let (count_bits, counts) = dump
+                .find(dump.resolve(rss.type_id), "count")
+                .expect("mm_rss_stat.count");
+            let arr = dump.ty(dump.resolve(counts.type_id));
+            let elem = dump.resolve(arr.type_id);
+            let (counter_bits, _) = dump.find(elem, "counter").expect("atomic64_t.counter");
+            RssLayout {
+                mm_rss_stat: (rss_bits + count_bits) / 8,
+                stride: dump.size(elem),
+                count: counter_bits / 8,
+            }
+        };
+        let task = task_layout(&btf).unwrap();
+        let rss = rss_layout(&btf).unwrap();
+        eprintln!("{task:?} {rss:?}");
+        assert_eq!(task, expected_task);
+        assert_eq!(rss, expected_rss);
+    }
+
+    /// Every member of every uniquely named struct/union, and every member one anonymous
+    /// level down, has the offset and type bpftool reports: a check of the whole decoder
+    /// against ~all of the kernel's types, not just the few the programs use.
+    #[test]
+    fn running_kernel_all_members_match_bpftool() {
+        let Some(btf) = running_kernel() else { return };
+        let dump = bpftool::vmlinux();
+        let mut name_count: HashMap<&str, u32> = HashMap::new();
+        for t in dump.types.values() {
+            if (t.kind == "STRUCT" || t.kind == "UNION") && !t.name.is_empty() {
+                *name_count.entry(&t.name).or_default() += 1;
+            }
+        }
+        let mut checked = 0u32;
+        let mut check = |sname: &str, m: &bpftool::Member, bits: u32| {
+            let got = btf.member_offset(sname, &m.name);
+            if m.bitfield_size != 0 || !bits.is_multiple_of(8) {
+                assert!(got.is_err(), "{sname}.{} is a bitfield: {got:?}", m.name);
+            } else {
+                assert_eq!(got.unwrap(), bits / 8, "{sname}.{}", m.name);
+            }
+            let ty = btf.member_type(sname, &m.name).unwrap();
+            assert_eq!(ty, dump.info(m.type_id), "type of {sname}.{}", m.name);
+            checked += 1;
+        };
+        for t in dump.types.values() {
+            if !(t.kind == "STRUCT" || t.kind == "UNION")
+                || name_count.get(t.name.as_str()) != Some(&1)
+            {
+                continue;
+            }
+            for m in &t.members {
+                if !m.name.is_empty() {
+                    check(&t.name, m, m.bits);
+                    continue;
+                }
+                let inner = dump.resolve(m.type_id);
+                if dump.is_composite(inner) {
+                    for im in dump
+                        .ty(inner)
+                        .members
+                        .iter()
+                        .filter(|im| !im.name.is_empty())
+                    {
+                        check(&t.name, im, m.bits + im.bits);
+                    }
+                }
+            }
+        }
+        eprintln!("{checked} members checked against bpftool");
+        assert!(checked > 10_000, "only {checked} members checked");
+    }
+
+    #[test]
+    fn from_path_reports_the_path() {
+        let e = err_of(KernelBtf::from_path(Path::new("/nonexistent/vmlinux")));
+        assert!(e.contains("/nonexistent/vmlinux"), "{e}");
     }
 }

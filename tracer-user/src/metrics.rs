@@ -27,6 +27,14 @@ pub struct VerdictLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ContainerEventLabels {
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    pub event: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: String,
 }
@@ -46,6 +54,7 @@ pub struct Metrics {
     pub leak_confidence: Family<ContainerLabels, GaugeF>,
     pub time_to_limit: Family<ContainerLabels, GaugeF>,
     pub oom_kills: Family<ContainerLabels, Counter>,
+    pub memcg_events: Family<ContainerEventLabels, Counter>,
     pub events_lost: Family<ReasonLabels, Counter>,
     pub map_entries: Family<MapLabels, Gauge>,
     pub map_capacity: Family<MapLabels, Gauge>,
@@ -64,6 +73,7 @@ impl Metrics {
             leak_confidence: Family::default(),
             time_to_limit: Family::default(),
             oom_kills: Family::default(),
+            memcg_events: Family::default(),
             events_lost: Family::default(),
             map_entries: Family::default(),
             map_capacity: Family::default(),
@@ -103,6 +113,11 @@ impl Metrics {
             "oom_kills",
             "OOM kills, by the victim's container",
             m.oom_kills.clone(),
+        );
+        r.register(
+            "memcg_events",
+            "Memory-cgroup events (v1 OOM notifications; v2 memory.events high/max/oom/oom_kill/oom_group_kill)",
+            m.memcg_events.clone(),
         );
         r.register(
             "kernel_events_lost",

@@ -193,6 +193,14 @@ impl Sink for RecordSink {
                 }
                 self.flush()?;
             }
+            Happening::Memcg(ev) => {
+                let t = self.t(crate::clock::monotonic_secs());
+                self.write(&Record::Memcg {
+                    t,
+                    event: ev.clone(),
+                })?;
+                self.flush()?;
+            }
             Happening::Kernel(ev) => match ev {
                 KernelEvent::Exec {
                     tgid, comm, t_mono, ..

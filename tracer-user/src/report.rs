@@ -240,7 +240,7 @@ pub fn build(
                 rp.flush();
                 rp.table.exec(pid, comm, cmdline, cgroup);
             }
-            Record::Exit(_) | Record::Health(_) | Record::Verdict(_) => {}
+            Record::Exit(_) | Record::Health(_) | Record::Verdict(_) | Record::Memcg { .. } => {}
         }
     }
     rp.flush();

@@ -71,6 +71,8 @@ pub enum Happening<'a> {
         verdicts: &'a [crate::verdicts::VerdictChange],
     },
     Kernel(&'a KernelEvent),
+    /// A memory-cgroup or pressure event (event-driven watchers, see memcg/watch.rs).
+    Memcg(&'a crate::memcg::MemcgEvent),
 }
 
 pub trait Sink {
@@ -107,6 +109,9 @@ pub struct Session {
     pub info: SessionInfo,
     opts: SessionOptions,
     detector: crate::detector::DetectorConfig,
+    memcg_events: mpsc::Receiver<crate::memcg::MemcgEvent>,
+    watcher: crate::memcg::Watcher,
+    roots: crate::memcg::CgroupRoots,
 }
 
 impl Session {
@@ -142,6 +147,12 @@ impl Session {
         }
         log::info!("seeded {seeded} existing processes from /proc");
         let table = ProcessTable::new(opts.limits, t0_mono);
+        let roots = crate::memcg::CgroupRoots::discover(&opts.load.host_root);
+        let (mtx, memcg_events) = mpsc::channel(4096);
+        let watcher = crate::memcg::Watcher::new(roots.clone(), mtx);
+        if let Err(e) = watcher.watch_pressure(&opts.load.host_root) {
+            log::warn!("node memory pressure (PSI) not watched: {e:#}");
+        }
         Ok(Self {
             probes,
             sampler,
@@ -153,6 +164,9 @@ impl Session {
             info,
             opts,
             detector: crate::detector::DetectorConfig::default(),
+            memcg_events,
+            watcher,
+            roots,
         })
     }
 
@@ -189,6 +203,7 @@ impl Session {
                     break EndReason::Duration;
                 }
                 Some(ev) = self.events.recv() => self.kernel_event(sink, ev)?,
+                Some(ev) = self.memcg_events.recv() => sink.handle(&self.table, Happening::Memcg(&ev))?,
                 _ = ticker.tick() => {
                     self.round(sink, rounds)?;
                     rounds += 1;
@@ -210,6 +225,15 @@ impl Session {
         let snap = self.sampler.sample();
         let report = self.table.update(&snap, Some(&self.procfs));
         self.sampler.forget_exited(&snap);
+        // Watch the memory cgroup that limits each new process (idempotent, bounded).
+        for pid in &report.new_pids {
+            if let Some(c) = self.table.live.get(pid).and_then(|p| p.memcg_path()) {
+                if let Some(limiting) = self.roots.effective_limit(Some(&c)).and_then(|l| l.cgroup)
+                {
+                    self.watcher.watch(&limiting);
+                }
+            }
+        }
         log::trace!(
             "round {rounds}: {} in kernel map, new {:?}, exited {:?}",
             snap.procs.len(),

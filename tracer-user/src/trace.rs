@@ -28,6 +28,12 @@ pub enum Record {
     Exit(ExitRecord),
     OomKill(OomRecord),
     Verdict(VerdictRecord),
+    /// A memory-cgroup event (v1 OOM notification, v2 memory.events) or node pressure.
+    Memcg {
+        t: f64,
+        #[serde(flatten)]
+        event: crate::memcg::MemcgEvent,
+    },
     Health(Health),
     Summary(Summary),
 }

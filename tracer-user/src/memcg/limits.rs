@@ -91,6 +91,18 @@ impl CgroupRoots {
         None
     }
 
+    /// The cgroup's directory in the v1 memory hierarchy, if it is there.
+    pub fn v1_dir(&self, cgroup: &str) -> Option<PathBuf> {
+        self.dir(cgroup).filter(|(_, v1)| *v1).map(|(d, _)| d)
+    }
+
+    /// The cgroup's directory in the v2 hierarchy (with memory.events), if it is there.
+    pub fn v2_dir(&self, cgroup: &str) -> Option<PathBuf> {
+        self.dir(cgroup)
+            .filter(|(d, v1)| !*v1 && d.join("memory.events").exists())
+            .map(|(d, _)| d)
+    }
+
     /// This cgroup's own limit (not its ancestors'), None when unlimited.
     pub fn own_limit(&self, cgroup: &str) -> Option<u64> {
         let (d, v1) = self.dir(cgroup)?;
