@@ -96,6 +96,7 @@ impl Replay {
             if let (Some(info), Some(p)) = (self.infos.remove(&pid), self.table.live.get_mut(&pid))
             {
                 p.ppid = info.ppid;
+                p.comm = info.comm;
                 p.cmdline = info.cmdline;
                 p.cgroup_raw = info.cgroup;
                 p.limit_bytes = info.limit_bytes;

@@ -201,7 +201,11 @@ impl ProcessTable {
                     Process {
                         pid: *pid,
                         ppid: st.ppid,
-                        comm: comm_from_bytes(&st.comm),
+                        // /proc's comm is current (prctl renames, e.g. stress-ng's workers);
+                        // the kernel entry's is the one at fork or exec.
+                        comm: procfs
+                            .and_then(|p| p.comm(*pid))
+                            .unwrap_or_else(|| comm_from_bytes(&st.comm)),
                         cmdline: procfs.and_then(|p| p.cmdline(*pid)),
                         cgroup_raw: procfs.and_then(|p| p.cgroup(*pid)),
                         first_seen: t,
@@ -245,7 +249,6 @@ impl ProcessTable {
                     let _ = self.dists.interval_growth.record(g);
                 }
             }
-            p.comm = comm_from_bytes(&st.comm);
             p.stats = *st;
             p.push(s);
             if exited {
