@@ -203,7 +203,7 @@ fn v1_oom_notification_is_recorded_as_a_memcg_event() {
     eprintln!("memcg records: {memcg:?}");
     let oom = memcg
         .iter()
-        .find(|r| r["event"] == "oom")
+        .find(|r| r["kind"] == "oom")
         .unwrap_or_else(|| panic!("no memcg oom event for {}: {memcg:?}", cg.path()));
     assert!(
         oom["failcnt"].as_u64().unwrap_or(0) > 0,
@@ -230,7 +230,7 @@ fn memory_pressure_is_reported_from_psi() {
     let found = wait_until(Duration::from_secs(40), || {
         let text = std::fs::read_to_string(&rec.path).ok()?;
         text.lines()
-            .find(|l| l.contains("\"event\":\"pressure\""))
+            .find(|l| l.contains("\"kind\":\"pressure\""))
             .map(str::to_string)
     });
     let trace = rec.stop();
@@ -242,6 +242,6 @@ fn memory_pressure_is_reported_from_psi() {
     });
     eprintln!("pressure event: {line}");
     assert!(trace.iter().any(|r| r["type"] == "memcg"
-        && r["event"] == "pressure"
+        && r["kind"] == "pressure"
         && r["some_avg10"].as_f64().is_some()));
 }

@@ -110,7 +110,7 @@ pub struct Session {
     opts: SessionOptions,
     detector: crate::detector::DetectorConfig,
     memcg_events: mpsc::Receiver<crate::memcg::MemcgEvent>,
-    watcher: crate::memcg::Watcher,
+    watcher: crate::memcg::MemcgWatcher,
     roots: crate::memcg::CgroupRoots,
 }
 
@@ -149,8 +149,8 @@ impl Session {
         let table = ProcessTable::new(opts.limits, t0_mono);
         let roots = crate::memcg::CgroupRoots::discover(&opts.load.host_root);
         let (mtx, memcg_events) = mpsc::channel(4096);
-        let watcher = crate::memcg::Watcher::new(roots.clone(), mtx);
-        if let Err(e) = watcher.watch_pressure(&opts.load.host_root) {
+        let mut watcher = crate::memcg::MemcgWatcher::new(roots.clone(), mtx);
+        if let Err(e) = watcher.watch_node_pressure(&crate::memcg::PsiTrigger::default()) {
             log::warn!("node memory pressure (PSI) not watched: {e:#}");
         }
         Ok(Self {
@@ -230,7 +230,9 @@ impl Session {
             if let Some(c) = self.table.live.get(pid).and_then(|p| p.memcg_path()) {
                 if let Some(limiting) = self.roots.effective_limit(Some(&c)).and_then(|l| l.cgroup)
                 {
-                    self.watcher.watch(&limiting);
+                    if let Err(e) = self.watcher.watch(&limiting) {
+                        log::debug!("memory cgroup {limiting} not watched: {e:#}");
+                    }
                 }
             }
         }

@@ -143,6 +143,13 @@ fn test(root: &Path, unit_only: bool, filter: Option<&str>) -> anyhow::Result<()
         return Ok(());
     }
     build(root, false)?;
+    // The deployment files: Kubernetes schemas, dashboard queries, and the DaemonSet's flags
+    // against the binary just built.
+    check(
+        Command::new("bash")
+            .arg(root.join("deploy/validate.sh"))
+            .current_dir(root),
+    )?;
     // The scenarios measure rates and CPU: one at a time on these 2-core machines.
     let mut c = cargo(root);
     c.args(["test", "-p", "leaktracer-tests", "--", "--test-threads=1"]);

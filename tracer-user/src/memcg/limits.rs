@@ -1,164 +1,257 @@
-//! Memory limits and usage of memory cgroups, v1 and v2: the figure a leak races towards
-//! ("reaches its limit in 40 min") and the state of a cgroup at an OOM kill.
+//! Where the memory-cgroup hierarchies are, and the limit and usage of a cgroup, v1 and v2:
+//! the figure a leak races towards ("reaches its limit in 40 min") and the state of a cgroup
+//! at an OOM kill.
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
-/// v1 reports "no limit" as a huge page-aligned number (PAGE_COUNTER_MAX * page size).
-const V1_UNLIMITED: u64 = 1 << 62;
-/// Limits change rarely; many processes share a cgroup, so cache them briefly.
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use super::parse;
+
+/// Limits change rarely and many processes share a cgroup, so a resolved limit is reused
+/// this long.
 const CACHE_TTL: Duration = Duration::from_secs(10);
+/// A node runs a few hundred cgroups; past this many the oldest entries go.
 const CACHE_MAX: usize = 4096;
 
 /// Where the memory cgroup hierarchies are mounted (below the host root).
 #[derive(Clone, Debug)]
 pub struct CgroupRoots {
+    /// The v1 hierarchy carrying the memory controller, e.g. /sys/fs/cgroup/memory.
     pub v1_memory: Option<PathBuf>,
+    /// The unified (v2) hierarchy, only when the memory controller is on it.
     pub v2: Option<PathBuf>,
-    meminfo: PathBuf,
+    /// "/" on the host, or where the host's filesystem is seen from a container ("/host").
+    host_root: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CgroupVersion {
+    V1,
+    V2,
+}
+
+/// A cgroup's directory in the hierarchy that holds its memory files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CgroupDir {
+    pub path: PathBuf,
+    pub version: CgroupVersion,
+}
+
+impl CgroupDir {
+    /// The file holding current usage.
+    pub fn usage_file(&self) -> PathBuf {
+        self.path.join(match self.version {
+            CgroupVersion::V1 => "memory.usage_in_bytes",
+            CgroupVersion::V2 => "memory.current",
+        })
+    }
+
+    /// This cgroup's own limit (not its ancestors'); None when unlimited or unreadable
+    /// (the v2 root has no memory.max).
+    fn own_limit(&self) -> Option<u64> {
+        let file = match self.version {
+            CgroupVersion::V1 => "memory.limit_in_bytes",
+            CgroupVersion::V2 => "memory.max",
+        };
+        let path = self.path.join(file);
+        let text = std::fs::read_to_string(&path).ok()?;
+        let limit = match self.version {
+            CgroupVersion::V1 => parse::parse_v1_limit(&text),
+            CgroupVersion::V2 => parse::parse_v2_max(&text),
+        };
+        limit
+            .inspect_err(|e| log::debug!("{}: {e:#}", path.display()))
+            .ok()
+            .flatten()
+    }
 }
 
 /// The limit that applies to a process and where it comes from.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Limit {
     pub bytes: u64,
-    /// The cgroup holding the tightest limit, or None for the node's memory.
+    /// The cgroup holding the tightest limit, or None for the node's memory. Kept as an
+    /// Option (rather than a `LimitSource` field) for the crate's existing callers; see
+    /// [`Limit::source`].
     pub cgroup: Option<String>,
 }
 
+/// Which one a [`Limit`] is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LimitSource {
+    /// A memory cgroup's limit: this cgroup or an ancestor (a pod's limit may sit on the pod
+    /// slice rather than on the container).
+    Cgroup { path: String },
+    /// No cgroup on the path is limited: the node's memory (MemTotal).
+    Node,
+}
+
+impl Limit {
+    pub fn source(&self) -> LimitSource {
+        match &self.cgroup {
+            Some(path) => LimitSource::Cgroup { path: path.clone() },
+            None => LimitSource::Node,
+        }
+    }
+}
+
+/// `cgroup` (as in /proc/PID/cgroup: "/a/b", or "/" for the root) relative to a hierarchy's
+/// mount point; None when it would climb out of it ("/../x" is what a process in another
+/// cgroup namespace looks like: we cannot place it).
+fn relative(cgroup: &str) -> Option<&str> {
+    let rel = cgroup.trim_matches('/');
+    (!rel.split('/').any(|c| c == ".." || c == ".")).then_some(rel)
+}
+
+/// "/a/b" -> "/a" -> "/"; None above the root.
+fn parent(cgroup: &str) -> Option<&str> {
+    let c = cgroup.trim_end_matches('/');
+    if c.is_empty() {
+        return None;
+    }
+    Some(match c.rfind('/') {
+        Some(0) | None => "/",
+        Some(i) => &c[..i],
+    })
+}
+
+/// "a/b/" or "/a/b" -> "/a/b"; "" -> "/": one spelling per cgroup for map keys and events.
+pub fn normalize(cgroup: &str) -> String {
+    format!("/{}", cgroup.trim_matches('/'))
+}
+
 impl CgroupRoots {
-    /// Find the hierarchies from the host's mount table, falling back to the usual places.
+    /// Find the hierarchies from the host's mount table (the host's PID 1 when its /proc is
+    /// visible, else our own), falling back to the usual places.
     pub fn discover(host_root: &Path) -> Self {
-        let mut v1 = None;
-        let mut v2 = None;
         let mountinfo = std::fs::read_to_string(host_root.join("proc/1/mountinfo"))
             .or_else(|_| std::fs::read_to_string("/proc/self/mountinfo"))
             .unwrap_or_default();
-        for line in mountinfo.lines() {
-            // "... mount_point options - fstype source super_options"
-            let Some((left, right)) = line.split_once(" - ") else {
-                continue;
-            };
-            let mount_point = left.split(' ').nth(4).unwrap_or("");
-            let mut r = right.split(' ');
-            let fstype = r.next().unwrap_or("");
-            let super_opts = r.nth(1).unwrap_or("");
-            let at = host_root.join(mount_point.trim_start_matches('/'));
-            if fstype == "cgroup2" && at.join("cgroup.controllers").exists() {
+        let mut v1 = None;
+        let mut v2 = None;
+        for m in parse::parse_mountinfo(&mountinfo) {
+            let at = host_root.join(m.mount_point.trim_start_matches('/'));
+            if m.v1_memory {
+                v1 = Some(at);
+            } else if m.v2 {
+                // A hybrid host mounts cgroup2 without the memory controller (it is on v1).
                 let controllers =
                     std::fs::read_to_string(at.join("cgroup.controllers")).unwrap_or_default();
                 if controllers.split_whitespace().any(|c| c == "memory") {
                     v2 = Some(at);
                 }
-            } else if fstype == "cgroup" && super_opts.split(',').any(|o| o == "memory") {
-                v1 = Some(at);
             }
         }
-        if v1.is_none()
-            && host_root
-                .join("sys/fs/cgroup/memory/memory.limit_in_bytes")
-                .exists()
+        let usual = host_root.join("sys/fs/cgroup");
+        if v1.is_none() && usual.join("memory/memory.limit_in_bytes").exists() {
+            v1 = Some(usual.join("memory"));
+        }
+        if v2.is_none()
+            && v1.is_none()
+            && std::fs::read_to_string(usual.join("cgroup.controllers"))
+                .is_ok_and(|c| c.split_whitespace().any(|c| c == "memory"))
         {
-            v1 = Some(host_root.join("sys/fs/cgroup/memory"));
+            v2 = Some(usual);
         }
-        if v2.is_none() && host_root.join("sys/fs/cgroup/memory.max").exists() {
-            v2 = Some(host_root.join("sys/fs/cgroup"));
-        }
+        log::debug!("memory cgroups: v1 {v1:?}, v2 {v2:?}");
+        Self::new(v1, v2, host_root)
+    }
+
+    /// Explicit hierarchies (tests, unusual layouts).
+    pub fn new(v1_memory: Option<PathBuf>, v2: Option<PathBuf>, host_root: &Path) -> Self {
         Self {
-            v1_memory: v1,
+            v1_memory,
             v2,
-            meminfo: host_root.join("proc/meminfo"),
+            host_root: host_root.to_owned(),
+        }
+    }
+
+    /// A /proc file of the host: under the host root when mounted there, else ours (PSI and
+    /// meminfo are node-wide either way).
+    pub fn proc_file(&self, rel: &str) -> PathBuf {
+        let host = self.host_root.join("proc").join(rel);
+        if host.exists() {
+            host
+        } else {
+            Path::new("/proc").join(rel)
         }
     }
 
     /// The directory of a cgroup path (as in /proc/PID/cgroup) in the hierarchy that has it.
-    fn dir(&self, cgroup: &str) -> Option<(PathBuf, bool)> {
-        let rel = cgroup.trim_start_matches('/');
+    pub fn locate(&self, cgroup: &str) -> Option<CgroupDir> {
+        let rel = relative(cgroup)?;
         if let Some(v1) = &self.v1_memory {
-            let d = v1.join(rel);
-            if d.join("memory.limit_in_bytes").exists() {
-                return Some((d, true));
+            let path = v1.join(rel);
+            if path.join("memory.limit_in_bytes").exists() {
+                return Some(CgroupDir {
+                    path,
+                    version: CgroupVersion::V1,
+                });
             }
         }
         if let Some(v2) = &self.v2 {
-            let d = v2.join(rel);
-            if d.is_dir() {
-                return Some((d, false));
+            let path = v2.join(rel);
+            if path.is_dir() {
+                return Some(CgroupDir {
+                    path,
+                    version: CgroupVersion::V2,
+                });
             }
         }
         None
     }
 
-    /// The cgroup's directory in the v1 memory hierarchy, if it is there.
-    pub fn v1_dir(&self, cgroup: &str) -> Option<PathBuf> {
-        self.dir(cgroup).filter(|(_, v1)| *v1).map(|(d, _)| d)
-    }
-
-    /// The cgroup's directory in the v2 hierarchy (with memory.events), if it is there.
-    pub fn v2_dir(&self, cgroup: &str) -> Option<PathBuf> {
-        self.dir(cgroup)
-            .filter(|(d, v1)| !*v1 && d.join("memory.events").exists())
-            .map(|(d, _)| d)
-    }
-
     /// This cgroup's own limit (not its ancestors'), None when unlimited.
     pub fn own_limit(&self, cgroup: &str) -> Option<u64> {
-        let (d, v1) = self.dir(cgroup)?;
-        if v1 {
-            read_u64(&d.join("memory.limit_in_bytes")).filter(|&v| v < V1_UNLIMITED)
-        } else {
-            parse_max(&std::fs::read_to_string(d.join("memory.max")).ok()?)
-        }
+        self.locate(cgroup)?.own_limit()
     }
 
-    /// The tightest limit from this cgroup up to the root.
-    pub fn limit_of(&self, cgroup: &str) -> Option<u64> {
-        self.tightest(cgroup).map(|(b, _)| b)
-    }
-
+    /// The tightest cgroup limit from this cgroup up to the root and the cgroup holding it.
+    /// v1 limits are hierarchical too (use_hierarchy is forced on since 6.x; before, pods ran
+    /// with it on), so walking up is right for both versions.
     fn tightest(&self, cgroup: &str) -> Option<(u64, String)> {
+        relative(cgroup)?;
         let mut best: Option<(u64, String)> = None;
-        let mut path = cgroup.trim_end_matches('/').to_string();
-        loop {
-            if let Some(l) = self.own_limit(&path) {
-                if best.as_ref().is_none_or(|(b, _)| l < *b) {
-                    best = Some((
-                        l,
-                        if path.is_empty() {
-                            "/".into()
-                        } else {
-                            path.clone()
-                        },
-                    ));
-                }
+        let mut at = Some(cgroup);
+        while let Some(c) = at {
+            if let Some(l) = self.own_limit(c)
+                && best.as_ref().is_none_or(|(b, _)| l < *b)
+            {
+                best = Some((l, normalize(c)));
             }
-            match path.rfind('/') {
-                Some(i) if !path.is_empty() => path.truncate(i),
-                _ => break,
-            }
+            at = parent(c);
         }
         best
     }
 
+    /// The tightest limit on the path from this cgroup up to the root, None when none.
+    pub fn limit_of(&self, cgroup: &str) -> Option<u64> {
+        self.tightest(cgroup).map(|(b, _)| b)
+    }
+
     /// Current usage of a cgroup (v1 memory.usage_in_bytes, v2 memory.current).
     pub fn usage_of(&self, cgroup: &str) -> Option<u64> {
-        let (d, v1) = self.dir(cgroup)?;
-        read_u64(&d.join(if v1 {
-            "memory.usage_in_bytes"
-        } else {
-            "memory.current"
-        }))
+        current_usage(self, cgroup).ok()
     }
 
-    /// The node's memory (MemTotal), the limit of processes in no limited cgroup.
+    /// The node's memory (MemTotal).
     pub fn node_memory(&self) -> Option<u64> {
-        let text = std::fs::read_to_string(&self.meminfo).ok()?;
-        parse_meminfo_total(&text)
+        let path = self.proc_file("meminfo");
+        let text = std::fs::read_to_string(&path).ok()?;
+        parse::parse_meminfo_total(&text)
+            .inspect_err(|e| log::warn!("{}: {e:#}", path.display()))
+            .ok()
     }
 
-    /// The limit that applies to a process in `cgroup`: the tightest cgroup limit, else the node.
+    /// The limit that applies to a process in `cgroup`: the tightest cgroup limit, else the
+    /// node's memory; None only when even /proc/meminfo is unreadable.
     pub fn effective_limit(&self, cgroup: Option<&str>) -> Option<Limit> {
         if let Some((bytes, path)) = cgroup.and_then(|c| self.tightest(c)) {
             return Some(Limit {
@@ -173,7 +266,32 @@ impl CgroupRoots {
     }
 }
 
-/// A small TTL cache over `effective_limit`, keyed by cgroup path (bounded).
+/// The tightest limit on the path from `memcg_path` up to the root, else the node's memory.
+/// (u64::MAX with `LimitSource::Node` if /proc/meminfo cannot be read, which does not happen
+/// on a working Linux.)
+pub fn effective_limit(roots: &CgroupRoots, memcg_path: &str) -> Limit {
+    roots.effective_limit(Some(memcg_path)).unwrap_or(Limit {
+        bytes: u64::MAX,
+        cgroup: None,
+    })
+}
+
+/// Current memory usage of a cgroup: v2 memory.current, v1 memory.usage_in_bytes.
+pub fn current_usage(roots: &CgroupRoots, memcg_path: &str) -> Result<u64> {
+    let dir = roots
+        .locate(memcg_path)
+        .with_context(|| format!("no memory cgroup {memcg_path} (roots {roots:?})"))?;
+    read_u64(&dir.usage_file())
+}
+
+/// A counter file, with the file named in the error.
+pub(super) fn read_u64(path: &Path) -> Result<u64> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    parse::parse_u64(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// A small TTL cache over `effective_limit`, keyed by cgroup path and bounded.
 pub struct LimitCache {
     roots: CgroupRoots,
     entries: HashMap<String, (Instant, Option<Limit>)>,
@@ -191,42 +309,40 @@ impl LimitCache {
         &self.roots
     }
 
+    /// The limit for a process in `cgroup` (None: not in a known cgroup, the node's memory).
     pub fn get(&mut self, cgroup: Option<&str>) -> Option<Limit> {
-        let key = cgroup.unwrap_or("").to_string();
-        if let Some((at, l)) = self.entries.get(&key) {
-            if at.elapsed() < CACHE_TTL {
-                return l.clone();
-            }
+        let key = cgroup.map(normalize).unwrap_or_default();
+        if let Some((at, l)) = self.entries.get(&key)
+            && at.elapsed() < CACHE_TTL
+        {
+            return l.clone();
         }
         if self.entries.len() >= CACHE_MAX {
             self.entries.retain(|_, (at, _)| at.elapsed() < CACHE_TTL);
-            if self.entries.len() >= CACHE_MAX {
-                self.entries.clear();
+            // All fresh: a burst of new cgroups. Drop the oldest (a linear scan, but only
+            // when 4096 cgroups were seen within the TTL).
+            if self.entries.len() >= CACHE_MAX
+                && let Some(oldest) = self
+                    .entries
+                    .iter()
+                    .min_by_key(|(_, (at, _))| *at)
+                    .map(|(k, _)| k.clone())
+            {
+                self.entries.remove(&oldest);
             }
         }
         let l = self.roots.effective_limit(cgroup);
         self.entries.insert(key, (Instant::now(), l.clone()));
         l
     }
-}
 
-fn read_u64(p: &Path) -> Option<u64> {
-    std::fs::read_to_string(p).ok()?.trim().parse().ok()
-}
-
-/// v2 `memory.max`: "max" or a byte count.
-pub fn parse_max(text: &str) -> Option<u64> {
-    match text.trim() {
-        "max" => None,
-        v => v.parse().ok(),
+    pub fn len(&self) -> usize {
+        self.entries.len()
     }
-}
 
-pub fn parse_meminfo_total(text: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .map(|kb| kb * 1024)
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
 }
 
 #[cfg(test)]
@@ -234,99 +350,77 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parsers() {
-        assert_eq!(parse_max("max\n"), None);
-        assert_eq!(parse_max("67108864\n"), Some(64 << 20));
-        assert_eq!(parse_max("garbage"), None);
-        assert_eq!(
-            parse_meminfo_total("MemTotal:       24576000 kB\nMemFree: 1 kB\n"),
-            Some(24576000 * 1024)
-        );
-        assert_eq!(parse_meminfo_total(""), None);
+    fn paths() {
+        assert_eq!(parent("/a/b"), Some("/a"));
+        assert_eq!(parent("/a"), Some("/"));
+        assert_eq!(parent("/"), None);
+        assert_eq!(parent(""), None);
+        assert_eq!(relative("/kubepods/pod1/"), Some("kubepods/pod1"));
+        assert_eq!(relative("/"), Some(""));
+        assert_eq!(relative("/../../x"), None);
+        assert_eq!(normalize("a/b/"), "/a/b");
+        assert_eq!(normalize(""), "/");
     }
 
     /// A fake v2 hierarchy: the pod slice has the tight limit, the container none.
     #[test]
     fn tightest_limit_walks_up_v2() {
-        let root = std::env::temp_dir().join(format!("lt-memcg-{}", std::process::id()));
-        let pod = root.join("sys/fs/cgroup/kubepods.slice/pod1");
+        let root = std::env::temp_dir().join(format!("lt-memcg-limits-{}", std::process::id()));
+        let cg = root.join("sys/fs/cgroup");
+        let pod = cg.join("kubepods.slice/pod1");
         let ctr = pod.join("ctr");
         std::fs::create_dir_all(&ctr).unwrap();
-        std::fs::write(root.join("sys/fs/cgroup/memory.max"), "max\n").unwrap();
-        std::fs::write(
-            root.join("sys/fs/cgroup/kubepods.slice/memory.max"),
-            "1073741824\n",
-        )
-        .unwrap();
+        std::fs::write(cg.join("kubepods.slice/memory.max"), "1073741824\n").unwrap();
         std::fs::write(pod.join("memory.max"), "268435456\n").unwrap();
         std::fs::write(ctr.join("memory.max"), "max\n").unwrap();
         std::fs::write(ctr.join("memory.current"), "1000\n").unwrap();
         std::fs::create_dir_all(root.join("proc")).unwrap();
         std::fs::write(root.join("proc/meminfo"), "MemTotal: 2048 kB\n").unwrap();
-        let roots = CgroupRoots {
-            v1_memory: None,
-            v2: Some(root.join("sys/fs/cgroup")),
-            meminfo: root.join("proc/meminfo"),
-        };
-        let l = roots
-            .effective_limit(Some("/kubepods.slice/pod1/ctr"))
-            .unwrap();
+        let roots = CgroupRoots::new(None, Some(cg.clone()), &root);
+
+        let l = effective_limit(&roots, "/kubepods.slice/pod1/ctr");
+        assert_eq!(l.bytes, 256 << 20);
         assert_eq!(
-            l,
-            Limit {
-                bytes: 256 << 20,
-                cgroup: Some("/kubepods.slice/pod1".into())
+            l.source(),
+            LimitSource::Cgroup {
+                path: "/kubepods.slice/pod1".into()
             }
         );
-        assert_eq!(roots.usage_of("/kubepods.slice/pod1/ctr"), Some(1000));
         assert_eq!(
-            roots.effective_limit(Some("/elsewhere")),
-            Some(Limit {
-                bytes: 2048 * 1024,
-                cgroup: None
-            })
+            current_usage(&roots, "/kubepods.slice/pod1/ctr").unwrap(),
+            1000
         );
-        assert_eq!(
-            roots.effective_limit(None),
-            Some(Limit {
-                bytes: 2048 * 1024,
-                cgroup: None
-            })
-        );
+        let err = current_usage(&roots, "/kubepods.slice/pod1").unwrap_err();
+        assert!(format!("{err:#}").contains("memory.current"), "{err:#}");
+        // Unknown cgroups and escapes from the hierarchy fall back to the node.
+        for c in ["/elsewhere", "/../kubepods.slice/pod1/ctr"] {
+            let l = effective_limit(&roots, c);
+            assert_eq!((l.bytes, l.source()), (2048 * 1024, LimitSource::Node));
+        }
+        assert_eq!(roots.effective_limit(None).unwrap().cgroup, None);
+
+        let mut cache = LimitCache::new(roots);
+        let a = cache.get(Some("kubepods.slice/pod1/ctr/")).unwrap();
+        // Served from the cache, though the file changed.
+        std::fs::write(pod.join("memory.max"), "max\n").unwrap();
+        assert_eq!(cache.get(Some("/kubepods.slice/pod1/ctr")).unwrap(), a);
+        assert_eq!(cache.len(), 1);
         let _ = std::fs::remove_dir_all(&root);
     }
 
-    /// The real v1 hierarchy of this machine: a cgroup with a 64 MiB limit.
     #[test]
-    fn real_v1_limit() {
-        let roots = CgroupRoots::discover(Path::new("/"));
-        let Some(v1) = &roots.v1_memory else {
-            assert!(
-                roots.v2.is_some() || std::env::var("LEAKTRACER_SKIP_PRIVILEGED").is_ok(),
-                "no memory cgroup hierarchy found"
-            );
-            return;
+    fn serializes() {
+        let l = Limit {
+            bytes: 1,
+            cgroup: Some("/a".into()),
         };
-        let name = format!("leaktracer-limits-test-{}", std::process::id());
-        let dir = v1.join(&name);
-        if std::fs::create_dir(&dir).is_err() {
-            assert!(
-                std::env::var("LEAKTRACER_SKIP_PRIVILEGED").is_ok_and(|v| v == "1"),
-                "creating a v1 memory cgroup needs root (LEAKTRACER_SKIP_PRIVILEGED=1 to skip)"
-            );
-            return;
-        }
-        std::fs::write(dir.join("memory.limit_in_bytes"), "67108864").unwrap();
-        let l = roots.effective_limit(Some(&format!("/{name}")));
-        let usage = roots.usage_of(&format!("/{name}"));
-        let _ = std::fs::remove_dir(&dir);
         assert_eq!(
-            l,
-            Some(Limit {
-                bytes: 64 << 20,
-                cgroup: Some(format!("/{name}"))
-            })
+            serde_json::to_string(&l.source()).unwrap(),
+            r#"{"kind":"cgroup","path":"/a"}"#
         );
-        assert_eq!(usage, Some(0));
+        assert_eq!(
+            serde_json::to_string(&LimitSource::Node).unwrap(),
+            r#"{"kind":"node"}"#
+        );
     }
 }

@@ -1,7 +1,23 @@
-//! Memory cgroups: limits and usage (what a leak races towards, and the state of a cgroup
-//! at an OOM kill).
+//! Memory cgroups: limits and usage (what a leak races towards, and the state of a cgroup at
+//! an OOM kill), and event-driven watchers for OOMs, limit events and memory pressure, on
+//! cgroup v1 and v2.
+//!
+//! - [`CgroupRoots`] finds the hierarchies; [`effective_limit`] / [`LimitCache`] give the
+//!   tightest limit on a cgroup's path (else the node's memory), [`current_usage`] its usage.
+//! - [`MemcgWatcher`] watches cgroups (v1 eventfd, v2 inotify on memory.events) and PSI
+//!   triggers, and sends [`MemcgEvent`]s into a tokio channel.
+mod event;
 mod limits;
+mod parse;
+mod psi;
+mod sys;
 mod watch;
 
-pub use limits::{CgroupRoots, LimitCache};
-pub use watch::{MemcgEvent, Watcher};
+#[cfg(test)]
+mod real_tests;
+
+pub use event::MemcgEvent;
+pub use limits::{CgroupRoots, Limit, LimitCache, LimitSource, current_usage, effective_limit};
+pub use parse::MemoryEvents;
+pub use psi::{PsiTrigger, StallKind};
+pub use watch::{MemcgWatcher, WatchConfig};
