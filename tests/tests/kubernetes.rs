@@ -228,3 +228,79 @@ fn top_and_trace_show_the_pod_identity() {
     assert_eq!(row["qos"], "Burstable");
     let _ = BufReader::new(&b""[..]).lines();
 }
+
+/// The trace's process records and the OOM record carry the pod identity, and the
+/// --namespace/--pod/--container filters select the pod's processes.
+#[test]
+fn trace_and_oom_record_carry_the_pod_identity() {
+    let Some(_serial) = privileged() else { return };
+    let node = FakeNode::new();
+    std::fs::write(
+        node.cgroup_dir.join("memory.limit_in_bytes"),
+        (64 * MIB).to_string(),
+    )
+    .unwrap();
+    let _ = std::fs::write(node.cgroup_dir.join("memory.swappiness"), "0");
+    let dir = std::env::temp_dir().join(format!("leaktracer-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("k8s.jsonl");
+    let mut rec = Proc::spawn(
+        Command::new(leaktracer())
+            .arg("--host-root")
+            .arg(&node.host_root)
+            .args([
+                "record",
+                "--interval",
+                "250ms",
+                "--namespace",
+                "shop",
+                "--pod",
+                "web-7f9c",
+                "--container",
+                "app",
+                "--output",
+            ])
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null()),
+    );
+    let started = wait_until(Duration::from_secs(30), || {
+        std::fs::read_to_string(&path)
+            .ok()
+            .filter(|t| t.contains("\"header\""))
+    });
+    assert!(started.is_some(), "record did not start");
+    let outsider = Proc::spawn(Command::new(LEAKER).arg("1024").stdin(Stdio::null()));
+    // 4 MiB/s into a 64 MiB limit: OOM-killed after ~15 s.
+    let mut leaker = node.leaker();
+    let _ = leaker.0.wait();
+    std::thread::sleep(Duration::from_secs(1));
+    rec.signal(libc::SIGINT);
+    assert!(rec.0.wait().unwrap().success());
+    let trace = read_trace(&path);
+    let proc_rec = trace
+        .iter()
+        .find(|r| r["type"] == "process" && r["pid"].as_u64() == Some(u64::from(leaker.pid())))
+        .unwrap_or_else(|| panic!("no process record for the pod's leaker"));
+    assert_eq!(proc_rec["namespace"], "shop", "{proc_rec}");
+    assert_eq!(proc_rec["pod"], "web-7f9c");
+    assert_eq!(proc_rec["container"], "app");
+    assert_eq!(proc_rec["pod_uid"], POD_UID);
+    assert_eq!(proc_rec["container_id"], node.container_id.as_str());
+    assert!(
+        !trace
+            .iter()
+            .any(|r| r["type"] == "sample" && r["pid"].as_u64() == Some(u64::from(outsider.pid()))),
+        "filters keep other processes out"
+    );
+    let oom = trace
+        .iter()
+        .find(|r| r["type"] == "oom_kill")
+        .unwrap_or_else(|| panic!("no oom_kill record"));
+    assert_eq!(oom["pid"].as_u64(), Some(u64::from(leaker.pid())));
+    assert_eq!(oom["namespace"], "shop", "{oom}");
+    assert_eq!(oom["pod"], "web-7f9c");
+    assert_eq!(oom["container"], "app");
+    assert_eq!(oom["pod_uid"], POD_UID);
+    assert_eq!(oom["cgroup_limit_bytes"].as_u64(), Some(64 * MIB));
+}

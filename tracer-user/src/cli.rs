@@ -70,6 +70,18 @@ pub struct TraceArgs {
     #[arg(long, default_value_t = -900, allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(-1000..=1000))]
     pub oom_score_adj: i32,
 
+    /// Only show/record processes of this Kubernetes namespace (repeatable).
+    #[arg(long = "namespace", value_name = "NS")]
+    pub namespaces: Vec<String>,
+
+    /// Only show/record processes of this pod (by name; repeatable).
+    #[arg(long = "pod", value_name = "POD")]
+    pub pods: Vec<String>,
+
+    /// Only show/record processes of this container (by name; repeatable).
+    #[arg(long = "container", value_name = "NAME")]
+    pub containers: Vec<String>,
+
     /// Capacity of the kernel's per-process map. Smaller values are for testing overflow
     /// accounting; overflow is counted and reported as `procs_map_full`.
     #[arg(long, default_value_t = 32768, value_parser = clap::value_parser!(u32).range(16..=1_048_576), hide_short_help = true)]

@@ -175,17 +175,11 @@ impl Sink for DaemonSink {
                 self.ids.prune(table);
                 for v in verdicts.iter() {
                     let Some(p) = table.find(v.pid) else { continue };
-                    self.emit(&Record::Verdict(VerdictRecord {
-                        t: round_ms(now),
-                        pid: v.pid,
-                        comm: p.comm.clone(),
-                        verdict: v.now.verdict,
-                        previous: v.previous,
-                        confidence: (v.now.confidence * 100.0).round() / 100.0,
-                        growth_bytes_per_sec: v.now.growth_bytes_per_sec.round(),
-                        since: v.now.since.map(round_ms),
-                        reason: v.now.reason.clone(),
-                    }));
+                    self.emit(&Record::Verdict(VerdictRecord::from_change(
+                        round_ms(now),
+                        &p.comm,
+                        v,
+                    )));
                 }
                 // The top-N growing processes define which containers get series this round.
                 let ranked: Vec<(u32, f64)> = table
@@ -287,7 +281,11 @@ impl Sink for DaemonSink {
                 self.last_counters = counters;
             }
             Happening::Kernel(KernelEvent::OomVictim(v)) => {
-                let rec = crate::oom::post_mortem(table, v, v.t_mono - self.t0_mono, &self.roots);
+                let mut rec =
+                    crate::oom::post_mortem(table, v, v.t_mono - self.t0_mono, &self.roots);
+                if let Some(p) = table.find(v.pid) {
+                    rec = rec.with_identity(&self.ids.get(p));
+                }
                 let labels = table
                     .find(v.pid)
                     .map(|p| labels_of(&self.ids.get(p)))

@@ -114,7 +114,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 duration,
             } => {
                 let roots = memcg::CgroupRoots::discover(&cli.global.host_root);
-                let mut sink = record::RecordSink::create(&output, filter(&trace), roots)?;
+                let mut sink = record::RecordSink::create(
+                    &output,
+                    filter(&trace),
+                    roots,
+                    cli.global.host_root.clone(),
+                )?;
                 let mut session = Session::start(session_options(&cli.global, &trace, duration))?;
                 let reason = session.run(&mut sink).await?;
                 log::info!("recording ended ({})", reason.as_str());
@@ -156,6 +161,9 @@ fn filter(t: &TraceArgs) -> Filter {
     Filter {
         pids: t.pids.clone(),
         comms: t.comms.clone(),
+        namespaces: t.namespaces.clone(),
+        pods: t.pods.clone(),
+        containers: t.containers.clone(),
     }
 }
 

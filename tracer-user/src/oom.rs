@@ -65,6 +65,11 @@ pub fn post_mortem(table: &ProcessTable, v: &OomVictim, t: f64, roots: &CgroupRo
         last_verdict: assessment.map(|a| a.verdict),
         last_growth_bytes_per_sec: assessment.map(|a| a.growth_bytes_per_sec.round()),
         trigger_cgroup,
+        namespace: None,
+        pod: None,
+        container: None,
+        pod_uid: None,
+        container_id: None,
     }
 }
 

@@ -31,6 +31,7 @@ pub struct RecordSink {
     t0_mono: f64,
     roots: crate::memcg::CgroupRoots,
     limits: crate::memcg::LimitCache,
+    ids: crate::identity::Resolver,
 }
 
 impl RecordSink {
@@ -39,6 +40,7 @@ impl RecordSink {
         path: &Path,
         filter: Filter,
         roots: crate::memcg::CgroupRoots,
+        host_root: std::path::PathBuf,
     ) -> anyhow::Result<Self> {
         let w: Box<dyn std::io::Write + Send> = if path == Path::new("-") {
             Box::new(std::io::stdout())
@@ -57,6 +59,7 @@ impl RecordSink {
             last_health_t: f64::NEG_INFINITY,
             t0_mono: 0.0,
             limits: crate::memcg::LimitCache::new(roots.clone()),
+            ids: crate::identity::Resolver::new(&host_root),
             roots,
         })
     }
@@ -127,11 +130,12 @@ impl Sink for RecordSink {
                     let Some(p) = table.live.get(pid) else {
                         continue;
                     };
-                    if !self.filter.matches(p.pid, &p.comm) {
+                    if !self.filter.wants(p, &mut self.ids) {
                         continue;
                     }
                     self.summary.processes_seen += 1;
                     let limit = self.limits.get(p.memcg_path().as_deref());
+                    let id = self.ids.get(p);
                     self.write(&Record::Process(ProcessInfo {
                         t,
                         pid: p.pid,
@@ -141,6 +145,11 @@ impl Sink for RecordSink {
                         cgroup: p.cgroup_raw.as_deref().map(|s| s.trim_end().to_string()),
                         limit_bytes: limit.as_ref().map(|l| l.bytes),
                         limit_cgroup: limit.and_then(|l| l.cgroup),
+                        namespace: id.namespace,
+                        pod: id.pod,
+                        container: id.container,
+                        pod_uid: id.pod_uid,
+                        container_id: id.container_id,
                     }))?;
                 }
                 let mut pids: Vec<u32> = table
@@ -154,7 +163,7 @@ impl Sink for RecordSink {
                 pids.sort_unstable();
                 for pid in pids {
                     let Some(p) = table.find(pid) else { continue };
-                    if !self.filter.matches(p.pid, &p.comm) {
+                    if !self.filter.wants(p, &mut self.ids) {
                         continue;
                     }
                     self.summary.samples += 1;
@@ -162,20 +171,10 @@ impl Sink for RecordSink {
                 }
                 for v in verdicts.iter() {
                     let Some(p) = table.find(v.pid) else { continue };
-                    if !self.filter.matches(p.pid, &p.comm) {
+                    if !self.filter.wants(p, &mut self.ids) {
                         continue;
                     }
-                    self.write(&Record::Verdict(VerdictRecord {
-                        t,
-                        pid: v.pid,
-                        comm: p.comm.clone(),
-                        verdict: v.now.verdict,
-                        previous: v.previous,
-                        confidence: (v.now.confidence * 100.0).round() / 100.0,
-                        growth_bytes_per_sec: v.now.growth_bytes_per_sec.round(),
-                        since: v.now.since.map(trace::round_ms),
-                        reason: v.now.reason.clone(),
-                    }))?;
+                    self.write(&Record::Verdict(VerdictRecord::from_change(t, &p.comm, v)))?;
                 }
                 // Health: whenever a kernel counter other than the event tallies moved, and
                 // at least every 10 s.
@@ -243,7 +242,10 @@ impl Sink for RecordSink {
                     // filtered process's neighbour.
                     self.summary.oom_kills += 1;
                     let t = self.t(v.t_mono);
-                    let rec = crate::oom::post_mortem(table, v, t, &self.roots);
+                    let mut rec = crate::oom::post_mortem(table, v, t, &self.roots);
+                    if let Some(p) = table.find(v.pid) {
+                        rec = rec.with_identity(&self.ids.get(p));
+                    }
                     self.write(&Record::OomKill(rec))?;
                     self.flush()?;
                 }
@@ -263,7 +265,7 @@ impl Sink for RecordSink {
         self.summary.top_growers = table
             .ranked(now, window)
             .into_iter()
-            .filter(|(p, r)| *r > 0.0 && self.filter.matches(p.pid, &p.comm))
+            .filter(|(p, r)| *r > 0.0 && self.filter.wants(p, &mut self.ids))
             .take(10)
             .map(|(p, r)| Grower {
                 pid: p.pid,
@@ -276,7 +278,7 @@ impl Sink for RecordSink {
             .live
             .values()
             .chain(table.graveyard.iter())
-            .filter(|p| self.filter.matches(p.pid, &p.comm))
+            .filter(|p| self.filter.wants(p, &mut self.ids))
             .filter_map(|p| {
                 let a = p.assessment.as_ref()?;
                 matches!(a.verdict, Verdict::Leaking | Verdict::Growing).then(|| SuspectBrief {

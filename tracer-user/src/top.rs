@@ -173,13 +173,16 @@ pub fn rows(
     limits: &mut LimitCache,
     ids: &mut Resolver,
 ) -> Vec<Row> {
-    table
-        .ranked(now, window)
-        .into_iter()
-        .filter(|(p, _)| filter.matches(p.pid, &p.comm))
-        .take(limit)
-        .map(|(p, _)| row(p, now, window, limits, ids))
-        .collect()
+    let mut out = Vec::with_capacity(limit.min(256));
+    for (p, _) in table.ranked(now, window) {
+        if out.len() >= limit {
+            break;
+        }
+        if filter.wants(p, ids) {
+            out.push(row(p, now, window, limits, ids));
+        }
+    }
+    out
 }
 
 pub fn render_table(rows: &[Row]) -> String {

@@ -75,6 +75,18 @@ pub struct ProcessInfo {
     pub limit_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit_cgroup: Option<String>,
+    /// Kubernetes identity of the process (from its cgroup path and the kubelet's log
+    /// directories), when it runs in a pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
 }
 
 /// Cumulative kernel counters of one process at time `t`; written when they changed.
@@ -246,6 +258,30 @@ pub struct OomRecord {
     /// The trigger's own cgroup-constrained context: its comm and pid are in `trigger_*`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger_cgroup: Option<String>,
+    /// Kubernetes identity of the process (from its cgroup path and the kubelet's log
+    /// directories), when it runs in a pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+}
+
+impl OomRecord {
+    /// Fill the victim's Kubernetes identity.
+    pub fn with_identity(mut self, id: &crate::identity::Identity) -> Self {
+        self.namespace = id.namespace.clone();
+        self.pod = id.pod.clone();
+        self.container = id.container.clone();
+        self.pod_uid = id.pod_uid.clone();
+        self.container_id = id.container_id.clone();
+        self
+    }
 }
 
 /// A process's leak verdict changed.
@@ -262,6 +298,23 @@ pub struct VerdictRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<f64>,
     pub reason: String,
+}
+
+impl VerdictRecord {
+    /// The record of a verdict change (the same in traces and on the daemon's stdout).
+    pub fn from_change(t: f64, comm: &str, v: &crate::verdicts::VerdictChange) -> Self {
+        Self {
+            t,
+            pid: v.pid,
+            comm: comm.to_string(),
+            verdict: v.now.verdict,
+            previous: v.previous,
+            confidence: (v.now.confidence * 100.0).round() / 100.0,
+            growth_bytes_per_sec: v.now.growth_bytes_per_sec.round(),
+            since: v.now.since.map(round_ms),
+            reason: v.now.reason.clone(),
+        }
+    }
 }
 
 /// Kernel-side health: never silent about losses.
