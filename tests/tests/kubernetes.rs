@@ -303,4 +303,35 @@ fn trace_and_oom_record_carry_the_pod_identity() {
     assert_eq!(oom["container"], "app");
     assert_eq!(oom["pod_uid"], POD_UID);
     assert_eq!(oom["cgroup_limit_bytes"].as_u64(), Some(64 * MIB));
+    // Offline: the report filters by the recorded names and shows them.
+    let out = Command::new(leaktracer())
+        .arg("report")
+        .arg(&path)
+        .args(["--format", "json", "--namespace", "shop"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let suspects = report["suspects"].as_array().unwrap();
+    let s = suspects
+        .iter()
+        .find(|s| s["pid"].as_u64() == Some(u64::from(leaker.pid())))
+        .unwrap_or_else(|| panic!("leaker not in the report: {report:#}"));
+    assert_eq!(
+        (
+            s["namespace"].as_str(),
+            s["pod"].as_str(),
+            s["container"].as_str()
+        ),
+        (Some("shop"), Some("web-7f9c"), Some("app"))
+    );
+    assert!(
+        suspects.iter().all(|s| s["namespace"] == "shop"),
+        "only the namespace's processes: {suspects:?}"
+    );
+    assert_eq!(report["oom_kills"].as_array().map(Vec::len), Some(1));
 }

@@ -208,6 +208,18 @@ pub struct ReportArgs {
     /// Suspects to list at most.
     #[arg(short = 'n', long, default_value_t = 20)]
     pub limit: usize,
+    /// Only these pids / command names (repeatable).
+    #[arg(short, long = "pid", value_name = "PID")]
+    pub pids: Vec<u32>,
+    #[arg(short, long = "comm", value_name = "NAME")]
+    pub comms: Vec<String>,
+    /// Only processes of this Kubernetes namespace / pod / container, as recorded (repeatable).
+    #[arg(long = "namespace", value_name = "NS")]
+    pub namespaces: Vec<String>,
+    #[arg(long = "pod", value_name = "POD")]
+    pub pods: Vec<String>,
+    #[arg(long = "container", value_name = "NAME")]
+    pub containers: Vec<String>,
 }
 
 /// "30s", "5m", "1h30m", "500ms"; must be positive.

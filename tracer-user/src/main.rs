@@ -65,6 +65,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Report(args) = &cli.command {
         // Offline: no privileges, no kernel, no runtime needed.
         let opts = report::ReportOptions {
+            filter: Filter {
+                pids: args.pids.clone(),
+                comms: args.comms.clone(),
+                namespaces: args.namespaces.clone(),
+                pods: args.pods.clone(),
+                containers: args.containers.clone(),
+            },
             format: args.format,
             lenient: args.lenient,
             limit: args.limit,
@@ -130,7 +137,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 duration,
             } => {
                 let roots = memcg::CgroupRoots::discover(&cli.global.host_root);
-                let mut sink = oom::OomSink::new(format, roots);
+                let mut sink = oom::OomSink::new(
+                    format,
+                    roots,
+                    filter(&trace),
+                    identity::Resolver::new(&cli.global.host_root),
+                );
                 let mut session = Session::start(session_options(&cli.global, &trace, duration))?;
                 session.run(&mut sink).await?;
             }

@@ -145,13 +145,22 @@ pub struct OomSink {
     roots: CgroupRoots,
     info: Option<SessionInfo>,
     pub seen: u64,
+    filter: crate::session::Filter,
+    ids: crate::identity::Resolver,
 }
 
 impl OomSink {
-    pub fn new(format: OomFormat, roots: CgroupRoots) -> Self {
+    pub fn new(
+        format: OomFormat,
+        roots: CgroupRoots,
+        filter: crate::session::Filter,
+        ids: crate::identity::Resolver,
+    ) -> Self {
         Self {
             format,
             roots,
+            filter,
+            ids,
             info: None,
             seen: 0,
         }
@@ -173,7 +182,15 @@ impl Sink for OomSink {
         let Some(info) = &self.info else {
             return Ok(());
         };
-        let rec = post_mortem(table, v, v.t_mono - info.t0_mono, &self.roots);
+        let mut rec = post_mortem(table, v, v.t_mono - info.t0_mono, &self.roots);
+        if let Some(p) = table.find(v.pid) {
+            if !self.filter.wants(p, &mut self.ids) {
+                return Ok(());
+            }
+            rec = rec.with_identity(&self.ids.get(p));
+        } else if !self.filter.matches(v.pid, &v.comm) || self.filter.has_identity_filters() {
+            return Ok(());
+        }
         self.seen += 1;
         let mut out = std::io::stdout().lock();
         match self.format {

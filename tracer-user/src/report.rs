@@ -55,6 +55,12 @@ pub struct Suspect {
     pub cmdline: Option<String>,
     /// Memory cgroup path at first sight (to relate suspects to OOM kills).
     pub cgroup: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -76,6 +82,8 @@ struct Replay {
     pending: Vec<(u32, tracer_ebpf::ProcStats)>,
     pending_t: f64,
     infos: HashMap<u32, ProcessInfo>,
+    /// Kubernetes names recorded at first sight, for pods' processes (bounded by the table).
+    names: HashMap<u32, Names>,
     samples: u64,
     last_t: f64,
 }
@@ -100,7 +108,21 @@ impl Replay {
                 p.cmdline = info.cmdline;
                 p.cgroup_raw = info.cgroup;
                 p.limit_bytes = info.limit_bytes;
+                if info.namespace.is_some() || info.pod_uid.is_some() {
+                    self.names.insert(
+                        pid,
+                        Names {
+                            namespace: info.namespace,
+                            pod: info.pod,
+                            container: info.container,
+                        },
+                    );
+                }
             }
+        }
+        if self.names.len() > 65_536 {
+            let table = &self.table;
+            self.names.retain(|pid, _| table.find(*pid).is_some());
         }
         // Infos whose process never got a sample (filtered or short-lived): drop, bounded.
         if self.infos.len() > 4096 {
@@ -109,7 +131,16 @@ impl Replay {
     }
 }
 
+/// A process's Kubernetes names as recorded.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Names {
+    pub namespace: Option<String>,
+    pub pod: Option<String>,
+    pub container: Option<String>,
+}
+
 pub struct ReportOptions {
+    pub filter: crate::session::Filter,
     pub format: ReportFormat,
     pub lenient: bool,
     pub limit: usize,
@@ -125,6 +156,7 @@ pub fn run(path: &Path, opts: &ReportOptions) -> anyhow::Result<()> {
         opts.lenient,
         opts.limit,
         std::io::stderr().is_terminal(),
+        &opts.filter,
     )
     .with_context(|| format!("reading {}", path.display()))?;
     if let Some(plot) = &opts.plot {
@@ -153,6 +185,7 @@ pub fn build(
     lenient: bool,
     limit: usize,
     progress: bool,
+    filter: &crate::session::Filter,
 ) -> anyhow::Result<Built> {
     let mut reader = TraceReader::new(input, lenient);
     let header = match reader.next_record()? {
@@ -186,6 +219,7 @@ pub fn build(
         pending: Vec::new(),
         pending_t: 0.0,
         infos: HashMap::new(),
+        names: HashMap::new(),
         samples: 0,
         last_t: 0.0,
     };
@@ -259,7 +293,24 @@ pub fn build(
         .live
         .values()
         .chain(rp.table.graveyard.iter())
-        .map(|p| (suspect(p, now, &cfg, &header), p))
+        .filter(|p| filter.matches(p.pid, &p.comm))
+        .map(|p| {
+            let mut s = suspect(p, now, &cfg, &header);
+            if let Some(n) = rp.names.get(&p.pid) {
+                s.namespace = n.namespace.clone();
+                s.pod = n.pod.clone();
+                s.container = n.container.clone();
+            }
+            (s, p)
+        })
+        .filter(|(s, _)| {
+            let ok = |wanted: &[String], have: &Option<String>| {
+                wanted.is_empty() || have.as_ref().is_some_and(|h| wanted.contains(h))
+            };
+            ok(&filter.namespaces, &s.namespace)
+                && ok(&filter.pods, &s.pod)
+                && ok(&filter.containers, &s.container)
+        })
         .filter(|(s, _)| {
             matches!(s.verdict, Verdict::Leaking | Verdict::Growing) || s.growth_bytes_per_sec > 0.0
         })
@@ -335,6 +386,9 @@ fn suspect(p: &Process, now: f64, cfg: &DetectorConfig, header: &Header) -> Susp
         mmap_size_p99_bytes: log2_percentile(hist, 0.99),
         cmdline: p.cmdline.clone(),
         cgroup: p.memcg_path(),
+        namespace: None,
+        pod: None,
+        container: None,
     }
 }
 
