@@ -94,6 +94,15 @@ pub fn render_block(r: &OomRecord, start_unix_ms: u64) -> String {
         "  triggered  by {} ({})\n",
         v.trigger_pid, v.trigger_comm
     ));
+    if r.pod.is_some() || r.pod_uid.is_some() {
+        let short_id = r.container_id.as_deref().map(|c| &c[..c.len().min(12)]);
+        s.push_str(&format!(
+            "  pod        {}/{}/{}\n",
+            r.namespace.as_deref().unwrap_or("?"),
+            r.pod.as_deref().or(r.pod_uid.as_deref()).unwrap_or("?"),
+            r.container.as_deref().or(short_id).unwrap_or("?")
+        ));
+    }
     match (&r.cgroup, r.cgroup_limit_bytes) {
         (Some(c), Some(l)) => s.push_str(&format!(
             "  cgroup     {c}  limit {}  usage now {}\n",
