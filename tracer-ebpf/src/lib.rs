@@ -166,7 +166,6 @@ pub mod globals {
     pub const MMAP_FLAGS: &str = "OFF_MMAP_FLAGS";
     pub const MMAP_FD: &str = "OFF_MMAP_FD";
     pub const MUNMAP_LEN: &str = "OFF_MUNMAP_LEN";
-    pub const BRK_BRK: &str = "OFF_BRK_BRK";
     pub const MREMAP_OLD_LEN: &str = "OFF_MREMAP_OLD_LEN";
     pub const MREMAP_NEW_LEN: &str = "OFF_MREMAP_NEW_LEN";
     pub const MADVISE_LEN: &str = "OFF_MADVISE_LEN";

@@ -95,22 +95,27 @@ pub fn spawn_reader(
         unsafe { AsyncFd::register(ring) }.context("registering the ring buffer with tokio")?;
     log::debug!("ring buffer fd {}", fd.get_ref().as_raw_fd());
     Ok(tokio::spawn(async move {
+        // Routine events (exec, exit) are written without waking us (it costs the traced
+        // process microseconds per event), so besides readiness the ring is drained on a
+        // short timer; urgent ones (OOM) and a filling ring do wake us.
+        let mut tick = tokio::time::interval(DRAIN_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let mut guard = match fd.readable_mut().await {
-                Ok(g) => g,
-                Err(e) => {
-                    log::error!("ring buffer poll failed: {e}");
-                    return;
-                }
-            };
-            let ring: &mut RingBuf<MapData> = guard.get_inner_mut();
             let mut batch = Vec::new();
-            while let Some(item) = ring.next() {
-                if let Some(ev) = decode(&item) {
-                    batch.push(ev);
+            tokio::select! {
+                guard = fd.readable_mut() => {
+                    let mut guard = match guard {
+                        Ok(g) => g,
+                        Err(e) => {
+                            log::error!("ring buffer poll failed: {e}");
+                            return;
+                        }
+                    };
+                    drain(guard.get_inner_mut(), &mut batch);
+                    guard.clear_ready();
                 }
+                _ = tick.tick() => drain(fd.get_mut(), &mut batch),
             }
-            guard.clear_ready();
             for ev in batch {
                 if tx.send(ev).await.is_err() {
                     return;
@@ -118,6 +123,17 @@ pub fn spawn_reader(
             }
         }
     }))
+}
+
+/// How often the ring is drained when nothing woke the reader.
+const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+fn drain(ring: &mut RingBuf<MapData>, batch: &mut Vec<KernelEvent>) {
+    while let Some(item) = ring.next() {
+        if let Some(ev) = decode(&item) {
+            batch.push(ev);
+        }
+    }
 }
 
 #[cfg(test)]

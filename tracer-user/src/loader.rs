@@ -66,8 +66,19 @@ pub struct Probes {
 /// The compiled kernel object, built by build.rs through aya-build.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ebpf"));
 
-/// Syscall tracepoints: (program name suffix, syscall).
-const SYSCALLS: [&str; 5] = ["mmap", "munmap", "brk", "mremap", "madvise"];
+/// Syscall tracepoints, named like their programs. brk needs no enter program (its return
+/// value is the new break); the others save their arguments at enter and count at exit.
+const SYSCALL_PROGRAMS: [&str; 9] = [
+    "sys_enter_mmap",
+    "sys_exit_mmap",
+    "sys_enter_munmap",
+    "sys_exit_munmap",
+    "sys_exit_brk",
+    "sys_enter_mremap",
+    "sys_exit_mremap",
+    "sys_enter_madvise",
+    "sys_exit_madvise",
+];
 
 struct Offsets {
     values: Vec<(&'static str, u32)>,
@@ -89,10 +100,6 @@ fn tracepoint_offsets(tfs: &TraceFs, oom: bool) -> anyhow::Result<Offsets> {
     o.set(
         g::MUNMAP_LEN,
         tfs.format("syscalls", "sys_enter_munmap")?.offset("len")?,
-    );
-    o.set(
-        g::BRK_BRK,
-        tfs.format("syscalls", "sys_enter_brk")?.offset("brk")?,
     );
     let mremap = tfs.format("syscalls", "sys_enter_mremap")?;
     o.set(g::MREMAP_OLD_LEN, mremap.offset("old_len")?);
@@ -208,12 +215,9 @@ impl Probes {
             .context("loading the eBPF object into the kernel")?;
 
         let mut attached = Vec::new();
-        for sc in SYSCALLS {
-            for dir in ["enter", "exit"] {
-                let prog: &'static str = leak_name(format!("sys_{dir}_{sc}"));
-                attach_tp(&mut ebpf, prog, "syscalls", prog)?;
-                attached.push(prog);
-            }
+        for prog in SYSCALL_PROGRAMS {
+            attach_tp(&mut ebpf, prog, "syscalls", prog)?;
+            attached.push(prog);
         }
         match rss_source {
             RssSource::Raw => attach_raw(&mut ebpf, "rss_stat_raw", "rss_stat")?,
@@ -268,11 +272,6 @@ fn btf_problem(
         (_, Err(e)) => format!("{e:#}"),
         _ => "unknown".into(),
     }
-}
-
-/// Program names are static in the object; interning the few formatted ones is fine.
-fn leak_name(s: String) -> &'static str {
-    Box::leak(s.into_boxed_str())
 }
 
 fn attach_tp(ebpf: &mut Ebpf, prog: &str, group: &str, event: &str) -> anyhow::Result<()> {

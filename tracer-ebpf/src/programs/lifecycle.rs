@@ -78,14 +78,17 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
         s.flags |= PROC_FLAG_EXEC_SEEN;
     }
     let old_pid = unsafe { ctx.read_at::<u32>(OFF_EXEC_OLD_PID.load() as usize) }.unwrap_or(0);
-    emit(&Event {
-        kind: EVENT_EXEC,
-        tgid,
-        ts_ns: now(),
-        comm,
-        aux: old_pid,
-        ..Event::default()
-    });
+    emit(
+        &Event {
+            kind: EVENT_EXEC,
+            tgid,
+            ts_ns: now(),
+            comm,
+            aux: old_pid,
+            ..Event::default()
+        },
+        false,
+    );
     0
 }
 
@@ -120,13 +123,26 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
         // Keep the entry: userspace reads the final counters, then deletes it.
         s.flags |= PROC_FLAG_EXITED;
     }
-    emit(&ev);
+    emit(&ev, false);
     0
 }
 
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+const BPF_RB_AVAIL_DATA: u64 = 0;
+const BPF_RB_RING_SIZE: u64 = 1;
+
+/// Emit an event. `urgent` events (OOM) wake the reader now; routine ones (exec, exit) skip
+/// the wake-up, which costs microseconds per event, unless the ring is an eighth full:
+/// userspace also drains the ring on a short timer, so they are late by at most that.
 #[inline(always)]
-pub fn emit(ev: &Event) {
-    if EVENTS.output::<Event>(ev, 0).is_err() {
+pub fn emit(ev: &Event, urgent: bool) {
+    let flags = if urgent || EVENTS.query(BPF_RB_AVAIL_DATA) > EVENTS.query(BPF_RB_RING_SIZE) / 8 {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    if EVENTS.output::<Event>(ev, flags).is_err() {
         bump(CTR_RINGBUF_FULL);
     }
 }

@@ -63,6 +63,6 @@ pub fn mark_victim(ctx: TracePointContext) -> u32 {
             let _ = unsafe { bpf_probe_read_kernel_str_bytes(src, &mut ev.comm) };
         }
     }
-    emit(&ev);
+    emit(&ev, true);
     0
 }

@@ -23,8 +23,6 @@ static OFF_MMAP_FD: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 static OFF_MUNMAP_LEN: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
-static OFF_BRK_BRK: Global<u32> = Global::new(0);
-#[unsafe(no_mangle)]
 static OFF_MREMAP_OLD_LEN: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 static OFF_MREMAP_NEW_LEN: Global<u32> = Global::new(0);
@@ -81,15 +79,6 @@ pub fn sys_enter_munmap(ctx: TracePointContext) -> u32 {
     save(PendingCall {
         kind: CALL_MUNMAP as u32,
         len: field(&ctx, &OFF_MUNMAP_LEN),
-        ..PendingCall::default()
-    })
-}
-
-#[tracepoint]
-pub fn sys_enter_brk(ctx: TracePointContext) -> u32 {
-    save(PendingCall {
-        kind: CALL_BRK as u32,
-        arg3: field(&ctx, &OFF_BRK_BRK),
         ..PendingCall::default()
     })
 }
@@ -176,24 +165,6 @@ fn account(s: &mut ProcStats, call: &PendingCall, ret: u64) {
             add(&mut s.calls[CALL_MUNMAP], 1);
             add(&mut s.unmapped, page_align(call.len));
         }
-        CALL_BRK => {
-            // brk returns the (new) break; on failure the old one, so a request that was
-            // not met is a failure. brk(0) is a query and succeeds.
-            if call.arg3 != 0 && ret != call.arg3 {
-                add(&mut s.failed_calls, 1);
-                return;
-            }
-            add(&mut s.calls[CALL_BRK], 1);
-            let before = s.brk_current;
-            if before != 0 {
-                if ret > before {
-                    add(&mut s.brk_grown, ret - before);
-                } else {
-                    add(&mut s.brk_shrunk, before - ret);
-                }
-            }
-            s.brk_current = ret;
-        }
         CALL_MREMAP => {
             add(&mut s.calls[CALL_MREMAP], 1);
             let (old, new) = (page_align(call.len), page_align(call.arg2));
@@ -238,9 +209,28 @@ pub fn sys_exit_munmap(ctx: TracePointContext) -> u32 {
     on_exit(&ctx, CALL_MUNMAP)
 }
 
+/// brk needs no enter program: it returns the new break (the old one when it fails), so
+/// comparing with the last break seen gives the growth or shrink exactly, at half the cost
+/// of an enter/exit pair. A failed brk counts as a call with no change.
 #[tracepoint]
 pub fn sys_exit_brk(ctx: TracePointContext) -> u32 {
-    on_exit(&ctx, CALL_BRK)
+    let ret = field(&ctx, &OFF_SYS_EXIT_RET);
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let Some(stats) = current_proc(tgid) else {
+        return 0;
+    };
+    let s = unsafe { &mut *stats };
+    add(&mut s.calls[CALL_BRK], 1);
+    let before = s.brk_current;
+    if before != 0 && ret != before {
+        if ret > before {
+            add(&mut s.brk_grown, ret - before);
+        } else {
+            add(&mut s.brk_shrunk, before - ret);
+        }
+    }
+    s.brk_current = ret;
+    0
 }
 
 #[tracepoint]
