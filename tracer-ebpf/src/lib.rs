@@ -41,7 +41,8 @@ pub struct ProcStats {
     pub rss: [u64; RSS_MEMBERS],
     /// Highest anon+shmem+swap seen (bytes): the leak-relevant high-water mark.
     pub peak_private: u64,
-    /// Successful calls per traced syscall, see `CALL_*`.
+    /// Successful calls per traced syscall, see `CALL_*` (brk: every call, since a failed
+    /// brk returns the unchanged break and changes nothing).
     pub calls: [u64; CALL_KINDS],
     /// Calls that returned an error (not counted in the byte counters).
     pub failed_calls: u64,
@@ -114,7 +115,7 @@ pub struct PendingCall {
     pub len: u64,
     /// mmap: prot; mremap: new_len; madvise: behavior.
     pub arg2: u64,
-    /// mmap: flags; brk: requested break.
+    /// mmap: flags.
     pub arg3: u64,
     /// mmap: fd.
     pub arg4: u64,

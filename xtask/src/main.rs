@@ -4,6 +4,7 @@
 //! against LLVM 22, Debian packages when root), so a fresh machine needs nothing else.
 mod bench;
 mod prereqs;
+mod qemu;
 
 use std::{
     path::{Path, PathBuf},
@@ -157,5 +158,13 @@ fn test(root: &Path, unit_only: bool, filter: Option<&str>) -> anyhow::Result<()
         c.arg(f);
     }
     c.env("LEAKTRACER_BIN", binary(root, false));
-    check(&mut c)
+    check(&mut c)?;
+    // cgroup v2 for real: QEMU guests booting Debian's 6.1 and 6.12 cloud kernels (this
+    // machine's memory controller is v1 only).
+    check(cargo(root).args(["build", "-p", "leaktracer-tests", "--bin", "leaker"]))?;
+    qemu::guest_tests::run(
+        root,
+        &binary(root, false),
+        &root.join("target/debug/leaker"),
+    )
 }

@@ -21,6 +21,10 @@ const APT_PACKAGES: &[&str] = &[
     "python3",
     // promtool, to check that /metrics parses as Prometheus text.
     "prometheus",
+    // cgroup v2 guests (software-emulated QEMU booting Debian cloud kernels).
+    "qemu-system-x86",
+    "busybox-static",
+    "binutils",
 ];
 
 fn have(cmd: &str, arg: &str) -> bool {

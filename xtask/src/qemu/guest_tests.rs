@@ -1,0 +1,176 @@
+//! The cgroup-v2 guest tests of `cargo xtask test`: tests/guest/*.sh on every guest kernel.
+//!
+//! - memcg-v2.sh: the harness itself (cgroup2 memory controller, a real memory.max OOM kill).
+//! - oom-v2.sh: `leaktracer oom --format json` names the victim, the trigger, the v2 cgroup and
+//!   its limit.
+//! - events-v2.sh: `leaktracer record` writes the `oom_kill` record with the same evidence.
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail, ensure};
+use serde_json::Value;
+
+use super::{GuestRun, Kernel, kernels, run_in_guest};
+
+/// Per guest run; TCG on 2 shared cores: the slowest run seen took 47 s.
+pub const TIMEOUT: Duration = Duration::from_secs(180);
+const CGROUP: &str = "/lt-test";
+const LIMIT: u64 = 64 << 20;
+
+/// Run the guest scripts on both Debian kernels with these binaries (the leaktracer build to
+/// test and the tests crate's `leaker`), checking what they report. Fails on the first failure,
+/// with the guest's console in the error.
+pub fn run(root: &Path, leaktracer: &Path, leaker: &Path) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let kernels = kernels(root)?;
+    for kernel in &kernels {
+        guest(root, kernel, "memcg-v2.sh", &[leaker], |_, _| Ok(()))?;
+        guest(
+            root,
+            kernel,
+            "oom-v2.sh",
+            &[leaktracer, leaker],
+            |run, pid| {
+                let lines = run
+                    .section("=====OOM-JSON-BEGIN=====", "=====OOM-JSON-END=====")
+                    .context("no OOM-JSON section")?;
+                let records = parse_lines(&lines)?;
+                ensure!(
+                    records.len() == 1,
+                    "expected 1 OOM record, got {}",
+                    records.len()
+                );
+                check_oom_record(&records[0], pid)
+            },
+        )?;
+        guest(
+            root,
+            kernel,
+            "events-v2.sh",
+            &[leaktracer, leaker],
+            |run, pid| {
+                let lines = run
+                    .section("=====TRACE-BEGIN=====", "=====TRACE-END=====")
+                    .context("no TRACE section")?;
+                let trace = parse_lines(&lines)?;
+                let kills: Vec<&Value> = trace.iter().filter(|r| r["type"] == "oom_kill").collect();
+                ensure!(
+                    kills.len() == 1,
+                    "expected 1 oom_kill record, got {}",
+                    kills.len()
+                );
+                check_oom_record(kills[0], pid)?;
+                // cgroup v2 memory.events, watched with inotify: the kill shows as oom_kill.
+                let memcg: Vec<&Value> = trace
+                    .iter()
+                    .filter(|r| {
+                        r["type"] == "memcg" && r["kind"] == "events" && r["cgroup"] == "/lt-test"
+                    })
+                    .collect();
+                ensure!(
+                    memcg
+                        .iter()
+                        .any(|r| r["deltas"]["oom_kill"].as_u64().unwrap_or(0) >= 1),
+                    "no memory.events oom_kill for /lt-test in the trace: {memcg:?}"
+                );
+                ensure!(
+                    memcg
+                        .iter()
+                        .any(|r| r["deltas"]["max"].as_u64().unwrap_or(0) >= 1),
+                    "no memory.events max for /lt-test in the trace: {memcg:?}"
+                );
+                ensure!(
+                    trace.last().is_some_and(|r| r["type"] == "summary"),
+                    "the trace does not end with its summary line"
+                );
+                Ok(())
+            },
+        )?;
+    }
+    eprintln!(
+        "xtask: guest tests passed on {} kernels in {:.0?}",
+        kernels.len(),
+        start.elapsed()
+    );
+    Ok(())
+}
+
+/// Boot `kernel` with tests/guest/`script`; the script must exit 0 and `check` (given the run
+/// and the LEAKER-PID the script printed, 0 if none) must pass.
+fn guest(
+    root: &Path,
+    kernel: &Kernel,
+    script: &str,
+    binaries: &[&Path],
+    check: impl Fn(&GuestRun, u64) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let path = root.join("tests/guest").join(script);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let binaries: Vec<_> = binaries.iter().map(|b| b.to_path_buf()).collect();
+    let run = run_in_guest(root, kernel, &binaries, &[], &text, TIMEOUT)
+        .with_context(|| format!("guest {} {script}", kernel.name))?;
+    let pid = run
+        .console
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("LEAKER-PID=")?.parse().ok())
+        .unwrap_or(0);
+    let verdict = if run.exit_code != 0 {
+        Err(anyhow::anyhow!("the script exited with {}", run.exit_code))
+    } else {
+        check(&run, pid)
+    };
+    match verdict {
+        Ok(()) => {
+            eprintln!(
+                "xtask: guest {} {script}: ok in {:.1?}",
+                kernel.name, run.duration
+            );
+            Ok(())
+        }
+        Err(e) => bail!(
+            "guest {} {script}: {e:#}\n----- console -----\n{}",
+            kernel.name,
+            run.console
+        ),
+    }
+}
+
+fn parse_lines(lines: &[&str]) -> anyhow::Result<Vec<Value>> {
+    lines
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).with_context(|| format!("not JSON: {l}")))
+        .collect()
+}
+
+fn check_oom_record(r: &Value, leaker_pid: u64) -> anyhow::Result<()> {
+    ensure!(leaker_pid != 0, "the script printed no LEAKER-PID");
+    ensure!(r["pid"] == leaker_pid, "victim pid: {r}");
+    ensure!(r["comm"] == "leaker", "victim comm: {r}");
+    ensure!(r["trigger_pid"] == leaker_pid, "trigger pid: {r}");
+    ensure!(r["cgroup"] == CGROUP, "victim cgroup (v2 path): {r}");
+    ensure!(
+        r["cgroup_limit_bytes"] == LIMIT,
+        "cgroup limit (memory.max): {r}"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oom_record_checks() {
+        let good = serde_json::json!({"pid": 7, "comm": "leaker", "trigger_pid": 7,
+            "cgroup": "/lt-test", "cgroup_limit_bytes": 67108864u64});
+        check_oom_record(&good, 7).unwrap();
+        assert!(check_oom_record(&good, 8).is_err());
+        let mut bad = good.clone();
+        bad["cgroup"] = "/".into();
+        assert!(check_oom_record(&bad, 7).is_err());
+    }
+}
