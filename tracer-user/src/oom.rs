@@ -65,11 +65,7 @@ pub fn post_mortem(table: &ProcessTable, v: &OomVictim, t: f64, roots: &CgroupRo
         last_verdict: assessment.map(|a| a.verdict),
         last_growth_bytes_per_sec: assessment.map(|a| a.growth_bytes_per_sec.round()),
         trigger_cgroup,
-        namespace: None,
-        pod: None,
-        container: None,
-        pod_uid: None,
-        container_id: None,
+        pod: Default::default(),
     }
 }
 
@@ -94,13 +90,17 @@ pub fn render_block(r: &OomRecord, start_unix_ms: u64) -> String {
         "  triggered  by {} ({})\n",
         v.trigger_pid, v.trigger_comm
     ));
-    if r.pod.is_some() || r.pod_uid.is_some() {
-        let short_id = r.container_id.as_deref().map(|c| &c[..c.len().min(12)]);
+    if r.pod.pod.is_some() || r.pod.pod_uid.is_some() {
+        let short_id = r.pod.container_id.as_deref().map(|c| &c[..c.len().min(12)]);
         s.push_str(&format!(
             "  pod        {}/{}/{}\n",
-            r.namespace.as_deref().unwrap_or("?"),
-            r.pod.as_deref().or(r.pod_uid.as_deref()).unwrap_or("?"),
-            r.container.as_deref().or(short_id).unwrap_or("?")
+            r.pod.namespace.as_deref().unwrap_or("?"),
+            r.pod
+                .pod
+                .as_deref()
+                .or(r.pod.pod_uid.as_deref())
+                .unwrap_or("?"),
+            r.pod.container.as_deref().or(short_id).unwrap_or("?")
         ));
     }
     match (&r.cgroup, r.cgroup_limit_bytes) {

@@ -145,11 +145,7 @@ impl Sink for RecordSink {
                         cgroup: p.cgroup_raw.as_deref().map(|s| s.trim_end().to_string()),
                         limit_bytes: limit.as_ref().map(|l| l.bytes),
                         limit_cgroup: limit.and_then(|l| l.cgroup),
-                        namespace: id.namespace,
-                        pod: id.pod,
-                        container: id.container,
-                        pod_uid: id.pod_uid,
-                        container_id: id.container_id,
+                        pod: id.into(),
                     }))?;
                 }
                 let mut pids: Vec<u32> = table

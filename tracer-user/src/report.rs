@@ -18,7 +18,7 @@ use crate::{
     format,
     sampler::Snapshot,
     table::{Process, ProcessTable, TableLimits},
-    trace::{Header, OomRecord, ProcessInfo, Record, Summary},
+    trace::{Header, OomRecord, PodRef, ProcessInfo, Record, Summary},
     trace_reader::TraceReader,
     verdicts,
 };
@@ -83,7 +83,7 @@ struct Replay {
     pending_t: f64,
     infos: HashMap<u32, ProcessInfo>,
     /// Kubernetes names recorded at first sight, for pods' processes (bounded by the table).
-    names: HashMap<u32, Names>,
+    names: HashMap<u32, PodRef>,
     samples: u64,
     last_t: f64,
 }
@@ -108,15 +108,8 @@ impl Replay {
                 p.cmdline = info.cmdline;
                 p.cgroup_raw = info.cgroup;
                 p.limit_bytes = info.limit_bytes;
-                if info.namespace.is_some() || info.pod_uid.is_some() {
-                    self.names.insert(
-                        pid,
-                        Names {
-                            namespace: info.namespace,
-                            pod: info.pod,
-                            container: info.container,
-                        },
-                    );
+                if info.pod.namespace.is_some() || info.pod.pod_uid.is_some() {
+                    self.names.insert(pid, info.pod);
                 }
             }
         }
@@ -129,14 +122,6 @@ impl Replay {
             self.infos.clear();
         }
     }
-}
-
-/// A process's Kubernetes names as recorded.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Names {
-    pub namespace: Option<String>,
-    pub pod: Option<String>,
-    pub container: Option<String>,
 }
 
 pub struct ReportOptions {

@@ -75,8 +75,15 @@ pub struct ProcessInfo {
     pub limit_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit_cgroup: Option<String>,
-    /// Kubernetes identity of the process (from its cgroup path and the kubelet's log
-    /// directories), when it runs in a pod.
+    /// Kubernetes identity, when the process runs in a pod.
+    #[serde(flatten)]
+    pub pod: PodRef,
+}
+
+/// A process's Kubernetes identity as written in records (from its cgroup path and the
+/// kubelet's log directories); every field is absent outside pods.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -87,6 +94,18 @@ pub struct ProcessInfo {
     pub pod_uid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_id: Option<String>,
+}
+
+impl From<crate::identity::Identity> for PodRef {
+    fn from(id: crate::identity::Identity) -> Self {
+        Self {
+            namespace: id.namespace,
+            pod: id.pod,
+            container: id.container,
+            pod_uid: id.pod_uid,
+            container_id: id.container_id,
+        }
+    }
 }
 
 /// Cumulative kernel counters of one process at time `t`; written when they changed.
@@ -258,28 +277,15 @@ pub struct OomRecord {
     /// The trigger's own cgroup-constrained context: its comm and pid are in `trigger_*`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger_cgroup: Option<String>,
-    /// Kubernetes identity of the process (from its cgroup path and the kubelet's log
-    /// directories), when it runs in a pod.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pod: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub container: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pod_uid: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub container_id: Option<String>,
+    /// Kubernetes identity, when the process runs in a pod.
+    #[serde(flatten)]
+    pub pod: PodRef,
 }
 
 impl OomRecord {
     /// Fill the victim's Kubernetes identity.
     pub fn with_identity(mut self, id: &crate::identity::Identity) -> Self {
-        self.namespace = id.namespace.clone();
-        self.pod = id.pod.clone();
-        self.container = id.container.clone();
-        self.pod_uid = id.pod_uid.clone();
-        self.container_id = id.container_id.clone();
+        self.pod = id.clone().into();
         self
     }
 }

@@ -23,8 +23,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use cgroup_path::{parse_cgroup_path, parse_container_id, parse_pod_uid};
-pub use pod_log::{DEFAULT_MAX_PODS, DEFAULT_RESCAN_INTERVAL, PodLogIndex};
-pub use proc_cgroup::{ProcCgroup, parse_proc_cgroup, read_proc_cgroup};
+pub use pod_log::PodLogIndex;
+pub use proc_cgroup::parse_proc_cgroup;
 pub use resolver::Resolver;
 
 /// Container runtime, as far as the cgroup path reveals it.

@@ -17,7 +17,15 @@ mod watch;
 mod real_tests;
 
 pub use event::MemcgEvent;
-pub use limits::{CgroupRoots, Limit, LimitCache, LimitSource, current_usage, effective_limit};
+pub use limits::{CgroupRoots, LimitCache};
+// The rest of the module's API: used by its own tests and the watchers' callers to come.
+#[cfg_attr(not(test), allow(unused_imports))]
+pub use limits::{Limit, LimitSource, current_usage, effective_limit};
+#[cfg_attr(not(test), allow(unused_imports))]
 pub use parse::MemoryEvents;
-pub use psi::{PsiTrigger, StallKind};
-pub use watch::{MemcgWatcher, WatchConfig};
+pub use psi::PsiTrigger;
+#[cfg_attr(not(test), allow(unused_imports))]
+pub use psi::StallKind;
+pub use watch::MemcgWatcher;
+#[cfg_attr(not(test), allow(unused_imports))]
+pub use watch::WatchConfig;
