@@ -214,9 +214,11 @@ fn v1_oom_notification_is_recorded_as_a_memcg_event() {
 }
 
 /// Node memory pressure: page-cache thrashing inside a small cgroup makes tasks stall on
-/// memory, which the PSI trigger on /proc/pressure/memory reports.
+/// memory, which the PSI trigger on /proc/pressure/memory reports; the cgroup's direct
+/// reclaim (vmscan memcg_reclaim tracepoints) is reported per cgroup, with the page cache it
+/// freed and the time the reader stalled.
 #[test]
-fn memory_pressure_is_reported_from_psi() {
+fn memory_pressure_and_cgroup_reclaim_are_reported() {
     let Some(_serial) = privileged() else { return };
     assert!(
         std::path::Path::new("/proc/pressure/memory").exists(),
@@ -244,4 +246,33 @@ fn memory_pressure_is_reported_from_psi() {
     assert!(trace.iter().any(|r| r["type"] == "memcg"
         && r["kind"] == "pressure"
         && r["some_avg10"].as_f64().is_some()));
+    let reclaim: Vec<&Value> = trace
+        .iter()
+        .filter(|r| {
+            r["type"] == "memcg" && r["kind"] == "reclaim" && r["cgroup"] == cg.path().as_str()
+        })
+        .collect();
+    let sum = |k: &str| -> f64 { reclaim.iter().filter_map(|r| r[k].as_f64()).sum() };
+    eprintln!(
+        "reclaim in {}: {} records, {} runs, {} MiB freed, {:.0} ms stalled",
+        cg.path(),
+        reclaim.len(),
+        sum("runs"),
+        sum("reclaimed_bytes") / MIB as f64,
+        sum("stall_ms")
+    );
+    assert!(sum("runs") >= 1.0, "no reclaim record for {}", cg.path());
+    // Page cache is reclaimable: thrashing a 96 MiB file through 24 MiB frees far more than
+    // the limit.
+    assert!(
+        sum("reclaimed_bytes") > (24 * MIB) as f64,
+        "reclaim freed only {} bytes",
+        sum("reclaimed_bytes")
+    );
+    assert!(sum("stall_ms") > 0.0);
+    let summary = trace.last().unwrap();
+    assert!(
+        summary["counters"]["reclaim_events"].as_u64() > Some(0),
+        "{summary}"
+    );
 }

@@ -71,6 +71,14 @@ pub struct ProcStats {
     pub flags: u32,
     /// log2 histogram of mmap request sizes, see `MMAP_HIST_*`.
     pub mmap_size_hist: [u32; MMAP_HIST_BUCKETS],
+    /// Memory-cgroup direct reclaim run by this process's threads (vmscan memcg_reclaim
+    /// begin/end): its charges hit the cgroup's limit (v1 limit_in_bytes, v2 memory.max) or
+    /// memory.high, and it had to free pages before it could go on.
+    pub reclaim_runs: u64,
+    /// Time spent in that reclaim (ns): stall the cgroup's limit imposed on this process.
+    pub reclaim_ns: u64,
+    /// Pages that reclaim freed (from anywhere in the cgroup, not only this process).
+    pub reclaimed_pages: u64,
 }
 
 /// The process was created while tracing (fork seen), so its counters are complete.
@@ -90,7 +98,9 @@ pub const CTR_EXIT_WITHOUT_ENTRY: u32 = 4;
 pub const CTR_READ_ERRORS: u32 = 5;
 pub const CTR_RSS_EVENTS: u32 = 6;
 pub const CTR_SYSCALL_EVENTS: u32 = 7;
-pub const CTR_COUNT: u32 = 8;
+/// Memory-cgroup direct reclaim runs seen (vmscan memcg_reclaim_end).
+pub const CTR_RECLAIM_EVENTS: u32 = 8;
+pub const CTR_COUNT: u32 = 9;
 
 /// Names of the counters above, in index order (for logs, JSON and metrics).
 pub const COUNTER_NAMES: [&str; CTR_COUNT as usize] = [
@@ -102,6 +112,7 @@ pub const COUNTER_NAMES: [&str; CTR_COUNT as usize] = [
     "kernel_read_errors",
     "rss_events",
     "syscall_events",
+    "reclaim_events",
 ];
 
 /// Arguments of a syscall in flight, saved at sys_enter and consumed at sys_exit
@@ -187,6 +198,7 @@ pub mod globals {
     pub const OOM_UID: &str = "OFF_OOM_UID";
     pub const OOM_PGTABLES: &str = "OFF_OOM_PGTABLES";
     pub const OOM_SCORE_ADJ: &str = "OFF_OOM_SCORE_ADJ";
+    pub const RECLAIM_NR_RECLAIMED: &str = "OFF_RECLAIM_NR_RECLAIMED";
     /// Kernel struct offsets from BTF, for the raw rss_stat program.
     pub const TASK_MM: &str = "OFF_TASK_MM";
     pub const TASK_PID: &str = "OFF_TASK_PID";
@@ -216,7 +228,7 @@ mod tests {
     fn abi_sizes_are_stable() {
         // The kernel and userspace builds must agree on these sizes; a change here is an
         // ABI change and must be deliberate.
-        assert_eq!(core::mem::size_of::<ProcStats>(), 304);
+        assert_eq!(core::mem::size_of::<ProcStats>(), 328);
         assert_eq!(core::mem::size_of::<PendingCall>() % 8, 0);
         assert_eq!(core::mem::size_of::<Event>() % 8, 0);
         assert!(

@@ -313,6 +313,15 @@ impl Sink for DaemonSink {
                             })
                             .inc_by(n);
                     }
+                    if let crate::memcg::MemcgEvent::Reclaim {
+                        cgroup, stall_ms, ..
+                    } = ev
+                    {
+                        s.metrics
+                            .memcg_reclaim_stall
+                            .get_or_create(&self.cgroup_labels(cgroup))
+                            .inc_by(stall_ms / 1e3);
+                    }
                 }
                 let t = round_ms(crate::clock::monotonic_secs() - self.t0_mono);
                 self.emit(&Record::Memcg {

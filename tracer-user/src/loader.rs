@@ -2,7 +2,7 @@
 //! attaches them. The only module that knows program names and attach points.
 use std::path::Path;
 
-use anyhow::{Context as _, anyhow};
+use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
     programs::{RawTracePoint, TracePoint},
@@ -59,6 +59,8 @@ pub struct Probes {
     pub ebpf: Ebpf,
     pub rss_source: RssSource,
     pub oom_attached: bool,
+    /// vmscan memcg-reclaim tracepoints attached (optional: absent on kernels without them).
+    pub reclaim_attached: bool,
     /// Names of attached programs, for stats and logs.
     pub attached: Vec<&'static str>,
 }
@@ -79,6 +81,23 @@ const SYSCALL_PROGRAMS: [&str; 9] = [
     "sys_enter_madvise",
     "sys_exit_madvise",
 ];
+
+/// (program, vmscan event) for memory-cgroup direct reclaim.
+const RECLAIM_PROGRAMS: [(&str, &str); 2] = [
+    ("memcg_reclaim_begin", "mm_vmscan_memcg_reclaim_begin"),
+    ("memcg_reclaim_end", "mm_vmscan_memcg_reclaim_end"),
+];
+
+/// Offset of `nr_reclaimed` in the reclaim-end record, if both events exist.
+fn reclaim_offset(tfs: &TraceFs) -> anyhow::Result<u32> {
+    for (_, event) in RECLAIM_PROGRAMS {
+        if !tfs.has_event("vmscan", event) {
+            bail!("tracepoint vmscan:{event} not available on this kernel");
+        }
+    }
+    tfs.format("vmscan", "mm_vmscan_memcg_reclaim_end")?
+        .offset("nr_reclaimed")
+}
 
 struct Offsets {
     values: Vec<(&'static str, u32)>,
@@ -156,6 +175,17 @@ impl Probes {
                 "{e:#}: this kernel lacks a tracepoint leaktracer needs"
             )))
         })?;
+        // Memory-cgroup reclaim is optional evidence: without it the rest still works.
+        let reclaim = match reclaim_offset(&tfs) {
+            Ok(off) => {
+                offsets.set(g::RECLAIM_NR_RECLAIMED, off);
+                true
+            }
+            Err(e) => {
+                log::warn!("memory-cgroup reclaim is not traced: {e:#}");
+                false
+            }
+        };
 
         // Kernel struct offsets for the raw programs (fork always; rss in raw mode).
         let btf = KernelBtf::from_path(&opts.host_root.join("sys/kernel/btf/vmlinux"));
@@ -249,6 +279,12 @@ impl Probes {
             attach_tp(&mut ebpf, "mark_victim", "oom", "mark_victim")?;
             attached.push("mark_victim");
         }
+        if reclaim {
+            for (prog, event) in RECLAIM_PROGRAMS {
+                attach_tp(&mut ebpf, prog, "vmscan", event)?;
+                attached.push(prog);
+            }
+        }
         log::info!(
             "attached {} programs (rss source: {:?})",
             attached.len(),
@@ -258,6 +294,7 @@ impl Probes {
             ebpf,
             rss_source,
             oom_attached: oom,
+            reclaim_attached: reclaim,
             attached,
         })
     }

@@ -55,6 +55,7 @@ pub struct Metrics {
     pub time_to_limit: Family<ContainerLabels, GaugeF>,
     pub oom_kills: Family<ContainerLabels, Counter>,
     pub memcg_events: Family<ContainerEventLabels, Counter>,
+    pub memcg_reclaim_stall: Family<ContainerLabels, Counter<f64, AtomicU64>>,
     pub events_lost: Family<ReasonLabels, Counter>,
     pub map_entries: Family<MapLabels, Gauge>,
     pub map_capacity: Family<MapLabels, Gauge>,
@@ -74,6 +75,7 @@ impl Metrics {
             time_to_limit: Family::default(),
             oom_kills: Family::default(),
             memcg_events: Family::default(),
+            memcg_reclaim_stall: Family::default(),
             events_lost: Family::default(),
             map_entries: Family::default(),
             map_capacity: Family::default(),
@@ -116,8 +118,14 @@ impl Metrics {
         );
         r.register(
             "memcg_events",
-            "Memory-cgroup events (v1 OOM notifications; v2 memory.events high/max/oom/oom_kill/oom_group_kill)",
+            "Memory-cgroup events (v1 OOM notifications and usage thresholds; v2 memory.events high/max/oom/oom_kill/oom_group_kill; direct reclaim runs; PSI pressure)",
             m.memcg_events.clone(),
+        );
+        r.register_with_unit(
+            "memcg_reclaim_stall",
+            "Time the container's allocations spent in memory-cgroup direct reclaim (at its limit or memory.high)",
+            Unit::Seconds,
+            m.memcg_reclaim_stall.clone(),
         );
         r.register(
             "kernel_events_lost",

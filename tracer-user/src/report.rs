@@ -71,6 +71,8 @@ pub struct Report {
     pub samples: u64,
     pub suspects: Vec<Suspect>,
     pub oom_kills: Vec<OomRecord>,
+    /// Memory cgroups (and "node") that reported limit events, reclaim or pressure.
+    pub memory_cgroups: Vec<crate::memcg::CgroupActivity>,
     pub summary: Option<Summary>,
     pub skipped_lines: u64,
     pub warnings: Vec<String>,
@@ -209,6 +211,7 @@ pub fn build(
         last_t: 0.0,
     };
     let mut ooms: Vec<OomRecord> = Vec::new();
+    let mut cgroups = crate::memcg::ActivityFold::new(1000);
     let mut summary = None;
     while let Some(rec) = reader.next_record()? {
         if let Some(b) = &bar {
@@ -260,7 +263,8 @@ pub fn build(
                 rp.flush();
                 rp.table.exec(pid, comm, cmdline, cgroup);
             }
-            Record::Exit(_) | Record::Health(_) | Record::Verdict(_) | Record::Memcg { .. } => {}
+            Record::Memcg { t, event } => cgroups.add(t, &event),
+            Record::Exit(_) | Record::Health(_) | Record::Verdict(_) => {}
         }
     }
     rp.flush();
@@ -268,6 +272,12 @@ pub fn build(
         b.finish_and_clear();
     }
     let mut warnings = std::mem::take(&mut reader.warnings);
+    if cgroups.dropped > 0 {
+        warnings.push(format!(
+            "{} memory-cgroup events of cgroups beyond the first 1000 not summarised",
+            cgroups.dropped
+        ));
+    }
     if summary.is_none() {
         warnings.push("no summary line: the recording did not end cleanly (killed?); the report covers what was written".into());
     }
@@ -318,6 +328,7 @@ pub fn build(
         samples: rp.samples,
         suspects: suspects.into_iter().map(|(s, _)| s).collect(),
         oom_kills: ooms,
+        memory_cgroups: cgroups.finish(),
         summary,
         skipped_lines: reader.skipped,
         warnings,
@@ -512,6 +523,9 @@ pub fn render_text(r: &Report) -> String {
             ));
         }
     }
+    if !r.memory_cgroups.is_empty() {
+        s.push_str(&render_cgroups(&r.memory_cgroups));
+    }
     if let Some(sum) = &r.summary {
         let losses: Vec<String> = sum
             .counters
@@ -521,6 +535,7 @@ pub fn render_text(r: &Report) -> String {
                     && k.as_str() != "rss_unattributed"
                     && k.as_str() != "rss_events"
                     && k.as_str() != "syscall_events"
+                    && k.as_str() != "reclaim_events"
             })
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
@@ -534,4 +549,54 @@ pub fn render_text(r: &Report) -> String {
         ));
     }
     s
+}
+
+/// The MEMORY CGROUPS section: one line per cgroup, busiest first (at most 20 lines).
+fn render_cgroups(cgroups: &[crate::memcg::CgroupActivity]) -> String {
+    let mut s = String::from("\nMEMORY CGROUPS (limit events, direct reclaim, PSI pressure)\n");
+    for a in cgroups.iter().take(20) {
+        let counts: Vec<String> = a
+            .counts
+            .iter()
+            .filter(|(k, _)| k.as_str() != "reclaim")
+            .map(|(k, n)| format!("{k}={n}"))
+            .collect();
+        let mut parts = Vec::new();
+        if !counts.is_empty() {
+            parts.push(counts.join(" "));
+        }
+        if let Some(runs) = a.counts.get("reclaim") {
+            parts.push(format!(
+                "reclaim {runs} runs, {} freed, {} stalled",
+                format::bytes(a.reclaimed_bytes as f64),
+                stall(a.reclaim_stall_ms)
+            ));
+        }
+        if let Some(p) = a.peak_pressure_some_avg10 {
+            parts.push(format!("pressure up to {p:.1}% (some avg10)"));
+        }
+        s.push_str(&format!(
+            "  {:<40} +{}..+{}  {}\n",
+            a.cgroup,
+            format::duration(a.first_t),
+            format::duration(a.last_t),
+            parts.join("; ")
+        ));
+    }
+    if cgroups.len() > 20 {
+        s.push_str(&format!(
+            "  ... and {} more (see --format json)\n",
+            cgroups.len() - 20
+        ));
+    }
+    s
+}
+
+/// A stall time: milliseconds below a second (reclaim stalls are usually short).
+fn stall(ms: f64) -> String {
+    if ms < 1000.0 {
+        format!("{ms:.0}ms")
+    } else {
+        format::duration(ms / 1e3)
+    }
 }

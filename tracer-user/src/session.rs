@@ -173,7 +173,16 @@ impl Session {
         let table = ProcessTable::new(opts.limits, t0_mono);
         let roots = crate::memcg::CgroupRoots::discover(&opts.load.host_root);
         let (mtx, memcg_events) = mpsc::channel(4096);
-        let mut watcher = crate::memcg::MemcgWatcher::new(roots.clone(), mtx);
+        // v2: a PSI trigger on each watched (limited) cgroup's memory.pressure as well as the
+        // node's. Each armed cgroup gets a kernel "psimon" thread; max_watched bounds them.
+        let mut watcher = crate::memcg::MemcgWatcher::with_config(
+            roots.clone(),
+            mtx,
+            crate::memcg::WatchConfig {
+                cgroup_psi: Some(crate::memcg::PsiTrigger::default()),
+                ..crate::memcg::WatchConfig::default()
+            },
+        );
         if let Err(e) = watcher.watch_node_pressure(&crate::memcg::PsiTrigger::default()) {
             log::warn!("node memory pressure (PSI) not watched: {e:#}");
         }
@@ -279,6 +288,18 @@ impl Session {
                 self.sampler.forget(pid);
                 self.table.exit(pid, snap.t_mono);
             }
+        }
+        // Reclaim is summed per cgroup by the table; each cgroup that stalled is one event.
+        for (cgroup, r) in &report.reclaim {
+            let ev = crate::memcg::MemcgEvent::Reclaim {
+                ts_ms: crate::clock::unix_millis(),
+                cgroup: cgroup.clone(),
+                runs: r.runs,
+                reclaimed_bytes: r.pages * crate::loader::page_size(),
+                stall_ms: r.stall_ns as f64 / 1e6,
+                pids: r.pids.clone(),
+            };
+            sink.handle(&self.table, Happening::Memcg(&ev))?;
         }
         let now = self.table.session_time(snap.t_mono);
         let verdicts = crate::verdicts::refresh(&mut self.table, now, &self.detector);

@@ -1,7 +1,7 @@
 //! The process table: one entry per live process with its bounded time series, plus a
 //! bounded graveyard of recently dead ones so an exit or OOM record can still show the
 //! victim's history. Fed by the sampler (counters) and by kernel events (exec/exit).
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use hdrhistogram::Histogram;
 use tracer_ebpf::{
@@ -149,6 +149,36 @@ pub struct RoundReport {
     pub new_pids: Vec<u32>,
     /// Processes whose final counters came in this round; now in the graveyard.
     pub exited: Vec<u32>,
+    /// Memory-cgroup reclaim run since the previous round, summed per memory cgroup path
+    /// ("/" when unknown). The kernel counts it per process; the cgroup is what hit its limit.
+    pub reclaim: BTreeMap<String, ReclaimRound>,
+}
+
+/// Reclaim by one cgroup's processes in one round.
+#[derive(Default, Debug, Clone, PartialEq)]
+pub struct ReclaimRound {
+    pub runs: u64,
+    pub stall_ns: u64,
+    pub pages: u64,
+    /// Some of the processes that reclaimed (at most [`ReclaimRound::MAX_PIDS`]).
+    pub pids: Vec<u32>,
+}
+
+impl ReclaimRound {
+    pub const MAX_PIDS: usize = 8;
+
+    fn add(&mut self, pid: u32, prev: &ProcStats, now: &ProcStats) {
+        let runs = now.reclaim_runs.saturating_sub(prev.reclaim_runs);
+        if runs == 0 {
+            return;
+        }
+        self.runs += runs;
+        self.stall_ns += now.reclaim_ns.saturating_sub(prev.reclaim_ns);
+        self.pages += now.reclaimed_pages.saturating_sub(prev.reclaimed_pages);
+        if self.pids.len() < Self::MAX_PIDS {
+            self.pids.push(pid);
+        }
+    }
 }
 
 pub struct ProcessTable {
@@ -160,7 +190,13 @@ pub struct ProcessTable {
     pub t0_mono: f64,
     /// Processes refused because the table was full.
     pub dropped: u64,
+    /// Raw /proc cgroup read at exec of processes not in the table yet, kept until the end
+    /// of the next round (bounded by [`EXEC_CGROUPS_MAX`]).
+    exec_cgroups: HashMap<u32, String>,
 }
+
+/// Execs remembered per round; a storm beyond this falls back to the parent's cgroup.
+const EXEC_CGROUPS_MAX: usize = 4096;
 
 impl ProcessTable {
     pub fn new(limits: TableLimits, t0_mono: f64) -> Self {
@@ -171,6 +207,7 @@ impl ProcessTable {
             dists: Distributions::new(),
             t0_mono,
             dropped: 0,
+            exec_cgroups: HashMap::new(),
         }
     }
 
@@ -189,6 +226,16 @@ impl ProcessTable {
             if exited && !self.live.contains_key(pid) {
                 // Born and dead between two samples: not worth a graveyard slot (churn
                 // would push out the histories that matter); its exit event is recorded.
+                // Its reclaim still counts (a `cat` through a full cgroup's page cache).
+                if st.reclaim_runs > 0 {
+                    let cgroup = self.cgroup_of_short_lived(*pid, st.ppid);
+                    let none = ProcStats::default();
+                    report
+                        .reclaim
+                        .entry(cgroup)
+                        .or_default()
+                        .add(*pid, &none, st);
+                }
                 continue;
             }
             if !self.live.contains_key(pid) {
@@ -242,6 +289,14 @@ impl ProcessTable {
                         .record_n(1u64 << (b as u32 + MMAP_HIST_MIN_SHIFT), u64::from(n));
                 }
             }
+            if st.reclaim_runs != prev.reclaim_runs {
+                let cgroup = p.memcg_path().unwrap_or_else(|| "/".to_owned());
+                report
+                    .reclaim
+                    .entry(cgroup)
+                    .or_default()
+                    .add(*pid, &prev, st);
+            }
             let s = sample_of(t, st);
             if let Some(last) = p.fine.last() {
                 let g = s.private().saturating_sub(last.private());
@@ -258,7 +313,23 @@ impl ProcessTable {
         for pid in &report.exited {
             self.exit(*pid, snap.t_mono);
         }
+        self.exec_cgroups.clear();
         report
+    }
+
+    /// Memory cgroup of a process that lived and died between two samples: the one read at
+    /// its exec, else its parent's (a child starts in its parent's cgroup), else "/".
+    fn cgroup_of_short_lived(&self, pid: u32, ppid: u32) -> String {
+        let parsed = |raw: &str| {
+            crate::identity::parse_proc_cgroup(raw)
+                .memory_path()
+                .map(str::to_string)
+        };
+        self.exec_cgroups
+            .get(&pid)
+            .and_then(|raw| parsed(raw))
+            .or_else(|| self.live.get(&ppid).and_then(Process::memcg_path))
+            .unwrap_or_else(|| "/".to_owned())
     }
 
     /// A process exec'ed: new program, same pid. Its history restarts.
@@ -276,6 +347,11 @@ impl ProcessTable {
             }
             if cgroup_raw.is_some() {
                 p.cgroup_raw = cgroup_raw;
+            }
+        } else if let Some(raw) = cgroup_raw {
+            // Not sampled yet: remember where it ran in case it is gone by the next round.
+            if self.exec_cgroups.len() < EXEC_CGROUPS_MAX {
+                self.exec_cgroups.insert(pid, raw);
             }
         }
     }
@@ -331,6 +407,90 @@ mod tests {
             counters: [0; tracer_ebpf::CTR_COUNT as usize],
             procs_capacity: 100,
         }
+    }
+
+    #[test]
+    fn reclaim_is_summed_per_cgroup_as_deltas() {
+        let mut t = ProcessTable::new(TableLimits::default(), 0.0);
+        let stats = |runs: u64, ns: u64, pages: u64| ProcStats {
+            reclaim_runs: runs,
+            reclaim_ns: ns,
+            reclaimed_pages: pages,
+            ..ProcStats::default()
+        };
+        let round = |t: &mut ProcessTable, time: f64, a: ProcStats, b: ProcStats| {
+            t.update(
+                &Snapshot {
+                    t_mono: time,
+                    procs: vec![(1, a), (2, b)],
+                    counters: [0; tracer_ebpf::CTR_COUNT as usize],
+                    procs_capacity: 100,
+                },
+                None,
+            )
+        };
+        let r = round(&mut t, 1.0, stats(0, 0, 0), stats(0, 0, 0));
+        assert!(r.reclaim.is_empty(), "no reclaim, no entry");
+        for (pid, cg) in [(1, "/memory/app"), (2, "/memory/app")] {
+            t.live.get_mut(&pid).unwrap().cgroup_raw = Some(format!("4:memory:{cg}\n"));
+        }
+        let r = round(&mut t, 2.0, stats(3, 3_000, 10), stats(1, 500, 0));
+        let app = r.reclaim.values().next().expect("one cgroup");
+        assert_eq!(r.reclaim.len(), 1, "{r:?}");
+        assert_eq!((app.runs, app.stall_ns, app.pages), (4, 3_500, 10));
+        assert_eq!(app.pids, vec![1, 2]);
+        // Only what is new since the previous round.
+        let r = round(&mut t, 3.0, stats(5, 4_000, 12), stats(1, 500, 0));
+        let app = r.reclaim.values().next().expect("one cgroup");
+        assert_eq!(
+            (app.runs, app.stall_ns, app.pages, &app.pids[..]),
+            (2, 1_000, 2, &[1][..])
+        );
+    }
+
+    #[test]
+    fn reclaim_of_a_short_lived_process_goes_to_its_exec_or_parent_cgroup() {
+        let mut t = ProcessTable::new(TableLimits::default(), 0.0);
+        let proc_at = |ppid: u32, runs: u64, exited: bool| ProcStats {
+            ppid,
+            reclaim_runs: runs,
+            reclaim_ns: 1_000,
+            flags: if exited { PROC_FLAG_EXITED } else { 0 },
+            ..ProcStats::default()
+        };
+        let round = |t: &mut ProcessTable, time: f64, procs: Vec<(u32, ProcStats)>| {
+            t.update(
+                &Snapshot {
+                    t_mono: time,
+                    procs,
+                    counters: [0; tracer_ebpf::CTR_COUNT as usize],
+                    procs_capacity: 100,
+                },
+                None,
+            )
+        };
+        round(&mut t, 1.0, vec![(10, proc_at(1, 0, false))]);
+        t.live.get_mut(&10).unwrap().cgroup_raw = Some("4:memory:/shell\n".into());
+        // 11: exec seen (in /job); 12: no exec seen, parent 10; 13: nothing known.
+        t.exec(11, "cat".into(), None, Some("4:memory:/job\n".into()));
+        let r = round(
+            &mut t,
+            2.0,
+            vec![
+                (10, proc_at(1, 0, false)),
+                (11, proc_at(10, 2, true)),
+                (12, proc_at(10, 1, true)),
+                (13, proc_at(99, 1, true)),
+            ],
+        );
+        assert_eq!(r.reclaim["/job"].runs, 2, "{r:?}");
+        assert_eq!(r.reclaim["/shell"].pids, vec![12]);
+        assert_eq!(r.reclaim["/"].pids, vec![13]);
+        assert!(
+            t.live.get(&11).is_none() && t.graveyard.is_empty(),
+            "not tracked"
+        );
+        assert!(t.exec_cgroups.is_empty(), "forgotten after the round");
     }
 
     #[test]

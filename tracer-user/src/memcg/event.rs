@@ -42,6 +42,22 @@ pub enum MemcgEvent {
         limit_bytes: u64,
         threshold_bytes: u64,
     },
+    /// Processes of this cgroup ran memory-cgroup direct reclaim since the previous report
+    /// (vmscan memcg_reclaim tracepoints, summed per round): the cgroup is at its limit
+    /// (v1 limit_in_bytes, v2 memory.max) or above memory.high and its allocations stall.
+    Reclaim {
+        ts_ms: u64,
+        cgroup: String,
+        /// Reclaim runs (each a stall of one allocating thread).
+        runs: u64,
+        /// Bytes the runs freed (pages × page size): near 0 means nothing was reclaimable
+        /// (anonymous memory without swap), the usual prelude to an OOM kill.
+        reclaimed_bytes: u64,
+        /// Time the allocating threads spent in reclaim, summed (ms).
+        stall_ms: f64,
+        /// Some of the processes that stalled (at most 8).
+        pids: Vec<u32>,
+    },
     /// A PSI trigger fired: tasks stalled on memory for longer than the trigger's threshold
     /// within its window.
     Pressure {
@@ -84,14 +100,15 @@ impl MemcgEvent {
         match self {
             Self::Oom { cgroup, .. }
             | Self::Events { cgroup, .. }
-            | Self::Threshold { cgroup, .. } => cgroup,
+            | Self::Threshold { cgroup, .. }
+            | Self::Reclaim { cgroup, .. } => cgroup,
             Self::Pressure { scope, .. } => scope,
         }
     }
 
     /// (cgroup or "node", counter name, increase) for metrics: v1 `Oom` counts as one "oom",
     /// v2 `Events` as the rise of each memory.events counter, the others as one
-    /// "threshold" / "pressure".
+    /// "threshold" / "pressure", `Reclaim` as its runs under "reclaim".
     pub fn counts(&self) -> Vec<(String, String, u64)> {
         let one = |scope: &str, what: &str| vec![(scope.to_owned(), what.to_owned(), 1)];
         match self {
@@ -102,6 +119,7 @@ impl MemcgEvent {
                 .map(|(name, n)| (cgroup.clone(), name.to_owned(), n))
                 .collect(),
             Self::Threshold { cgroup, .. } => one(cgroup, "threshold"),
+            Self::Reclaim { cgroup, runs, .. } => vec![(cgroup.clone(), "reclaim".into(), *runs)],
             Self::Pressure { scope, .. } => one(scope, "pressure"),
         }
     }
@@ -111,6 +129,7 @@ impl MemcgEvent {
             Self::Oom { ts_ms, .. }
             | Self::Events { ts_ms, .. }
             | Self::Threshold { ts_ms, .. }
+            | Self::Reclaim { ts_ms, .. }
             | Self::Pressure { ts_ms, .. } => *ts_ms,
         }
     }

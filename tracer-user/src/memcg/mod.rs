@@ -10,6 +10,7 @@ mod event;
 mod limits;
 mod parse;
 mod psi;
+mod summary;
 mod sys;
 mod watch;
 
@@ -18,6 +19,7 @@ mod real_tests;
 
 pub use event::MemcgEvent;
 pub use limits::{CgroupRoots, LimitCache};
+pub use summary::{ActivityFold, CgroupActivity};
 // The rest of the module's API: used by its own tests and the watchers' callers to come.
 #[cfg_attr(not(test), allow(unused_imports))]
 pub use limits::{Limit, LimitSource, current_usage, effective_limit};
@@ -27,5 +29,4 @@ pub use psi::PsiTrigger;
 #[cfg_attr(not(test), allow(unused_imports))]
 pub use psi::StallKind;
 pub use watch::MemcgWatcher;
-#[cfg_attr(not(test), allow(unused_imports))]
 pub use watch::WatchConfig;

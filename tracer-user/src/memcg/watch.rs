@@ -294,6 +294,7 @@ impl MemcgWatcher {
             roots: self.roots.clone(),
             tx: self.tx.clone(),
             last_kills: baseline.oom_kill,
+            last_threshold: None,
         };
         Ok(rt.spawn(task.run(oom, threshold)))
     }
@@ -401,7 +402,13 @@ struct V1Task {
     roots: CgroupRoots,
     tx: mpsc::Sender<MemcgEvent>,
     last_kills: u64,
+    /// When the last threshold event was sent (see [`THRESHOLD_QUIET`]).
+    last_threshold: Option<Instant>,
 }
+
+/// A cgroup whose page cache fills it to the limit crosses the usage threshold up and down
+/// many times a second: report a crossing at most this often per cgroup.
+const THRESHOLD_QUIET: Duration = Duration::from_secs(10);
 
 impl V1Task {
     async fn run(mut self, oom: AsyncFd<File>, threshold: Option<(AsyncFd<File>, u64)>) {
@@ -423,6 +430,13 @@ impl V1Task {
             let ev = if is_oom {
                 self.oom_event().await
             } else {
+                if self
+                    .last_threshold
+                    .is_some_and(|t| t.elapsed() < THRESHOLD_QUIET)
+                {
+                    continue;
+                }
+                self.last_threshold = Some(Instant::now());
                 self.threshold_event(threshold.as_ref().map_or(0, |t| t.1))
             };
             match ev {

@@ -81,6 +81,13 @@ pub fn run(root: &Path, leaktracer: &Path, leaker: &Path) -> anyhow::Result<()> 
                         .any(|r| r["deltas"]["max"].as_u64().unwrap_or(0) >= 1),
                     "no memory.events max for /lt-test in the trace: {memcg:?}"
                 );
+                check_throttled(&trace, "/lt-high")?;
+                ensure!(
+                    memcg_of(&trace, "reclaim", "/lt-test")
+                        .iter()
+                        .any(|r| r["runs"].as_u64().unwrap_or(0) >= 1),
+                    "no direct reclaim recorded for /lt-test before its OOM kill"
+                );
                 ensure!(
                     trace.last().is_some_and(|r| r["type"] == "summary"),
                     "the trace does not end with its summary line"
@@ -93,6 +100,48 @@ pub fn run(root: &Path, leaktracer: &Path, leaker: &Path) -> anyhow::Result<()> 
         "xtask: guest tests passed on {} kernels in {:.0?}",
         kernels.len(),
         start.elapsed()
+    );
+    Ok(())
+}
+
+/// The trace's `memcg` records of one kind for one cgroup.
+fn memcg_of<'a>(trace: &'a [Value], kind: &str, cgroup: &str) -> Vec<&'a Value> {
+    trace
+        .iter()
+        .filter(|r| {
+            r["type"] == "memcg"
+                && r["kind"] == kind
+                && (r["cgroup"] == cgroup || r["scope"] == cgroup)
+        })
+        .collect()
+}
+
+/// A process held above memory.high shows as memory.events `high`, direct reclaim with its
+/// stall, and PSI pressure on the cgroup's own memory.pressure.
+fn check_throttled(trace: &[Value], cgroup: &str) -> anyhow::Result<()> {
+    let events = memcg_of(trace, "events", cgroup);
+    ensure!(
+        events
+            .iter()
+            .any(|r| r["deltas"]["high"].as_u64().unwrap_or(0) >= 1),
+        "no memory.events high for {cgroup}: {events:?}"
+    );
+    let reclaim = memcg_of(trace, "reclaim", cgroup);
+    let runs: u64 = reclaim.iter().filter_map(|r| r["runs"].as_u64()).sum();
+    let stall: f64 = reclaim.iter().filter_map(|r| r["stall_ms"].as_f64()).sum();
+    ensure!(
+        runs >= 1 && stall > 0.0,
+        "no direct reclaim recorded for {cgroup}: {reclaim:?}"
+    );
+    let pressure = memcg_of(trace, "pressure", cgroup);
+    ensure!(
+        !pressure.is_empty(),
+        "no PSI pressure event from {cgroup}/memory.pressure"
+    );
+    eprintln!(
+        "xtask: {cgroup}: {} memory.events lines, reclaim {runs} runs stalling {stall:.0} ms, {} pressure events",
+        events.len(),
+        pressure.len()
     );
     Ok(())
 }
