@@ -413,9 +413,13 @@ const THRESHOLD_QUIET: Duration = Duration::from_secs(10);
 impl V1Task {
     async fn run(mut self, oom: AsyncFd<File>, threshold: Option<(AsyncFd<File>, u64)>) {
         loop {
+            // Biased, threshold first: when both are signalled together (a fast hog crosses
+            // 90% and hits the limit within one wakeup), report them in the order they
+            // happened.
             let (r, is_oom) = tokio::select! {
-                r = signalled(Some(&oom)) => (r, true),
+                biased;
                 r = signalled(threshold.as_ref().map(|t| &t.0)) => (r, false),
+                r = signalled(Some(&oom)) => (r, true),
                 _ = self.tx.closed() => return,
             };
             if let Err(e) = r {
