@@ -3,6 +3,7 @@
 //! Every command first ensures the build prerequisites (nightly rust-src, bpf-linker built
 //! against LLVM 22, Debian packages when root), so a fresh machine needs nothing else.
 mod bench;
+mod image;
 mod prereqs;
 mod qemu;
 
@@ -48,6 +49,9 @@ enum Cmd {
         /// Extra filter passed to the end-to-end test binaries.
         filter: Option<String>,
     },
+    /// The container image: static musl release binary, `podman build` of the Containerfile,
+    /// `podman run <image> --version`, then the image is removed (needs root).
+    Image,
     /// Benchmarks: cost per event, workload slowdown, own footprint (writes bench/results/).
     Bench {
         /// A short run that only checks the harness works (for CI), not the timings.
@@ -90,6 +94,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Test { unit_only, filter } => {
             prereqs::ensure(&root)?;
             test(&root, unit_only, filter.as_deref())
+        }
+        Cmd::Image => {
+            prereqs::ensure(&root)?;
+            image::build_and_check(&root)
         }
         Cmd::Bench { smoke } => {
             prereqs::ensure(&root)?;
@@ -151,6 +159,7 @@ fn test(root: &Path, unit_only: bool, filter: Option<&str>) -> anyhow::Result<()
             .arg(root.join("deploy/validate.sh"))
             .current_dir(root),
     )?;
+    image::build_and_check(root)?;
     // The scenarios measure rates and CPU: one at a time on these 2-core machines.
     let mut c = cargo(root);
     c.args(["test", "-p", "leaktracer-tests", "--", "--test-threads=1"]);

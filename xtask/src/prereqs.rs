@@ -25,6 +25,12 @@ const APT_PACKAGES: &[&str] = &[
     "qemu-system-x86",
     "busybox-static",
     "binutils",
+    // The container image (`cargo xtask image`): podman builds and runs it; runc because
+    // podman's default crun refuses hosts with hybrid cgroups (v1 plus a v2 hierarchy holding
+    // a controller), as here. The musl binary needs no musl-tools: tracer-user has no C
+    // dependency and rustc links musl statically with its own self-contained CRT.
+    "podman",
+    "runc",
 ];
 
 fn have(cmd: &str, arg: &str) -> bool {
@@ -34,7 +40,7 @@ fn have(cmd: &str, arg: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc_geteuid() == 0 }
 }
@@ -120,6 +126,28 @@ pub fn ensure(_root: &Path) -> anyhow::Result<()> {
             "rust-src",
             "--toolchain",
             "nightly",
+        ]))?;
+    }
+
+    // The image's binary is built for musl with the default (stable) toolchain.
+    let targets = Command::new("rustup")
+        .args(["target", "list", "--toolchain", "stable", "--installed"])
+        .output()
+        .context("rustup target list")?;
+    if !String::from_utf8_lossy(&targets.stdout)
+        .lines()
+        .any(|l| l.trim() == crate::image::MUSL_TARGET)
+    {
+        eprintln!(
+            "xtask: adding the {} target to stable",
+            crate::image::MUSL_TARGET
+        );
+        check(Command::new("rustup").args([
+            "target",
+            "add",
+            crate::image::MUSL_TARGET,
+            "--toolchain",
+            "stable",
         ]))?;
     }
 
