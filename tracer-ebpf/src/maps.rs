@@ -5,7 +5,7 @@ use aya_ebpf::{
     Global,
     helpers::{bpf_get_current_comm, bpf_ktime_get_ns},
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use tracer_ebpf::{CTR_COUNT, CTR_PROCS_FULL, PendingCall, ProcStats};
 
@@ -25,6 +25,12 @@ pub static PENDING: HashMap<u64, PendingCall> = HashMap::with_max_entries(16384,
 /// changes made by another task (reclaim, fork, exit: `curr=0`) reach the right process.
 #[map]
 pub static MM_OWNER: LruHashMap<u64, u32> = LruHashMap::with_max_entries(32768, 0);
+
+/// One all-zero `ProcStats`, never written: new entries are copied from it rather than
+/// built on the stack (328 bytes of a 512-byte stack; older verifiers, e.g. 6.1's, count a
+/// caller's and an inlined helper's frames together and refuse the program).
+#[map]
+pub static ZERO_STATS: Array<ProcStats> = Array::with_max_entries(1, 0);
 
 /// Health counters, see `tracer_ebpf::CTR_*`.
 #[map]
@@ -68,12 +74,24 @@ pub fn current_proc(tgid: u32) -> Option<*mut ProcStats> {
     if tgid == SELF_TGID.load() {
         return None;
     }
-    let mut fresh = ProcStats::default();
-    fresh.comm = bpf_get_current_comm().unwrap_or_default();
-    fresh.first_seen_ns = now();
-    // BPF_NOEXIST: if another thread of the process raced us, keep its entry.
-    if PROCS.insert(tgid, fresh, 1 /* BPF_NOEXIST */).is_err() && PROCS.get_ptr_mut(tgid).is_none()
-    {
+    let p = new_proc(
+        tgid, 1, /* BPF_NOEXIST: another thread may have raced us */
+    )?;
+    // SAFETY: p points into a PROCS map value, valid for the program's run.
+    let s = unsafe { &mut *p };
+    if s.first_seen_ns == 0 {
+        s.comm = bpf_get_current_comm().unwrap_or_default();
+        s.first_seen_ns = now();
+    }
+    Some(p)
+}
+
+/// Insert a zeroed entry for `tgid` (`flags`: 0 = replace, 1 = BPF_NOEXIST = keep an existing
+/// one) and return it; a full map is counted.
+#[inline(always)]
+pub fn new_proc(tgid: u32, flags: u64) -> Option<*mut ProcStats> {
+    let zero = ZERO_STATS.get(0)?;
+    if PROCS.insert(tgid, zero, flags).is_err() && PROCS.get_ptr_mut(tgid).is_none() {
         bump(CTR_PROCS_FULL);
         return None;
     }

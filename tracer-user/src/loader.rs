@@ -58,9 +58,6 @@ pub struct LoadOptions {
 pub struct Probes {
     pub ebpf: Ebpf,
     pub rss_source: RssSource,
-    pub oom_attached: bool,
-    /// vmscan memcg-reclaim tracepoints attached (optional: absent on kernels without them).
-    pub reclaim_attached: bool,
     /// Names of attached programs, for stats and logs.
     pub attached: Vec<&'static str>,
 }
@@ -293,8 +290,6 @@ impl Probes {
         Ok(Self {
             ebpf,
             rss_source,
-            oom_attached: oom,
-            reclaim_attached: reclaim,
             attached,
         })
     }

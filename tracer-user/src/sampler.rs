@@ -3,7 +3,9 @@
 //! processes that predate us, removing entries whose exit was missed).
 use anyhow::Context as _;
 use aya::maps::{HashMap, MapData, PerCpuArray};
-use tracer_ebpf::{COUNTER_NAMES, CTR_COUNT, ProcStats};
+#[cfg(test)]
+use tracer_ebpf::COUNTER_NAMES;
+use tracer_ebpf::{CTR_COUNT, ProcStats};
 
 /// One read of the kernel state.
 pub struct Snapshot {
@@ -17,6 +19,7 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    #[cfg(test)]
     pub fn counter(&self, name: &str) -> u64 {
         COUNTER_NAMES
             .iter()

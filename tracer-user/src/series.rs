@@ -33,6 +33,7 @@ impl<T> Ring<T> {
         self.items.is_empty()
     }
 
+    #[cfg(test)]
     pub fn capacity(&self) -> usize {
         self.capacity
     }

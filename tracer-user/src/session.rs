@@ -2,7 +2,7 @@
 //! sample the kernel maps into the process table and hand the result to a sink; rare
 //! kernel events go to the sink as they come. `top`, `record` (and later `daemon`) are
 //! sinks over this one loop, so they cannot disagree.
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::{
@@ -123,7 +123,8 @@ pub struct SessionInfo {
 }
 
 pub struct Session {
-    probes: Probes,
+    /// Owns the loaded programs: dropping it detaches them all.
+    _probes: Probes,
     sampler: Sampler,
     events: mpsc::Receiver<KernelEvent>,
     _reader: tokio::task::JoinHandle<()>,
@@ -187,7 +188,7 @@ impl Session {
             log::warn!("node memory pressure (PSI) not watched: {e:#}");
         }
         Ok(Self {
-            probes,
+            _probes: probes,
             sampler,
             events: rx,
             _reader: reader,
@@ -201,10 +202,6 @@ impl Session {
             watcher,
             roots,
         })
-    }
-
-    pub fn probes(&self) -> &Probes {
-        &self.probes
     }
 
     /// Run until the duration elapses, a signal arrives, or the sink asks to stop.
@@ -329,10 +326,6 @@ impl Session {
             KernelEvent::OomVictim(_) => {}
         }
         sink.handle(&self.table, Happening::Kernel(&ev))
-    }
-
-    pub fn host_root(&self) -> PathBuf {
-        self.opts.load.host_root.clone()
     }
 }
 

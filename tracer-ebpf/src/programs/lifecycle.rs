@@ -7,12 +7,12 @@ use aya_ebpf::{
     programs::{RawTracePointContext, TracePointContext},
 };
 use tracer_ebpf::{
-    CTR_PROCS_FULL, CTR_RINGBUF_FULL, EVENT_EXEC, EVENT_EXIT, Event, PROC_FLAG_EXEC_SEEN,
-    PROC_FLAG_EXITED, PROC_FLAG_FORK_SEEN, ProcStats,
+    CTR_RINGBUF_FULL, EVENT_EXEC, EVENT_EXIT, Event, PROC_FLAG_EXEC_SEEN, PROC_FLAG_EXITED,
+    PROC_FLAG_FORK_SEEN,
 };
 
 use crate::{
-    maps::{EVENTS, MM_OWNER, PENDING, PROCS, SELF_TGID, bump, current_proc, now},
+    maps::{EVENTS, MM_OWNER, PENDING, PROCS, SELF_TGID, bump, current_proc, new_proc, now},
     programs::rss::OFF_TASK_MM,
 };
 
@@ -47,15 +47,16 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     if parent == SELF_TGID.load() {
         return 0;
     }
-    let mut fresh = ProcStats::default();
+    // A new process: replace whatever a recycled pid left behind.
+    let Some(p) = new_proc(tgid, 0) else {
+        return 0;
+    };
+    // SAFETY: p points into a PROCS map value, valid for the program's run.
+    let fresh = unsafe { &mut *p };
     fresh.comm = bpf_get_current_comm().unwrap_or_default();
     fresh.first_seen_ns = now();
     fresh.ppid = parent;
     fresh.flags = PROC_FLAG_FORK_SEEN;
-    if PROCS.insert(tgid, fresh, 0).is_err() {
-        bump(CTR_PROCS_FULL);
-        return 0;
-    }
     if RSS_KEYS_ARE_POINTERS.load() != 0 {
         if let Ok(mm) =
             unsafe { bpf_probe_read_kernel((child + OFF_TASK_MM.load() as u64) as *const u64) }

@@ -131,7 +131,7 @@ fn on_exit(ctx: &TracePointContext, expected_kind: usize) -> u32 {
         add(&mut s.failed_calls, 1);
         return 0;
     }
-    account(s, &call, ret);
+    account(s, &call);
     s.last_update_ns = now();
     0
 }
@@ -142,7 +142,7 @@ fn page_align(len: u64) -> u64 {
 }
 
 #[inline(always)]
-fn account(s: &mut ProcStats, call: &PendingCall, ret: u64) {
+fn account(s: &mut ProcStats, call: &PendingCall) {
     match call.kind as usize {
         CALL_MMAP => {
             let len = page_align(call.len);

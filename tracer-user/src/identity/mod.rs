@@ -96,6 +96,7 @@ pub struct Identity {
 }
 
 impl Identity {
+    #[cfg(test)]
     /// Identity from the contents of `/proc/<pid>/cgroup`: uses the v1 memory controller path if
     /// present, else the unified path; `None` when the file has neither.
     pub fn from_proc_cgroup(contents: &str) -> Option<Identity> {
@@ -104,6 +105,7 @@ impl Identity {
             .map(parse_cgroup_path)
     }
 
+    #[cfg(test)]
     /// The process runs in a container (a Kubernetes container or a plain docker container).
     ///
     /// Keyed on the container id alone: a pod-level cgroup or CRI-O's conmon carry a pod uid but

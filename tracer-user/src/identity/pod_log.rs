@@ -73,23 +73,27 @@ impl PodLogIndex {
         }
     }
 
+    #[cfg(test)]
     /// Minimum time between scans (`Duration::ZERO`: scan on every miss).
     pub fn with_rescan_interval(mut self, interval: Duration) -> Self {
         self.rescan_interval = interval;
         self
     }
 
+    #[cfg(test)]
     /// Bound on pods kept; container links are bounded to `MAX_CONTAINERS_PER_POD` times that.
     pub fn with_max_pods(mut self, max_pods: usize) -> Self {
         self.max_pods = max_pods;
         self
     }
 
+    #[cfg(test)]
     /// Pods currently in the cache.
     pub fn len(&self) -> usize {
         self.pods.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.pods.is_empty()
     }

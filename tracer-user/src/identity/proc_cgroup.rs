@@ -4,8 +4,8 @@
 //! one line, `0::/path`; on v1 (and hybrid) there is a line per hierarchy, and the memory
 //! controller's is the one whose limits and charges a memory-leak tracer cares about.
 
-use std::io;
-use std::path::Path;
+#[cfg(test)]
+use std::{io, path::Path};
 
 /// The two paths of interest in `/proc/<pid>/cgroup`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -57,6 +57,7 @@ pub fn parse_proc_cgroup(contents: &str) -> ProcCgroup {
     out
 }
 
+#[cfg(test)]
 /// Read and parse `<proc_root>/<pid>/cgroup`. `proc_root` is `/proc`, or where the host's proc is
 /// mounted when the tracer runs in a pod (e.g. `/host/proc`).
 pub fn read_proc_cgroup(proc_root: &Path, pid: u32) -> io::Result<ProcCgroup> {

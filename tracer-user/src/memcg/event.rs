@@ -124,6 +124,7 @@ impl MemcgEvent {
         }
     }
 
+    #[cfg(test)]
     pub fn ts_ms(&self) -> u64 {
         match self {
             Self::Oom { ts_ms, .. }

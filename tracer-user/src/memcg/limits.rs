@@ -85,6 +85,7 @@ pub struct Limit {
 /// Which one a [`Limit`] is.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[cfg(test)]
 pub enum LimitSource {
     /// A memory cgroup's limit: this cgroup or an ancestor (a pod's limit may sit on the pod
     /// slice rather than on the container).
@@ -94,6 +95,7 @@ pub enum LimitSource {
 }
 
 impl Limit {
+    #[cfg(test)]
     pub fn source(&self) -> LimitSource {
         match &self.cgroup {
             Some(path) => LimitSource::Cgroup { path: path.clone() },
@@ -336,10 +338,12 @@ impl LimitCache {
         l
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

@@ -20,13 +20,13 @@ mod real_tests;
 pub use event::MemcgEvent;
 pub use limits::{CgroupRoots, LimitCache};
 pub use summary::{ActivityFold, CgroupActivity};
-// The rest of the module's API: used by its own tests and the watchers' callers to come.
-#[cfg_attr(not(test), allow(unused_imports))]
+// The rest of the module's API, used by its tests.
+#[cfg(test)]
 pub use limits::{Limit, LimitSource, current_usage, effective_limit};
-#[cfg_attr(not(test), allow(unused_imports))]
+#[cfg(test)]
 pub use parse::MemoryEvents;
 pub use psi::PsiTrigger;
-#[cfg_attr(not(test), allow(unused_imports))]
+#[cfg(test)]
 pub use psi::StallKind;
 pub use watch::MemcgWatcher;
 pub use watch::WatchConfig;

@@ -9,7 +9,9 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context, Result, bail};
+#[cfg(test)]
+use anyhow::bail;
+use anyhow::{Context, Result};
 use serde::Serialize;
 use tokio::{
     io::{Interest, unix::AsyncFd},
@@ -23,6 +25,8 @@ use super::{event::MemcgEvent, parse::Psi, sys};
 #[serde(rename_all = "snake_case")]
 pub enum StallKind {
     Some,
+    /// Armed by tests; production triggers watch "some" stalls.
+    #[cfg_attr(not(test), allow(dead_code))]
     Full,
 }
 
@@ -34,6 +38,7 @@ pub struct PsiTrigger {
 }
 
 impl PsiTrigger {
+    #[cfg(test)]
     /// The kernel accepts windows of 0.5-10 s and a stall of at most the window. Without
     /// CAP_SYS_RESOURCE the window must also be a multiple of 2 s (the kernel says EINVAL;
     /// the error then says so).

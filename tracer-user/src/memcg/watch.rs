@@ -105,6 +105,7 @@ fn inode(p: &Path) -> Option<u64> {
 }
 
 impl MemcgWatcher {
+    #[cfg(test)]
     /// A watcher with the default [`WatchConfig`].
     pub fn new(roots: CgroupRoots, tx: mpsc::Sender<MemcgEvent>) -> Self {
         Self::with_config(roots, tx, WatchConfig::default())
@@ -185,6 +186,7 @@ impl MemcgWatcher {
         true
     }
 
+    #[cfg(test)]
     /// Whether the cgroup is watched and its watch still runs.
     pub fn is_watching(&self, memcg_path: &str) -> bool {
         self.watched
@@ -192,6 +194,7 @@ impl MemcgWatcher {
             .is_some_and(|w| self.alive(w))
     }
 
+    #[cfg(test)]
     /// The watched cgroups (including ones whose watch ended and are not yet evicted).
     pub fn watched(&self) -> impl Iterator<Item = &str> {
         self.watched.keys().map(String::as_str)
