@@ -13,16 +13,18 @@ use super::{Identity, QosClass, Runtime};
 /// Runtime prefixes of container cgroups: `<prefix>-<id>.scope` (systemd driver), `<prefix>-<id>`
 /// (CRI-O with cgroupfs), and `<slice>:<prefix>:<id>` (systemd-style cgroupsPath taken literally
 /// by a cgroupfs manager, seen on k3s).
-const RUNTIME_PREFIXES: [(&str, Runtime); 3] = [
+/// Podman writes `libpod-<id>.scope` (systemd) and `/libpod_parent/libpod-<id>` (cgroupfs).
+const RUNTIME_PREFIXES: [(&str, Runtime); 4] = [
     ("cri-containerd", Runtime::Containerd),
     ("crio", Runtime::Crio),
     ("docker", Runtime::Docker),
+    ("libpod", Runtime::Podman),
 ];
 
 /// CRI-O puts each container's monitor in `crio-conmon-<id>.scope`, next to the container's own
-/// scope. Its id is the container's, but the process is conmon, so it must not be attributed to
-/// the container.
-const CONMON_PREFIX: &str = "crio-conmon";
+/// scope (podman likewise in `libpod-conmon-<id>.scope`). Its id is the container's, but the
+/// process is conmon, so it must not be attributed to the container.
+const CONMON_PREFIXES: [&str; 2] = ["crio-conmon", "libpod-conmon"];
 
 /// Longest unit name systemd accepts (UNIT_NAME_MAX); longer is not a unit.
 const UNIT_NAME_MAX: usize = 256;
@@ -136,12 +138,12 @@ impl Walk {
 
         // `<prefix>-<id>.scope` (systemd driver) or `<prefix>-<id>` (CRI-O cgroupfs).
         let bare = comp.strip_suffix(".scope").unwrap_or(comp);
-        if bare
-            .strip_prefix(CONMON_PREFIX)
-            .and_then(|r| r.strip_prefix('-'))
-            .and_then(parse_container_id)
-            .is_some()
-        {
+        if CONMON_PREFIXES.iter().any(|prefix| {
+            bare.strip_prefix(prefix)
+                .and_then(|r| r.strip_prefix('-'))
+                .and_then(parse_container_id)
+                .is_some()
+        }) {
             self.skip_conmon();
             return;
         }
@@ -241,7 +243,7 @@ fn split_colon_form(comp: &str) -> Option<(&str, Option<Runtime>, &str)> {
         return None;
     }
     let cid = parse_container_id(cid)?;
-    if prefix == CONMON_PREFIX {
+    if CONMON_PREFIXES.contains(&prefix) {
         return Some((slice, None, cid));
     }
     let (_, rt) = RUNTIME_PREFIXES.iter().find(|(p, _)| *p == prefix)?;
@@ -360,7 +362,7 @@ mod tests {
     }
 
     use QosClass::{BestEffort, Burstable, Guaranteed};
-    use Runtime::{Containerd, Crio, Docker};
+    use Runtime::{Containerd, Crio, Docker, Podman};
 
     /// Every path shape we claim to understand, with what it must yield. `{uid}`, `{uid_}`,
     /// `{cid}`, `{cid2}` and `{static}` are substituted before parsing.
@@ -469,6 +471,30 @@ mod tests {
                     runtime: Some(Docker),
                     ..Default::default()
                 },
+            ),
+            // --- podman (the real runtime the e2e tests run containers with)
+            (
+                "podman cgroupfs",
+                "/libpod_parent/libpod-{cid}",
+                Want {
+                    container_id: Some(CID),
+                    runtime: Some(Podman),
+                    ..Default::default()
+                },
+            ),
+            (
+                "podman systemd",
+                "/machine.slice/libpod-{cid}.scope",
+                Want {
+                    container_id: Some(CID),
+                    runtime: Some(Podman),
+                    ..Default::default()
+                },
+            ),
+            (
+                "podman conmon: no container",
+                "/machine.slice/libpod-conmon-{cid}.scope",
+                Want::default(),
             ),
             (
                 "plain docker under systemd",

@@ -38,6 +38,7 @@ pub enum Runtime {
     Containerd,
     Crio,
     Docker,
+    Podman,
 }
 
 impl fmt::Display for Runtime {
@@ -46,6 +47,7 @@ impl fmt::Display for Runtime {
             Runtime::Containerd => "containerd",
             Runtime::Crio => "cri-o",
             Runtime::Docker => "docker",
+            Runtime::Podman => "podman",
         })
     }
 }
@@ -147,6 +149,7 @@ impl Identity {
                 Runtime::Containerd => "containerd",
                 Runtime::Crio => "crio",
                 Runtime::Docker => "docker",
+                Runtime::Podman => "podman",
             });
             return match &self.systemd_unit {
                 Some(unit) => format!("{rt}-{id}/{unit}"),
