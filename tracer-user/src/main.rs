@@ -6,6 +6,8 @@ mod detector;
 mod error;
 mod events;
 mod format;
+#[cfg(test)]
+mod fuzz_corpus;
 mod identity;
 mod kernel_btf;
 mod loader;

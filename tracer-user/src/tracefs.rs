@@ -12,6 +12,11 @@ use anyhow::{Context as _, bail};
 /// Where tracefs usually lives; the first that has an `events` directory wins.
 const CANDIDATES: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
+/// No field of a real tracepoint record ends past 64 KiB: `__data_loc` fields locate their data
+/// with 16-bit offsets, and the kernel caps records far lower (PERF_MAX_TRACE_SIZE is 8 KiB).
+/// A field beyond it is a corrupt format file, whose offset would be read outside the record.
+pub const MAX_RECORD_SIZE: u32 = 1 << 16;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Field {
     pub offset: u32,
@@ -60,6 +65,16 @@ impl Format {
                 .unwrap_or("");
             if name.is_empty() {
                 bail!("format line {}: no field name in {decl:?}", lineno + 1);
+            }
+            if offset
+                .checked_add(size)
+                .is_none_or(|end| end > MAX_RECORD_SIZE)
+            {
+                bail!(
+                    "format line {}: field {name} at offset {offset}, size {size} ends past any \
+                     tracepoint record ({MAX_RECORD_SIZE} bytes)",
+                    lineno + 1
+                );
             }
             fields.insert(name.to_string(), Field { offset, size });
         }
@@ -163,6 +178,27 @@ mod tests {
         assert!(Format::parse("").is_err());
         assert!(Format::parse("field:int x;\toffset:abc;\tsize:4;").is_err());
         assert!(Format::parse("field:;offset:8;size:4;").is_err());
+    }
+
+    #[test]
+    fn rejects_fields_outside_any_record() {
+        // Found by fuzz_corpus: offsets up to u32::MAX were accepted and handed to the programs.
+        for (off, size) in [
+            ("4294967295", "8"),
+            ("65535", "2"),
+            ("65536", "1"),
+            ("4294967288", "8"),
+        ] {
+            let text =
+                format!("\tfield:unsigned long len;\toffset:{off};\tsize:{size};\tsigned:0;\n");
+            let err = Format::parse(&text).unwrap_err().to_string();
+            assert!(
+                err.contains("ends past any tracepoint record"),
+                "{off}+{size}: {err}"
+            );
+        }
+        let last = Format::parse("\tfield:char x;\toffset:65535;\tsize:1;\tsigned:0;\n").unwrap();
+        assert_eq!(last.offset("x").unwrap(), 65535);
     }
 
     proptest::proptest! {
