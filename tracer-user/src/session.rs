@@ -255,16 +255,8 @@ impl Session {
         let snap = self.sampler.sample();
         let report = self.table.update(&snap, Some(&self.procfs));
         self.sampler.forget_exited(&snap);
-        // Watch the memory cgroup that limits each new process (idempotent, bounded).
         for pid in &report.new_pids {
-            if let Some(c) = self.table.live.get(pid).and_then(|p| p.memcg_path()) {
-                if let Some(limiting) = self.roots.effective_limit(Some(&c)).and_then(|l| l.cgroup)
-                {
-                    if let Err(e) = self.watcher.watch(&limiting) {
-                        log::debug!("memory cgroup {limiting} not watched: {e:#}");
-                    }
-                }
-            }
+            self.watch_limiting_cgroup(*pid);
         }
         log::trace!(
             "round {rounds}: {} in kernel map, new {:?}, exited {:?}",
@@ -310,16 +302,33 @@ impl Session {
         )
     }
 
+    /// Watch the memory cgroup that limits a tracked process (idempotent, bounded): at first
+    /// sight and again at exec, since a process seen right after fork may not have been moved
+    /// into its container's cgroup yet.
+    fn watch_limiting_cgroup(&mut self, pid: u32) {
+        let Some(c) = self.table.live.get(&pid).and_then(|p| p.memcg_path()) else {
+            return;
+        };
+        if let Some(limiting) = self.roots.effective_limit(Some(&c)).and_then(|l| l.cgroup) {
+            if let Err(e) = self.watcher.watch(&limiting) {
+                log::debug!("memory cgroup {limiting} not watched: {e:#}");
+            }
+        }
+    }
+
     fn kernel_event(&mut self, sink: &mut dyn Sink, ev: KernelEvent) -> anyhow::Result<()> {
         match &ev {
             // A new program: runtimes fork, move the child into the container's cgroup, then
             // exec, so identity is re-read here as well as at first sight.
-            KernelEvent::Exec { tgid, comm, .. } => self.table.exec(
-                *tgid,
-                comm.clone(),
-                self.procfs.cmdline(*tgid),
-                self.procfs.cgroup(*tgid),
-            ),
+            KernelEvent::Exec { tgid, comm, .. } => {
+                self.table.exec(
+                    *tgid,
+                    comm.clone(),
+                    self.procfs.cmdline(*tgid),
+                    self.procfs.cgroup(*tgid),
+                );
+                self.watch_limiting_cgroup(*tgid);
+            }
             // The table retires a process when its final counters are sampled (see
             // PROC_FLAG_EXITED), not here: the event can overtake the last sample.
             KernelEvent::Exit { .. } => {}

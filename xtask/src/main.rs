@@ -52,6 +52,8 @@ enum Cmd {
     /// The container image: static musl release binary, `podman build` of the Containerfile,
     /// `podman run <image> --version`, then the image is removed (needs root).
     Image,
+    /// Only the cgroup-v2 QEMU guest tests (Debian 6.1 and 6.12 kernels), part of `test`.
+    Guest,
     /// Benchmarks: cost per event, workload slowdown, own footprint (writes bench/results/).
     Bench {
         /// A short run that only checks the harness works (for CI), not the timings.
@@ -98,6 +100,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Image => {
             prereqs::ensure(&root)?;
             image::build_and_check(&root)
+        }
+        Cmd::Guest => {
+            prereqs::ensure(&root)?;
+            build(&root, false)?;
+            guest_tests(&root)
         }
         Cmd::Bench { smoke } => {
             prereqs::ensure(&root)?;
@@ -168,8 +175,12 @@ fn test(root: &Path, unit_only: bool, filter: Option<&str>) -> anyhow::Result<()
     }
     c.env("LEAKTRACER_BIN", binary(root, false));
     check(&mut c)?;
-    // cgroup v2 for real: QEMU guests booting Debian's 6.1 and 6.12 cloud kernels (this
-    // machine's memory controller is v1 only).
+    guest_tests(root)
+}
+
+/// cgroup v2 for real: QEMU guests booting Debian's 6.1 and 6.12 cloud kernels (this
+/// machine's memory controller is v1 only). Needs the debug leaktracer built.
+fn guest_tests(root: &Path) -> anyhow::Result<()> {
     check(cargo(root).args(["build", "-p", "leaktracer-tests", "--bin", "leaker"]))?;
     qemu::guest_tests::run(
         root,

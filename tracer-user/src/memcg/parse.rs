@@ -11,6 +11,8 @@ const V1_UNLIMITED_FROM: u64 = 1 << 62;
 
 /// The counters of a v2 `memory.events` (hierarchical: they include descendants' events).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+// Counters missing from a trace line (written by a newer or older leaktracer) read as 0.
+#[serde(default)]
 pub struct MemoryEvents {
     /// Reclaimed below memory.low although protected.
     pub low: u64,
