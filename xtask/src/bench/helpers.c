@@ -1,0 +1,110 @@
+// Workload helpers for `cargo xtask bench`, built with cc into target/bench/ at bench time.
+//
+//   helpers malloc SECONDS          after a line on stdin: malloc/touch/free churn for SECONDS,
+//                                   then prints "ops_per_sec N" (waiting for stdin lets a
+//                                   per-pid tracer such as bcc's memleak attach first)
+//   helpers pace OPS_PER_SEC SECONDS  mmap + touch + munmap of one page, paced to OPS_PER_SEC;
+//                                   prints "ops N"
+//   helpers forkpause N             forks N children that pause(), prints "ready N" and pauses;
+//                                   the bench kills the whole process group
+#define _GNU_SOURCE
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static uint64_t xorshift(uint64_t *s) {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+// A ring of 4096 live blocks of 16 B .. 256 KiB; each op frees the oldest and allocates a new
+// one, writing every page of it (so small blocks come from brk, large ones from mmap).
+static int malloc_churn(double secs) {
+    enum { SLOTS = 4096 };
+    static void *slots[SLOTS];
+    char line[16];
+    if (!fgets(line, sizeof line, stdin))
+        return 1;
+    uint64_t rng = 0x9e3779b97f4a7c15ull, ops = 0;
+    double start = now(), end = start + secs;
+    for (;;) {
+        for (int i = 0; i < 1024; i++, ops++) {
+            uint64_t r = xorshift(&rng);
+            size_t size = (size_t)16 << (r % 15);
+            size_t slot = (r >> 8) % SLOTS;
+            free(slots[slot]);
+            char *p = malloc(size);
+            if (!p)
+                return 1;
+            for (size_t off = 0; off < size; off += 4096)
+                p[off] = (char)off;
+            slots[slot] = p;
+        }
+        if (now() >= end)
+            break;
+    }
+    printf("ops_per_sec %.0f\n", ops / (now() - start));
+    return 0;
+}
+
+static int pace(double rate, double secs) {
+    double start = now(), end = start + secs;
+    uint64_t done = 0;
+    struct timespec tick = {0, 1000000};
+    for (double t = start; t < end; t = now()) {
+        uint64_t due = (uint64_t)((t - start) * rate);
+        for (; done < due; done++) {
+            char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (p == MAP_FAILED)
+                return 1;
+            p[0] = 1;
+            munmap(p, 4096);
+        }
+        nanosleep(&tick, NULL);
+    }
+    printf("ops %llu\n", (unsigned long long)done);
+    return 0;
+}
+
+static _Noreturn void forkpause(long n) {
+    long made = 0;
+    for (; made < n; made++) {
+        pid_t pid = fork();
+        if (pid < 0) {
+            perror("fork");
+            break;
+        }
+        if (pid == 0) {
+            for (;;)
+                pause();
+        }
+    }
+    printf("ready %ld\n", made);
+    fflush(stdout);
+    for (;;)
+        pause();
+}
+
+int main(int argc, char **argv) {
+    if (argc >= 3 && !strcmp(argv[1], "malloc"))
+        return malloc_churn(atof(argv[2]));
+    if (argc >= 4 && !strcmp(argv[1], "pace"))
+        return pace(atof(argv[2]), atof(argv[3]));
+    if (argc >= 3 && !strcmp(argv[1], "forkpause"))
+        forkpause(atol(argv[2]));
+    fprintf(stderr, "usage: helpers malloc SECS | pace OPS_PER_SEC SECS | forkpause N\n");
+    return 2;
+}
