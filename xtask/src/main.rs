@@ -175,7 +175,11 @@ fn test(root: &Path, unit_only: bool, filter: Option<&str>) -> anyhow::Result<()
     }
     c.env("LEAKTRACER_BIN", binary(root, false));
     check(&mut c)?;
-    guest_tests(root)
+    guest_tests(root)?;
+    // The bench harness, not its timings: a smoke run (every section, minimal) so that
+    // `cargo xtask bench` keeps working. The debug binary saves CI a release build; the
+    // numbers of a smoke run mean nothing either way.
+    bench::run(root, &binary(root, false), true)
 }
 
 /// cgroup v2 for real: QEMU guests booting Debian's 6.1 and 6.12 cloud kernels (this

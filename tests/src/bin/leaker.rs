@@ -20,6 +20,8 @@ fn main() {
             if !p.is_null() {
                 std::ptr::write_bytes(p, 0xa5, step);
             }
+            // Never read: without this, an optimised build drops the allocation altogether.
+            std::hint::black_box(p);
         }
         n += 1;
         let next = Duration::from_millis(100) * n;
