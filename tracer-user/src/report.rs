@@ -108,7 +108,7 @@ impl Replay {
                 p.ppid = info.ppid;
                 p.comm = info.comm;
                 p.cmdline = info.cmdline;
-                p.cgroup_raw = info.cgroup;
+                p.cgroup_raw = info.cgroup.map(Into::into);
                 p.limit_bytes = info.limit_bytes;
                 if info.pod.namespace.is_some() || info.pod.pod_uid.is_some() {
                     self.names.insert(pid, info.pod);

@@ -3,8 +3,6 @@
 //! processes that predate us, removing entries whose exit was missed).
 use anyhow::Context as _;
 use aya::maps::{HashMap, MapData, PerCpuArray};
-#[cfg(test)]
-use tracer_ebpf::COUNTER_NAMES;
 use tracer_ebpf::{CTR_COUNT, ProcStats};
 
 /// One read of the kernel state.
@@ -18,15 +16,7 @@ pub struct Snapshot {
     pub procs_capacity: u32,
 }
 
-impl Snapshot {
-    #[cfg(test)]
-    pub fn counter(&self, name: &str) -> u64 {
-        COUNTER_NAMES
-            .iter()
-            .position(|n| *n == name)
-            .map_or(0, |i| self.counters[i])
-    }
-}
+impl Snapshot {}
 
 pub struct Sampler {
     procs: HashMap<MapData, u32, ProcStats>,

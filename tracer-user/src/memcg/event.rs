@@ -123,17 +123,6 @@ impl MemcgEvent {
             Self::Pressure { scope, .. } => one(scope, "pressure"),
         }
     }
-
-    #[cfg(test)]
-    pub fn ts_ms(&self) -> u64 {
-        match self {
-            Self::Oom { ts_ms, .. }
-            | Self::Events { ts_ms, .. }
-            | Self::Threshold { ts_ms, .. }
-            | Self::Reclaim { ts_ms, .. }
-            | Self::Pressure { ts_ms, .. } => *ts_ms,
-        }
-    }
 }
 
 pub fn unix_ms() -> u64 {

@@ -342,11 +342,6 @@ impl LimitCache {
     pub fn len(&self) -> usize {
         self.entries.len()
     }
-
-    #[cfg(test)]
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
 }
 
 #[cfg(test)]

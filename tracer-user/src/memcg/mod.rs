@@ -22,7 +22,7 @@ pub use limits::{CgroupRoots, LimitCache};
 pub use summary::{ActivityFold, CgroupActivity};
 // The rest of the module's API, used by its tests.
 #[cfg(test)]
-pub use limits::{Limit, LimitSource, current_usage, effective_limit};
+pub use limits::{LimitSource, current_usage, effective_limit};
 #[cfg(test)]
 pub use parse::MemoryEvents;
 pub use psi::PsiTrigger;
