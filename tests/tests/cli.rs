@@ -136,3 +136,149 @@ fn tempdir(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+/// Bad durations, listen addresses, filters and sizes: exit 2, and the first line of stderr
+/// names the flag and the rejected value (clap adds only its "try '--help'" hint, and the
+/// possible values of an enum).
+#[test]
+fn bad_values_are_named_in_one_line_with_exit_2() {
+    for (args, flag, value) in [
+        (
+            &["record", "-o", "/dev/null", "--duration", "5x"][..],
+            "--duration",
+            "5x",
+        ),
+        (
+            &["record", "-o", "/dev/null", "--duration", "0s"],
+            "--duration",
+            "0s",
+        ),
+        (
+            &["record", "-o", "/dev/null", "--interval", "0s"],
+            "--interval",
+            "0s",
+        ),
+        (
+            &["record", "-o", "/dev/null", "--interval", "1 fortnight"],
+            "--interval",
+            "1 fortnight",
+        ),
+        (
+            &["top", "--once", "--duration", "soon"],
+            "--duration",
+            "soon",
+        ),
+        (&["oom", "--duration", "10"], "--duration", "10"),
+        (&["daemon", "--interval", "0ms"], "--interval", "0ms"),
+        (
+            &["daemon", "--listen", "127.0.0.1:99999"],
+            "--listen",
+            "127.0.0.1:99999",
+        ),
+        (&["daemon", "--listen", "nonsense"], "--listen", "nonsense"),
+        (
+            &["daemon", "--listen", "127.0.0.1"],
+            "--listen",
+            "127.0.0.1",
+        ),
+        (
+            &["daemon", "--listen", "localhost:9464"],
+            "--listen",
+            "localhost:9464",
+        ),
+        (&["daemon", "--top", "0"], "--top", "0"),
+        (&["top", "--pid", "abc"], "--pid", "abc"),
+        (
+            &["record", "-o", "/dev/null", "--pid", "4294967296"],
+            "--pid",
+            "4294967296",
+        ),
+        (&["report", "x.jsonl", "--pid", "1.5"], "--pid", "1.5"),
+        (&["top", "--rss-source", "kprobe"], "--rss-source", "kprobe"),
+        (
+            &["record", "-o", "/dev/null", "--ringbuf-bytes", "1024"],
+            "--ringbuf-bytes",
+            "1024",
+        ),
+        (&["top", "--procs-map-size", "0"], "--procs-map-size", "0"),
+        (
+            &["top", "--oom-score-adj", "5000"],
+            "--oom-score-adj",
+            "5000",
+        ),
+    ] {
+        let (code, err) = run(args);
+        eprintln!("{args:?} -> {code}: {}", err.lines().next().unwrap_or(""));
+        assert_eq!(code, 2, "{args:?} should exit 2, stderr: {err}");
+        let first = err.lines().next().unwrap_or("");
+        assert!(
+            first.starts_with("error:") && first.contains(flag) && first.contains(value),
+            "{args:?}: the first line should name {flag} and {value:?}: {err}"
+        );
+        let rest: Vec<&str> = err
+            .lines()
+            .skip(1)
+            .filter(|l| {
+                !l.trim().is_empty()
+                    && !l.contains("try '--help'")
+                    && !l.trim().starts_with("[possible values:")
+            })
+            .collect();
+        assert!(rest.is_empty(), "{args:?}: one line, got extra {rest:?}");
+    }
+}
+
+/// A negative pid looks like a flag to the parser: still exit 2, naming the value.
+#[test]
+fn negative_pid_exits_2() {
+    for args in [
+        &["top", "--pid", "-1"][..],
+        &["record", "-o", "/dev/null", "--pid", "-1"],
+    ] {
+        let (code, err) = run(args);
+        eprintln!("{args:?} -> {code}: {}", err.lines().next().unwrap_or(""));
+        assert_eq!(code, 2, "{args:?} should exit 2, stderr: {err}");
+        let first = err.lines().next().unwrap_or("");
+        assert!(
+            first.starts_with("error:") && first.contains("'-1'"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+/// `--listen` on a port already in use is a usage error (one line, exit 2), found before any
+/// eBPF program is loaded.
+#[test]
+fn busy_listen_port_exits_2() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("an ephemeral port");
+    let addr = busy.local_addr().unwrap().to_string();
+    let mut child = Command::new(leaktracer())
+        .args(["daemon", "--listen", &addr])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running leaktracer");
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(10) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("daemon --listen {addr} (busy) still running after 10 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    eprintln!("daemon --listen {addr} (busy) -> {status}: {}", err.trim());
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--listen") && err.contains(&addr),
+        "names the address: {err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    drop(busy);
+}
