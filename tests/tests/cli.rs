@@ -206,6 +206,15 @@ fn bad_values_are_named_in_one_line_with_exit_2() {
             "--oom-score-adj",
             "5000",
         ),
+        // Filters that could only match nothing.
+        (&["top", "--pid", "0"], "--pid", "0"),
+        (&["top", "--namespace", ""], "--namespace", "''"),
+        (&["record", "-o", "/dev/null", "--pod", " "], "--pod", "' '"),
+        (
+            &["top", "--comm", "a-command-name-of-20"],
+            "--comm",
+            "a-command-name-of-20",
+        ),
     ] {
         let (code, err) = run(args);
         eprintln!("{args:?} -> {code}: {}", err.lines().next().unwrap_or(""));
@@ -281,4 +290,13 @@ fn busy_listen_port_exits_2() {
     );
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     drop(busy);
+}
+
+/// A trace that cannot be opened is a usage error, like a corrupt one: exit 2, one line.
+#[test]
+fn missing_trace_exits_2() {
+    let (code, err) = run(&["report", "/nonexistent/leaktracer-trace.jsonl"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("/nonexistent/leaktracer-trace.jsonl"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
 }

@@ -58,11 +58,11 @@ pub struct TraceArgs {
     pub rss_source: RssSource,
 
     /// Only show/record these pids (repeatable). Tracking stays node-wide.
-    #[arg(short, long = "pid", value_name = "PID")]
+    #[arg(short, long = "pid", value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
     pub pids: Vec<u32>,
 
     /// Only show/record processes with this command name (as in /proc/PID/comm; repeatable).
-    #[arg(short, long = "comm", value_name = "NAME")]
+    #[arg(short, long = "comm", value_name = "NAME", value_parser = parse_comm)]
     pub comms: Vec<String>,
 
     /// leaktracer's own oom_score_adj, so the watcher survives the OOM storm it watches
@@ -71,15 +71,15 @@ pub struct TraceArgs {
     pub oom_score_adj: i32,
 
     /// Only show/record processes of this Kubernetes namespace (repeatable).
-    #[arg(long = "namespace", value_name = "NS")]
+    #[arg(long = "namespace", value_name = "NS", value_parser = parse_name)]
     pub namespaces: Vec<String>,
 
     /// Only show/record processes of this pod (by name; repeatable).
-    #[arg(long = "pod", value_name = "POD")]
+    #[arg(long = "pod", value_name = "POD", value_parser = parse_name)]
     pub pods: Vec<String>,
 
     /// Only show/record processes of this container (by name; repeatable).
-    #[arg(long = "container", value_name = "NAME")]
+    #[arg(long = "container", value_name = "NAME", value_parser = parse_name)]
     pub containers: Vec<String>,
 
     /// Capacity of the kernel's per-process map. Smaller values are for testing overflow
@@ -89,7 +89,7 @@ pub struct TraceArgs {
 
     /// Size of the kernel→user event ring buffer in bytes (rounded up to a power of two).
     /// Losses are counted as `ringbuf_full`.
-    #[arg(long, default_value_t = 262_144, value_parser = clap::value_parser!(u32).range(4096..=1 << 30), hide_short_help = true)]
+    #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u32).range(4096..=1 << 30), hide_short_help = true)]
     pub ringbuf_bytes: u32,
 }
 
@@ -173,7 +173,7 @@ pub enum Command {
         #[command(flatten)]
         trace: TraceArgs,
         /// Address for /metrics, /healthz and /readyz.
-        #[arg(long, default_value = "0.0.0.0:9464")]
+        #[arg(long, default_value = "0.0.0.0:9464", value_parser = parse_listen)]
         listen: std::net::SocketAddr,
         /// How many of the fastest-growing processes get series (bounds cardinality).
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
@@ -209,17 +209,54 @@ pub struct ReportArgs {
     #[arg(short = 'n', long, default_value_t = 20)]
     pub limit: usize,
     /// Only these pids / command names (repeatable).
-    #[arg(short, long = "pid", value_name = "PID")]
+    #[arg(short, long = "pid", value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
     pub pids: Vec<u32>,
-    #[arg(short, long = "comm", value_name = "NAME")]
+    #[arg(short, long = "comm", value_name = "NAME", value_parser = parse_comm)]
     pub comms: Vec<String>,
     /// Only processes of this Kubernetes namespace / pod / container, as recorded (repeatable).
-    #[arg(long = "namespace", value_name = "NS")]
+    #[arg(long = "namespace", value_name = "NS", value_parser = parse_name)]
     pub namespaces: Vec<String>,
-    #[arg(long = "pod", value_name = "POD")]
+    #[arg(long = "pod", value_name = "POD", value_parser = parse_name)]
     pub pods: Vec<String>,
-    #[arg(long = "container", value_name = "NAME")]
+    #[arg(long = "container", value_name = "NAME", value_parser = parse_name)]
     pub containers: Vec<String>,
+}
+
+/// A filter on names (namespace, pod, container): an empty one would match nothing.
+pub fn parse_name(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    Ok(s.to_owned())
+}
+
+/// A command name as the kernel keeps it: at most 15 bytes (TASK_COMM_LEN - 1), so a longer
+/// one would silently match nothing.
+pub fn parse_comm(s: &str) -> Result<String, String> {
+    let s = parse_name(s)?;
+    if s.len() > 15 {
+        return Err(format!(
+            "command names are at most 15 bytes (the kernel truncates them): use {:?}",
+            truncate_comm(&s)
+        ));
+    }
+    Ok(s)
+}
+
+fn truncate_comm(s: &str) -> &str {
+    let mut end = 15;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// IP:PORT for --listen, with the expected form in the error.
+pub fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
+    s.parse().map_err(|_| {
+        "expected IP:PORT with a port of 1-65535, e.g. 127.0.0.1:9464, 0.0.0.0:9464 or [::]:9464"
+            .to_owned()
+    })
 }
 
 /// "30s", "5m", "1h30m", "500ms"; must be positive.

@@ -40,7 +40,9 @@ impl Default for MapSizes {
     fn default() -> Self {
         Self {
             procs: 32768,
-            ringbuf_bytes: 256 * 1024,
+            // 1 MiB: about 5,700 exec/exit events. 256 KiB lost exits when 10,000 processes
+            // ended at once (the reader drains every 100 ms, or when an eighth is full).
+            ringbuf_bytes: 1 << 20,
         }
     }
 }

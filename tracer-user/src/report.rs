@@ -135,7 +135,9 @@ pub struct ReportOptions {
 }
 
 pub fn run(path: &Path, opts: &ReportOptions) -> anyhow::Result<()> {
-    let file = File::open(path).with_context(|| format!("opening trace {}", path.display()))?;
+    // A trace that cannot be opened is the user's input problem (exit 2), like a corrupt one.
+    let file = File::open(path)
+        .map_err(|e| UsageError::new(format!("cannot open trace {}: {e}", path.display())))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let report = build(
         BufReader::with_capacity(1 << 20, file),
@@ -531,11 +533,7 @@ pub fn render_text(r: &Report) -> String {
             .counters
             .iter()
             .filter(|(k, v)| {
-                **v > 0
-                    && k.as_str() != "rss_unattributed"
-                    && k.as_str() != "rss_events"
-                    && k.as_str() != "syscall_events"
-                    && k.as_str() != "reclaim_events"
+                **v > 0 && k.as_str() != "rss_unattributed" && k.as_str() != "reclaim_events"
             })
             .map(|(k, v)| format!("{k}={v}"))
             .collect();

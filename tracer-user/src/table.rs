@@ -352,6 +352,11 @@ impl ProcessTable {
         }
         self.exec_cgroups.clear();
         self.strings.prune();
+        // After a burst (10,000 processes come and gone) give the table's memory back: a
+        // hash map keeps its capacity otherwise.
+        if self.live.capacity() > 1024 && self.live.capacity() > 4 * self.live.len() {
+            self.live.shrink_to(2 * self.live.len());
+        }
         report
     }
 
