@@ -9,8 +9,10 @@
 //!
 //! leaktracer gets a host root whose proc/ and sys/ are the real ones and whose
 //! run/containerd/containerd.sock is a symlink to that containerd's socket, and NO
-//! /var/log/pods: the namespace, pod and container names on the leaker's row can only come from
-//! the CRI. A second run with `--cri-socket none` shows them missing.
+//! /var/log/pods: the namespace, pod and container names on the leaker's `top` row can only come
+//! from the CRI. A second run with `--cri-socket none` shows them missing. Then a `record` runs
+//! while a second container (`late`) starts in the pod: its process record, written once at
+//! first sight, must already carry its names (the per-id query path, not the list at start).
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
@@ -526,6 +528,92 @@ fn top_json(host_root: &Path, extra: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// CreateContainer + StartContainer in the sandbox, as kubelet does (its labels included):
+/// `/leaker <rate>`. Returns the container id.
+fn run_container(
+    cri: &mut Cri,
+    containerd: &Containerd,
+    sandbox_id: &str,
+    sandbox_config: &pb::PodSandboxConfig,
+    name: &str,
+    rate_kib: &str,
+) -> String {
+    let pod_uid = sandbox_config.metadata.as_ref().unwrap().uid.clone();
+    let created: pb::CreateContainerResponse = cri
+        .call(
+            "/runtime.v1.RuntimeService/CreateContainer",
+            pb::CreateContainerRequest {
+                pod_sandbox_id: sandbox_id.to_owned(),
+                config: Some(pb::ContainerConfig {
+                    metadata: Some(pb::ContainerMetadata {
+                        name: name.into(),
+                        attempt: 0,
+                    }),
+                    image: Some(pb::ImageSpec {
+                        image: IMAGE.into(),
+                    }),
+                    command: vec!["/leaker".into()],
+                    args: vec![rate_kib.into()],
+                    labels: labels(&[
+                        ("io.kubernetes.pod.name", POD),
+                        ("io.kubernetes.pod.namespace", NAMESPACE),
+                        ("io.kubernetes.pod.uid", &pod_uid),
+                        ("io.kubernetes.container.name", name),
+                    ]),
+                }),
+                sandbox_config: Some(sandbox_config.clone()),
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}\ncontainerd log:\n{}", containerd.log()));
+    let cid = created.container_id;
+    let _: pb::Empty = cri
+        .call(
+            "/runtime.v1.RuntimeService/StartContainer",
+            pb::ContainerIdRequest {
+                container_id: cid.clone(),
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}\ncontainerd log:\n{}", containerd.log()));
+    cid
+}
+
+/// The container's process: its cgroup is <cgroup parent>/<container id> (cgroupfs driver).
+fn container_pid(cgroup_parent: &str, cid: &str) -> u32 {
+    let procs = PathBuf::from(format!(
+        "/sys/fs/cgroup/memory{cgroup_parent}/{cid}/cgroup.procs"
+    ));
+    wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&procs)
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    })
+    .unwrap_or_else(|| panic!("no process in {}", procs.display()))
+}
+
+fn stop_container(cri: &mut Cri, cid: &str) {
+    let _: pb::Empty = cri
+        .call(
+            "/runtime.v1.RuntimeService/StopContainer",
+            pb::StopContainerRequest {
+                container_id: cid.to_owned(),
+                timeout: 0,
+            },
+        )
+        .expect("StopContainer");
+    let _: pb::Empty = cri
+        .call(
+            "/runtime.v1.RuntimeService/RemoveContainer",
+            pb::ContainerIdRequest {
+                container_id: cid.to_owned(),
+            },
+        )
+        .expect("RemoveContainer");
+}
+
 #[test]
 fn pod_names_come_from_a_real_containerd_cri() {
     let Some(_serial) = privileged() else { return };
@@ -536,7 +624,6 @@ fn pod_names_come_from_a_real_containerd_cri() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let cgroup_parent = format!("/kubepods/burstable/pod{pod_uid}");
-    let pod_cgroup = PathBuf::from(format!("/sys/fs/cgroup/memory{cgroup_parent}"));
 
     let mut containerd = Containerd::start(&dir, &cgroup_parent);
     eprintln!("containerd up after {:.1?}", t0.elapsed());
@@ -593,55 +680,17 @@ fn pod_names_come_from_a_real_containerd_cri() {
         sandbox.pod_sandbox_id,
         t0.elapsed()
     );
-    let created: pb::CreateContainerResponse = cri
-        .call(
-            "/runtime.v1.RuntimeService/CreateContainer",
-            pb::CreateContainerRequest {
-                pod_sandbox_id: sandbox.pod_sandbox_id.clone(),
-                config: Some(pb::ContainerConfig {
-                    metadata: Some(pb::ContainerMetadata {
-                        name: CONTAINER.into(),
-                        attempt: 0,
-                    }),
-                    image: Some(pb::ImageSpec {
-                        image: IMAGE.into(),
-                    }),
-                    command: vec!["/leaker".into()],
-                    args: vec!["4096".into()],
-                    labels: labels(&[
-                        ("io.kubernetes.pod.name", POD),
-                        ("io.kubernetes.pod.namespace", NAMESPACE),
-                        ("io.kubernetes.pod.uid", &pod_uid),
-                        ("io.kubernetes.container.name", CONTAINER),
-                    ]),
-                }),
-                sandbox_config: Some(sandbox_config),
-            },
-        )
-        .unwrap_or_else(|e| panic!("{e}\ncontainerd log:\n{}", containerd.log()));
-    let cid = created.container_id;
-    let _: pb::Empty = cri
-        .call(
-            "/runtime.v1.RuntimeService/StartContainer",
-            pb::ContainerIdRequest {
-                container_id: cid.clone(),
-            },
-        )
-        .unwrap_or_else(|e| panic!("{e}\ncontainerd log:\n{}", containerd.log()));
+    let cid = run_container(
+        &mut cri,
+        &containerd,
+        &sandbox.pod_sandbox_id,
+        &sandbox_config,
+        CONTAINER,
+        "4096",
+    );
     eprintln!("container {cid} started after {:.1?}", t0.elapsed());
 
-    // The container's cgroup is <cgroup parent>/<container id> (cgroupfs driver).
-    let procs = pod_cgroup.join(&cid).join("cgroup.procs");
-    let leaker_pid: u32 = wait_until(Duration::from_secs(10), || {
-        std::fs::read_to_string(&procs)
-            .ok()?
-            .lines()
-            .next()?
-            .trim()
-            .parse()
-            .ok()
-    })
-    .unwrap_or_else(|| panic!("no process in {}", procs.display()));
+    let leaker_pid = container_pid(&cgroup_parent, &cid);
 
     // Host root: real proc/ and sys/, the CRI socket where containerd's usually is, no /var/log.
     let host_root = dir.join("host");
@@ -681,22 +730,48 @@ fn pod_names_come_from_a_real_containerd_cri() {
     assert!(row["pod"].is_null(), "no CRI, no /var/log/pods: {row}");
     assert_eq!(row["container_id"], cid.as_str(), "{row}");
 
-    // Stop and remove the container through the CRI too (the sandbox goes in Drop).
-    let _: pb::Empty = cri
-        .call(
-            "/runtime.v1.RuntimeService/StopContainer",
-            pb::StopContainerRequest {
-                container_id: cid.clone(),
-                timeout: 0,
-            },
-        )
-        .expect("StopContainer");
-    let _: pb::Empty = cri
-        .call(
-            "/runtime.v1.RuntimeService/RemoveContainer",
-            pb::ContainerIdRequest { container_id: cid },
-        )
-        .expect("RemoveContainer");
+    // A container started while leaktracer runs (the usual case for a daemon): its process
+    // record, written once when the process is first seen, already carries its names.
+    let t_rec = Instant::now();
+    let rec = Recording::start(
+        "cri",
+        &[
+            "--host-root",
+            host_root.to_str().unwrap(),
+            "--interval",
+            "250ms",
+        ],
+    );
+    let late = run_container(
+        &mut cri,
+        &containerd,
+        &sandbox.pod_sandbox_id,
+        &sandbox_config,
+        "late",
+        "1024",
+    );
+    let late_pid = container_pid(&cgroup_parent, &late);
+    std::thread::sleep(Duration::from_secs(2));
+    let trace = rec.stop();
+    eprintln!(
+        "record with a late container took {:.1?}; test at {:.1?}",
+        t_rec.elapsed(),
+        t0.elapsed()
+    );
+    let process = trace
+        .iter()
+        .find(|r| r["type"] == "process" && r["pid"].as_u64() == Some(u64::from(late_pid)))
+        .unwrap_or_else(|| panic!("no process record for the late container's pid {late_pid}"));
+    eprintln!("late container's process record: {process}");
+    assert_eq!(process["namespace"], NAMESPACE, "{process}");
+    assert_eq!(process["pod"], POD, "{process}");
+    assert_eq!(process["container"], "late", "{process}");
+    assert_eq!(process["pod_uid"], pod_uid.as_str(), "{process}");
+    assert_eq!(process["container_id"], late.as_str(), "{process}");
+
+    // Stop and remove the containers through the CRI too (the sandbox goes in Drop).
+    stop_container(&mut cri, &late);
+    stop_container(&mut cri, &cid);
     drop(cri);
     drop(containerd);
     for h in hierarchies() {

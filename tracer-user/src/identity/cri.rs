@@ -13,18 +13,22 @@
 //!
 //! # Threading and cost
 //!
-//! The resolver is called synchronously from the session loop (which runs on tokio, but also from
-//! plain threads in `top`), so the gRPC client lives on its own thread with a small current-thread
-//! tokio runtime, and shares a map `container id -> names` with the resolver. A lookup is a hash
-//! map read under a mutex. On a miss for a container id not asked about before, the resolver asks
-//! for a refresh and waits at most [`MISS_WAIT`] for it (so a process seen in its first second
-//! still gets its names on its first record); ids that stay unknown (a podman container, a
-//! container already gone) are never waited for again. A refresh is one `ListContainers` call
-//! with a [`RPC_TIMEOUT`] deadline, done at most every [`MIN_REFRESH_INTERVAL`], and only when
-//! some lookup missed. A background thread was preferred over `block_on` at the call site: the
-//! call site may itself be inside a tokio runtime (where `block_on` panics), and a slow or hung
-//! runtime socket then costs the session loop at most `MISS_WAIT` once per new container.
-//! Errors (no socket, connection refused, unimplemented) are logged once and never fatal.
+//! The resolver is called synchronously by the sinks, from inside the session's tokio runtime
+//! (where `block_on` panics), once per new process or exec. So the gRPC client lives on a thread
+//! of its own with a small current-thread tokio runtime, and shares a map `container id -> names`
+//! with the resolver: a lookup is a hash map read under a mutex. At start the thread lists all
+//! containers (`ListContainers`), so containers already running are known before the first
+//! lookup. On a miss for an id not asked about before, the resolver queues that id and waits at
+//! most [`MISS_WAIT`] while the thread asks for it alone (`ListContainers` filtered by id, a
+//! small reply), so a container started while leaktracer runs is named on its process's first
+//! record. Per-id queries rather than a paced whole-list refresh: a pod starts its sandbox
+//! (pause, unknown to `ListContainers`) and then its containers within a second, and a paced
+//! refresh spent on the sandbox would miss them. Ids that stay unknown (sandboxes, podman
+//! containers, containers already gone) are never queried or waited for again, so the cost is
+//! one small RPC per new container id. Every call has a [`RPC_TIMEOUT`] deadline; after a failure
+//! (no socket, refused, timed out) nothing is asked for [`ERROR_BACKOFF`] and lookups do not
+//! wait, so a hung runtime costs the session at most `MISS_WAIT` once. Errors are logged once
+//! (warn) and never fatal; names then come from `/var/log/pods`.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -42,14 +46,16 @@ pub const DEFAULT_SOCKETS: &[&str] = &[
 ];
 /// Deadline of one connect or RPC.
 pub const RPC_TIMEOUT: Duration = Duration::from_secs(2);
-/// Minimum time between two `ListContainers` calls.
-pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+/// After a failed call (no socket, refused, timed out), no call for this long.
+pub const ERROR_BACKOFF: Duration = Duration::from_secs(10);
 /// Longest the resolver waits for a refresh on a miss (once per unknown container id).
 pub const MISS_WAIT: Duration = Duration::from_millis(300);
 /// Bound on containers kept (a node runs a few hundred; a list larger than this is cut).
 const MAX_CONTAINERS: usize = 16384;
 /// Bound on remembered unknown ids before that set is cleared.
 const MAX_UNKNOWN: usize = 16384;
+/// Ids queried in one round at most (one small RPC each).
+const MAX_PENDING: usize = 256;
 
 pub const LABEL_POD_NAME: &str = "io.kubernetes.pod.name";
 pub const LABEL_POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
@@ -129,87 +135,146 @@ pub fn names_from_container(c: &proto::Container) -> Option<CriNames> {
     })
 }
 
-/// Container-id-keyed names, refresh bookkeeping: the logic, without I/O, for unit tests.
+/// Container-id-keyed names and the bookkeeping of what to ask the runtime: the logic, without
+/// I/O, for unit tests.
 #[derive(Debug, Default)]
 pub struct Cache {
     names: HashMap<String, CriNames>,
-    /// Ids looked up and missed since the last refresh began (asked for, not waited again).
-    unknown: HashSet<String>,
-    last_refresh: Option<Instant>,
-    /// Completed refresh attempts (successful or not).
+    /// Ids missed once: queued for a query, and never waited for again.
+    asked: HashSet<String>,
+    /// Ids to query (`ListContainers` filtered by id), bounded by [`MAX_PENDING`].
+    pending: Vec<String>,
+    /// Ids whose query failed (not: found nothing), queried again after [`ERROR_BACKOFF`].
+    retry: Vec<String>,
+    /// The whole list is wanted (at start, and after it failed).
+    full_wanted: bool,
+    last_error: Option<Instant>,
+    /// Completed rounds of work (successful or not).
     generation: u64,
-    /// A lookup missed since the last refresh began.
-    wanted: bool,
-    /// A refresh is running (begun, not finished).
-    refreshing: bool,
+    /// A round is running (taken, not finished).
+    busy: bool,
 }
 
 /// Result of [`Cache::lookup`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum Lookup {
     Hit(CriNames),
-    /// Unknown; `wait`: first miss for this id, worth waiting for the refresh it requested.
+    /// Unknown; `wait`: first miss for this id, worth waiting for the query it queued.
     Miss {
         wait: bool,
     },
 }
 
+/// One round of work for the refresh thread.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Work {
+    /// List every container (and replace the map).
+    pub full: bool,
+    /// Then query these ids one by one.
+    pub ids: Vec<String>,
+}
+
 impl Cache {
+    /// Ready for the first round: the whole list.
+    pub fn new() -> Self {
+        Cache {
+            full_wanted: true,
+            ..Cache::default()
+        }
+    }
+
     pub fn lookup(&mut self, container_id: &str) -> Lookup {
         if let Some(n) = self.names.get(container_id) {
             return Lookup::Hit(n.clone());
         }
-        self.wanted = true;
-        if self.unknown.len() >= MAX_UNKNOWN {
-            self.unknown.clear();
+        if self.asked.contains(container_id) {
+            return Lookup::Miss { wait: false };
         }
-        Lookup::Miss {
-            wait: self.unknown.insert(container_id.to_owned()),
+        if self.asked.len() >= MAX_UNKNOWN {
+            self.asked.clear();
         }
+        if self.pending.len() >= MAX_PENDING {
+            // A burst of new containers beyond what one round asks about: this one stays
+            // unnamed by the CRI (the log directories may still name it).
+            return Lookup::Miss { wait: false };
+        }
+        self.asked.insert(container_id.to_owned());
+        self.pending.push(container_id.to_owned());
+        Lookup::Miss { wait: true }
     }
 
-    /// A refresh is wanted and the minimum interval since the last one has passed; else how
-    /// long to wait before it is (`Err(None)`: nothing wanted).
-    pub fn refresh_due(
-        &self,
-        now: Instant,
-        min_interval: Duration,
-    ) -> Result<(), Option<Duration>> {
-        if !self.wanted {
+    /// Work to do now, or how long until there may be (`Err(None)`: nothing to do until a
+    /// lookup misses). After an error everything waits `ERROR_BACKOFF`.
+    pub fn next_work(&self, now: Instant) -> Result<(), Option<Duration>> {
+        let retry_due = !self.retry.is_empty();
+        if !self.full_wanted && self.pending.is_empty() && !retry_due {
             return Err(None);
         }
-        match self.last_refresh {
-            Some(t) if now.duration_since(t) < min_interval => {
-                Err(Some(min_interval - now.duration_since(t)))
+        match self.last_error {
+            Some(t) if now.duration_since(t) < ERROR_BACKOFF => {
+                Err(Some(ERROR_BACKOFF - now.duration_since(t)))
             }
             _ => Ok(()),
         }
     }
 
-    /// A refresh starts now: clears the request (misses from now on ask again).
-    pub fn begin_refresh(&mut self, now: Instant) {
-        self.wanted = false;
-        self.refreshing = true;
-        self.last_refresh = Some(now);
+    /// Take the work [`Cache::next_work`] said is due.
+    pub fn take_work(&mut self) -> Work {
+        self.busy = true;
+        let mut ids = std::mem::take(&mut self.retry);
+        ids.append(&mut self.pending);
+        Work {
+            full: std::mem::take(&mut self.full_wanted),
+            ids,
+        }
     }
 
-    /// A refresh ended; `list` is `None` when it failed (the old names are kept then).
-    pub fn finish_refresh(&mut self, list: Option<Vec<proto::Container>>) {
-        if let Some(list) = list {
-            self.names = list
-                .iter()
-                .filter_map(|c| Some((c.id.clone(), names_from_container(c)?)))
-                .take(MAX_CONTAINERS)
-                .collect();
+    /// A round ended: `full` is the whole list if one was taken and succeeded (`Err(())` when
+    /// it failed), `found` the containers the id queries returned, `failed` the ids whose query
+    /// failed (or was not attempted after a failure).
+    pub fn finish_work(
+        &mut self,
+        full: Option<Result<Vec<proto::Container>, ()>>,
+        found: Vec<proto::Container>,
+        failed: Vec<String>,
+        now: Instant,
+    ) {
+        match full {
+            Some(Ok(list)) => {
+                self.names = list
+                    .iter()
+                    .filter_map(|c| Some((c.id.clone(), names_from_container(c)?)))
+                    .take(MAX_CONTAINERS)
+                    .collect();
+            }
+            Some(Err(())) => {
+                self.full_wanted = true;
+                self.last_error = Some(now);
+            }
+            None => {}
+        }
+        for c in &found {
+            if let Some(n) = names_from_container(c) {
+                if self.names.len() >= MAX_CONTAINERS {
+                    // Bounded: start over; the next full list (wanted now) repopulates it.
+                    self.names.clear();
+                    self.full_wanted = true;
+                }
+                self.names.insert(c.id.clone(), n);
+            }
+        }
+        if !failed.is_empty() {
+            self.last_error = Some(now);
+            self.retry = failed;
         }
         self.generation += 1;
-        self.refreshing = false;
+        self.busy = false;
     }
 
-    /// The generation a miss made now must wait for: the next refresh to *begin* after it
-    /// (one already running may have listed before the container existed).
+    /// The generation a miss made now must wait for: the next round to *begin* after it (one
+    /// already running did not take this id).
     pub fn awaited_generation(&self) -> u64 {
-        self.generation + 1 + u64::from(self.refreshing)
+        self.generation + 1 + u64::from(self.busy)
     }
 
     pub fn generation(&self) -> u64 {
@@ -275,7 +340,6 @@ struct Shared {
 /// Handle to the CRI name cache and its refresh thread (stopped when dropped).
 pub struct CriResolver {
     shared: Arc<Shared>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl CriResolver {
@@ -286,23 +350,17 @@ impl CriResolver {
         let first = choice.locate()?;
         log::debug!("CRI: names from {}", first.display());
         let shared = Arc::new(Shared {
-            cache: Mutex::new(Cache {
-                wanted: true,
-                ..Cache::default()
-            }),
+            cache: Mutex::new(Cache::new()),
             cond: Condvar::new(),
             stop: Mutex::new(false),
         });
         let worker = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("cri-names".into())
             .spawn(move || refresh_loop(&worker, &choice))
             .map_err(|e| log::warn!("CRI: cannot start its thread: {e}"))
             .ok()?;
-        Some(CriResolver {
-            shared,
-            thread: Some(thread),
-        })
+        Some(CriResolver { shared })
     }
 
     /// Names for `container_id`, waiting at most `MISS_WAIT` on the first miss for this id.
@@ -311,14 +369,11 @@ impl CriResolver {
         let target = cache.awaited_generation();
         match cache.lookup(container_id) {
             Lookup::Hit(n) => return Some(n),
-            Lookup::Miss { wait: false } => {
-                self.shared.cond.notify_all();
-                return None;
-            }
+            Lookup::Miss { wait: false } => return None,
             Lookup::Miss { wait: true } => self.shared.cond.notify_all(),
         }
-        // Pointless to wait when the pacing holds the next refresh back longer than we would.
-        if let Err(Some(d)) = cache.refresh_due(Instant::now(), MIN_REFRESH_INTERVAL) {
+        // Pointless to wait when an error backoff holds the query back longer than we would.
+        if let Err(Some(d)) = cache.next_work(Instant::now()) {
             if d > MISS_WAIT {
                 return None;
             }
@@ -362,12 +417,10 @@ impl CriResolver {
 
 impl Drop for CriResolver {
     fn drop(&mut self) {
+        // Not joined: an RPC in flight may take up to RPC_TIMEOUT, which must not delay exit
+        // (the daemon stops within a second of SIGTERM). The thread ends after it.
         *self.shared.stop.lock().unwrap_or_else(|e| e.into_inner()) = true;
         self.shared.cond.notify_all();
-        if let Some(t) = self.thread.take() {
-            // At most one RPC_TIMEOUT (an RPC in flight) plus a connect.
-            let _ = t.join();
-        }
     }
 }
 
@@ -385,13 +438,13 @@ fn refresh_loop(shared: &Shared, choice: &SocketChoice) {
     let mut client: Option<Client> = None;
     let mut warned = false;
     loop {
-        {
+        let work = {
             let mut cache = shared.cache.lock().unwrap_or_else(|e| e.into_inner());
             loop {
                 if *shared.stop.lock().unwrap_or_else(|e| e.into_inner()) {
                     return;
                 }
-                match cache.refresh_due(Instant::now(), MIN_REFRESH_INTERVAL) {
+                match cache.next_work(Instant::now()) {
                     Ok(()) => break,
                     Err(wait) => {
                         let wait = wait.unwrap_or(Duration::from_secs(3600));
@@ -403,25 +456,52 @@ fn refresh_loop(shared: &Shared, choice: &SocketChoice) {
                     }
                 }
             }
-            cache.begin_refresh(Instant::now());
-        }
-        let result = rt.block_on(async {
+            cache.take_work()
+        };
+        let mut error: Option<anyhow::Error> = None;
+        let mut full = None;
+        let mut found = Vec::new();
+        let mut failed = Vec::new();
+        rt.block_on(async {
             if client.is_none() {
-                let path = choice
-                    .locate()
-                    .ok_or_else(|| anyhow::anyhow!("no CRI socket found"))?;
-                client = Some(Client::connect(&path).await?);
+                match choice.locate() {
+                    None => error = Some(anyhow::anyhow!("no CRI socket found")),
+                    Some(path) => match Client::connect(&path).await {
+                        Ok(c) => client = Some(c),
+                        Err(e) => error = Some(e),
+                    },
+                }
             }
-            let c = client.as_mut().expect("connected above");
-            c.list_containers().await
+            if work.full {
+                full = Some(match (&mut client, &error) {
+                    (Some(c), None) => c.list_containers(None).await.map_err(|e| {
+                        error = Some(e);
+                    }),
+                    _ => Err(()),
+                });
+            }
+            for id in work.ids {
+                match (&mut client, &error) {
+                    (Some(c), None) => match c.list_containers(Some(&id)).await {
+                        Ok(list) => found.extend(list),
+                        Err(e) => {
+                            error = Some(e);
+                            failed.push(id);
+                        }
+                    },
+                    // After an error, the rest is retried after the backoff.
+                    _ => failed.push(id),
+                }
+            }
         });
-        let list = match result {
-            Ok(list) => {
-                log::debug!("CRI: {} containers listed", list.len());
+        match &error {
+            None => {
+                if let Some(Ok(list)) = &full {
+                    log::debug!("CRI: {} containers listed", list.len());
+                }
                 warned = false;
-                Some(list)
             }
-            Err(e) => {
+            Some(e) => {
                 // Reconnect next time (the runtime may have restarted).
                 client = None;
                 if !warned {
@@ -432,11 +512,10 @@ fn refresh_loop(shared: &Shared, choice: &SocketChoice) {
                 } else {
                     log::debug!("CRI: listing containers failed: {e:#}");
                 }
-                None
             }
-        };
+        }
         let mut cache = shared.cache.lock().unwrap_or_else(|e| e.into_inner());
-        cache.finish_refresh(list);
+        cache.finish_work(full, found, failed, Instant::now());
         drop(cache);
         shared.cond.notify_all();
     }
@@ -472,7 +551,14 @@ impl Client {
         })
     }
 
-    pub async fn list_containers(&mut self) -> anyhow::Result<Vec<proto::Container>> {
+    /// All containers, or only the one with this id (none when the runtime does not know it).
+    pub async fn list_containers(
+        &mut self,
+        id: Option<&str>,
+    ) -> anyhow::Result<Vec<proto::Container>> {
+        let request = proto::ListContainersRequest {
+            filter: id.map(|id| proto::ContainerFilter { id: id.to_owned() }),
+        };
         let call = async {
             self.grpc.ready().await?;
             let path = tonic::codegen::http::uri::PathAndQuery::from_static(
@@ -484,11 +570,7 @@ impl Client {
             >::default();
             let resp = self
                 .grpc
-                .unary(
-                    tonic::Request::new(proto::ListContainersRequest::default()),
-                    path,
-                    codec,
-                )
+                .unary(tonic::Request::new(request), path, codec)
                 .await?;
             anyhow::Ok(resp.into_inner().containers)
         };
@@ -582,54 +664,125 @@ mod tests {
     }
 
     #[test]
-    fn cache_hits_misses_and_refresh_pacing() {
+    fn cache_lists_all_first_then_queries_new_ids_once() {
         let t0 = Instant::now();
-        let iv = Duration::from_secs(5);
-        let mut c = Cache::default();
-        assert_eq!(c.refresh_due(t0, iv), Err(None), "nothing wanted yet");
-        // First miss: wait for the refresh; the same id again: do not wait again.
-        assert_eq!(c.lookup("c1"), Lookup::Miss { wait: true });
-        assert_eq!(c.lookup("c1"), Lookup::Miss { wait: false });
-        assert_eq!(c.refresh_due(t0, iv), Ok(()), "never refreshed: due now");
+        let mut c = Cache::new();
+        // First round: the whole list.
+        assert_eq!(c.next_work(t0), Ok(()));
         assert_eq!(c.awaited_generation(), 1);
-        c.begin_refresh(t0);
+        let w = c.take_work();
+        assert_eq!(
+            w,
+            Work {
+                full: true,
+                ids: vec![]
+            }
+        );
         assert_eq!(
             c.awaited_generation(),
             2,
-            "a miss now waits for the next refresh"
+            "a miss during a round waits for the next one"
         );
-        assert_eq!(c.refresh_due(t0, iv), Err(None), "request taken");
-        c.finish_refresh(Some(vec![
-            container("c1", KUBELET, "app"),
-            container("pause", &[], "POD"),
-        ]));
+        c.finish_work(
+            Some(Ok(vec![
+                container("c1", KUBELET, "app"),
+                container("ctr-made", &[], "x"),
+            ])),
+            vec![],
+            vec![],
+            t0,
+        );
         assert_eq!(c.generation(), 1);
         assert_eq!(c.len(), 1, "unlabelled containers are not kept");
+        assert_eq!(c.next_work(t0), Err(None), "nothing to do");
         assert!(matches!(c.lookup("c1"), Lookup::Hit(n) if n.container == "app"));
-        // A new id within the interval: wanted but paced.
+        // New ids: queued once, waited for once; work due at once (no pacing).
+        assert_eq!(c.lookup("sandbox"), Lookup::Miss { wait: true });
+        assert_eq!(c.lookup("sandbox"), Lookup::Miss { wait: false });
         assert_eq!(c.lookup("c2"), Lookup::Miss { wait: true });
-        let t1 = t0 + Duration::from_secs(2);
-        assert_eq!(c.refresh_due(t1, iv), Err(Some(Duration::from_secs(3))));
-        assert_eq!(c.refresh_due(t0 + iv, iv), Ok(()));
-        // A failed refresh keeps the old names.
-        c.begin_refresh(t0 + iv);
-        c.finish_refresh(None);
-        assert_eq!(c.generation(), 2);
-        assert!(matches!(c.lookup("c1"), Lookup::Hit(_)));
-        // A successful one replaces them (c1 gone, c2 there).
-        c.begin_refresh(t0 + iv * 2);
-        c.finish_refresh(Some(vec![container("c2", KUBELET, "app")]));
-        assert!(matches!(c.lookup("c1"), Lookup::Miss { .. }));
-        assert!(matches!(c.lookup("c2"), Lookup::Hit(_)));
+        assert_eq!(c.next_work(t0), Ok(()));
+        let w = c.take_work();
+        assert_eq!(
+            w,
+            Work {
+                full: false,
+                ids: vec!["sandbox".into(), "c2".into()]
+            }
+        );
+        // The sandbox is unknown to ListContainers; c2 is found.
+        c.finish_work(
+            None,
+            vec![container("c2", &KUBELET[..3], "sidecar")],
+            vec![],
+            t0,
+        );
+        assert!(matches!(c.lookup("c2"), Lookup::Hit(n) if n.container == "sidecar"));
+        assert!(matches!(c.lookup("c1"), Lookup::Hit(_)), "id answers add");
+        assert_eq!(
+            c.lookup("sandbox"),
+            Lookup::Miss { wait: false },
+            "never asked again"
+        );
+        assert_eq!(c.next_work(t0), Err(None));
     }
 
     #[test]
-    fn unknown_set_is_bounded() {
-        let mut c = Cache::default();
-        for i in 0..(MAX_UNKNOWN + 10) {
-            let _ = c.lookup(&format!("id{i}"));
+    fn cache_backs_off_after_errors_and_retries() {
+        let t0 = Instant::now();
+        let mut c = Cache::new();
+        let _ = c.take_work();
+        // The whole list failed: wanted again, but only after the backoff.
+        c.finish_work(Some(Err(())), vec![], vec![], t0);
+        assert_eq!(c.next_work(t0), Err(Some(ERROR_BACKOFF)));
+        assert_eq!(c.lookup("c1"), Lookup::Miss { wait: true });
+        let t1 = t0 + ERROR_BACKOFF;
+        assert_eq!(c.next_work(t1), Ok(()));
+        let w = c.take_work();
+        assert_eq!(
+            w,
+            Work {
+                full: true,
+                ids: vec!["c1".into()]
+            }
+        );
+        // The list worked, the id query failed: the id is retried after the backoff, with
+        // nobody waiting for it.
+        c.finish_work(
+            Some(Ok(vec![container("c0", KUBELET, "app")])),
+            vec![],
+            vec!["c1".into()],
+            t1,
+        );
+        assert!(matches!(c.lookup("c0"), Lookup::Hit(_)));
+        assert_eq!(c.lookup("c1"), Lookup::Miss { wait: false });
+        assert!(c.next_work(t1).is_err());
+        assert_eq!(c.next_work(t1 + ERROR_BACKOFF), Ok(()));
+        let w = c.take_work();
+        assert_eq!(w.ids, vec!["c1".to_string()]);
+        assert!(!w.full);
+        c.finish_work(None, vec![container("c1", KUBELET, "app")], vec![], t1);
+        assert!(matches!(c.lookup("c1"), Lookup::Hit(_)));
+    }
+
+    #[test]
+    fn pending_queue_and_unknown_set_are_bounded() {
+        let mut c = Cache::new();
+        let mut waited = 0;
+        for i in 0..(MAX_PENDING + 10) {
+            if c.lookup(&format!("id{i}")) == (Lookup::Miss { wait: true }) {
+                waited += 1;
+            }
         }
-        assert!(c.unknown.len() <= MAX_UNKNOWN);
+        assert_eq!(waited, MAX_PENDING);
+        assert_eq!(c.take_work().ids.len(), MAX_PENDING);
+        for i in 0..(MAX_UNKNOWN + 10) {
+            let _ = c.lookup(&format!("x{i}"));
+            if c.pending.len() >= MAX_PENDING {
+                let _ = c.take_work();
+                c.finish_work(None, vec![], vec![], Instant::now());
+            }
+        }
+        assert!(c.asked.len() <= MAX_UNKNOWN);
     }
 
     #[test]
