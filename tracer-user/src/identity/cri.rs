@@ -302,8 +302,8 @@ pub fn configured(host_root: &Path) -> SocketChoice {
 /// Where to find the runtime's socket.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SocketChoice {
-    /// The first of [`DEFAULT_SOCKETS`] that exists under this host root (checked at each
-    /// refresh, so a runtime started after leaktracer is found).
+    /// The first of [`DEFAULT_SOCKETS`] that exists under this host root: looked up at start
+    /// (none there: CRI lookups stay off) and again at each reconnect.
     Discover(PathBuf),
     Path(PathBuf),
     Disabled,

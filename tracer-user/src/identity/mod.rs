@@ -79,7 +79,7 @@ impl fmt::Display for QosClass {
 /// Who a process is, in the terms an operator uses.
 ///
 /// Produced by [`parse_cgroup_path`]; `namespace`, `pod` and `container` are filled afterwards by
-/// [`PodLogIndex::resolve`]. `#[serde(default)]` so that reports written by an older build, or
+/// [`cri::CriResolver::resolve`] or, failing that, [`PodLogIndex::resolve`]. `#[serde(default)]` so that reports written by an older build, or
 /// with fields missing, still load.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
