@@ -289,6 +289,27 @@ fn build_image(dir: &Path) -> PathBuf {
     tar
 }
 
+/// Fails the test, with what to install, when containerd (with ctr) or podman is missing.
+fn require_tools() {
+    let version = Command::new("containerd").arg("--version").output();
+    assert!(
+        version.as_ref().is_ok_and(|o| o.status.success()),
+        "containerd is not installed ({:?}): this test needs a real CRI server; \
+         `cargo xtask setup` installs it (apt-get install -y containerd)",
+        version.err()
+    );
+    for (tool, package) in [("ctr", "containerd"), ("podman", "podman")] {
+        let found = Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            found,
+            "{tool} is not installed: `cargo xtask setup` installs it (apt-get install -y {package})"
+        );
+    }
+}
+
 /// A private containerd with its CRI plugin; everything under one temp directory.
 struct Containerd {
     dir: PathBuf,
@@ -317,13 +338,6 @@ fn hierarchies() -> Vec<PathBuf> {
 
 impl Containerd {
     fn start(dir: &Path, cgroup_parent: &str) -> Self {
-        let version = Command::new("containerd").arg("--version").output();
-        assert!(
-            version.as_ref().is_ok_and(|o| o.status.success()),
-            "containerd is not installed ({:?}): this test needs a real CRI server; \
-             `cargo xtask setup` installs it (apt-get install -y containerd)",
-            version.err()
-        );
         let sock = dir.join("containerd.sock");
         let d = dir.display();
         // restrict_oom_score_adj: the sandbox asks for -998, which needs CAP_SYS_RESOURCE.
@@ -617,6 +631,7 @@ fn stop_container(cri: &mut Cri, cid: &str) {
 #[test]
 fn pod_names_come_from_a_real_containerd_cri() {
     let Some(_serial) = privileged() else { return };
+    require_tools();
     let t0 = Instant::now();
     let pid = std::process::id();
     let pod_uid = format!("7e57c41d-{:04x}-4c0e-8a1d-0123456789ab", pid & 0xffff);
