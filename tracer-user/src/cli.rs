@@ -44,6 +44,20 @@ pub struct Global {
     /// the host's /proc, /sys mounted below it.
     #[arg(long, global = true, default_value = "/", value_name = "DIR")]
     pub host_root: PathBuf,
+
+    /// CRI runtime socket to take pod, namespace and container names from (kubelet's labels,
+    /// via `ListContainers`). Default: the first that exists of
+    /// run/k3s/containerd/containerd.sock, run/containerd/containerd.sock,
+    /// var/run/crio/crio.sock, run/crio/crio.sock under --host-root. A path given here is used as
+    /// is (not under --host-root); `none` turns CRI lookups off. Without a socket, or for a
+    /// container the runtime does not know, names come from the kubelet's /var/log/pods.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH|none",
+        env = "LEAKTRACER_CRI_SOCKET"
+    )]
+    pub cri_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -82,6 +82,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         return report::run(&args.trace, &opts);
     }
     loader::check_host_root(&cli.global.host_root)?;
+    identity::cri::set_socket_flag(cli.global.cri_socket.clone());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -31,6 +31,11 @@ const APT_PACKAGES: &[&str] = &[
     // dependency and rustc links musl statically with its own self-contained CRT.
     "podman",
     "runc",
+    // A real CRI server for tests/cri.rs: containerd 1.6 with its built-in CRI plugin (and
+    // `ctr` to import the locally built image); Debian has no cri-tools, the test drives the CRI
+    // with its own small gRPC client. Installing it does not start a daemon where systemd is
+    // not PID 1; the test runs a private one under a temp dir.
+    "containerd",
 ];
 
 fn have(cmd: &str, arg: &str) -> bool {

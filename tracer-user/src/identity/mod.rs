@@ -2,18 +2,24 @@
 //!
 //! Operators want answers in Kubernetes terms ("default/web-7f9c/nginx") or as a node daemon's unit
 //! ("k3s-agent.service"), not as PIDs. Everything here is computed from a process's cgroup path
-//! (read from `/proc/<pid>/cgroup`) and, for names, from the kubelet's log directories on the host.
-//! That needs neither the API server nor the CRI socket, so it works on a partitioned node and is
-//! cheap enough to run when a process is first seen, before it exits and its `/proc` entry is gone.
+//! (read from `/proc/<pid>/cgroup`) and, for names, from the node's CRI runtime socket or the
+//! kubelet's log directories on the host. Neither needs the API server, so it works on a
+//! partitioned node and is cheap enough to run when a process is first seen, before it exits and
+//! its `/proc` entry is gone.
 //!
 //! Pieces:
 //! - [`parse_proc_cgroup`] picks the relevant line out of `/proc/<pid>/cgroup` (v1 and v2).
 //! - [`parse_cgroup_path`] turns a cgroup path into pod uid, container id, runtime, QoS, or unit.
-//! - [`PodLogIndex`] fills namespace/pod/container names from `/var/log/pods`.
+//! - [`cri::CriResolver`] fills namespace/pod/container names from the CRI runtime's socket
+//!   (containerd, k3s, CRI-O) when one is reachable: `ListContainers` and kubelet's labels.
+//! - [`PodLogIndex`] fills them from `/var/log/pods` otherwise (no socket, or a container the
+//!   runtime does not know).
 //!
-//! Nothing here touches global state or logs; callers own caching of the resulting [`Identity`].
+//! Apart from the CRI client (a thread of its own, see [`cri`]), nothing here touches global state
+//! or logs; callers own caching of the resulting [`Identity`].
 
 mod cgroup_path;
+pub mod cri;
 mod pod_log;
 mod proc_cgroup;
 mod resolver;
@@ -73,7 +79,7 @@ impl fmt::Display for QosClass {
 /// Who a process is, in the terms an operator uses.
 ///
 /// Produced by [`parse_cgroup_path`]; `namespace`, `pod` and `container` are filled afterwards by
-/// [`PodLogIndex::resolve`]. `#[serde(default)]` so that reports written by an older build, or
+/// [`cri::CriResolver::resolve`] or, failing that, [`PodLogIndex::resolve`]. `#[serde(default)]` so that reports written by an older build, or
 /// with fields missing, still load.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]

@@ -1,13 +1,16 @@
 //! Identity of live processes, resolved once and cached: the cgroup path seen at first
-//! sight (or exec) gives pod UID, container ID, QoS or systemd unit; the kubelet's log
-//! directories give namespace, pod and container names. Bounded by the live process set.
+//! sight (or exec) gives pod UID, container ID, QoS or systemd unit; the CRI runtime (when its
+//! socket is reachable) or else the kubelet's log directories give namespace, pod and container
+//! names. Bounded by the live process set.
 use std::{collections::HashMap, path::Path};
 
-use super::{Identity, PodLogIndex, parse_cgroup_path};
+use super::{Identity, PodLogIndex, cri, parse_cgroup_path};
 use crate::table::{Process, ProcessTable};
 
 pub struct Resolver {
     pods: PodLogIndex,
+    /// `None` when disabled (`--cri-socket none`) or no runtime socket was found at start.
+    cri: Option<cri::CriResolver>,
     cache: HashMap<u32, (Option<String>, Identity)>,
 }
 
@@ -15,6 +18,7 @@ impl Resolver {
     pub fn new(host_root: &Path) -> Self {
         Self {
             pods: PodLogIndex::new(host_root),
+            cri: cri::CriResolver::start(cri::configured(host_root)),
             cache: HashMap::new(),
         }
     }
@@ -29,7 +33,11 @@ impl Resolver {
             }
         }
         let mut id = path.as_deref().map(parse_cgroup_path).unwrap_or_default();
-        self.pods.resolve(&mut id);
+        // Names from the runtime win; the log directories only fill what it does not know.
+        let from_cri = self.cri.as_ref().is_some_and(|c| c.resolve(&mut id));
+        if !from_cri {
+            self.pods.resolve(&mut id);
+        }
         self.cache.insert(p.pid, (path, id.clone()));
         id
     }
