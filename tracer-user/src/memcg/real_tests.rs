@@ -258,10 +258,12 @@ async fn v1_oom_kill_is_reported() {
         _ => panic!("no Threshold event before the OOM"),
     }
 
-    // Events after the kill can only be the threshold crossed downwards.
+    // Events after the kill can only be the threshold crossed downwards, or the kill of the
+    // hog pipeline's other process in the same cgroup (seen on a loaded machine).
     while let Ok(Some(ev)) = timeout(Duration::from_millis(300), rx.recv()).await {
         assert!(
-            matches!(ev, MemcgEvent::Threshold { .. }),
+            matches!(&ev, MemcgEvent::Threshold { .. })
+                || matches!(&ev, MemcgEvent::Oom { cgroup, .. } if *cgroup == cg.path),
             "unexpected {ev:?}"
         );
     }
