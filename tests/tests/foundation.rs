@@ -22,14 +22,14 @@ fn stress_ng(args: &[&str]) -> Proc {
 fn leaker_is_ranked_first_at_its_true_rate() {
     let Some(_serial) = privileged() else { return };
     let _busy = [
-        Proc::spawn(&mut workload(STEADY).arg("16")),
-        Proc::spawn(&mut workload(STEADY).arg("48")),
+        Proc::spawn(workload(STEADY).arg("16")),
+        Proc::spawn(workload(STEADY).arg("48")),
         stress_ng(&["--vm", "1", "--vm-bytes", "32M", "--vm-keep"]),
         stress_ng(&["--mmap", "1", "--mmap-bytes", "16M"]),
         stress_ng(&["--cpu", "1"]),
     ];
     let rate = 8 * MIB;
-    let leaker = Proc::spawn(&mut workload(LEAKER).arg((rate / 1024).to_string()));
+    let leaker = Proc::spawn(workload(LEAKER).arg((rate / 1024).to_string()));
     // Ranked among this test's processes (tracking is node-wide; other work on the machine,
     // such as a VM booting, is left out of the comparison with --comm filters).
     let args = [
@@ -287,7 +287,7 @@ fn undersized_process_map_reports_overflow() {
 fn sigint_leaves_a_complete_trace() {
     let Some(_serial) = privileged() else { return };
     let rec = Recording::start("sigint", &["--interval", "200ms"]);
-    let _leaker = Proc::spawn(&mut workload(LEAKER).arg("2048"));
+    let _leaker = Proc::spawn(workload(LEAKER).arg("2048"));
     std::thread::sleep(Duration::from_secs(2));
     let trace = rec.stop(); // parses every line
     assert_eq!(trace[0]["type"], "header");

@@ -45,10 +45,10 @@ pub fn post_mortem(table: &ProcessTable, v: &OomVictim, t: f64, roots: &CgroupRo
                 .collect();
             let step = pts.len().div_ceil(HISTORY_POINTS).max(1);
             let mut out: Vec<(f64, u64)> = pts.iter().step_by(step).copied().collect();
-            if let (Some(last), Some(kept)) = (pts.last(), out.last()) {
-                if last != kept {
-                    out.push(*last);
-                }
+            if let (Some(last), Some(kept)) = (pts.last(), out.last())
+                && last != kept
+            {
+                out.push(*last);
             }
             out
         })

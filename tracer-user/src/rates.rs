@@ -22,10 +22,10 @@ fn window_points(
         if s.t < start {
             before = Some(f(s));
         } else if s.t <= now {
-            if pts.is_empty() {
-                if let Some(v) = before {
-                    pts.push((start, v));
-                }
+            if pts.is_empty()
+                && let Some(v) = before
+            {
+                pts.push((start, v));
             }
             pts.push((s.t, f(s)));
         }

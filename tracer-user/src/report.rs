@@ -216,10 +216,10 @@ pub fn build(
     let mut cgroups = crate::memcg::ActivityFold::new(1000);
     let mut summary = None;
     while let Some(rec) = reader.next_record()? {
-        if let Some(b) = &bar {
-            if reader.line() % 10_000 == 0 {
-                b.set_position(reader.bytes_read);
-            }
+        if let Some(b) = &bar
+            && reader.line().is_multiple_of(10_000)
+        {
+            b.set_position(reader.bytes_read);
         }
         match rec {
             Record::Sample(s) => {
@@ -400,15 +400,15 @@ fn oom_context(o: &OomRecord, suspects: &[Suspect]) -> String {
             s.push_str(&format!(" (limit {})", format::bytes(l as f64)));
         }
     }
-    if let (Some(a), Some(b)) = (o.history.first(), o.history.last()) {
-        if b.0 > a.0 {
-            s.push_str(&format!(
-                "\n             before death: private {} -> {} in {}",
-                format::bytes(a.1 as f64),
-                format::bytes(b.1 as f64),
-                format::duration(b.0 - a.0)
-            ));
-        }
+    if let (Some(a), Some(b)) = (o.history.first(), o.history.last())
+        && b.0 > a.0
+    {
+        s.push_str(&format!(
+            "\n             before death: private {} -> {} in {}",
+            format::bytes(a.1 as f64),
+            format::bytes(b.1 as f64),
+            format::duration(b.0 - a.0)
+        ));
     }
     let same: Vec<String> = suspects
         .iter()

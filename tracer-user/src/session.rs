@@ -309,10 +309,10 @@ impl Session {
         let Some(c) = self.table.live.get(&pid).and_then(|p| p.memcg_path()) else {
             return;
         };
-        if let Some(limiting) = self.roots.effective_limit(Some(&c)).and_then(|l| l.cgroup) {
-            if let Err(e) = self.watcher.watch(&limiting) {
-                log::debug!("memory cgroup {limiting} not watched: {e:#}");
-            }
+        if let Some(limiting) = self.roots.effective_limit(Some(&c)).and_then(|l| l.cgroup)
+            && let Err(e) = self.watcher.watch(&limiting)
+        {
+            log::debug!("memory cgroup {limiting} not watched: {e:#}");
         }
     }
 

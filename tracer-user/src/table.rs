@@ -531,7 +531,7 @@ mod tests {
         assert_eq!(r.reclaim["/shell"].pids, vec![12]);
         assert_eq!(r.reclaim["/"].pids, vec![13]);
         assert!(
-            t.live.get(&11).is_none() && t.graveyard.is_empty(),
+            !t.live.contains_key(&11) && t.graveyard.is_empty(),
             "not tracked"
         );
         assert!(t.exec_cgroups.is_empty(), "forgotten after the round");

@@ -3,6 +3,7 @@
 //! - `mapper go-style RESERVE_MIB COMMIT_MIB`: reserve with mmap(PROT_NONE) like the Go
 //!   runtime, then commit part of it with mmap(MAP_FIXED, PROT_READ|PROT_WRITE) and touch it.
 //! - `mapper madvise MIB`: mmap, touch, then release with madvise(MADV_DONTNEED).
+//!
 //! Prints "ready" once done and then sleeps, so the tracer can sample the final state.
 use std::io::Write as _;
 

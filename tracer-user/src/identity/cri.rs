@@ -373,10 +373,10 @@ impl CriResolver {
             Lookup::Miss { wait: true } => self.shared.cond.notify_all(),
         }
         // Pointless to wait when an error backoff holds the query back longer than we would.
-        if let Err(Some(d)) = cache.next_work(Instant::now()) {
-            if d > MISS_WAIT {
-                return None;
-            }
+        if let Err(Some(d)) = cache.next_work(Instant::now())
+            && d > MISS_WAIT
+        {
+            return None;
         }
         let deadline = Instant::now() + MISS_WAIT;
         while cache.generation() < target {

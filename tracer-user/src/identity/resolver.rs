@@ -27,10 +27,11 @@ impl Resolver {
     /// container) or its pod names were not known yet.
     pub fn get(&mut self, p: &Process) -> Identity {
         let path = p.memcg_path();
-        if let Some((seen, id)) = self.cache.get(&p.pid) {
-            if *seen == path && (id.pod_uid.is_none() || id.pod.is_some()) {
-                return id.clone();
-            }
+        if let Some((seen, id)) = self.cache.get(&p.pid)
+            && *seen == path
+            && (id.pod_uid.is_none() || id.pod.is_some())
+        {
+            return id.clone();
         }
         let mut id = path.as_deref().map(parse_cgroup_path).unwrap_or_default();
         // Names from the runtime win; the log directories only fill what it does not know.
