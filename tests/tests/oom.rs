@@ -229,16 +229,24 @@ fn memory_pressure_and_cgroup_reclaim_are_reported() {
     // Reading a 96 MiB mapped file over and over within 24 MiB: constant refaults.
     let _reader =
         Proc::spawn(&mut cg.command(&go_workload("filereader").to_string_lossy(), &["96"]));
+    // Both a PSI event (it may come first, from other activity on the node) and the
+    // cgroup's reclaim (summed once per sampling round).
+    let reclaim_marker = "\"kind\":\"reclaim\",\"ts_ms\"";
+    let cgroup_marker = format!("\"cgroup\":\"{}\"", cg.path());
     let found = wait_until(Duration::from_secs(40), || {
         let text = std::fs::read_to_string(&rec.path).ok()?;
+        let reclaimed = text
+            .lines()
+            .any(|l| l.contains(reclaim_marker) && l.contains(&cgroup_marker));
         text.lines()
             .find(|l| l.contains("\"kind\":\"pressure\""))
+            .filter(|_| reclaimed)
             .map(str::to_string)
     });
     let trace = rec.stop();
     let line = found.unwrap_or_else(|| {
         panic!(
-            "no PSI pressure event within 40 s; /proc/pressure/memory: {}",
+            "no PSI pressure event and reclaim record within 40 s; /proc/pressure/memory: {}",
             std::fs::read_to_string("/proc/pressure/memory").unwrap_or_default()
         )
     });
