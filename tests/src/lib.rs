@@ -6,7 +6,7 @@
 //! in which case they print that they were skipped.
 use std::{
     io::{BufRead as _, BufReader},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{Mutex, MutexGuard},
     time::{Duration, Instant},
@@ -335,4 +335,54 @@ impl Drop for MemCgroup {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// Copy `binary` to `dir/<name>` with the shared libraries `ldd` lists, at their own paths: a
+/// root filesystem (or image context) that runs it without the host's `/`.
+pub fn copy_with_libraries(binary: &Path, dir: &Path, name: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::copy(binary, dir.join(name))
+        .unwrap_or_else(|e| panic!("copying {}: {e}", binary.display()));
+    let ldd = Command::new("ldd")
+        .arg(binary)
+        .output()
+        .expect("running ldd");
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)"
+        let lib = line
+            .split("=>")
+            .last()
+            .and_then(|r| r.split_whitespace().next())
+            .filter(|p| p.starts_with('/'));
+        if let Some(lib) = lib {
+            let dest = dir.join(lib.trim_start_matches('/'));
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::copy(lib, &dest).unwrap_or_else(|e| panic!("copying {lib}: {e}"));
+        }
+    }
+}
+
+/// podman with a private, throw-away store under `store` (the flags of xtask/src/image.rs):
+/// nothing left in /var/lib/containers, no systemd, runc (crun refuses this host's hybrid
+/// cgroups).
+pub fn podman(store: &Path) -> Command {
+    let mut c = Command::new("podman");
+    c.arg("--root")
+        .arg(store.join("root"))
+        .arg("--runroot")
+        .arg(store.join("run"))
+        .arg("--tmpdir")
+        .arg(store.join("tmp"))
+        .args([
+            "--storage-driver",
+            "vfs",
+            "--cgroup-manager",
+            "cgroupfs",
+            "--events-backend",
+            "file",
+            "--runtime",
+            "runc",
+        ])
+        .stdin(Stdio::null());
+    c
 }

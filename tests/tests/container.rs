@@ -5,7 +5,7 @@
 //! tests/kubernetes.rs on Kubernetes-shaped cgroup paths; no kubelet or CRI runs here.
 use std::{
     path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
+    process::{Command, Output},
 };
 
 use leaktracer_tests::*;
@@ -35,23 +35,7 @@ impl Podman {
     }
 
     fn cmd(&self) -> Command {
-        let mut c = Command::new("podman");
-        c.arg("--root")
-            .arg(self.dir.join("root"))
-            .arg("--runroot")
-            .arg(self.dir.join("run"))
-            .arg("--tmpdir")
-            .arg(self.dir.join("tmp"))
-            .args([
-                "--storage-driver",
-                "vfs",
-                "--cgroup-manager",
-                "cgroupfs",
-                "--events-backend",
-                "file",
-            ])
-            .stdin(Stdio::null());
-        c
+        podman(&self.dir)
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -77,22 +61,7 @@ impl Drop for Podman {
 fn rootfs_with(binary: &Path, name: &str) -> PathBuf {
     let root = std::env::temp_dir().join(format!("leaktracer-rootfs-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(&root).unwrap();
-    std::fs::copy(binary, root.join(name)).expect("copying the workload into the rootfs");
-    let ldd = Command::new("ldd").arg(binary).output().expect("ldd");
-    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
-        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)"
-        let path = line
-            .split("=>")
-            .last()
-            .and_then(|r| r.split_whitespace().next())
-            .filter(|p| p.starts_with('/'));
-        if let Some(lib) = path {
-            let dest = root.join(lib.trim_start_matches('/'));
-            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-            std::fs::copy(lib, &dest).unwrap_or_else(|e| panic!("copying {lib}: {e}"));
-        }
-    }
+    copy_with_libraries(binary, &root, name);
     root
 }
 
@@ -106,8 +75,6 @@ fn podman_container_is_named_on_its_process_and_its_oom_kill() {
     let out = podman.run(&[
         "run",
         "--detach",
-        "--runtime",
-        "runc",
         "--network",
         "none",
         // podman asks for higher limits than this sandbox allows without CAP_SYS_RESOURCE.

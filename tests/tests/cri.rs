@@ -206,29 +206,6 @@ impl Cri {
     }
 }
 
-/// podman with a private, throw-away store (the flags of xtask/src/image.rs).
-fn podman(store: &Path) -> Command {
-    let mut c = Command::new("podman");
-    c.arg("--root")
-        .arg(store.join("root"))
-        .arg("--runroot")
-        .arg(store.join("run"))
-        .arg("--tmpdir")
-        .arg(store.join("tmp"))
-        .args([
-            "--storage-driver",
-            "vfs",
-            "--cgroup-manager",
-            "cgroupfs",
-            "--events-backend",
-            "file",
-            "--runtime",
-            "runc",
-        ])
-        .stdin(Stdio::null());
-    c
-}
-
 fn check(cmd: &mut Command) -> String {
     let out = cmd
         .output()
@@ -247,21 +224,7 @@ fn check(cmd: &mut Command) -> String {
 /// docker archive at `<dir>/image.tar`.
 fn build_image(dir: &Path) -> PathBuf {
     let ctx = dir.join("image-context");
-    std::fs::create_dir_all(&ctx).unwrap();
-    std::fs::copy(LEAKER, ctx.join("leaker")).expect("copying the leaker");
-    let ldd = check(Command::new("ldd").arg(LEAKER));
-    for line in ldd.lines() {
-        let lib = line
-            .split("=>")
-            .last()
-            .and_then(|r| r.split_whitespace().next())
-            .filter(|p| p.starts_with('/'));
-        if let Some(lib) = lib {
-            let dest = ctx.join(lib.trim_start_matches('/'));
-            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-            std::fs::copy(lib, &dest).unwrap_or_else(|e| panic!("copying {lib}: {e}"));
-        }
-    }
+    copy_with_libraries(Path::new(LEAKER), &ctx, "leaker");
     // CMD "0": as the sandbox image it runs `/leaker 0` (allocates nothing measurable) as pause.
     std::fs::write(
         dir.join("Containerfile"),
