@@ -19,6 +19,8 @@ pub const CALL_BRK: usize = 2;
 pub const CALL_MREMAP: usize = 3;
 pub const CALL_MADVISE: usize = 4;
 pub const CALL_KINDS: usize = 5;
+/// Names of the syscalls above, in index order (for logs, JSON and metrics).
+pub const CALL_NAMES: [&str; CALL_KINDS] = ["mmap", "munmap", "brk", "mremap", "madvise"];
 
 /// Buckets of the per-process log2 histogram of mmap request sizes:
 /// bucket `i` counts requests with `floor(log2(len)) == i + 12` (4 KiB) ; the last bucket
@@ -85,8 +87,10 @@ pub struct ProcStats {
 pub const PROC_FLAG_FORK_SEEN: u32 = 1;
 /// The process exec'ed while tracing.
 pub const PROC_FLAG_EXEC_SEEN: u32 = 2;
-/// The process has exited. The kernel keeps the entry (its final counters) until userspace
-/// has sampled it once and deletes it, so the last interval of a process is never lost.
+/// The process has exited but its final counters could not travel with its exit event (the
+/// ring buffer was full): the kernel keeps the entry until userspace has sampled it once and
+/// deletes it, so even then the counters are not lost. Normally the exit program sends an
+/// [`ExitEvent`] and frees the entry at once.
 pub const PROC_FLAG_EXITED: u32 = 4;
 
 /// Indices of the per-CPU `COUNTERS` array: health of the kernel side, never silent.
@@ -135,8 +139,9 @@ pub const EVENT_EXEC: u32 = 1;
 pub const EVENT_EXIT: u32 = 2;
 pub const EVENT_OOM_VICTIM: u32 = 3;
 
-/// A rare event. One fixed layout for every kind keeps the decoder trivial; fields a
-/// kind does not use are zero. Small enough (< 200 bytes) to be built on the BPF stack.
+/// A rare event (exec, OOM victim). One fixed layout for both kinds keeps the decoder
+/// trivial; fields a kind does not use are zero. Small enough (< 200 bytes) to be built on
+/// the BPF stack. Exits travel as [`ExitEvent`]; every record starts with `kind: u32`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Event {
@@ -146,15 +151,10 @@ pub struct Event {
     /// CLOCK_MONOTONIC of the event.
     pub ts_ns: u64,
     pub comm: [u8; 16],
-    /// EXEC: previous pid (de_thread); EXIT: 1 when the kernel still had the process's
-    /// counters (then `rss`/`peak_private` are valid); OOM: triggering tgid.
+    /// EXEC: previous pid (de_thread); OOM: triggering tgid.
     pub aux: u32,
     /// OOM: uid of the victim.
     pub uid: u32,
-    /// EXIT: the last RSS counters (bytes).
-    pub rss: [u64; RSS_MEMBERS],
-    /// EXIT: the high-water mark of anon+shmem+swap.
-    pub peak_private: u64,
     /// OOM: victim's total_vm, anon/file/shmem RSS and page tables, in KiB as the
     /// tracepoint reports them (0 on kernels whose mark_victim carries only the pid).
     pub oom_total_vm_kb: u64,
@@ -165,6 +165,26 @@ pub struct Event {
     pub oom_score_adj: i64,
     /// OOM: comm of the triggering task (current when the victim was chosen).
     pub trigger_comm: [u8; 16],
+}
+
+/// A process's end, with its final counters: a process that lived less than one sampling
+/// interval (a cron job, a crash-looping init) is counted exactly, and the kernel frees its
+/// `PROCS` entry at once. Written in place into the ring buffer (too big for the stack).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExitEvent {
+    /// Always [`EVENT_EXIT`]; first, like [`Event::kind`], so a record's kind can be read
+    /// before its size is known.
+    pub kind: u32,
+    pub tgid: u32,
+    /// CLOCK_MONOTONIC of the exit.
+    pub ts_ns: u64,
+    /// 1 when the kernel had the process's counters (else `stats` is zero but for `comm`,
+    /// which is then the exiting task's).
+    pub has_stats: u32,
+    pub _pad: u32,
+    /// The final counters. `rss` is as it stood before the address space was torn down.
+    pub stats: ProcStats,
 }
 
 /// Tracepoint field offsets, read by userspace from tracefs `format` files and passed in
@@ -201,6 +221,15 @@ pub mod globals {
     pub const TASK_MM: &str = "OFF_TASK_MM";
     pub const TASK_PID: &str = "OFF_TASK_PID";
     pub const TASK_TGID: &str = "OFF_TASK_TGID";
+    /// task_struct.flags (PF_EXITING: never create an entry for a task that is exiting).
+    pub const TASK_FLAGS: &str = "OFF_TASK_FLAGS";
+    /// task_struct.signal and signal_struct.live.counter (a process's last exit on kernels
+    /// whose sched_process_exit has no group_dead).
+    pub const TASK_SIGNAL: &str = "OFF_TASK_SIGNAL";
+    pub const SIGNAL_LIVE: &str = "OFF_SIGNAL_LIVE";
+    /// task_struct.group_leader and task_struct.comm (a process's name is its leader's).
+    pub const TASK_GROUP_LEADER: &str = "OFF_TASK_GROUP_LEADER";
+    pub const TASK_COMM: &str = "OFF_TASK_COMM";
     pub const MM_RSS_STAT: &str = "OFF_MM_RSS_STAT";
     pub const RSS_STAT_STRIDE: &str = "RSS_STAT_STRIDE";
     pub const RSS_STAT_COUNT: &str = "OFF_RSS_STAT_COUNT";
@@ -216,6 +245,7 @@ mod pod {
     unsafe impl aya::Pod for super::ProcStats {}
     unsafe impl aya::Pod for super::PendingCall {}
     unsafe impl aya::Pod for super::Event {}
+    unsafe impl aya::Pod for super::ExitEvent {}
 }
 
 #[cfg(test)]
@@ -229,6 +259,9 @@ mod tests {
         assert_eq!(core::mem::size_of::<ProcStats>(), 328);
         assert_eq!(core::mem::size_of::<PendingCall>() % 8, 0);
         assert_eq!(core::mem::size_of::<Event>() % 8, 0);
+        assert_eq!(core::mem::size_of::<ExitEvent>(), 24 + 328);
+        assert_eq!(core::mem::offset_of!(ExitEvent, kind), 0);
+        assert_eq!(core::mem::offset_of!(Event, kind), 0);
         assert!(
             core::mem::size_of::<Event>() < 200,
             "Event is built on the 512-byte BPF stack"

@@ -3,7 +3,9 @@ use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use aya_ebpf::{
     Global,
-    helpers::{bpf_get_current_comm, bpf_ktime_get_ns},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
+    },
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
@@ -71,7 +73,7 @@ pub fn current_proc(tgid: u32) -> Option<*mut ProcStats> {
     if let Some(p) = PROCS.get_ptr_mut(tgid) {
         return Some(p);
     }
-    if tgid == SELF_TGID.load() {
+    if tgid == SELF_TGID.load() || current_is_exiting() {
         return None;
     }
     let p = new_proc(
@@ -80,10 +82,61 @@ pub fn current_proc(tgid: u32) -> Option<*mut ProcStats> {
     // SAFETY: p points into a PROCS map value, valid for the program's run.
     let s = unsafe { &mut *p };
     if s.first_seen_ns == 0 {
-        s.comm = bpf_get_current_comm().unwrap_or_default();
+        s.comm = process_comm();
         s.first_seen_ns = now();
     }
     Some(p)
+}
+
+/// task_struct.flags offset from BTF (0: unknown, no check).
+#[unsafe(no_mangle)]
+static OFF_TASK_FLAGS: Global<u32> = Global::new(0);
+
+const PF_EXITING: u32 = 0x4;
+
+/// Whether current is past the start of do_exit. Its process's exit may already have been
+/// reported and its entry freed: an RSS change or a syscall's return seen now must not
+/// create a new entry for a process that is gone. Only on the (rare) missing-entry path.
+#[inline(always)]
+fn current_is_exiting() -> bool {
+    let off = OFF_TASK_FLAGS.load();
+    if off == 0 {
+        return false;
+    }
+    // SAFETY: bpf_probe_read_kernel checks the address; current's task_struct outlives the
+    // program run.
+    unsafe {
+        let task = bpf_get_current_task();
+        bpf_probe_read_kernel((task + off as u64) as *const u32)
+            .is_ok_and(|flags| flags & PF_EXITING != 0)
+    }
+}
+
+#[unsafe(no_mangle)]
+static OFF_TASK_GROUP_LEADER: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_TASK_COMM: Global<u32> = Global::new(0);
+
+/// The name of current's process: its thread-group leader's comm, as /proc/<pid>/comm
+/// shows it (a worker thread may carry its own name, e.g. memcached's `mc-worker`). Falls
+/// back to current's own comm without the BTF offsets.
+#[inline(always)]
+pub fn process_comm() -> [u8; 16] {
+    let (off_leader, off_comm) = (OFF_TASK_GROUP_LEADER.load(), OFF_TASK_COMM.load());
+    if off_leader != 0 && off_comm != 0 {
+        // SAFETY: bpf_probe_read_kernel checks the addresses; current and its group leader
+        // (pinned by the thread group while current runs) outlive the program run.
+        let leader_comm = unsafe {
+            let task = bpf_get_current_task();
+            bpf_probe_read_kernel((task + off_leader as u64) as *const u64).and_then(|leader| {
+                bpf_probe_read_kernel((leader + off_comm as u64) as *const [u8; 16])
+            })
+        };
+        if let Ok(c) = leader_comm {
+            return c;
+        }
+    }
+    bpf_get_current_comm().unwrap_or_default()
 }
 
 /// Insert a zeroed entry for `tgid` (`flags`: 0 = replace, 1 = BPF_NOEXIST = keep an existing

@@ -192,6 +192,11 @@ pub enum Command {
         /// How many of the fastest-growing processes get series (bounds cardinality).
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
         top: u64,
+        /// Write a process's final sample and exit record to stdout when its peak private
+        /// memory reached this many MiB (0: every exit). Every exit is counted in
+        /// leaktracer_process_exits_total and its calls in leaktracer_syscalls_total.
+        #[arg(long, default_value_t = 64, value_name = "MIB")]
+        exit_min_peak_mib: u64,
     },
     /// Analyse a recorded trace offline: ranked suspects with verdicts, OOM kills, health.
     ///

@@ -101,10 +101,19 @@ pub struct DaemonSink {
     t0_mono: f64,
     last_counters: Vec<u64>,
     last_cpu_secs: f64,
+    /// Node-wide syscall totals already added to the metric.
+    last_calls: [u64; tracer_ebpf::CALL_KINDS],
+    /// Exits whose peak private memory reaches this many bytes are written to stdout.
+    exit_min_peak: u64,
 }
 
 impl DaemonSink {
-    pub fn new(shared: Arc<Mutex<Shared>>, top: usize, host_root: &std::path::Path) -> Self {
+    pub fn new(
+        shared: Arc<Mutex<Shared>>,
+        top: usize,
+        exit_min_peak: u64,
+        host_root: &std::path::Path,
+    ) -> Self {
         let roots = CgroupRoots::discover(host_root);
         Self {
             shared,
@@ -115,6 +124,8 @@ impl DaemonSink {
             t0_mono: 0.0,
             last_counters: Vec::new(),
             last_cpu_secs: 0.0,
+            last_calls: [0; tracer_ebpf::CALL_KINDS],
+            exit_min_peak,
         }
     }
 
@@ -274,6 +285,15 @@ impl Sink for DaemonSink {
                     })
                     .set(i64::from(snap.procs_capacity));
                 m.tracked_processes.set(table.live.len() as i64);
+                for (i, name) in tracer_ebpf::CALL_NAMES.iter().enumerate() {
+                    let delta = table.calls_total[i].saturating_sub(self.last_calls[i]);
+                    m.syscalls
+                        .get_or_create(&crate::metrics::CallLabels {
+                            call: (*name).to_string(),
+                        })
+                        .inc_by(delta);
+                }
+                self.last_calls = table.calls_total;
                 m.self_rss.set(crate::session::own_rss_bytes() as i64);
                 m.self_cpu.inc_by((cpu - self.last_cpu_secs).max(0.0));
                 drop(s);
@@ -328,6 +348,30 @@ impl Sink for DaemonSink {
                     t,
                     event: ev.clone(),
                 });
+            }
+            Happening::Exit {
+                pid,
+                comm,
+                t_mono,
+                ended,
+            } => {
+                if let Ok(s) = self.shared.lock() {
+                    s.metrics.process_exits.inc();
+                }
+                // The big ones (a crash-looping init that allocated 2 GiB) are evidence worth
+                // a log line each, however short they lived; the rest are counted.
+                let peak = table
+                    .find(pid)
+                    .filter(|_| ended.is_some())
+                    .map_or(0, |p| p.stats.peak_private);
+                if ended.is_some() && peak >= self.exit_min_peak {
+                    let t = round_ms(t_mono - self.t0_mono);
+                    let (sample, exit) = crate::record::exit_records(table, pid, comm, t, ended);
+                    if let Some(sample) = sample {
+                        self.emit(&Record::Sample(sample));
+                    }
+                    self.emit(&Record::Exit(exit));
+                }
             }
             Happening::Kernel(_) => {}
         }

@@ -4,7 +4,7 @@ use std::os::fd::AsRawFd as _;
 use anyhow::Context as _;
 use aya::maps::{MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
-use tracer_ebpf::{EVENT_EXEC, EVENT_EXIT, EVENT_OOM_VICTIM, Event};
+use tracer_ebpf::{EVENT_EXEC, EVENT_EXIT, EVENT_OOM_VICTIM, Event, ExitEvent, ProcStats};
 
 use crate::procfs::comm_from_bytes;
 
@@ -16,12 +16,13 @@ pub enum KernelEvent {
         old_pid: u32,
         t_mono: f64,
     },
+    /// A process ended. `stats` are its final counters (None when the kernel never had an
+    /// entry for it, e.g. its map was full); `comm` is theirs, else the exiting task's.
     Exit {
         tgid: u32,
         comm: String,
         t_mono: f64,
-        last_rss: Option<[u64; 4]>,
-        peak_private: u64,
+        stats: Option<Box<ProcStats>>,
     },
     OomVictim(OomVictim),
 }
@@ -44,12 +45,29 @@ pub struct OomVictim {
     pub t_mono: f64,
 }
 
-pub fn decode(bytes: &[u8]) -> Option<KernelEvent> {
-    if bytes.len() < std::mem::size_of::<Event>() {
+/// Read a plain-old-data record from the start of `bytes`, None when too short.
+fn read_record<T: aya::Pod>(bytes: &[u8]) -> Option<T> {
+    if bytes.len() < std::mem::size_of::<T>() {
         return None;
     }
-    // SAFETY: length checked; Event is plain old data; read_unaligned copes with alignment.
-    let ev: Event = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+    // SAFETY: length checked; T is plain old data (aya::Pod: any bit pattern is valid);
+    // read_unaligned copes with alignment.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) })
+}
+
+pub fn decode(bytes: &[u8]) -> Option<KernelEvent> {
+    // Every record starts with its kind (u32); exits have a layout of their own.
+    let kind = u32::from_ne_bytes(bytes.get(..4)?.try_into().ok()?);
+    if kind == EVENT_EXIT {
+        let ev: ExitEvent = read_record(bytes)?;
+        return Some(KernelEvent::Exit {
+            tgid: ev.tgid,
+            comm: comm_from_bytes(&ev.stats.comm),
+            t_mono: ev.ts_ns as f64 / 1e9,
+            stats: (ev.has_stats == 1).then(|| Box::new(ev.stats)),
+        });
+    }
+    let ev: Event = read_record(bytes)?;
     let t_mono = ev.ts_ns as f64 / 1e9;
     Some(match ev.kind {
         EVENT_EXEC => KernelEvent::Exec {
@@ -57,13 +75,6 @@ pub fn decode(bytes: &[u8]) -> Option<KernelEvent> {
             comm: comm_from_bytes(&ev.comm),
             old_pid: ev.aux,
             t_mono,
-        },
-        EVENT_EXIT => KernelEvent::Exit {
-            tgid: ev.tgid,
-            comm: comm_from_bytes(&ev.comm),
-            t_mono,
-            last_rss: (ev.aux == 1).then_some(ev.rss),
-            peak_private: ev.peak_private,
         },
         EVENT_OOM_VICTIM => KernelEvent::OomVictim(OomVictim {
             pid: ev.tgid,
@@ -83,10 +94,16 @@ pub fn decode(bytes: &[u8]) -> Option<KernelEvent> {
     })
 }
 
-/// Forward ring-buffer events to a channel until the receiver goes away.
+/// Asks the reader to drain the ring now; answered once everything in it is in the channel.
+pub type FlushRequest = tokio::sync::oneshot::Sender<()>;
+
+/// Forward ring-buffer events to a channel until the receiver goes away. A request on
+/// `flush` drains the ring at once (the session's end: routine events are written without a
+/// wake-up, so the last ones would otherwise wait for the timer, and be lost).
 pub fn spawn_reader(
     ebpf: &mut aya::Ebpf,
     tx: tokio::sync::mpsc::Sender<KernelEvent>,
+    mut flush: tokio::sync::mpsc::Receiver<FlushRequest>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("map EVENTS missing")?)?;
     // SAFETY: the AsyncFd owns the RingBuf, which owns the map fd: the fd outlives the
@@ -102,7 +119,12 @@ pub fn spawn_reader(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let mut batch = Vec::new();
+            let mut ack = None;
             tokio::select! {
+                Some(req) = flush.recv() => {
+                    drain(fd.get_mut(), &mut batch);
+                    ack = Some(req);
+                }
                 guard = fd.readable_mut() => {
                     let mut guard = match guard {
                         Ok(g) => g,
@@ -120,6 +142,9 @@ pub fn spawn_reader(
                 if tx.send(ev).await.is_err() {
                     return;
                 }
+            }
+            if let Some(ack) = ack {
+                let _ = ack.send(());
             }
         }
     }))
@@ -140,44 +165,49 @@ fn drain(ring: &mut RingBuf<MapData>, batch: &mut Vec<KernelEvent>) {
 mod tests {
     use super::*;
 
-    fn bytes_of(ev: &Event) -> Vec<u8> {
-        // SAFETY: Event is repr(C) plain old data.
+    fn bytes_of<T>(ev: &T) -> Vec<u8> {
+        // SAFETY: the records are repr(C) plain old data.
         unsafe {
-            std::slice::from_raw_parts(
-                (ev as *const Event).cast::<u8>(),
-                std::mem::size_of::<Event>(),
-            )
+            std::slice::from_raw_parts((ev as *const T).cast::<u8>(), std::mem::size_of::<T>())
         }
         .to_vec()
     }
 
     #[test]
     fn decodes_exit_and_oom() {
-        let mut comm = [0u8; 16];
-        comm[..4].copy_from_slice(b"leak");
-        let ev = Event {
+        let mut stats = ProcStats::default();
+        stats.comm[..4].copy_from_slice(b"leak");
+        stats.rss = [1, 2, 3, 4];
+        stats.peak_private = 9;
+        stats.calls[tracer_ebpf::CALL_BRK] = 500;
+        let ev = ExitEvent {
             kind: EVENT_EXIT,
             tgid: 42,
             ts_ns: 2_000_000_000,
-            comm,
-            aux: 1,
-            rss: [1, 2, 3, 4],
-            peak_private: 9,
-            ..Event::default()
+            has_stats: 1,
+            stats,
+            ..ExitEvent::default()
         };
         match decode(&bytes_of(&ev)) {
             Some(KernelEvent::Exit {
                 tgid: 42,
                 comm,
-                last_rss: Some([1, 2, 3, 4]),
-                peak_private: 9,
+                stats: Some(st),
                 t_mono,
             }) => {
                 assert_eq!(comm, "leak");
+                assert_eq!(*st, stats, "the final counters, whole");
                 assert!((t_mono - 2.0).abs() < 1e-9);
             }
             other => panic!("unexpected {other:?}"),
         }
+        let unknown = ExitEvent { has_stats: 0, ..ev };
+        assert!(matches!(
+            decode(&bytes_of(&unknown)),
+            Some(KernelEvent::Exit { stats: None, .. })
+        ));
+        // A record cut short is refused, not read past its end.
+        assert_eq!(decode(&bytes_of(&ev)[..100]), None);
         let oom = Event {
             kind: EVENT_OOM_VICTIM,
             tgid: 7,
@@ -198,6 +228,7 @@ mod tests {
     #[test]
     fn rejects_short_or_unknown() {
         assert_eq!(decode(&[0u8; 8]), None);
+        assert_eq!(decode(&[]), None);
         let ev = Event {
             kind: 99,
             ..Event::default()

@@ -786,6 +786,23 @@ pub struct TaskLayout {
     pub task_tgid: u32,
 }
 
+/// More of `struct task_struct`, for the exit and naming logic. Optional: without them the
+/// programs fall back (the leader's exit ends a process on kernels whose exit event lacks
+/// group_dead; a process is named by the thread that created its entry).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskExtras {
+    /// task_struct.flags (PF_EXITING).
+    pub task_flags: u32,
+    /// task_struct.signal, and in it signal_struct.live.counter: the threads still alive,
+    /// which tells a process's last exit on kernels whose exit event lacks group_dead.
+    pub task_signal: u32,
+    pub signal_live: u32,
+    /// task_struct.group_leader and task_struct.comm: a process is named by its
+    /// thread-group leader, as /proc/<pid>/comm names it, not by whichever thread ran.
+    pub task_group_leader: u32,
+    pub task_comm: u32,
+}
+
 /// Where the RSS counters of an mm live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RssLayout {
@@ -798,19 +815,63 @@ pub struct RssLayout {
     pub count: u32,
 }
 
+/// The offset of `strukt.path`, after checking its type (`want` names it for the error).
+fn typed_member(
+    btf: &KernelBtf,
+    strukt: &str,
+    path: &str,
+    ok: fn(&TypeInfo) -> bool,
+    want: &str,
+) -> anyhow::Result<u32> {
+    let ty = btf.member_type(strukt, path)?;
+    ensure!(ok(&ty), "{strukt}.{path} is {ty:?}, expected {want}");
+    btf.member_offset(strukt, path)
+}
+
 /// The programs read `mm` as a pointer and `pid`/`tgid` as 32-bit values: the types are
 /// checked too, so a kernel that changed them fails here rather than yielding garbage.
 pub fn task_layout(btf: &KernelBtf) -> anyhow::Result<TaskLayout> {
-    let field = |path: &str, ok: fn(&TypeInfo) -> bool, want: &str| -> anyhow::Result<u32> {
-        let ty = btf.member_type("task_struct", path)?;
-        ensure!(ok(&ty), "task_struct.{path} is {ty:?}, expected {want}");
-        btf.member_offset("task_struct", path)
+    let field = |path: &str, ok: fn(&TypeInfo) -> bool, want: &str| {
+        typed_member(btf, "task_struct", path, ok, want)
     };
     let pid_t = |t: &TypeInfo| *t == TypeInfo::Int { size: 4 };
     Ok(TaskLayout {
         task_mm: field("mm", |t| *t == TypeInfo::Ptr, "a pointer")?,
         task_pid: field("pid", pid_t, "a 32-bit pid_t")?,
         task_tgid: field("tgid", pid_t, "a 32-bit pid_t")?,
+    })
+}
+
+/// Offsets of [`TaskExtras`], with their types checked like [`task_layout`]'s.
+pub fn task_extras(btf: &KernelBtf) -> anyhow::Result<TaskExtras> {
+    let field = |path: &str, ok: fn(&TypeInfo) -> bool, want: &str| {
+        typed_member(btf, "task_struct", path, ok, want)
+    };
+    Ok(TaskExtras {
+        task_flags: field("flags", |t| *t == TypeInfo::Int { size: 4 }, "a 32-bit int")?,
+        task_signal: field("signal", |t| *t == TypeInfo::Ptr, "a pointer")?,
+        signal_live: typed_member(
+            btf,
+            "signal_struct",
+            "live.counter",
+            |t| *t == TypeInfo::Int { size: 4 },
+            "a 32-bit int",
+        )?,
+        task_group_leader: field("group_leader", |t| *t == TypeInfo::Ptr, "a pointer")?,
+        task_comm: field(
+            "comm",
+            |t| {
+                matches!(
+                    t,
+                    TypeInfo::Array {
+                        elem_size: 1,
+                        len: 16,
+                        ..
+                    }
+                )
+            },
+            "char[16]",
+        )?,
     })
 }
 
@@ -1078,6 +1139,16 @@ mod tests {
         let mm_ptr = b.ptr(mm);
         let ti = b.strukt("", 8, &[("ti_flags", ll, 0)]);
         let head = b.union("", 8, &[("", ti, 0), ("raw", ll, 0)]);
+        let atomic_t = b.strukt("", 4, &[("counter", int, 0)]);
+        let atomic_t = b.typedef("atomic_t", atomic_t);
+        let signal = b.strukt(
+            "signal_struct",
+            1024,
+            &[("sigcnt", int, 0), ("live", atomic_t, 32)],
+        );
+        let signal_ptr = b.ptr(signal);
+        let chr = b.int("char", 1);
+        let comm = b.array(chr, 16);
         b.composite(
             KIND_STRUCT,
             "task_struct",
@@ -1085,11 +1156,15 @@ mod tests {
             true,
             &[
                 ("", head, 0),
+                ("flags", uint, 352),
                 ("mm", mm_ptr, 9088),
                 ("sched_reset_on_fork", uint, (1 << 24) | 9504),
                 ("sched_migrated", uint, (1 << 24) | 9505),
                 ("pid", pid_t, 10112),
                 ("tgid", pid_t, 10144),
+                ("group_leader", void_ptr, 19968),
+                ("signal", signal_ptr, 22528),
+                ("comm", comm, 24576),
             ],
         );
         b.build()
@@ -1127,7 +1202,17 @@ mod tests {
             TaskLayout {
                 task_mm: 1136,
                 task_pid: 1264,
-                task_tgid: 1268
+                task_tgid: 1268,
+            }
+        );
+        assert_eq!(
+            task_extras(&btf).unwrap(),
+            TaskExtras {
+                task_flags: 44,
+                task_signal: 2816,
+                signal_live: 4,
+                task_group_leader: 2496,
+                task_comm: 3072,
             }
         );
     }
@@ -2203,6 +2288,14 @@ mod tests {
             task_pid: bytes(dump.find_named("task_struct", "pid")),
             task_tgid: bytes(dump.find_named("task_struct", "tgid")),
         };
+        let expected_extras = TaskExtras {
+            task_flags: bytes(dump.find_named("task_struct", "flags")),
+            task_signal: bytes(dump.find_named("task_struct", "signal")),
+            // atomic_t live is { int counter; }: the counter starts where live does.
+            signal_live: bytes(dump.find_named("signal_struct", "live")),
+            task_group_leader: bytes(dump.find_named("task_struct", "group_leader")),
+            task_comm: bytes(dump.find_named("task_struct", "comm")),
+        };
         let (rss_bits, rss) = dump.find_named("mm_struct", "rss_stat");
         let rss_ty = dump.ty(dump.resolve(rss.type_id));
         let expected_rss = if rss_ty.kind == "ARRAY" {
@@ -2234,6 +2327,7 @@ mod tests {
         let rss = rss_layout(&btf).unwrap();
         eprintln!("{task:?} {rss:?}");
         assert_eq!(task, expected_task);
+        assert_eq!(task_extras(&btf).unwrap(), expected_extras);
         assert_eq!(rss, expected_rss);
     }
 

@@ -214,6 +214,19 @@ impl Probes {
             offsets.set(g::TASK_PID, t.task_pid);
             offsets.set(g::TASK_TGID, t.task_tgid);
         }
+        match btf.as_ref().map(kernel_btf::task_extras) {
+            Ok(Ok(x)) => {
+                offsets.set(g::TASK_FLAGS, x.task_flags);
+                offsets.set(g::TASK_SIGNAL, x.task_signal);
+                offsets.set(g::SIGNAL_LIVE, x.signal_live);
+                offsets.set(g::TASK_GROUP_LEADER, x.task_group_leader);
+                offsets.set(g::TASK_COMM, x.task_comm);
+            }
+            Ok(Err(e)) => log::warn!(
+                "{e:#}: processes are named by the thread that first ran, and on kernels without sched_process_exit's group_dead a process ends with its leader"
+            ),
+            Err(_) => {}
+        }
         if let (RssSource::Raw, Ok(Some(r))) = (rss_source, &rss_layout) {
             offsets.set(g::MM_RSS_STAT, r.mm_rss_stat);
             offsets.set(g::RSS_STAT_STRIDE, r.stride);

@@ -3,6 +3,7 @@ mod cli;
 mod clock;
 mod daemon;
 mod detector;
+mod ended;
 mod error;
 mod events;
 mod format;
@@ -149,7 +150,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let mut session = Session::start(session_options(&cli.global, &trace, duration))?;
                 session.run(&mut sink).await?;
             }
-            Command::Daemon { trace, listen, top } => {
+            Command::Daemon {
+                trace,
+                listen,
+                top,
+                exit_min_peak_mib,
+            } => {
                 let listener = daemon::bind(listen).await?;
                 let shared = std::sync::Arc::new(std::sync::Mutex::new(daemon::Shared {
                     metrics: metrics::Metrics::new(),
@@ -158,7 +164,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
                 let server = daemon::serve(listener, shared.clone(), stop_rx);
                 log::info!("serving /metrics, /healthz, /readyz on {listen}");
-                let mut sink = daemon::DaemonSink::new(shared, top as usize, &cli.global.host_root);
+                let mut sink = daemon::DaemonSink::new(
+                    shared,
+                    top as usize,
+                    exit_min_peak_mib.saturating_mul(1 << 20),
+                    &cli.global.host_root,
+                );
                 let mut session = Session::start(session_options(&cli.global, &trace, None))?;
                 session.run(&mut sink).await?;
                 drop(session); // detaches the programs

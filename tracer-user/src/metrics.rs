@@ -40,6 +40,11 @@ pub struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    pub call: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MapLabels {
     pub map: String,
 }
@@ -60,6 +65,8 @@ pub struct Metrics {
     pub map_entries: Family<MapLabels, Gauge>,
     pub map_capacity: Family<MapLabels, Gauge>,
     pub tracked_processes: Gauge,
+    pub process_exits: Counter,
+    pub syscalls: Family<CallLabels, Counter>,
     pub self_rss: Gauge,
     pub self_cpu: Counter<f64, AtomicU64>,
 }
@@ -80,6 +87,8 @@ impl Metrics {
             map_entries: Family::default(),
             map_capacity: Family::default(),
             tracked_processes: Gauge::default(),
+            process_exits: Counter::default(),
+            syscalls: Family::default(),
             self_rss: Gauge::default(),
             self_cpu: Counter::default(),
             registry: Registry::default(),
@@ -146,6 +155,16 @@ impl Metrics {
             "tracked_processes",
             "Processes leaktracer tracks",
             m.tracked_processes.clone(),
+        );
+        r.register(
+            "process_exits",
+            "Processes that ended, however short their life (each with its final counters)",
+            m.process_exits.clone(),
+        );
+        r.register(
+            "syscalls",
+            "Traced memory syscalls (mmap, munmap, brk, mremap, madvise) of every process on the node, short-lived ones included",
+            m.syscalls.clone(),
         );
         r.register_with_unit(
             "self_resident_memory",

@@ -110,6 +110,56 @@ fn hostname() -> String {
         .to_string()
 }
 
+/// The records of a process's end (session time `t`): its final sample, when the kernel had
+/// its counters, and its exit. Shared by `record` and the daemon's stdout.
+pub fn exit_records(
+    table: &ProcessTable,
+    pid: u32,
+    comm: &str,
+    t: f64,
+    ended: Option<crate::table::Ended>,
+) -> (Option<SampleRecord>, ExitRecord) {
+    let p = table.find(pid);
+    let final_stats = ended.and(p).map(|p| p.stats);
+    let exit = ExitRecord {
+        t,
+        pid,
+        comm: p.map_or_else(|| comm.to_string(), |p| p.comm.clone()),
+        last_rss: final_stats.map(|st| RssBytes::from_kernel(st.rss)),
+        peak_private_bytes: final_stats.map_or(0, |st| st.peak_private),
+    };
+    (
+        final_stats.map(|st| SampleRecord::from_stats(t, pid, &st)),
+        exit,
+    )
+}
+
+impl RecordSink {
+    /// The `process` record of a process seen for the first time (alive or at its end).
+    fn process_record(&mut self, table: &ProcessTable, pid: u32, t: f64) -> anyhow::Result<()> {
+        let Some(p) = table.find(pid) else {
+            return Ok(());
+        };
+        if !self.filter.wants(p, &mut self.ids) {
+            return Ok(());
+        }
+        self.summary.processes_seen += 1;
+        let limit = self.limits.get(p.memcg_path().as_deref());
+        let id = self.ids.get(p);
+        self.write(&Record::Process(ProcessInfo {
+            t,
+            pid: p.pid,
+            ppid: p.ppid,
+            comm: p.comm.clone(),
+            cmdline: p.cmdline.clone(),
+            cgroup: p.cgroup_raw.as_deref().map(|s| s.trim_end().to_string()),
+            limit_bytes: limit.as_ref().map(|l| l.bytes),
+            limit_cgroup: limit.and_then(|l| l.cgroup),
+            pod: id.into(),
+        }))
+    }
+}
+
 impl Sink for RecordSink {
     fn start(&mut self, info: &SessionInfo) -> anyhow::Result<()> {
         self.t0_mono = info.t0_mono;
@@ -127,26 +177,7 @@ impl Sink for RecordSink {
                 self.summary.rounds += 1;
                 let t = self.t(snap.t_mono);
                 for pid in &report.new_pids {
-                    let Some(p) = table.live.get(pid) else {
-                        continue;
-                    };
-                    if !self.filter.wants(p, &mut self.ids) {
-                        continue;
-                    }
-                    self.summary.processes_seen += 1;
-                    let limit = self.limits.get(p.memcg_path().as_deref());
-                    let id = self.ids.get(p);
-                    self.write(&Record::Process(ProcessInfo {
-                        t,
-                        pid: p.pid,
-                        ppid: p.ppid,
-                        comm: p.comm.clone(),
-                        cmdline: p.cmdline.clone(),
-                        cgroup: p.cgroup_raw.as_deref().map(|s| s.trim_end().to_string()),
-                        limit_bytes: limit.as_ref().map(|l| l.bytes),
-                        limit_cgroup: limit.and_then(|l| l.cgroup),
-                        pod: id.into(),
-                    }))?;
+                    self.process_record(table, *pid, t)?;
                 }
                 let mut pids: Vec<u32> = table
                     .live
@@ -188,6 +219,34 @@ impl Sink for RecordSink {
                 }
                 self.flush()?;
             }
+            Happening::Exit {
+                pid,
+                comm,
+                t_mono,
+                ended,
+            } => {
+                let t = self.t(t_mono);
+                let p = table.find(pid);
+                let wanted = match p {
+                    Some(p) => self.filter.wants(p, &mut self.ids),
+                    None => self.filter.matches(pid, comm),
+                };
+                if !wanted {
+                    return Ok(());
+                }
+                // A process that lived less than one interval: its first record is its
+                // last, with every count it made.
+                if ended.is_some_and(|e| e.first_sight) {
+                    self.process_record(table, pid, t)?;
+                }
+                let (sample, exit) = exit_records(table, pid, comm, t, ended);
+                if let Some(sample) = sample {
+                    self.summary.samples += 1;
+                    self.write(&Record::Sample(sample))?;
+                }
+                self.summary.exits += 1;
+                self.write(&Record::Exit(exit))?;
+            }
             Happening::Memcg(ev) => {
                 let t = self.t(crate::clock::monotonic_secs());
                 self.write(&Record::Memcg {
@@ -214,25 +273,7 @@ impl Sink for RecordSink {
                         })?;
                     }
                 }
-                KernelEvent::Exit {
-                    tgid,
-                    comm,
-                    t_mono,
-                    last_rss,
-                    peak_private,
-                } => {
-                    if self.filter.matches(*tgid, comm) {
-                        self.summary.exits += 1;
-                        let t = self.t(*t_mono);
-                        self.write(&Record::Exit(ExitRecord {
-                            t,
-                            pid: *tgid,
-                            comm: comm.clone(),
-                            last_rss: last_rss.map(RssBytes::from_kernel),
-                            peak_private_bytes: *peak_private,
-                        }))?;
-                    }
-                }
+                KernelEvent::Exit { .. } => {}
                 KernelEvent::OomVictim(v) => {
                     // OOM kills are always written: the filter must not hide what killed a
                     // filtered process's neighbour.

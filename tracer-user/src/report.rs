@@ -70,6 +70,9 @@ pub struct Report {
     pub processes: usize,
     pub samples: u64,
     pub suspects: Vec<Suspect>,
+    /// Processes that ended during the trace (all counted; the largest with their final
+    /// counters), short-lived ones included.
+    pub ended: crate::ended::EndedLog,
     pub oom_kills: Vec<OomRecord>,
     /// Memory cgroups (and "node") that reported limit events, reclaim or pressure.
     pub memory_cgroups: Vec<crate::memcg::CgroupActivity>,
@@ -103,8 +106,7 @@ impl Replay {
         };
         let report = self.table.update(&snap, None);
         for pid in report.new_pids {
-            if let (Some(info), Some(p)) = (self.infos.remove(&pid), self.table.live.get_mut(&pid))
-            {
+            if let (Some(info), Some(p)) = (self.infos.remove(&pid), self.table.find_mut(pid)) {
                 p.ppid = info.ppid;
                 p.comm = info.comm;
                 p.cmdline = info.cmdline;
@@ -329,6 +331,13 @@ pub fn build(
         processes: rp.table.live.len() + rp.table.graveyard.len(),
         samples: rp.samples,
         suspects: suspects.into_iter().map(|(s, _)| s).collect(),
+        ended: crate::ended::EndedLog {
+            largest: rp
+                .table
+                .ended
+                .largest_matching(limit, |e| filter.matches(e.pid, &e.comm)),
+            ..rp.table.ended.clone()
+        },
         oom_kills: ooms,
         memory_cgroups: cgroups.finish(),
         summary,
@@ -505,6 +514,10 @@ pub fn render_text(r: &Report) -> String {
             x.reason,
             if x.exited { " (exited)" } else { "" }
         ));
+    }
+    if r.ended.count > 0 {
+        s.push('\n');
+        s.push_str(&crate::ended::render_text(&r.ended, &r.ended.largest));
     }
     if !r.oom_kills.is_empty() {
         s.push_str("\nOOM KILLS\n");

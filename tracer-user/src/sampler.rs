@@ -66,14 +66,19 @@ impl Sampler {
         let _ = self.procs.insert(tgid, stats, 1 /* BPF_NOEXIST */);
     }
 
-    /// Delete the kernel entries of processes whose exit the kernel flagged, now that their
-    /// final counters have been read.
+    /// Delete the kernel entries the exit program flagged (their exit event found the ring
+    /// buffer full), now that their final counters have been read.
     pub fn forget_exited(&mut self, snap: &Snapshot) {
         for (pid, st) in &snap.procs {
             if st.flags & tracer_ebpf::PROC_FLAG_EXITED != 0 {
                 let _ = self.procs.remove(pid);
             }
         }
+    }
+
+    /// Whether the kernel map still has an entry for `tgid`.
+    pub fn holds(&self, tgid: u32) -> bool {
+        self.procs.get(&tgid, 0).is_ok()
     }
 
     /// Drop the kernel entry of a process that is gone (its exit event was lost or it

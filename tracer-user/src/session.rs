@@ -94,7 +94,16 @@ pub enum Happening<'a> {
         /// Verdicts that changed this round.
         verdicts: &'a [crate::verdicts::VerdictChange],
     },
+    /// Exec and OOM events, as they come.
     Kernel(&'a KernelEvent),
+    /// A process ended: the table has already folded its final counters in (it is in the
+    /// graveyard). `ended` is None when the kernel had no counters for it.
+    Exit {
+        pid: u32,
+        comm: &'a str,
+        t_mono: f64,
+        ended: Option<crate::table::Ended>,
+    },
     /// A memory-cgroup or pressure event (event-driven watchers, see memcg/watch.rs).
     Memcg(&'a crate::memcg::MemcgEvent),
 }
@@ -127,6 +136,8 @@ pub struct Session {
     _probes: Probes,
     sampler: Sampler,
     events: mpsc::Receiver<KernelEvent>,
+    /// Drain the kernel ring now (at the end of the session).
+    flush_events: mpsc::Sender<events::FlushRequest>,
     _reader: tokio::task::JoinHandle<()>,
     _log_task: Option<tokio::task::JoinHandle<()>>,
     pub table: ProcessTable,
@@ -148,7 +159,8 @@ impl Session {
         // Events are rare; a deep queue lets a slow sink fall behind briefly without the
         // kernel ring buffer filling.
         let (tx, rx) = mpsc::channel(65536);
-        let reader = events::spawn_reader(&mut probes.ebpf, tx)?;
+        let (flush_tx, flush_rx) = mpsc::channel(1);
+        let reader = events::spawn_reader(&mut probes.ebpf, tx, flush_rx)?;
         let t0_mono = clock::monotonic_secs();
         let info = SessionInfo {
             start_unix_ms: clock::unix_millis(),
@@ -191,6 +203,7 @@ impl Session {
             _probes: probes,
             sampler,
             events: rx,
+            flush_events: flush_tx,
             _reader: reader,
             _log_task: log_task,
             table,
@@ -243,7 +256,25 @@ impl Session {
                 break EndReason::Sink;
             }
         };
-        // Drain events already queued so exits/OOMs right before the end are not lost.
+        // Everything the kernel wrote before the end reaches the sink: the reader drains the
+        // ring on request (routine events do not wake it), then the queue is emptied. Events
+        // are handled while waiting, so a full queue cannot hold the reader up.
+        let (ack_tx, mut ack_rx) = tokio::sync::oneshot::channel();
+        if self.flush_events.send(ack_tx).await.is_ok() {
+            let give_up = tokio::time::sleep(Duration::from_secs(2));
+            tokio::pin!(give_up);
+            loop {
+                tokio::select! {
+                    biased;
+                    Some(ev) = self.events.recv() => self.kernel_event(sink, ev)?,
+                    _ = &mut ack_rx => break,
+                    () = &mut give_up => {
+                        log::warn!("the kernel event reader did not finish draining within 2 s");
+                        break;
+                    }
+                }
+            }
+        }
         while let Ok(ev) = self.events.try_recv() {
             self.kernel_event(sink, ev)?;
         }
@@ -264,14 +295,16 @@ impl Session {
             report.new_pids,
             report.exited
         );
-        // Every few rounds, retire processes whose exit we never saw (died before attach,
-        // or an exit event lost): in the kernel map and in the table.
+        // Every few rounds, retire processes whose exit the kernel never saw (they died
+        // between the /proc scan and attach). A process reaped since the snapshot has had its
+        // exit program run, which removed its entry (its exit event brings the final counters):
+        // only an entry still there after /proc says the process is gone is stale.
         if rounds % 5 == 4 {
             let gone: Vec<u32> = snap
                 .procs
                 .iter()
                 .map(|(pid, _)| *pid)
-                .filter(|pid| !self.procfs.alive(*pid))
+                .filter(|pid| !self.procfs.alive(*pid) && self.sampler.holds(*pid))
                 .collect();
             for pid in gone {
                 self.sampler.forget(pid);
@@ -329,9 +362,27 @@ impl Session {
                 );
                 self.watch_limiting_cgroup(*tgid);
             }
-            // The table retires a process when its final counters are sampled (see
-            // PROC_FLAG_EXITED), not here: the event can overtake the last sample.
-            KernelEvent::Exit { .. } => {}
+            // The final counters came with the exit: folded in now, whatever the process's
+            // lifetime (one shorter than an interval was never sampled alive).
+            KernelEvent::Exit {
+                tgid,
+                comm,
+                t_mono,
+                stats,
+            } => {
+                let ended = self
+                    .table
+                    .end(*tgid, *t_mono, stats.as_deref(), Some(&self.procfs));
+                return sink.handle(
+                    &self.table,
+                    Happening::Exit {
+                        pid: *tgid,
+                        comm,
+                        t_mono: *t_mono,
+                        ended,
+                    },
+                );
+            }
             KernelEvent::OomVictim(_) => {}
         }
         sink.handle(&self.table, Happening::Kernel(&ev))

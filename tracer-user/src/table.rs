@@ -63,6 +63,8 @@ pub struct Process {
     /// Whether `stats` changed in the latest sampling round.
     pub changed: bool,
     pub exited_at: Option<f64>,
+    /// It lived and died between two sampling rounds: its exit brought all its counters.
+    pub brief: bool,
     /// Latest leak verdict (see verdicts.rs) and when it was computed.
     pub assessment: Option<crate::detector::Assessment>,
     pub assessed_at: f64,
@@ -200,6 +202,80 @@ pub struct ProcessTable {
     exec_cgroups: HashMap<u32, String>,
     /// Shared copies of the cgroup files of tracked processes.
     pub strings: Interner,
+    /// Reclaim of processes that ended between rounds, for the next round's report.
+    ended_reclaim: BTreeMap<String, ReclaimRound>,
+    /// Every process end, and the largest ends with their final counters.
+    pub ended: crate::ended::EndedLog,
+    /// Traced syscalls of every process since the session started (see `CALL_*`),
+    /// short-lived ones included.
+    pub calls_total: [u64; CALL_KINDS],
+}
+
+/// A process's end as the table folded it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ended {
+    pub pid: u32,
+    /// It had not been sampled alive: it lived less than one interval.
+    pub first_sight: bool,
+}
+
+/// A process at its end (its final counters folded in), as the views list it.
+fn ended_process(p: &Process, t: f64, brief: bool) -> crate::ended::EndedProcess {
+    let last = sample_of(t, &p.stats);
+    crate::ended::EndedProcess {
+        pid: p.pid,
+        ppid: p.ppid,
+        comm: p.comm.clone(),
+        ended_at_secs: crate::trace::round_ms(t),
+        brief,
+        peak_private_bytes: p
+            .stats
+            .peak_private
+            .max(p.fine.iter().map(Sample::private).max().unwrap_or(0)),
+        private_bytes: last.private(),
+        alloc_bytes: last.alloc,
+        calls: crate::trace::Calls::from_kernel(&p.stats.calls),
+        cgroup: p.memcg_path(),
+    }
+}
+
+/// What every fold adds to besides the process itself.
+struct Totals<'a> {
+    dists: &'a mut Distributions,
+    calls: &'a mut [u64; CALL_KINDS],
+    reclaim: &'a mut BTreeMap<String, ReclaimRound>,
+}
+
+/// Fold a kernel counter snapshot into a process: its sample, the session distributions,
+/// and its reclaim since the previous one (summed per memory cgroup into `reclaim`).
+fn fold(p: &mut Process, t: f64, st: &ProcStats, totals: &mut Totals<'_>) {
+    let prev = p.stats;
+    for (total, (now, before)) in totals.calls.iter_mut().zip(st.calls.iter().zip(prev.calls)) {
+        *total += now.saturating_sub(before);
+    }
+    let (dists, reclaim) = (&mut *totals.dists, &mut *totals.reclaim);
+    // mmap request sizes: the new counts in each log2 bucket since last round.
+    for b in 0..MMAP_HIST_BUCKETS {
+        let n = st.mmap_size_hist[b].saturating_sub(prev.mmap_size_hist[b]);
+        if n > 0 {
+            let _ = dists
+                .mmap_sizes
+                .record_n(1u64 << (b as u32 + MMAP_HIST_MIN_SHIFT), u64::from(n));
+        }
+    }
+    if st.reclaim_runs != prev.reclaim_runs {
+        let cgroup = p.memcg_path().unwrap_or_else(|| "/".to_owned());
+        reclaim.entry(cgroup).or_default().add(p.pid, &prev, st);
+    }
+    let s = sample_of(t, st);
+    if let Some(last) = p.fine.last() {
+        let g = s.private().saturating_sub(last.private());
+        if g > 0 {
+            let _ = dists.interval_growth.record(g);
+        }
+    }
+    p.stats = *st;
+    p.push(s);
 }
 
 /// One shared copy of each distinct string (see [`Process::cgroup_raw`]).
@@ -243,6 +319,9 @@ impl ProcessTable {
             dropped: 0,
             exec_cgroups: HashMap::new(),
             strings: Interner::default(),
+            ended_reclaim: BTreeMap::new(),
+            calls_total: [0; CALL_KINDS],
+            ended: crate::ended::EndedLog::default(),
         }
     }
 
@@ -254,101 +333,46 @@ impl ProcessTable {
     /// (cmdline, cgroup), never on every round.
     pub fn update(&mut self, snap: &Snapshot, procfs: Option<&Procfs>) -> RoundReport {
         let t = self.session_time(snap.t_mono);
-        let mut report = RoundReport::default();
+        let mut report = RoundReport {
+            // Reclaim by processes that ended since the last round (their exit events).
+            reclaim: std::mem::take(&mut self.ended_reclaim),
+            ..RoundReport::default()
+        };
         for (pid, st) in &snap.procs {
-            let limits = self.limits;
-            let exited = st.flags & PROC_FLAG_EXITED != 0;
-            if exited && !self.live.contains_key(pid) {
-                // Born and dead between two samples: not worth a graveyard slot (churn
-                // would push out the histories that matter); its exit event is recorded.
-                // Its reclaim still counts (a `cat` through a full cgroup's page cache).
-                if st.reclaim_runs > 0 {
-                    let cgroup = self.cgroup_of_short_lived(*pid, st.ppid);
-                    let none = ProcStats::default();
-                    report
-                        .reclaim
-                        .entry(cgroup)
-                        .or_default()
-                        .add(*pid, &none, st);
+            if st.flags & PROC_FLAG_EXITED != 0 {
+                // Final counters left in the kernel map because the exit event found the
+                // ring buffer full: the same path as an exit event, minus its timestamp.
+                if let Some(ended) =
+                    self.end_with(*pid, snap.t_mono, Some(st), procfs, &mut report.reclaim)
+                {
+                    if ended.first_sight {
+                        report.new_pids.push(*pid);
+                    }
+                    report.exited.push(*pid);
                 }
                 continue;
             }
             if !self.live.contains_key(pid) {
-                if self.live.len() >= limits.live {
+                if self.live.len() >= self.limits.live {
                     self.dropped += 1;
                     continue;
                 }
-                self.live.insert(
-                    *pid,
-                    Process {
-                        pid: *pid,
-                        ppid: st.ppid,
-                        // /proc's comm is current (prctl renames, e.g. stress-ng's workers);
-                        // the kernel entry's is the one at fork or exec.
-                        comm: procfs
-                            .and_then(|p| p.comm(*pid))
-                            .unwrap_or_else(|| comm_from_bytes(&st.comm)),
-                        cmdline: procfs.and_then(|p| p.cmdline(*pid)),
-                        cgroup_raw: procfs
-                            .and_then(|p| p.cgroup(*pid))
-                            .map(|c| self.strings.intern(c)),
-                        first_seen: t,
-                        fine: Ring::new(limits.fine),
-                        coarse: Ring::new(limits.coarse),
-                        stats: ProcStats::default(),
-                        changed: true,
-                        exited_at: None,
-                        assessment: None,
-                        assessed_at: f64::NEG_INFINITY,
-                        limit_bytes: None,
-                    },
-                );
+                let p = self.new_process(*pid, st, t, procfs);
+                self.live.insert(*pid, p);
                 report.new_pids.push(*pid);
             }
             let Some(p) = self.live.get_mut(pid) else {
                 continue;
             };
-            let prev = p.stats;
-            p.changed = prev != *st || p.fine.is_empty();
-            if !p.changed {
-                if exited {
-                    report.exited.push(*pid);
-                }
-                continue;
+            p.changed = p.stats != *st || p.fine.is_empty();
+            if p.changed {
+                let mut totals = Totals {
+                    dists: &mut self.dists,
+                    calls: &mut self.calls_total,
+                    reclaim: &mut report.reclaim,
+                };
+                fold(p, t, st, &mut totals);
             }
-            // mmap request sizes: the new counts in each log2 bucket since last round.
-            for b in 0..MMAP_HIST_BUCKETS {
-                let n = st.mmap_size_hist[b].saturating_sub(prev.mmap_size_hist[b]);
-                if n > 0 {
-                    let _ = self
-                        .dists
-                        .mmap_sizes
-                        .record_n(1u64 << (b as u32 + MMAP_HIST_MIN_SHIFT), u64::from(n));
-                }
-            }
-            if st.reclaim_runs != prev.reclaim_runs {
-                let cgroup = p.memcg_path().unwrap_or_else(|| "/".to_owned());
-                report
-                    .reclaim
-                    .entry(cgroup)
-                    .or_default()
-                    .add(*pid, &prev, st);
-            }
-            let s = sample_of(t, st);
-            if let Some(last) = p.fine.last() {
-                let g = s.private().saturating_sub(last.private());
-                if g > 0 {
-                    let _ = self.dists.interval_growth.record(g);
-                }
-            }
-            p.stats = *st;
-            p.push(s);
-            if exited {
-                report.exited.push(*pid);
-            }
-        }
-        for pid in &report.exited {
-            self.exit(*pid, snap.t_mono);
         }
         self.exec_cgroups.clear();
         self.strings.prune();
@@ -360,19 +384,118 @@ impl ProcessTable {
         report
     }
 
-    /// Memory cgroup of a process that lived and died between two samples: the one read at
-    /// its exec, else its parent's (a child starts in its parent's cgroup), else "/".
-    fn cgroup_of_short_lived(&self, pid: u32, ppid: u32) -> String {
-        let parsed = |raw: &str| {
-            crate::identity::parse_proc_cgroup(raw)
-                .memory_path()
-                .map(str::to_string)
-        };
-        self.exec_cgroups
-            .get(&pid)
-            .and_then(|raw| parsed(raw))
-            .or_else(|| self.live.get(&ppid).and_then(Process::memcg_path))
-            .unwrap_or_else(|| "/".to_owned())
+    /// A table entry for a process seen for the first time (alive, or at its end).
+    fn new_process(
+        &mut self,
+        pid: u32,
+        st: &ProcStats,
+        t: f64,
+        procfs: Option<&Procfs>,
+    ) -> Process {
+        let limits = self.limits;
+        // /proc's comm is current (prctl renames, e.g. stress-ng's workers); the kernel
+        // entry's is the one at fork or exec. A process already gone has only the latter.
+        let comm = procfs
+            .and_then(|p| p.comm(pid))
+            .unwrap_or_else(|| comm_from_bytes(&st.comm));
+        let cgroup = procfs
+            .and_then(|p| p.cgroup(pid))
+            // Gone already: where it exec'ed, else where its parent is (a child starts in
+            // its parent's cgroup).
+            .or_else(|| self.exec_cgroups.get(&pid).cloned())
+            .or_else(|| {
+                self.live
+                    .get(&st.ppid)
+                    .and_then(|pp| pp.cgroup_raw.as_deref().map(str::to_owned))
+            });
+        Process {
+            pid,
+            ppid: st.ppid,
+            comm,
+            cmdline: procfs.and_then(|p| p.cmdline(pid)),
+            cgroup_raw: cgroup.map(|c| self.strings.intern(c)),
+            first_seen: t,
+            fine: Ring::new(limits.fine),
+            coarse: Ring::new(limits.coarse),
+            stats: ProcStats::default(),
+            changed: true,
+            exited_at: None,
+            brief: false,
+            assessment: None,
+            assessed_at: f64::NEG_INFINITY,
+            limit_bytes: None,
+        }
+    }
+
+    /// A process ended with these final counters (its exit event): they become its last
+    /// sample and it moves to the graveyard. A process never sampled alive (it lived less
+    /// than one interval) is created from them first, so its counts are exact however
+    /// short its life. Reclaim since the last round goes to the next round's report.
+    /// `stats` None: the kernel never had its counters (the exit is all there is).
+    pub fn end(
+        &mut self,
+        pid: u32,
+        t_mono: f64,
+        stats: Option<&ProcStats>,
+        procfs: Option<&Procfs>,
+    ) -> Option<Ended> {
+        let mut reclaim = std::mem::take(&mut self.ended_reclaim);
+        let ended = self.end_with(pid, t_mono, stats, procfs, &mut reclaim);
+        self.ended_reclaim = reclaim;
+        ended
+    }
+
+    fn end_with(
+        &mut self,
+        pid: u32,
+        t_mono: f64,
+        stats: Option<&ProcStats>,
+        procfs: Option<&Procfs>,
+        reclaim: &mut BTreeMap<String, ReclaimRound>,
+    ) -> Option<Ended> {
+        let t = self.session_time(t_mono);
+        let first_sight = !self.live.contains_key(&pid);
+        if first_sight {
+            // Not in the table and no counters: nothing to add (its exit is still written).
+            let st = stats?;
+            if self.live.len() >= self.limits.live {
+                self.dropped += 1;
+                return None;
+            }
+            // Never read /proc/<pid> of a process that has ended: the pid may already be
+            // another process's. Its name is the one its exit carried; its cgroup the one
+            // read at its exec, else its parent's.
+            let mut p = self.new_process(pid, st, t, None);
+            if p.cgroup_raw.is_none()
+                && let Some(c) = procfs.and_then(|fs| fs.cgroup(st.ppid))
+            {
+                p.cgroup_raw = Some(self.strings.intern(c));
+            }
+            p.brief = true;
+            self.live.insert(pid, p);
+        }
+        let p = self.live.get_mut(&pid)?;
+        if let Some(st) = stats {
+            let mut st = *st;
+            st.flags |= PROC_FLAG_EXITED;
+            // Never before the last sample (a round may have read the entry between the
+            // exit event's timestamp and the entry's removal).
+            let t = p.last().map_or(t, |l| l.t.max(t));
+            p.changed = true;
+            let mut totals = Totals {
+                dists: &mut self.dists,
+                calls: &mut self.calls_total,
+                reclaim,
+            };
+            fold(p, t, &st, &mut totals);
+        }
+        if stats.is_some() {
+            let e = ended_process(p, t, first_sight);
+            self.ended.add(e);
+        }
+        self.exec_cgroups.remove(&pid);
+        self.exit(pid, t_mono);
+        Some(Ended { pid, first_sight })
     }
 
     /// A process exec'ed: new program, same pid. Its history restarts.
@@ -406,10 +529,27 @@ impl ProcessTable {
         p.fine.shrink();
         p.coarse.shrink();
         if self.graveyard.len() >= self.limits.graveyard {
-            self.graveyard.pop_front();
+            // Histories outlive brief processes: a burst of short-lived ones (a build, a
+            // crash loop) must not push out the history of the process that leaked.
+            match self.graveyard.iter().position(|d| d.brief) {
+                Some(i) => {
+                    self.graveyard.remove(i);
+                }
+                None => {
+                    self.graveyard.pop_front();
+                }
+            }
         }
         self.graveyard.push_back(p);
         self.graveyard.back()
+    }
+
+    /// A live or recently dead process, to amend (offline replay).
+    pub fn find_mut(&mut self, pid: u32) -> Option<&mut Process> {
+        match self.live.get_mut(&pid) {
+            Some(p) => Some(p),
+            None => self.graveyard.iter_mut().rev().find(|p| p.pid == pid),
+        }
     }
 
     /// A live or recently dead process.
@@ -530,9 +670,13 @@ mod tests {
         assert_eq!(r.reclaim["/job"].runs, 2, "{r:?}");
         assert_eq!(r.reclaim["/shell"].pids, vec![12]);
         assert_eq!(r.reclaim["/"].pids, vec![13]);
-        assert!(
-            !t.live.contains_key(&11) && t.graveyard.is_empty(),
-            "not tracked"
+        // They lived less than one interval: tracked at their end, in the graveyard.
+        let brief = t.find(11).expect("kept at its end");
+        assert!(brief.brief && brief.exited_at == Some(2.0));
+        assert_eq!(brief.memcg_path().as_deref(), Some("/job"));
+        assert_eq!(
+            t.find(12).and_then(Process::memcg_path).as_deref(),
+            Some("/shell")
         );
         assert!(t.exec_cgroups.is_empty(), "forgotten after the round");
     }
@@ -641,17 +785,132 @@ mod exit_tests {
         let dead = t.find(9).expect("in the graveyard");
         assert_eq!(dead.last().unwrap().private(), 200, "final counters kept");
         assert_eq!(dead.exited_at, Some(2.0));
-        // Born and dead between two samples: not tracked.
-        let r = t.update(
-            &snap(
-                3.0,
-                ProcStats {
-                    flags: PROC_FLAG_EXITED,
-                    ..ProcStats::default()
-                },
-            ),
+        // Born and dead between two samples (its exit event found the ring full): tracked at
+        // its end with every count.
+        let mut brief = ProcStats {
+            flags: PROC_FLAG_EXITED,
+            ..ProcStats::default()
+        };
+        brief.calls[tracer_ebpf::CALL_BRK] = 500;
+        let r = t.update(&snap(3.0, brief), None);
+        assert_eq!((r.exited.clone(), r.new_pids.clone()), (vec![9], vec![9]));
+        let again = t.find(9).expect("the newer incarnation");
+        assert!(again.brief);
+        assert_eq!(again.stats.calls[tracer_ebpf::CALL_BRK], 500);
+    }
+}
+
+#[cfg(test)]
+mod end_tests {
+    use super::*;
+    use tracer_ebpf::{CALL_BRK, CALL_MMAP, RSS_ANON};
+
+    fn stats(brk: u64, mmap: u64, anon: u64, peak: u64) -> ProcStats {
+        let mut st = ProcStats {
+            ppid: 1,
+            first_seen_ns: 1,
+            peak_private: peak,
+            ..ProcStats::default()
+        };
+        st.comm[..5].copy_from_slice(b"brief");
+        st.calls[CALL_BRK] = brk;
+        st.calls[CALL_MMAP] = mmap;
+        st.rss[RSS_ANON] = anon;
+        st
+    }
+
+    fn round(t: &mut ProcessTable, t_mono: f64, procs: Vec<(u32, ProcStats)>) -> RoundReport {
+        t.update(
+            &Snapshot {
+                t_mono,
+                procs,
+                counters: [0; tracer_ebpf::CTR_COUNT as usize],
+                procs_capacity: 100,
+            },
             None,
+        )
+    }
+
+    #[test]
+    fn a_process_never_sampled_alive_keeps_its_exact_counts() {
+        let mut t = ProcessTable::new(TableLimits::default(), 0.0);
+        round(&mut t, 1.0, vec![]);
+        let ended = t.end(42, 1.3, Some(&stats(500, 50, 8 << 20, 9 << 20)), None);
+        assert_eq!(
+            ended,
+            Some(Ended {
+                pid: 42,
+                first_sight: true
+            })
         );
-        assert!(r.exited.is_empty() && r.new_pids.is_empty());
+        let p = t.find(42).expect("kept");
+        assert!(p.brief && p.exited_at == Some(1.3));
+        assert_eq!(p.comm, "brief");
+        assert_eq!(p.stats.calls[CALL_BRK], 500);
+        assert!(
+            p.stats.flags & PROC_FLAG_EXITED != 0,
+            "its sample says exited"
+        );
+        assert_eq!(p.fine.len(), 1);
+        assert_eq!(t.calls_total[CALL_BRK], 500);
+        assert_eq!(t.calls_total[CALL_MMAP], 50);
+        assert_eq!((t.ended.count, t.ended.brief), (1, 1));
+        assert_eq!(t.ended.largest[0].peak_private_bytes, 9 << 20);
+        assert_eq!(t.ended.largest[0].calls.brk, 500);
+        // An exit without counters (the kernel never had an entry) adds nothing.
+        assert_eq!(t.end(43, 1.4, None, None), None);
+        assert_eq!(t.ended.count, 1);
+    }
+
+    #[test]
+    fn a_live_process_ends_with_its_final_counters_after_its_last_sample() {
+        let mut t = ProcessTable::new(TableLimits::default(), 0.0);
+        round(&mut t, 1.0, vec![(7, stats(10, 1, 1 << 20, 1 << 20))]);
+        round(&mut t, 2.0, vec![(7, stats(20, 2, 2 << 20, 2 << 20))]);
+        let ended = t.end(7, 2.5, Some(&stats(35, 3, 3 << 20, 3 << 20)), None);
+        assert_eq!(ended.map(|e| e.first_sight), Some(false));
+        let p = t.find(7).unwrap();
+        assert!(!p.brief);
+        assert_eq!(p.fine.len(), 3, "the end is a sample of its own");
+        assert_eq!(p.last().unwrap().private(), 3 << 20);
+        assert_eq!(t.calls_total[CALL_BRK], 35, "deltas, not sums of totals");
+        // A round that read the entry after the exit's timestamp: never a step back in time.
+        let mut t = ProcessTable::new(TableLimits::default(), 0.0);
+        round(&mut t, 3.0, vec![(8, stats(1, 0, 0, 0))]);
+        t.end(8, 2.9999, Some(&stats(1, 0, 0, 0)), None);
+        let p = t.find(8).unwrap();
+        assert!(p.fine.iter().map(|s| s.t).is_sorted());
+    }
+
+    #[test]
+    fn reclaim_of_an_ended_process_reaches_the_next_round() {
+        let mut t = ProcessTable::new(TableLimits::default(), 0.0);
+        let mut st = stats(0, 0, 0, 0);
+        round(&mut t, 1.0, vec![(5, st)]);
+        t.live.get_mut(&5).unwrap().cgroup_raw = Some("4:memory:/job\n".into());
+        st.reclaim_runs = 3;
+        st.reclaim_ns = 900;
+        t.end(5, 1.5, Some(&st), None);
+        let r = round(&mut t, 2.0, vec![]);
+        assert_eq!(r.reclaim["/job"].runs, 3, "{r:?}");
+        assert!(round(&mut t, 3.0, vec![]).reclaim.is_empty(), "once");
+    }
+
+    #[test]
+    fn brief_processes_never_push_a_history_out_of_the_graveyard() {
+        let limits = TableLimits {
+            graveyard: 4,
+            ..TableLimits::default()
+        };
+        let mut t = ProcessTable::new(limits, 0.0);
+        round(&mut t, 1.0, vec![(1, stats(1, 0, 1 << 20, 1 << 20))]);
+        t.end(1, 1.5, Some(&stats(1, 0, 1 << 20, 1 << 20)), None);
+        for pid in 100..1100 {
+            t.end(pid, 2.0, Some(&stats(1, 0, 0, 0)), None);
+        }
+        assert_eq!(t.graveyard.len(), 4);
+        assert!(t.find(1).is_some_and(|p| !p.brief), "the history stays");
+        assert!(t.find(1099).is_some(), "the newest brief one too");
+        assert_eq!((t.ended.count, t.ended.brief), (1001, 1000));
     }
 }

@@ -207,6 +207,8 @@ struct OnceDocument<'a> {
     host: String,
     start: String,
     processes: &'a [Row],
+    /// Processes that ended while observed, short-lived ones included (the largest first).
+    ended: crate::ended::EndedLog,
     kernel_counters: std::collections::BTreeMap<String, u64>,
 }
 
@@ -353,9 +355,22 @@ impl Sink for TopSink {
             &mut self.limits,
             &mut self.ids,
         );
+        let ended = crate::ended::EndedLog {
+            largest: table
+                .ended
+                .largest_matching(self.limit, |e| self.filter.matches(e.pid, &e.comm)),
+            ..table.ended.clone()
+        };
         let mut stdout = std::io::stdout().lock();
         match self.format {
-            OutputFormat::Table => stdout.write_all(render_table(&rows).as_bytes())?,
+            OutputFormat::Table => {
+                stdout.write_all(render_table(&rows).as_bytes())?;
+                if ended.count > 0 {
+                    stdout.write_all(b"\n")?;
+                    stdout
+                        .write_all(crate::ended::render_text(&ended, &ended.largest).as_bytes())?;
+                }
+            }
             OutputFormat::Json => {
                 let info = self.info.as_ref();
                 let doc = OnceDocument {
@@ -368,6 +383,7 @@ impl Sink for TopSink {
                         .to_string(),
                     start: info.map_or_else(String::new, |i| clock::rfc3339(i.start_unix_ms)),
                     processes: &rows,
+                    ended,
                     kernel_counters: crate::trace::counters_map(&self.counters),
                 };
                 serde_json::to_writer_pretty(&mut stdout, &doc)?;

@@ -129,6 +129,10 @@ pub struct SampleRecord {
     pub mremap_shrunk: u64,
     pub calls: Calls,
     pub failed_calls: u64,
+    /// Highest private memory (anon + shmem + swap) since first seen, bytes (absent in
+    /// traces written before it was recorded).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub peak_private_bytes: u64,
     /// Counts of mmap requests per power-of-two size class, from 4 KiB (index 0) upwards;
     /// trailing zeros omitted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -145,6 +149,23 @@ pub struct Calls {
     pub brk: u64,
     pub mremap: u64,
     pub madvise: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+impl Calls {
+    /// From the kernel's per-syscall counters (`CALL_*` order).
+    pub fn from_kernel(calls: &[u64; tracer_ebpf::CALL_KINDS]) -> Self {
+        Self {
+            mmap: calls[tracer_ebpf::CALL_MMAP],
+            munmap: calls[tracer_ebpf::CALL_MUNMAP],
+            brk: calls[tracer_ebpf::CALL_BRK],
+            mremap: calls[tracer_ebpf::CALL_MREMAP],
+            madvise: calls[tracer_ebpf::CALL_MADVISE],
+        }
+    }
 }
 
 impl SampleRecord {
@@ -170,14 +191,9 @@ impl SampleRecord {
             brk_shrunk: st.brk_shrunk,
             mremap_grown: st.mremap_grown,
             mremap_shrunk: st.mremap_shrunk,
-            calls: Calls {
-                mmap: st.calls[0],
-                munmap: st.calls[1],
-                brk: st.calls[2],
-                mremap: st.calls[3],
-                madvise: st.calls[4],
-            },
+            calls: Calls::from_kernel(&st.calls),
             failed_calls: st.failed_calls,
+            peak_private_bytes: st.peak_private,
             mmap_size_log2: hist,
             exited: st.flags & tracer_ebpf::PROC_FLAG_EXITED != 0,
         }
@@ -209,6 +225,7 @@ impl SampleRecord {
             self.calls.madvise,
         ];
         st.failed_calls = self.failed_calls;
+        st.peak_private = self.peak_private_bytes;
         for (slot, v) in st.mmap_size_hist.iter_mut().zip(&self.mmap_size_log2) {
             *slot = *v;
         }

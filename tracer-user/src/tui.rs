@@ -43,9 +43,10 @@ impl Tui {
         last_oom: Option<&str>,
     ) -> anyhow::Result<()> {
         let header = format!(
-            " leaktracer — {} processes tracked, {} exited kept, up {} — q to quit",
+            " leaktracer — {} processes tracked, {} ended ({} short-lived), up {} — q to quit",
             table.live.len(),
-            table.graveyard.len(),
+            table.ended.count,
+            table.ended.brief,
             format::duration(now)
         );
         let lost = crate::top::kernel_losses(counters);

@@ -1,18 +1,24 @@
 //! Process lifecycle: fork creates the entry (and teaches `MM_OWNER` the child's mm), exec
 //! renames it, exit reports it through the ring buffer and frees it.
+use aya_ebpf::maps::ring_buf::RingBufEntry;
 use aya_ebpf::{
     Global,
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_kernel,
+    },
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
 };
 use tracer_ebpf::{
-    CTR_RINGBUF_FULL, EVENT_EXEC, EVENT_EXIT, Event, PROC_FLAG_EXEC_SEEN, PROC_FLAG_EXITED,
-    PROC_FLAG_FORK_SEEN,
+    CTR_RINGBUF_FULL, EVENT_EXEC, EVENT_EXIT, Event, ExitEvent, PROC_FLAG_EXEC_SEEN,
+    PROC_FLAG_EXITED, PROC_FLAG_FORK_SEEN,
 };
 
 use crate::{
-    maps::{EVENTS, MM_OWNER, PENDING, PROCS, SELF_TGID, bump, current_proc, new_proc, now},
+    maps::{
+        EVENTS, MM_OWNER, PENDING, PROCS, SELF_TGID, ZERO_STATS, bump, current_proc, new_proc, now,
+        process_comm,
+    },
     programs::rss::OFF_TASK_MM,
 };
 
@@ -20,6 +26,10 @@ use crate::{
 static OFF_TASK_PID: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 static OFF_TASK_TGID: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_TASK_SIGNAL: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_SIGNAL_LIVE: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 static OFF_EXIT_GROUP_DEAD: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
@@ -101,31 +111,82 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     let _ = PENDING.remove(&pid_tgid);
     let off = OFF_EXIT_GROUP_DEAD.load();
     let group_dead = if off != 0 {
+        // SAFETY: a bounded read of the tracepoint record at a tracefs-given offset.
         unsafe { ctx.read_at::<u8>(off as usize) }.unwrap_or(0) != 0
     } else {
-        // Older kernels have no group_dead: the leader's exit stands for the process's.
-        tid == tgid
+        no_thread_left(tid, tgid)
     };
     if !group_dead || tgid == SELF_TGID.load() {
         return 0;
     }
-    let mut ev = Event {
-        kind: EVENT_EXIT,
-        tgid,
-        ts_ns: now(),
-        comm: bpf_get_current_comm().unwrap_or_default(),
-        ..Event::default()
+    // The final counters travel with the exit, written in place (352 bytes: too big for
+    // the stack), and the entry is freed now: a process shorter than one sampling interval
+    // is counted exactly, and the map holds live processes only.
+    let Some(mut slot) = EVENTS.reserve::<ExitEvent>(0) else {
+        bump(CTR_RINGBUF_FULL);
+        // No room: keep the entry, flagged, so the sampler still reads the final counters
+        // (and then deletes it). Only the exit's timestamp is lost.
+        if let Some(p) = PROCS.get_ptr_mut(tgid) {
+            // SAFETY: p points into a PROCS map value, valid for the program's run.
+            unsafe { (*p).flags |= PROC_FLAG_EXITED };
+        }
+        return 0;
     };
-    if let Some(p) = PROCS.get_ptr_mut(tgid) {
-        let s = unsafe { &mut *p };
-        ev.aux = 1;
-        ev.rss = s.rss;
-        ev.peak_private = s.peak_private;
-        // Keep the entry: userspace reads the final counters, then deletes it.
-        s.flags |= PROC_FLAG_EXITED;
+    let ev = slot.as_mut_ptr();
+    let known = PROCS.get_ptr(tgid);
+    // SAFETY: `ev` points to a reserved ring-buffer record of size_of::<ExitEvent>() bytes,
+    // ours until submitted; `known` and the ZERO_STATS value point into map values, valid for
+    // the program's run. Every field of the record is written (ring memory is not zeroed).
+    unsafe {
+        (*ev).kind = EVENT_EXIT;
+        (*ev).tgid = tgid;
+        (*ev).ts_ns = now();
+        (*ev)._pad = 0;
+        let src = match known {
+            Some(p) => p,
+            None => match ZERO_STATS.get_ptr(0) {
+                Some(z) => z,
+                None => {
+                    slot.discard(0);
+                    return 0;
+                }
+            },
+        };
+        core::ptr::copy_nonoverlapping(src, &raw mut (*ev).stats, 1);
+        (*ev).has_stats = u32::from(known.is_some());
+        // The process's name as it ends: its leader's current comm (renamed since exec by
+        // prctl, e.g. stress-ng's workers), as /proc/<pid>/comm showed it.
+        (*ev).stats.comm = process_comm();
     }
-    emit(&ev, false);
+    submit(slot, false);
+    if known.is_some() {
+        let _ = PROCS.remove(&tgid);
+    }
     0
+}
+
+/// Kernels whose sched_process_exit lacks group_dead: the process ends with the exit that
+/// brought signal->live to 0 (do_exit decrements it before the event). Without the BTF
+/// offsets, the leader's exit stands for the process's (a leader that exits first would end
+/// the process early).
+#[inline(always)]
+fn no_thread_left(tid: u32, tgid: u32) -> bool {
+    let (off_signal, off_live) = (OFF_TASK_SIGNAL.load(), OFF_SIGNAL_LIVE.load());
+    if off_signal == 0 {
+        return tid == tgid;
+    }
+    // SAFETY: bpf_probe_read_kernel checks the addresses; current's task_struct and its
+    // signal_struct outlive this program run (current is running it).
+    unsafe {
+        let task = bpf_get_current_task();
+        let Ok(signal) = bpf_probe_read_kernel((task + off_signal as u64) as *const u64) else {
+            return tid == tgid;
+        };
+        match bpf_probe_read_kernel((signal + off_live as u64) as *const i32) {
+            Ok(live) => live == 0,
+            Err(_) => tid == tgid,
+        }
+    }
 }
 
 const BPF_RB_NO_WAKEUP: u64 = 1;
@@ -133,17 +194,27 @@ const BPF_RB_FORCE_WAKEUP: u64 = 2;
 const BPF_RB_AVAIL_DATA: u64 = 0;
 const BPF_RB_RING_SIZE: u64 = 1;
 
+/// Wake-up flags for a routine or urgent record (see [`emit`]).
+#[inline(always)]
+fn wakeup(urgent: bool) -> u64 {
+    if urgent || EVENTS.query(BPF_RB_AVAIL_DATA) > EVENTS.query(BPF_RB_RING_SIZE) / 8 {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    }
+}
+
+#[inline(always)]
+fn submit<T>(slot: RingBufEntry<T>, urgent: bool) {
+    slot.submit(wakeup(urgent));
+}
+
 /// Emit an event. `urgent` events (OOM) wake the reader now; routine ones (exec, exit) skip
 /// the wake-up, which costs microseconds per event, unless the ring is an eighth full:
 /// userspace also drains the ring on a short timer, so they are late by at most that.
 #[inline(always)]
 pub fn emit(ev: &Event, urgent: bool) {
-    let flags = if urgent || EVENTS.query(BPF_RB_AVAIL_DATA) > EVENTS.query(BPF_RB_RING_SIZE) / 8 {
-        BPF_RB_FORCE_WAKEUP
-    } else {
-        BPF_RB_NO_WAKEUP
-    };
-    if EVENTS.output::<Event>(ev, flags).is_err() {
+    if EVENTS.output::<Event>(ev, wakeup(urgent)).is_err() {
         bump(CTR_RINGBUF_FULL);
     }
 }

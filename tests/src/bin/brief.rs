@@ -1,0 +1,100 @@
+//! Short-lived processes with exactly known counts:
+//! `brief COUNT BRK_CALLS MMAP_CALLS [MIN_MS MAX_MS]` forks COUNT children, a few at a time.
+//! Each child names itself `brief-child`, makes exactly BRK_CALLS brk calls (one brk(0),
+//! then growths of one page each) and MMAP_CALLS anonymous 64 KiB mmaps (each touched, so
+//! its private memory grows by at least MMAP_CALLS pages), sleeps MIN_MS..=MAX_MS
+//! milliseconds and exits. The parent prints `child PID LIFETIME_MS` per child, then `done`.
+//!
+//! Children make their syscalls directly (no libc allocator in between), so the counts a
+//! tracer must report are exactly the arguments.
+use std::io::Write as _;
+
+const MAP_BYTES: usize = 64 << 10;
+
+fn arg(args: &[String], i: usize, default: u64) -> u64 {
+    args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default)
+}
+
+/// The child's whole life: only raw syscalls, then _exit (no destructors, no flushing).
+fn child(brk_calls: u64, mmap_calls: u64, sleep_ms: u64) -> ! {
+    // SAFETY: raw syscalls on this process's own memory; brk and mmap cannot corrupt
+    // anything the child still uses (it never returns into Rust code that allocates), and
+    // every mapping is written only within its own length.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_NAME,
+            c"brief-child".as_ptr() as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+        if brk_calls > 0 {
+            let base = libc::syscall(libc::SYS_brk, 0usize) as usize;
+            for i in 1..brk_calls as usize {
+                libc::syscall(libc::SYS_brk, base + i * 4096);
+            }
+        }
+        for _ in 0..mmap_calls {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                MAP_BYTES,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            if p != libc::MAP_FAILED {
+                *(p as *mut u8) = 1;
+            }
+        }
+        let ts = libc::timespec {
+            tv_sec: (sleep_ms / 1000) as libc::time_t,
+            tv_nsec: ((sleep_ms % 1000) * 1_000_000) as libc::c_long,
+        };
+        libc::nanosleep(&ts, std::ptr::null_mut());
+        libc::_exit(0)
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let count = arg(&args, 0, 200);
+    let brk_calls = arg(&args, 1, 500);
+    let mmap_calls = arg(&args, 2, 50);
+    let min_ms = arg(&args, 3, 5);
+    let max_ms = arg(&args, 4, 50).max(min_ms);
+    let parallel = 4;
+    let mut running = Vec::new();
+    let mut out = std::io::stdout().lock();
+    // A small LCG: lifetimes spread over [min, max] without a dependency.
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..count {
+        if running.len() >= parallel {
+            let pid: libc::pid_t = running.remove(0);
+            // SAFETY: waiting for our own child.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        }
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        let sleep_ms = min_ms + (seed >> 33) % (max_ms - min_ms + 1);
+        // Flush before forking, so a child never inherits (and loses) buffered output.
+        let _ = out.flush();
+        // SAFETY: the child runs only raw syscalls and _exit (async-signal-safe).
+        let pid = unsafe { libc::fork() };
+        match pid {
+            0 => child(brk_calls, mmap_calls, sleep_ms),
+            p if p > 0 => {
+                let _ = writeln!(out, "child {p} {sleep_ms}");
+                running.push(p);
+            }
+            _ => {
+                eprintln!("fork failed: {}", std::io::Error::last_os_error());
+                std::process::exit(1);
+            }
+        }
+    }
+    for pid in running {
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+    }
+    let _ = writeln!(out, "done");
+}
