@@ -386,3 +386,37 @@ pub fn podman(store: &Path) -> Command {
         .stdin(Stdio::null());
     c
 }
+
+/// Start `leaktracer ARGS` (stdout piped) and return once its programs are attached: it logs
+/// "attached N programs" at info level, which the harness waits for on its stderr (then
+/// forwards the rest of its stderr). No sleep stands in for attachment.
+pub fn start_attached(args: &[&str]) -> Proc {
+    let mut child = Command::new(leaktracer())
+        .args(args)
+        .args(["--log-level", "info"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning leaktracer {args:?}: {e}"));
+    let err = child.stderr.take().expect("stderr piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            if line.contains("attached ")
+                && line.contains(" programs")
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let proc = Proc(child);
+    assert!(
+        rx.recv_timeout(Duration::from_secs(60)).is_ok(),
+        "leaktracer {args:?} did not report its programs attached within 60 s"
+    );
+    proc
+}

@@ -338,6 +338,11 @@ impl ProcessTable {
             reclaim: std::mem::take(&mut self.ended_reclaim),
             ..RoundReport::default()
         };
+        // `changed` is about this round: a process whose kernel entry is gone (it exited; its
+        // exit event is on its way) is not in the snapshot and did not change.
+        for p in self.live.values_mut() {
+            p.changed = false;
+        }
         for (pid, st) in &snap.procs {
             if st.flags & PROC_FLAG_EXITED != 0 {
                 // Final counters left in the kernel map because the exit event found the
@@ -476,6 +481,11 @@ impl ProcessTable {
         }
         let p = self.live.get_mut(&pid)?;
         if let Some(st) = stats {
+            // Its name as it ended (its leader's, renamed since first sight by prctl).
+            let comm = comm_from_bytes(&st.comm);
+            if !comm.is_empty() {
+                p.comm = comm;
+            }
             let mut st = *st;
             st.flags |= PROC_FLAG_EXITED;
             // Never before the last sample (a round may have read the entry between the
@@ -880,6 +890,16 @@ mod end_tests {
         t.end(8, 2.9999, Some(&stats(1, 0, 0, 0)), None);
         let p = t.find(8).unwrap();
         assert!(p.fine.iter().map(|s| s.t).is_sorted());
+    }
+
+    #[test]
+    fn a_process_missing_from_a_round_did_not_change_in_it() {
+        // Its kernel entry went with its exit; the exit event comes after the round.
+        let mut t = ProcessTable::new(TableLimits::default(), 0.0);
+        round(&mut t, 1.0, vec![(3, stats(1, 0, 0, 0))]);
+        assert!(t.live[&3].changed);
+        round(&mut t, 2.0, vec![]);
+        assert!(!t.live[&3].changed, "no sample to write for it this round");
     }
 
     #[test]

@@ -1,22 +1,20 @@
 //! Short-lived processes with exactly known counts:
-//! `brief COUNT BRK_CALLS MMAP_CALLS [MIN_MS MAX_MS]` forks COUNT children, a few at a time.
-//! Each child names itself `brief-child`, makes exactly BRK_CALLS brk calls (one brk(0),
-//! then growths of one page each) and MMAP_CALLS anonymous 64 KiB mmaps (each touched, so
-//! its private memory grows by at least MMAP_CALLS pages), sleeps MIN_MS..=MAX_MS
+//! `brief COUNT BRK_CALLS MMAP_CALLS [MIN_MS MAX_MS [MAP_KIB]]` forks COUNT children, a few
+//! at a time. Each child names itself `brief-child`, makes exactly BRK_CALLS brk calls (one
+//! brk(0), then growths of one page each) and MMAP_CALLS anonymous MAP_KIB-KiB mmaps (64 by
+//! default; every page written, so its private memory peaks at least at their sum), sleeps MIN_MS..=MAX_MS
 //! milliseconds and exits. The parent prints `child PID LIFETIME_MS` per child, then `done`.
 //!
 //! Children make their syscalls directly (no libc allocator in between), so the counts a
 //! tracer must report are exactly the arguments.
 use std::io::Write as _;
 
-const MAP_BYTES: usize = 64 << 10;
-
 fn arg(args: &[String], i: usize, default: u64) -> u64 {
     args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default)
 }
 
 /// The child's whole life: only raw syscalls, then _exit (no destructors, no flushing).
-fn child(brk_calls: u64, mmap_calls: u64, sleep_ms: u64) -> ! {
+fn child(brk_calls: u64, mmap_calls: u64, map_bytes: usize, sleep_ms: u64) -> ! {
     // SAFETY: raw syscalls on this process's own memory; brk and mmap cannot corrupt
     // anything the child still uses (it never returns into Rust code that allocates), and
     // every mapping is written only within its own length.
@@ -37,14 +35,16 @@ fn child(brk_calls: u64, mmap_calls: u64, sleep_ms: u64) -> ! {
         for _ in 0..mmap_calls {
             let p = libc::mmap(
                 std::ptr::null_mut(),
-                MAP_BYTES,
+                map_bytes,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
                 -1,
                 0,
             );
             if p != libc::MAP_FAILED {
-                *(p as *mut u8) = 1;
+                for page in (0..map_bytes).step_by(4096) {
+                    *(p as *mut u8).add(page) = 1;
+                }
             }
         }
         let ts = libc::timespec {
@@ -63,6 +63,7 @@ fn main() {
     let mmap_calls = arg(&args, 2, 50);
     let min_ms = arg(&args, 3, 5);
     let max_ms = arg(&args, 4, 50).max(min_ms);
+    let map_bytes = (arg(&args, 5, 64) as usize) << 10;
     let parallel = 4;
     let mut running = Vec::new();
     let mut out = std::io::stdout().lock();
@@ -81,7 +82,7 @@ fn main() {
         // SAFETY: the child runs only raw syscalls and _exit (async-signal-safe).
         let pid = unsafe { libc::fork() };
         match pid {
-            0 => child(brk_calls, mmap_calls, sleep_ms),
+            0 => child(brk_calls, mmap_calls, map_bytes, sleep_ms),
             p if p > 0 => {
                 let _ = writeln!(out, "child {p} {sleep_ms}");
                 running.push(p);
