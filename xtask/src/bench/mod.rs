@@ -248,24 +248,6 @@ fn per_event_rows(per_event: &slowdown::PerEvent) -> Vec<PerEventRow> {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn smoke_fails_on_any_gap_a_full_bench_on_harness_failures() {
-        let absent = [Gap::Absent("bcc memleak: not installed".into())];
-        let failed = [Gap::Failed("footprint idle: record exited".into())];
-        assert!(verdict(true, &[]).is_ok());
-        assert!(verdict(false, &[]).is_ok());
-        assert!(verdict(true, &absent).is_err());
-        assert!(verdict(false, &absent).is_ok());
-        let e = verdict(false, &failed).unwrap_err().to_string();
-        assert!(e.contains("footprint idle: record exited"), "{e}");
-        assert!(verdict(true, &failed).is_err());
-    }
-}
-
 fn version(bin: &Path) -> String {
     std::process::Command::new(bin)
         .arg("--version")
@@ -291,4 +273,22 @@ fn write(root: &Path, results: &Results) -> anyhow::Result<()> {
         results.duration_secs
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smoke_fails_on_any_gap_a_full_bench_on_harness_failures() {
+        let absent = [Gap::Absent("bcc memleak: not installed".into())];
+        let failed = [Gap::Failed("footprint idle: record exited".into())];
+        assert!(verdict(true, &[]).is_ok());
+        assert!(verdict(false, &[]).is_ok());
+        assert!(verdict(true, &absent).is_err());
+        assert!(verdict(false, &absent).is_ok());
+        let e = verdict(false, &failed).unwrap_err().to_string();
+        assert!(e.contains("footprint idle: record exited"), "{e}");
+        assert!(verdict(true, &failed).is_err());
+    }
 }
