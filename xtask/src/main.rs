@@ -204,7 +204,11 @@ fn test(root: &Path, scope: Scope, forbid_skips: bool, filter: Option<&str>) -> 
     let skipped = skips::read(&skip_log)?;
     let _ = std::fs::remove_file(&skip_log);
     // Printed whatever happened, last, where a reader of the log looks.
-    eprintln!("{}", skips::summary(&skipped));
+    if scope == Scope::Unit {
+        eprintln!("xtask: end-to-end tests not run (--unit-only).");
+    } else {
+        eprintln!("{}", skips::summary(&skipped));
+    }
     outcome?;
     skips::check(&skipped, forbid_skips)
 }
