@@ -3,7 +3,8 @@
 //!
 //! Privileged tests need root (CAP_BPF + CAP_PERFMON) and tracefs. Without them they FAIL
 //! with a message naming what is missing, unless `LEAKTRACER_SKIP_PRIVILEGED=1` is set,
-//! in which case they print that they were skipped.
+//! in which case they print that they were skipped and append a line to $LEAKTRACER_SKIP_LOG,
+//! which `cargo xtask test` counts (and `.ci/run` refuses any).
 use std::{
     io::{BufRead as _, BufReader},
     path::{Path, PathBuf},
@@ -21,7 +22,7 @@ static SERIAL: Mutex<()> = Mutex::new(());
 /// Take the serial lock and check privileges. `None` means "skipped on request".
 pub fn privileged() -> Option<MutexGuard<'static, ()>> {
     if std::env::var("LEAKTRACER_SKIP_PRIVILEGED").is_ok_and(|v| v == "1") {
-        eprintln!("SKIPPED: LEAKTRACER_SKIP_PRIVILEGED=1 (this test needs root and eBPF)");
+        record_skip("LEAKTRACER_SKIP_PRIVILEGED=1 (this test needs root and eBPF)");
         return None;
     }
     // SAFETY: geteuid has no preconditions.
@@ -38,6 +39,52 @@ pub fn privileged() -> Option<MutexGuard<'static, ()>> {
     );
     let _ = leaktracer();
     Some(SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// The file `cargo xtask test` reads to count skipped tests (it passes a fresh path per run).
+pub const SKIP_LOG_ENV: &str = "LEAKTRACER_SKIP_LOG";
+
+/// Say that the running test is skipped, and why: on stderr, and as one line
+/// `<test binary>::<test name>\t<reason>` appended to $LEAKTRACER_SKIP_LOG, so that a skip
+/// cannot pass for a success (libtest would print `ok`). Panics when the line cannot be
+/// written: a skip that is not counted is the defect this exists to prevent.
+pub fn record_skip(reason: &str) {
+    let test = test_name();
+    eprintln!("SKIPPED: {test}: {reason}");
+    let Some(log) = std::env::var_os(SKIP_LOG_ENV) else {
+        return;
+    };
+    let line = format!("{test}\t{reason}\n");
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        // One write of one line with O_APPEND: lines of tests running at once do not mix.
+        .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+    if let Err(e) = written {
+        panic!(
+            "recording the skip of {test} in {}: {e}",
+            Path::new(&log).display()
+        );
+    }
+}
+
+/// `foundation::brk_calls_match_stress_ng`: libtest names each test's thread after the test;
+/// the binary's name (minus cargo's hash) says which file it is in.
+fn test_name() -> String {
+    let thread = std::thread::current()
+        .name()
+        .unwrap_or("unnamed-thread")
+        .to_string();
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|p| Some(p.file_stem()?.to_string_lossy().into_owned()))
+        .map(|s| match s.rsplit_once('-') {
+            Some((name, hash)) if hash.chars().all(|c| c.is_ascii_hexdigit()) => name.to_string(),
+            _ => s,
+        })
+        .unwrap_or_default();
+    format!("{binary}::{thread}")
 }
 
 /// The leaktracer binary under test: $LEAKTRACER_BIN, else the workspace's debug build.

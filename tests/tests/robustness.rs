@@ -518,7 +518,7 @@ fn oom_storm_of_50_kills_in_5_cgroups_is_recorded_exactly() {
 // ---------------------------------------------------------------------------------------
 
 /// A 4 KiB ring buffer (the minimum) under a burst of 20,000 exec/exit pairs (16 at a time),
-/// with leaktracer stopped (SIGSTOP) for 2 s in the middle of it — a stalled reader, as under
+/// with leaktracer stopped (SIGSTOP) during its first 2,000 — a stalled reader, as under
 /// CPU throttling — so the ring must overflow: every lost event is counted as `ringbuf_full`
 /// (in the health lines and the summary; at least as many as this test's own missing
 /// exec/exit records), and leaktracer carries on and exits 0 — not silence, not a crash.
@@ -532,12 +532,15 @@ fn tiny_ring_buffer_counts_its_losses() {
         &["--interval", "500ms", "--ringbuf-bytes", "4096"],
     );
     let tracer = rec.proc.pid();
-    let burst = std::thread::spawn(move || churn(N, 16, &program));
-    std::thread::sleep(Duration::from_secs(3));
+    // The reader is stalled while a known part of the burst runs, then resumed for the rest:
+    // 2 x 2,000 exec/exit events cannot fit a 4 KiB ring, however fast the machine. (A fixed
+    // 3 s sleep before the stall let a fast machine finish the burst before it.)
+    const STALLED: u64 = 2_000;
     rec.proc.signal(libc::SIGSTOP);
-    std::thread::sleep(Duration::from_secs(2));
+    let (stalled_ok, stalled_took) = churn(STALLED, 16, &program);
     rec.proc.signal(libc::SIGCONT);
-    let (ok, took) = burst.join().expect("churn thread");
+    let (rest_ok, rest_took) = churn(N - STALLED, 16, &program);
+    let (ok, took) = (stalled_ok + rest_ok, stalled_took + rest_took);
     assert_eq!(ok, N);
     std::thread::sleep(Duration::from_millis(1500));
     assert!(

@@ -1,11 +1,14 @@
 //! `cargo xtask`: set-up, build, run, test and bench orchestration for leaktracer.
 //!
-//! Every command first ensures the build prerequisites (nightly rust-src, bpf-linker built
-//! against LLVM 22, Debian packages when root), so a fresh machine needs nothing else.
+//! Every command first installs what it needs and is missing (see `needs`): `build` and `run`
+//! only the build prerequisites (nightly rust-src, bpf-linker built against LLVM 22, tracefs);
+//! `test`, `image`, `guest` and `bench` their workloads, peers and harnesses on top. A fresh
+//! machine needs nothing else.
 mod bench;
 mod image;
 mod prereqs;
 mod qemu;
+mod skips;
 
 use std::{
     path::{Path, PathBuf},
@@ -14,6 +17,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
+use prereqs::Need;
 
 #[derive(Parser)]
 #[command(
@@ -27,7 +31,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Install the prerequisites (apt packages when root, nightly rust-src, bpf-linker).
+    /// Install every prerequisite: build, tests and bench (apt packages when root, nightly
+    /// rust-src, bpf-linker, the musl target).
     Setup,
     /// Build leaktracer (debug, or --release).
     Build {
@@ -46,6 +51,13 @@ enum Cmd {
         /// Only the unit tests (no BPF needed).
         #[arg(long)]
         unit_only: bool,
+        /// Only the end-to-end scenarios (no deployment checks, image, guests or bench smoke):
+        /// for working on one scenario with a filter.
+        #[arg(long, conflicts_with = "unit_only")]
+        e2e_only: bool,
+        /// Fail when any end-to-end test was skipped (CI: `.ci/run` passes it).
+        #[arg(long)]
+        forbid_skips: bool,
         /// Extra filter passed to the end-to-end test binaries.
         filter: Option<String>,
     },
@@ -70,16 +82,29 @@ fn main() {
     }
 }
 
+/// The prerequisites of each command.
+fn needs(cmd: &Cmd) -> &'static [Need] {
+    match cmd {
+        Cmd::Setup => &[Need::Build, Need::UnitTests, Need::Tests, Need::Bench],
+        Cmd::Build { .. } | Cmd::Run { .. } => &[Need::Build],
+        Cmd::Test {
+            unit_only: true, ..
+        } => &[Need::Build, Need::UnitTests],
+        Cmd::Test { e2e_only: true, .. } => &[Need::Build, Need::Tests],
+        // The full test ends with the bench smoke run.
+        Cmd::Test { .. } => &[Need::Build, Need::UnitTests, Need::Tests, Need::Bench],
+        Cmd::Image | Cmd::Guest => &[Need::Build, Need::Tests],
+        Cmd::Bench { .. } => &[Need::Build, Need::Bench],
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     let root = workspace_root();
+    prereqs::ensure(needs(&cli.cmd))?;
     match cli.cmd {
-        Cmd::Setup => prereqs::ensure(&root),
-        Cmd::Build { release } => {
-            prereqs::ensure(&root)?;
-            build(&root, release)
-        }
+        Cmd::Setup => Ok(()),
+        Cmd::Build { release } => build(&root, release),
         Cmd::Run { release, args } => {
-            prereqs::ensure(&root)?;
             build(&root, release)?;
             let bin = binary(&root, release);
             let args = if args.is_empty() {
@@ -93,21 +118,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("running {}", bin.display()))?;
             std::process::exit(status.code().unwrap_or(1));
         }
-        Cmd::Test { unit_only, filter } => {
-            prereqs::ensure(&root)?;
-            test(&root, unit_only, filter.as_deref())
+        Cmd::Test {
+            unit_only,
+            e2e_only,
+            forbid_skips,
+            filter,
+        } => {
+            let scope = if unit_only {
+                Scope::Unit
+            } else if e2e_only {
+                Scope::EndToEnd
+            } else {
+                Scope::All
+            };
+            test(&root, scope, forbid_skips, filter.as_deref())
         }
-        Cmd::Image => {
-            prereqs::ensure(&root)?;
-            image::build_and_check(&root)
-        }
+        Cmd::Image => image::build_and_check(&root),
         Cmd::Guest => {
-            prereqs::ensure(&root)?;
             build(&root, false)?;
             guest_tests(&root)
         }
         Cmd::Bench { smoke } => {
-            prereqs::ensure(&root)?;
             build(&root, true)?;
             bench::run(&root, &binary(&root, true), smoke)
         }
@@ -150,35 +181,80 @@ fn build(root: &Path, release: bool) -> anyhow::Result<()> {
     check(&mut c)
 }
 
-fn test(root: &Path, unit_only: bool, filter: Option<&str>) -> anyhow::Result<()> {
-    // Unit tests of every host crate. tracer-ebpf only as a library (its ABI checks): its
-    // binary is the kernel object and builds for the bpf target only.
-    check(cargo(root).args(["test", "-p", "tracer-ebpf", "--lib"]))?;
-    check(cargo(root).args(["test", "-p", "tracer-user", "-p", "xtask"]))?;
-    if unit_only {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    All,
+    Unit,
+    EndToEnd,
+}
+
+fn test(root: &Path, scope: Scope, forbid_skips: bool, filter: Option<&str>) -> anyhow::Result<()> {
+    // Every skipped end-to-end test appends a line to this file: fresh per run.
+    let skip_log = root
+        .join("target")
+        .join(format!("skipped-tests.{}.txt", std::process::id()));
+    std::fs::create_dir_all(root.join("target")).context("creating target/")?;
+    match std::fs::remove_file(&skip_log) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("removing {}", skip_log.display()));
+        }
+        _ => {}
+    }
+    let outcome = test_steps(root, scope, filter, &skip_log);
+    let skipped = skips::read(&skip_log)?;
+    let _ = std::fs::remove_file(&skip_log);
+    // Printed whatever happened, last, where a reader of the log looks.
+    if scope == Scope::Unit {
+        eprintln!("xtask: end-to-end tests not run (--unit-only).");
+    } else {
+        eprintln!("{}", skips::summary(&skipped));
+    }
+    outcome?;
+    skips::check(&skipped, forbid_skips)
+}
+
+fn test_steps(
+    root: &Path,
+    scope: Scope,
+    filter: Option<&str>,
+    skip_log: &Path,
+) -> anyhow::Result<()> {
+    if scope != Scope::EndToEnd {
+        // Unit tests of every host crate. tracer-ebpf only as a library (its ABI checks): its
+        // binary is the kernel object and builds for the bpf target only.
+        check(cargo(root).args(["test", "-p", "tracer-ebpf", "--lib"]))?;
+        check(cargo(root).args(["test", "-p", "tracer-user", "-p", "xtask"]))?;
+    }
+    if scope == Scope::Unit {
         return Ok(());
     }
     build(root, false)?;
-    // The deployment files: Kubernetes schemas, dashboard queries, and the DaemonSet's flags
-    // against the binary just built.
-    check(
-        Command::new("bash")
-            .arg(root.join("deploy/validate.sh"))
-            .current_dir(root),
-    )?;
-    image::build_and_check(root)?;
+    if scope == Scope::All {
+        // The deployment files: Kubernetes schemas, dashboard queries, and the DaemonSet's
+        // flags against the binary just built.
+        check(
+            Command::new("bash")
+                .arg(root.join("deploy/validate.sh"))
+                .current_dir(root),
+        )?;
+        image::build_and_check(root)?;
+    }
     // The scenarios measure rates and CPU: one at a time on these 2-core machines.
     let mut c = cargo(root);
     c.args(["test", "-p", "leaktracer-tests", "--", "--test-threads=1"]);
     if let Some(f) = filter {
         c.arg(f);
     }
-    c.env("LEAKTRACER_BIN", binary(root, false));
+    c.env("LEAKTRACER_BIN", binary(root, false))
+        .env(skips::LOG_ENV, skip_log);
     check(&mut c)?;
+    if scope == Scope::EndToEnd {
+        return Ok(());
+    }
     guest_tests(root)?;
     // The bench harness, not its timings: a smoke run (every section, minimal) so that
     // `cargo xtask bench` keeps working. The debug binary saves CI a release build; the
-    // numbers of a smoke run mean nothing either way.
+    // numbers of a smoke run mean nothing either way. Any harness error fails it.
     bench::run(root, &binary(root, false), true)
 }
 
@@ -191,4 +267,39 @@ fn guest_tests(root: &Path) -> anyhow::Result<()> {
         &binary(root, false),
         &root.join("target/debug/leaker"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn needs_of(args: &[&str]) -> &'static [Need] {
+        needs(&Cli::parse_from(std::iter::once("xtask").chain(args.iter().copied())).cmd)
+    }
+
+    #[test]
+    fn each_command_installs_what_it_uses() {
+        assert_eq!(needs_of(&["run"]), [Need::Build]);
+        assert_eq!(
+            needs_of(&["run", "--", "record", "-d", "5s"]),
+            [Need::Build]
+        );
+        assert_eq!(needs_of(&["build", "--release"]), [Need::Build]);
+        assert_eq!(
+            needs_of(&["test", "--unit-only"]),
+            [Need::Build, Need::UnitTests]
+        );
+        assert_eq!(
+            needs_of(&["test", "--e2e-only", "brk"]),
+            [Need::Build, Need::Tests]
+        );
+        // .ci/run's command: everything the suite and its bench smoke run use.
+        let all = [Need::Build, Need::UnitTests, Need::Tests, Need::Bench];
+        assert_eq!(needs_of(&["test", "--forbid-skips"]), all);
+        assert_eq!(needs_of(&["test"]), all);
+        assert_eq!(needs_of(&["setup"]), all);
+        assert_eq!(needs_of(&["image"]), [Need::Build, Need::Tests]);
+        assert_eq!(needs_of(&["guest"]), [Need::Build, Need::Tests]);
+        assert_eq!(needs_of(&["bench", "--smoke"]), [Need::Build, Need::Bench]);
+    }
 }

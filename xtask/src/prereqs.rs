@@ -5,23 +5,47 @@ use anyhow::{Context as _, bail};
 
 use crate::check;
 
-/// Debian packages: LLVM 22 for bpf-linker; workloads and peers for the tests and benches;
-/// QEMU and busybox for the cgroup-v2 guest tests.
-const APT_PACKAGES: &[&str] = &[
+/// What a command needs installed. `run` and `build` need only [`Need::Build`]; the tests and
+/// the bench need their workloads, peers and harnesses on top, so that `cargo xtask run` on a
+/// fresh machine does not wait for QEMU, podman or containerd to install.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// Building and running leaktracer: LLVM 22 (bpf-linker), nightly rust-src, bpf-linker,
+    /// tracefs mounted.
+    Build,
+    /// The unit tests: the BTF layout test compares with bpftool.
+    UnitTests,
+    /// The end-to-end scenarios, the deployment checks, the image and the cgroup-v2 guests:
+    /// workloads, promtool, podman, runc, containerd, QEMU, and the musl target.
+    Tests,
+    /// `cargo xtask bench` (and the smoke run that ends `cargo xtask test`): workloads and peers.
+    Bench,
+}
+
+/// LLVM 22, which bpf-linker is built against (nightly rustc's LLVM).
+const BUILD_APT: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
     "libzstd-dev",
     "zlib1g-dev",
+];
+
+/// kernel_btf's test checks the layouts it reads against `bpftool btf dump`.
+const UNIT_TEST_APT: &[&str] = &["bpftool"];
+
+const TEST_APT: &[&str] = &[
+    // Workloads: stress-ng's counts are the reference; Go builds the Go leakers.
     "stress-ng",
     "golang-go",
-    "bpftrace",
-    "bpfcc-tools",
+    // Program ids of the running tracer (robustness), setpriv (unprivileged CLI test),
+    // python3 for deploy/validate.sh.
     "bpftool",
     "util-linux",
     "python3",
     // promtool, to check that /metrics parses as Prometheus text.
     "prometheus",
-    // cgroup v2 guests (software-emulated QEMU booting Debian cloud kernels).
+    // cgroup v2 guests (software-emulated QEMU booting Debian cloud kernels); objcopy strips
+    // the binaries put in their initramfs.
     "qemu-system-x86",
     "busybox-static",
     "binutils",
@@ -37,6 +61,40 @@ const APT_PACKAGES: &[&str] = &[
     // not PID 1; the test runs a private one under a temp dir.
     "containerd",
 ];
+
+/// The bench's workloads and the peers it compares against (bpftrace, bcc's memleak); bpftool
+/// names the programs.
+const BENCH_APT: &[&str] = &[
+    "stress-ng",
+    "golang-go",
+    "bpftrace",
+    "bpfcc-tools",
+    "bpftool",
+];
+
+/// The Debian packages `needs` require, each once, in a stable order.
+pub fn apt_packages(needs: &[Need]) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for need in needs {
+        let list = match need {
+            Need::Build => BUILD_APT,
+            Need::UnitTests => UNIT_TEST_APT,
+            Need::Tests => TEST_APT,
+            Need::Bench => BENCH_APT,
+        };
+        for p in list {
+            if !out.contains(p) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// The static image binary (tests and `image`) is built for musl.
+pub fn needs_musl(needs: &[Need]) -> bool {
+    needs.contains(&Need::Tests)
+}
 
 fn have(cmd: &str, arg: &str) -> bool {
     Command::new(cmd)
@@ -55,8 +113,8 @@ unsafe extern "C" {
     fn libc_geteuid() -> u32;
 }
 
-fn missing_apt_packages() -> Vec<&'static str> {
-    APT_PACKAGES
+fn missing_apt_packages(wanted: &[&'static str]) -> Vec<&'static str> {
+    wanted
         .iter()
         .copied()
         .filter(|p| {
@@ -68,10 +126,11 @@ fn missing_apt_packages() -> Vec<&'static str> {
         .collect()
 }
 
-pub fn ensure(_root: &Path) -> anyhow::Result<()> {
+/// Install what `needs` require and is missing (apt packages only when root on Debian).
+pub fn ensure(needs: &[Need]) -> anyhow::Result<()> {
     let debian = Path::new("/etc/debian_version").exists();
     let missing = if debian {
-        missing_apt_packages()
+        missing_apt_packages(&apt_packages(needs))
     } else {
         Vec::new()
     };
@@ -134,7 +193,15 @@ pub fn ensure(_root: &Path) -> anyhow::Result<()> {
         ]))?;
     }
 
-    // The image's binary is built for musl with the default (stable) toolchain.
+    if needs_musl(needs) {
+        add_musl_target()?;
+    }
+    ensure_bpf_linker()?;
+    mount_tracefs()
+}
+
+/// The image's binary is built for musl with the default (stable) toolchain.
+fn add_musl_target() -> anyhow::Result<()> {
     let targets = Command::new("rustup")
         .args(["target", "list", "--toolchain", "stable", "--installed"])
         .output()
@@ -155,8 +222,11 @@ pub fn ensure(_root: &Path) -> anyhow::Result<()> {
             "stable",
         ]))?;
     }
+    Ok(())
+}
 
-    // bpf-linker, built against LLVM 22 (nightly rustc's LLVM).
+/// bpf-linker, built against LLVM 22 (nightly rustc's LLVM).
+fn ensure_bpf_linker() -> anyhow::Result<()> {
     if !have("bpf-linker", "--version") {
         let llvm = Path::new("/usr/lib/llvm-22");
         if !llvm.join("lib").is_dir() {
@@ -186,8 +256,11 @@ pub fn ensure(_root: &Path) -> anyhow::Result<()> {
                 ),
         )?;
     }
+    Ok(())
+}
 
-    // tracefs for the tracer itself (the tests assume it).
+/// tracefs for the tracer itself (the tests assume it).
+fn mount_tracefs() -> anyhow::Result<()> {
     if is_root()
         && !Path::new("/sys/kernel/tracing/events").is_dir()
         && !Path::new("/sys/kernel/debug/tracing/events").is_dir()
@@ -196,4 +269,67 @@ pub fn ensure(_root: &Path) -> anyhow::Result<()> {
         check(Command::new("mount").args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"]))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HARNESS: &[&str] = &[
+        "qemu-system-x86",
+        "podman",
+        "runc",
+        "containerd",
+        "prometheus",
+        "bpftrace",
+        "bpfcc-tools",
+        "stress-ng",
+        "golang-go",
+    ];
+
+    #[test]
+    fn running_installs_only_the_build_prerequisites() {
+        let run = apt_packages(&[Need::Build]);
+        assert_eq!(run, BUILD_APT);
+        for p in HARNESS {
+            assert!(!run.contains(p), "`run` would install {p}");
+        }
+        assert!(!needs_musl(&[Need::Build]));
+    }
+
+    #[test]
+    fn the_full_test_installs_everything_the_tests_and_the_smoke_bench_use() {
+        let all = [Need::Build, Need::UnitTests, Need::Tests, Need::Bench];
+        let test = apt_packages(&all);
+        for p in BUILD_APT
+            .iter()
+            .chain(UNIT_TEST_APT)
+            .chain(TEST_APT)
+            .chain(BENCH_APT)
+        {
+            assert!(test.contains(p), "`test` misses {p}");
+        }
+        let mut dedup = test.clone();
+        dedup.sort_unstable();
+        dedup.dedup();
+        assert_eq!(dedup.len(), test.len(), "each package once: {test:?}");
+        assert!(needs_musl(&all));
+    }
+
+    #[test]
+    fn bench_gets_its_peers_but_not_the_test_harness() {
+        let bench = apt_packages(&[Need::Build, Need::Bench]);
+        for p in [
+            "bpftrace",
+            "bpfcc-tools",
+            "stress-ng",
+            "golang-go",
+            "llvm-22-dev",
+        ] {
+            assert!(bench.contains(&p), "bench misses {p}");
+        }
+        for p in ["qemu-system-x86", "podman", "containerd", "prometheus"] {
+            assert!(!bench.contains(&p), "bench would install {p}");
+        }
+    }
 }

@@ -9,13 +9,24 @@ import (
 
 func main() {
 	debug.SetGCPercent(200)
+	// The live set is written page by page, so it is resident (an untouched allocation is
+	// only address space), and one page of it is read and written every tick, so it stays
+	// reachable (Go's liveness analysis would let the GC free a slice no longer used) and in
+	// RSS for the whole run.
 	live := make([][]byte, 32)
 	for i := range live {
 		live[i] = make([]byte, 1<<20)
+		for j := 0; j < len(live[i]); j += 4096 {
+			live[i][j] = byte(i)
+		}
 	}
 	var sink []byte
 	tick := time.NewTicker(10 * time.Millisecond)
+	n := 0
 	for range tick.C {
+		n++
+		page := live[n%len(live)]
+		page[(n*4096)%len(page)]++
 		for i := 0; i < 16; i++ {
 			sink = make([]byte, 128<<10)
 			for j := 0; j < len(sink); j += 4096 {

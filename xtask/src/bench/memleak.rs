@@ -27,9 +27,16 @@ pub struct Memleak {
     pub note: String,
 }
 
+const EXES: [&str; 2] = ["/usr/sbin/memleak-bpfcc", "/usr/share/bcc/tools/memleak"];
+
+/// Whether bcc's memleak is installed (whether or not it can run).
+pub fn installed() -> bool {
+    EXES.iter().any(|p| Path::new(p).exists())
+}
+
 /// Find memleak and the kernel headers bcc needs, or say why it cannot run.
 pub fn detect(work: &Path) -> Result<Memleak, String> {
-    let exe = ["/usr/sbin/memleak-bpfcc", "/usr/share/bcc/tools/memleak"]
+    let exe = EXES
         .into_iter()
         .map(PathBuf::from)
         .find(|p| p.exists())

@@ -11,6 +11,14 @@
 //!
 //! Results go to bench/results/latest.{md,json} (smoke.{md,json} with `--smoke`, which runs
 //! every section once, briefly, to check the harness).
+//!
+//! A figure that could not be measured is an "n/a" cell with its reason, and the results are
+//! written either way. Then (`verdict`): a smoke run fails on any missing figure, a harness
+//! error or a peer not installed alike, since `cargo xtask test` installs every peer; a full
+//! bench fails on harness errors (a table with holes must not look like a finished run to
+//! whoever publishes it) but not on a peer absent from the machine, which is a fact about the
+//! machine and is printed. Cells that cannot apply by design (memleak on stress-ng, which
+//! forks; memleak on Go, which does not allocate through libc) are neither.
 mod bpf;
 mod footprint;
 mod latency;
@@ -122,6 +130,8 @@ pub fn run(root: &Path, bin: &Path, smoke: bool) -> anyhow::Result<()> {
         bpftrace_missing: tracers::missing("bpftrace"),
         work,
     };
+    let bpftrace_installed = sys::installed("bpftrace");
+    let go_installed = sys::installed("go");
     let (ws, missing) = workloads::slowdown_set(&helpers, smoke);
     let slowdown = slowdown::run(&env, &ws, &missing, plan.rounds, plan.secs);
     let footprint = footprint::run(&env, &helpers, &plan.footprint);
@@ -147,7 +157,77 @@ pub fn run(root: &Path, bin: &Path, smoke: bool) -> anyhow::Result<()> {
         footprint,
         latency,
     };
-    write(root, &results)
+    write(root, &results)?;
+    let mut gaps = Vec::new();
+    if let Err(why) = &env.memleak {
+        gaps.push(if memleak::installed() {
+            Gap::Failed(format!("bcc memleak: {why}"))
+        } else {
+            Gap::Absent(format!("bcc memleak: {why}"))
+        });
+    }
+    if let Some(why) = &env.bpftrace_missing {
+        gaps.push(if bpftrace_installed {
+            Gap::Failed(format!("bpftrace: {why}"))
+        } else {
+            Gap::Absent(format!("bpftrace: {why}"))
+        });
+    }
+    for (name, why) in &missing {
+        gaps.push(if go_installed {
+            Gap::Failed(format!("{name}: {why}"))
+        } else {
+            Gap::Absent(format!("{name}: {why}"))
+        });
+    }
+    gaps.extend(results.slowdown.errors.iter().cloned().map(Gap::Failed));
+    let f = &results.footprint;
+    for (what, err) in [
+        ("idle", f.idle.as_ref().err()),
+        ("at 100k events/s", f.at_rate.as_ref().err()),
+        ("many processes", f.many_procs.as_ref().err()),
+        ("start-up", f.startup.as_ref().err()),
+    ] {
+        if let Some(why) = err {
+            gaps.push(Gap::Failed(format!("footprint {what}: {why}")));
+        }
+    }
+    for o in &results.latency {
+        if let Some(why) = &o.error {
+            gaps.push(Gap::Failed(format!("latency at {}: {why}", o.rate.label)));
+        }
+    }
+    verdict(smoke, &gaps)
+}
+
+/// Why a figure is missing.
+#[derive(Debug)]
+enum Gap {
+    /// A peer or toolchain not installed on this machine.
+    Absent(String),
+    /// The harness failed.
+    Failed(String),
+}
+
+/// See the module's documentation: smoke fails on any gap, a full bench on harness failures.
+fn verdict(smoke: bool, gaps: &[Gap]) -> anyhow::Result<()> {
+    let mut fatal = Vec::new();
+    for g in gaps {
+        match g {
+            Gap::Absent(why) if !smoke => eprintln!("bench: n/a (not installed here): {why}"),
+            Gap::Absent(why) => fatal.push(format!("not installed: {why}")),
+            Gap::Failed(why) => fatal.push(why.clone()),
+        }
+    }
+    if !fatal.is_empty() {
+        anyhow::bail!(
+            "the bench{} could not measure {} figure(s) (results written with n/a cells):\n  {}",
+            if smoke { " smoke run" } else { "" },
+            fatal.len(),
+            fatal.join("\n  ")
+        );
+    }
+    Ok(())
 }
 
 fn per_event_rows(per_event: &slowdown::PerEvent) -> Vec<PerEventRow> {
@@ -193,4 +273,22 @@ fn write(root: &Path, results: &Results) -> anyhow::Result<()> {
         results.duration_secs
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smoke_fails_on_any_gap_a_full_bench_on_harness_failures() {
+        let absent = [Gap::Absent("bcc memleak: not installed".into())];
+        let failed = [Gap::Failed("footprint idle: record exited".into())];
+        assert!(verdict(true, &[]).is_ok());
+        assert!(verdict(false, &[]).is_ok());
+        assert!(verdict(true, &absent).is_err());
+        assert!(verdict(false, &absent).is_ok());
+        let e = verdict(false, &failed).unwrap_err().to_string();
+        assert!(e.contains("footprint idle: record exited"), "{e}");
+        assert!(verdict(true, &failed).is_err());
+    }
 }

@@ -44,7 +44,24 @@ pub struct Slowdown {
     pub rows: Vec<Row>,
     #[serde(skip)]
     pub per_event: PerEvent,
+    /// Harness failures behind "n/a" cells (not the cells that cannot apply, nor peers absent
+    /// from the machine, which `bench::gaps` reports from the environment).
+    #[serde(skip)]
+    pub errors: Vec<String>,
 }
+
+/// A tracer that cannot measure a workload by design (memleak follows one pid; Go does not
+/// allocate through libc): an "n/a" with its reason, never a harness failure.
+#[derive(Debug)]
+struct NotApplicable(&'static str);
+
+impl std::fmt::Display for NotApplicable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for NotApplicable {}
 
 #[derive(Default)]
 struct Samples {
@@ -53,6 +70,8 @@ struct Samples {
     /// why a tracer, or a tracer on a workload, could not run
     failed: BTreeMap<(Option<String>, Tracer), String>,
     per_event: PerEvent,
+    /// the harness failures among `failed`
+    errors: Vec<String>,
 }
 
 impl Samples {
@@ -109,6 +128,7 @@ pub fn run(
         seconds_per_run: secs,
         rows,
         per_event: s.per_event,
+        errors: s.errors,
     }
 }
 
@@ -132,6 +152,11 @@ fn run_tracer(
         Ok(r) => r,
         Err(e) => {
             eprintln!("bench: {}: n/a: {e:#}", tracer.label());
+            // bpftrace not installed is a gap of the environment, reported once from there.
+            if !(tracer == Tracer::Bpftrace && env.bpftrace_missing.is_some()) {
+                s.errors
+                    .push(format!("slowdown: starting {}: {e:#}", tracer.label()));
+            }
             s.failed.insert((None, tracer), format!("{e:#}"));
             return;
         }
@@ -155,6 +180,13 @@ fn run_tracer(
             }
             Err(e) => {
                 eprintln!("bench: {} on {}: n/a: {e:#}", tracer.label(), w.name());
+                if e.downcast_ref::<NotApplicable>().is_none() {
+                    s.errors.push(format!(
+                        "slowdown: {} on {}: {e:#}",
+                        tracer.label(),
+                        w.name()
+                    ));
+                }
                 s.failed
                     .insert((Some(w.name().to_string()), tracer), format!("{e:#}"));
             }
@@ -176,13 +208,16 @@ fn run_one(
     match w {
         Workload::Stress { args, .. } => {
             if tracer == Tracer::Memleak {
-                anyhow::bail!(
-                    "stress-ng forks its workers after start; memleak -p follows one pid (see the C malloc row)"
-                );
+                return Err(NotApplicable(
+                    "stress-ng forks its workers after start; memleak -p follows one pid (see the C malloc row)",
+                )
+                .into());
             }
             workloads::stress(args, secs)
         }
-        Workload::Gated { exe, .. } => {
+        Workload::Gated {
+            exe, libc_alloc, ..
+        } => {
             let gated = workloads::Gated::spawn(exe, secs)?;
             let attached: Option<Running> = if tracer == Tracer::Memleak {
                 let m = env.memleak.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -194,8 +229,14 @@ fn run_one(
             if let Some(r) = attached {
                 let progs = r.stop();
                 if progs.iter().all(|p| p.run_cnt == 0) {
+                    if !libc_alloc {
+                        return Err(NotApplicable(
+                            "memleak attached, but its uprobes on libc's allocator never fired: this program does not allocate through libc (Go has its own allocator)",
+                        )
+                        .into());
+                    }
                     anyhow::bail!(
-                        "memleak attached, but its uprobes on libc's allocator never fired: this program does not allocate through libc (Go has its own allocator)"
+                        "memleak attached, but its uprobes on libc's allocator never fired on a program that allocates through libc"
                     );
                 }
                 s.add_programs(tracer, &progs);

@@ -20,8 +20,13 @@ pub enum Workload {
         name: &'static str,
         args: &'static [&'static str],
     },
-    /// A program that prints `ops_per_sec N` after a line on stdin.
-    Gated { name: &'static str, exe: PathBuf },
+    /// A program that prints `ops_per_sec N` after a line on stdin. `libc_alloc`: it allocates
+    /// through libc's malloc (so memleak's uprobes must fire on it; Go's allocator does not).
+    Gated {
+        name: &'static str,
+        exe: PathBuf,
+        libc_alloc: bool,
+    },
 }
 
 impl Workload {
@@ -91,12 +96,14 @@ pub fn slowdown_set(helpers: &Helpers, smoke: bool) -> (Vec<Workload>, Vec<(Stri
     set.push(Workload::Gated {
         name: "C malloc/free churn (glibc)",
         exe: helpers.c.clone(),
+        libc_alloc: true,
     });
     let mut missing = Vec::new();
     match &helpers.go_alloc {
         Ok(exe) => set.push(Workload::Gated {
             name: "Go allocation loop (allocbench.go)",
             exe: exe.clone(),
+            libc_alloc: false,
         }),
         Err(why) => missing.push((
             "Go allocation loop (allocbench.go)".to_string(),
