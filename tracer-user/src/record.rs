@@ -175,6 +175,9 @@ impl Sink for RecordSink {
                 verdicts,
             } => {
                 self.summary.rounds += 1;
+                // Identities of processes that left the table (short-lived ones included)
+                // are forgotten: the cache stays bounded by the table.
+                self.ids.prune(table);
                 let t = self.t(snap.t_mono);
                 for pid in &report.new_pids {
                     self.process_record(table, *pid, t)?;

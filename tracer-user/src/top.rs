@@ -295,6 +295,7 @@ impl Sink for TopSink {
             self.last_oom = Some(line);
         }
         if let Happening::Round { snap, .. } = what {
+            self.ids.prune(table);
             self.counters = snap.counters.to_vec();
             let now = self.now();
             if let Some(tui) = &mut self.tui {
