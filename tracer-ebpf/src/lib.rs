@@ -37,16 +37,15 @@ pub struct ProcStats {
     pub comm: [u8; 16],
     /// CLOCK_MONOTONIC (bpf_ktime_get_ns) when the kernel created this entry.
     pub first_seen_ns: u64,
-    /// CLOCK_MONOTONIC of the last update of any field.
-    pub last_update_ns: u64,
     /// Latest RSS per kernel counter (bytes), see `RSS_*`.
     pub rss: [u64; RSS_MEMBERS],
     /// Highest anon+shmem+swap seen (bytes): the leak-relevant high-water mark.
     pub peak_private: u64,
-    /// Successful calls per traced syscall, see `CALL_*` (brk: every call, since a failed
-    /// brk returns the unchanged break and changes nothing).
+    /// Calls per traced syscall, see `CALL_*`: mmap and mremap when they succeeded; brk every
+    /// call (a failed brk returns the unchanged break and changes nothing); munmap and madvise
+    /// every call (counted at entry, see the syscall programs: a failed one is a caller's bug).
     pub calls: [u64; CALL_KINDS],
-    /// Calls that returned an error (not counted in the byte counters).
+    /// mmap and mremap calls that returned an error (not counted in the byte counters).
     pub failed_calls: u64,
     /// mmap with PROT_READ/WRITE/EXEC of anonymous memory (committed address space).
     pub mapped_anon: u64,
@@ -256,10 +255,10 @@ mod tests {
     fn abi_sizes_are_stable() {
         // The kernel and userspace builds must agree on these sizes; a change here is an
         // ABI change and must be deliberate.
-        assert_eq!(core::mem::size_of::<ProcStats>(), 328);
+        assert_eq!(core::mem::size_of::<ProcStats>(), 320);
         assert_eq!(core::mem::size_of::<PendingCall>() % 8, 0);
         assert_eq!(core::mem::size_of::<Event>() % 8, 0);
-        assert_eq!(core::mem::size_of::<ExitEvent>(), 24 + 328);
+        assert_eq!(core::mem::size_of::<ExitEvent>(), 24 + 320);
         assert_eq!(core::mem::offset_of!(ExitEvent, kind), 0);
         assert_eq!(core::mem::offset_of!(Event, kind), 0);
         assert!(

@@ -69,16 +69,14 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tr
 
 /// Syscall tracepoints, named like their programs. brk needs no enter program (its return
 /// value is the new break); the others save their arguments at enter and count at exit.
-const SYSCALL_PROGRAMS: [&str; 9] = [
+const SYSCALL_PROGRAMS: [&str; 7] = [
     "sys_enter_mmap",
     "sys_exit_mmap",
     "sys_enter_munmap",
-    "sys_exit_munmap",
     "sys_exit_brk",
     "sys_enter_mremap",
     "sys_exit_mremap",
     "sys_enter_madvise",
-    "sys_exit_madvise",
 ];
 
 /// (program, vmscan event) for memory-cgroup direct reclaim.

@@ -57,6 +57,5 @@ pub fn memcg_reclaim_end(ctx: TracePointContext) -> u32 {
     add(&mut s.reclaim_runs, 1);
     add(&mut s.reclaim_ns, t.saturating_sub(start));
     add(&mut s.reclaimed_pages, pages);
-    s.last_update_ns = t;
     0
 }

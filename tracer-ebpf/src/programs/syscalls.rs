@@ -1,7 +1,16 @@
-//! mmap / munmap / brk / mremap / madvise: arguments saved at sys_enter, counted at
-//! sys_exit only when the call succeeded, aggregated per process (tgid).
+//! mmap / munmap / brk / mremap / madvise, aggregated per process (tgid). Each hook costs
+//! what it must and no more:
+//! - madvise and munmap are counted at sys_enter alone: they are the hot ones (an allocator
+//!   purging makes millions of madvise calls a second) and they practically never fail on a
+//!   valid range (EINVAL/ENOMEM come from a caller's bug), so an exit program and a map
+//!   round-trip per call buy nothing.
+//! - brk is counted at sys_exit alone: its return value is the new break.
+//! - mmap and mremap save their arguments at sys_enter and are counted at sys_exit when they
+//!   succeeded (mmap fails for real under memory pressure, and its PROT_NONE reservations
+//!   must not be counted as memory).
 use aya_ebpf::{
-    Global, helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
+    EbpfContext as _, Global, helpers::bpf_get_current_pid_tgid, macros::tracepoint,
+    programs::TracePointContext,
 };
 use tracer_ebpf::{
     CALL_BRK, CALL_MADVISE, CALL_MMAP, CALL_MREMAP, CALL_MUNMAP, CTR_EXIT_WITHOUT_ENTRY,
@@ -9,7 +18,7 @@ use tracer_ebpf::{
     ProcStats,
 };
 
-use crate::maps::{PENDING, add, bump, current_proc, now};
+use crate::maps::{PENDING, add, bump, current_proc};
 
 // Field offsets from tracefs format files (set by the loader).
 #[unsafe(no_mangle)]
@@ -54,6 +63,22 @@ fn field(ctx: &TracePointContext, off: &Global<u32>) -> u64 {
     }
 }
 
+/// A field of a syscall record at the offset every kernel since 4.x uses (`AT`: the 8-byte
+/// common header, the syscall number, then one 8-byte slot per argument from offset 16, the
+/// return value at 16 in exit records): a direct context load, no helper call. The loader's
+/// tracefs offset still decides: the globals are frozen at load time, so the verifier knows
+/// which branch runs and drops the other; a kernel with another layout gets the helper read.
+#[inline(always)]
+fn arg<const AT: usize>(ctx: &TracePointContext, off: &Global<u32>) -> u64 {
+    if off.load() as usize == AT {
+        // SAFETY: a read inside the tracepoint record at a constant offset the verifier
+        // checks against the record's size at attach time.
+        unsafe { core::ptr::read((ctx.as_ptr() as *const u8).add(AT) as *const u64) }
+    } else {
+        field(ctx, off)
+    }
+}
+
 #[inline(always)]
 fn save(call: PendingCall) -> u32 {
     if PENDING.insert(bpf_get_current_pid_tgid(), call, 0).is_err() {
@@ -66,42 +91,61 @@ fn save(call: PendingCall) -> u32 {
 pub fn sys_enter_mmap(ctx: TracePointContext) -> u32 {
     save(PendingCall {
         kind: CALL_MMAP as u32,
-        len: field(&ctx, &OFF_MMAP_LEN),
-        arg2: field(&ctx, &OFF_MMAP_PROT),
-        arg3: field(&ctx, &OFF_MMAP_FLAGS),
-        arg4: field(&ctx, &OFF_MMAP_FD),
+        len: arg::<24>(&ctx, &OFF_MMAP_LEN),
+        arg2: arg::<32>(&ctx, &OFF_MMAP_PROT),
+        arg3: arg::<40>(&ctx, &OFF_MMAP_FLAGS),
+        arg4: arg::<48>(&ctx, &OFF_MMAP_FD),
         ..PendingCall::default()
     })
 }
 
+/// munmap at enter: the length is all there is to count.
 #[tracepoint]
 pub fn sys_enter_munmap(ctx: TracePointContext) -> u32 {
-    save(PendingCall {
-        kind: CALL_MUNMAP as u32,
-        len: field(&ctx, &OFF_MUNMAP_LEN),
-        ..PendingCall::default()
-    })
+    let Some(stats) = current_proc((bpf_get_current_pid_tgid() >> 32) as u32) else {
+        return 0;
+    };
+    // SAFETY: stats points into a PROCS map value, valid for the program's run.
+    let s = unsafe { &mut *stats };
+    add(&mut s.calls[CALL_MUNMAP], 1);
+    add(
+        &mut s.unmapped,
+        page_align(arg::<24>(&ctx, &OFF_MUNMAP_LEN)),
+    );
+    0
 }
 
 #[tracepoint]
 pub fn sys_enter_mremap(ctx: TracePointContext) -> u32 {
     save(PendingCall {
         kind: CALL_MREMAP as u32,
-        len: field(&ctx, &OFF_MREMAP_OLD_LEN),
-        arg2: field(&ctx, &OFF_MREMAP_NEW_LEN),
+        len: arg::<24>(&ctx, &OFF_MREMAP_OLD_LEN),
+        arg2: arg::<32>(&ctx, &OFF_MREMAP_NEW_LEN),
         ..PendingCall::default()
     })
 }
 
+/// madvise at enter: the advice decides whether memory is given back.
 #[tracepoint]
 pub fn sys_enter_madvise(ctx: TracePointContext) -> u32 {
-    save(PendingCall {
-        kind: CALL_MADVISE as u32,
-        len: field(&ctx, &OFF_MADVISE_LEN),
-        // `behavior` is an int in an 8-byte slot: keep the low 32 bits.
-        arg2: field(&ctx, &OFF_MADVISE_BEHAVIOR) & 0xffff_ffff,
-        ..PendingCall::default()
-    })
+    let Some(stats) = current_proc((bpf_get_current_pid_tgid() >> 32) as u32) else {
+        return 0;
+    };
+    // SAFETY: stats points into a PROCS map value, valid for the program's run.
+    let s = unsafe { &mut *stats };
+    add(&mut s.calls[CALL_MADVISE], 1);
+    // `behavior` is an int in an 8-byte slot: keep the low 32 bits.
+    let behavior = arg::<32>(&ctx, &OFF_MADVISE_BEHAVIOR) & 0xffff_ffff;
+    if matches!(
+        behavior,
+        MADV_DONTNEED | MADV_FREE | MADV_REMOVE | MADV_DONTNEED_LOCKED
+    ) {
+        add(
+            &mut s.released,
+            page_align(arg::<24>(&ctx, &OFF_MADVISE_LEN)),
+        );
+    }
+    0
 }
 
 /// One exit program per syscall (tracepoints are per syscall), all sharing this body.
@@ -119,7 +163,7 @@ fn on_exit(ctx: &TracePointContext, expected_kind: usize) -> u32 {
     if call.kind as usize != expected_kind {
         return 0;
     }
-    let ret = field(ctx, &OFF_SYS_EXIT_RET);
+    let ret = arg::<16>(ctx, &OFF_SYS_EXIT_RET);
     let tgid = (pid_tgid >> 32) as u32;
     let Some(stats) = current_proc(tgid) else {
         return 0;
@@ -132,7 +176,6 @@ fn on_exit(ctx: &TracePointContext, expected_kind: usize) -> u32 {
         return 0;
     }
     account(s, &call);
-    s.last_update_ns = now();
     0
 }
 
@@ -161,10 +204,6 @@ fn account(s: &mut ProcStats, call: &PendingCall) {
                 *slot = slot.wrapping_add(1);
             }
         }
-        CALL_MUNMAP => {
-            add(&mut s.calls[CALL_MUNMAP], 1);
-            add(&mut s.unmapped, page_align(call.len));
-        }
         CALL_MREMAP => {
             add(&mut s.calls[CALL_MREMAP], 1);
             let (old, new) = (page_align(call.len), page_align(call.arg2));
@@ -172,15 +211,6 @@ fn account(s: &mut ProcStats, call: &PendingCall) {
                 add(&mut s.mremap_grown, new - old);
             } else {
                 add(&mut s.mremap_shrunk, old - new);
-            }
-        }
-        CALL_MADVISE => {
-            add(&mut s.calls[CALL_MADVISE], 1);
-            if matches!(
-                call.arg2,
-                MADV_DONTNEED | MADV_FREE | MADV_REMOVE | MADV_DONTNEED_LOCKED
-            ) {
-                add(&mut s.released, page_align(call.len));
             }
         }
         _ => {}
@@ -204,17 +234,12 @@ pub fn sys_exit_mmap(ctx: TracePointContext) -> u32 {
     on_exit(&ctx, CALL_MMAP)
 }
 
-#[tracepoint]
-pub fn sys_exit_munmap(ctx: TracePointContext) -> u32 {
-    on_exit(&ctx, CALL_MUNMAP)
-}
-
 /// brk needs no enter program: it returns the new break (the old one when it fails), so
 /// comparing with the last break seen gives the growth or shrink exactly, at half the cost
 /// of an enter/exit pair. A failed brk counts as a call with no change.
 #[tracepoint]
 pub fn sys_exit_brk(ctx: TracePointContext) -> u32 {
-    let ret = field(&ctx, &OFF_SYS_EXIT_RET);
+    let ret = arg::<16>(&ctx, &OFF_SYS_EXIT_RET);
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let Some(stats) = current_proc(tgid) else {
         return 0;
@@ -236,9 +261,4 @@ pub fn sys_exit_brk(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn sys_exit_mremap(ctx: TracePointContext) -> u32 {
     on_exit(&ctx, CALL_MREMAP)
-}
-
-#[tracepoint]
-pub fn sys_exit_madvise(ctx: TracePointContext) -> u32 {
-    on_exit(&ctx, CALL_MADVISE)
 }
