@@ -18,6 +18,7 @@ mod oom;
 mod plot;
 mod preflight;
 mod procfs;
+mod rank;
 mod rates;
 mod record;
 mod report;
