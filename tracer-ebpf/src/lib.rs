@@ -201,6 +201,9 @@ pub mod globals {
     pub const TASK_MM: &str = "OFF_TASK_MM";
     pub const TASK_PID: &str = "OFF_TASK_PID";
     pub const TASK_TGID: &str = "OFF_TASK_TGID";
+    /// task_struct.group_leader and .comm: entries are named by the thread-group leader.
+    pub const TASK_GROUP_LEADER: &str = "OFF_TASK_GROUP_LEADER";
+    pub const TASK_COMM: &str = "OFF_TASK_COMM";
     pub const MM_RSS_STAT: &str = "OFF_MM_RSS_STAT";
     pub const RSS_STAT_STRIDE: &str = "RSS_STAT_STRIDE";
     pub const RSS_STAT_COUNT: &str = "OFF_RSS_STAT_COUNT";

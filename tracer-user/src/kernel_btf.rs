@@ -814,6 +814,40 @@ pub fn task_layout(btf: &KernelBtf) -> anyhow::Result<TaskLayout> {
     })
 }
 
+/// Where a task's thread-group leader and its name are, so kernel entries are named by the
+/// process (the leader), not by the thread that created them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaderCommLayout {
+    pub group_leader: u32,
+    pub comm: u32,
+}
+
+/// `task_struct.group_leader` must be a pointer and `task_struct.comm` a 16-byte char array
+/// (TASK_COMM_LEN): the program reads exactly 16 bytes there.
+pub fn leader_comm_layout(btf: &KernelBtf) -> anyhow::Result<LeaderCommLayout> {
+    let leader = btf.member_type("task_struct", "group_leader")?;
+    ensure!(
+        leader == TypeInfo::Ptr,
+        "task_struct.group_leader is {leader:?}, expected a pointer"
+    );
+    let comm = btf.member_type("task_struct", "comm")?;
+    ensure!(
+        matches!(
+            &comm,
+            TypeInfo::Array {
+                elem_size: 1,
+                len: 16,
+                ..
+            }
+        ),
+        "task_struct.comm is {comm:?}, expected a 16-byte array"
+    );
+    Ok(LeaderCommLayout {
+        group_leader: btf.member_offset("task_struct", "group_leader")?,
+        comm: btf.member_offset("task_struct", "comm")?,
+    })
+}
+
 /// The byte offset of 64-bit integer member `name` in (anonymous or named) type `id`.
 fn s64_member(btf: &KernelBtf, id: u32, name: &str) -> anyhow::Result<u32> {
     let f = btf.locate_in(id, name)?;
@@ -1221,6 +1255,32 @@ mod tests {
         // No mm_struct at all.
         let btf = KernelBtf::parse(&Builder::new().build()).unwrap();
         assert!(err_of(rss_layout(&btf)).contains("no struct or union named \"mm_struct\""));
+    }
+
+    #[test]
+    fn leader_comm_layout_checks_types() {
+        let task = |leader_is_ptr: bool, comm_len: u32| {
+            let mut b = Builder::new();
+            let int = b.int("int", 4);
+            let ch = b.int("char", 1);
+            let comm = b.array(ch, comm_len);
+            let leader = if leader_is_ptr { b.ptr(0) } else { int };
+            b.strukt(
+                "task_struct",
+                64,
+                &[("group_leader", leader, 64), ("comm", comm, 256)],
+            );
+            KernelBtf::parse(&b.build()).unwrap()
+        };
+        assert_eq!(
+            leader_comm_layout(&task(true, 16)).unwrap(),
+            LeaderCommLayout {
+                group_leader: 8,
+                comm: 32
+            }
+        );
+        assert!(err_of(leader_comm_layout(&task(false, 16))).contains("expected a pointer"));
+        assert!(err_of(leader_comm_layout(&task(true, 8))).contains("16-byte array"));
     }
 
     #[test]
@@ -2198,6 +2258,13 @@ mod tests {
             assert_eq!(bits % 8, 0);
             bits / 8
         };
+        assert_eq!(
+            leader_comm_layout(&btf).unwrap(),
+            LeaderCommLayout {
+                group_leader: bytes(dump.find_named("task_struct", "group_leader")),
+                comm: bytes(dump.find_named("task_struct", "comm")),
+            }
+        );
         let expected_task = TaskLayout {
             task_mm: bytes(dump.find_named("task_struct", "mm")),
             task_pid: bytes(dump.find_named("task_struct", "pid")),

@@ -214,10 +214,22 @@ impl Probes {
             offsets.set(g::TASK_PID, t.task_pid);
             offsets.set(g::TASK_TGID, t.task_tgid);
         }
-        if let (RssSource::Raw, Ok(Some(r))) = (rss_source, &rss_layout) {
+        // Set whatever the rss source: new kernel entries take their first RSS from the mm
+        // through these (see maps.rs fill_rss_from_mm), in the classic mode too.
+        if let Ok(Some(r)) = &rss_layout {
             offsets.set(g::MM_RSS_STAT, r.mm_rss_stat);
             offsets.set(g::RSS_STAT_STRIDE, r.stride);
             offsets.set(g::RSS_STAT_COUNT, r.count);
+        }
+        // Optional: without them an entry is named by the thread that created it, and
+        // userspace's /proc/<pid>/comm (the leader's) still names the process at first sight.
+        match btf.as_ref().ok().map(kernel_btf::leader_comm_layout) {
+            Some(Ok(l)) => {
+                offsets.set(g::TASK_GROUP_LEADER, l.group_leader);
+                offsets.set(g::TASK_COMM, l.comm);
+            }
+            Some(Err(e)) => log::warn!("processes may be named by a thread: {e:#}"),
+            None => {}
         }
 
         let page_size = page_size();

@@ -12,7 +12,10 @@ use tracer_ebpf::{
 };
 
 use crate::{
-    maps::{EVENTS, MM_OWNER, PENDING, PROCS, SELF_TGID, bump, current_proc, new_proc, now},
+    maps::{
+        EVENTS, MM_OWNER, PENDING, PROCS, SELF_TGID, bump, current_proc, fill_rss_from_mm,
+        new_proc, now,
+    },
     programs::rss::OFF_TASK_MM,
 };
 
@@ -63,6 +66,8 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
         {
             if mm != 0 {
                 let _ = MM_OWNER.insert(mm, tgid, 0);
+                // The pages copied at fork were counted before the mm had an owner here.
+                fill_rss_from_mm(fresh, mm);
             }
         }
     }
