@@ -112,7 +112,7 @@ pub fn fill_rss_from_mm(s: &mut ProcStats, mm: u64) {
 
 /// The current task's mm (0 for kernel threads, or when the offset is unknown).
 #[inline(always)]
-fn current_mm() -> u64 {
+pub fn current_mm() -> u64 {
     let off = OFF_TASK_MM.load();
     if off == 0 {
         return 0;

@@ -13,8 +13,8 @@ use tracer_ebpf::{
 
 use crate::{
     maps::{
-        EVENTS, MM_OWNER, PENDING, PROCS, SELF_TGID, bump, current_proc, fill_rss_from_mm,
-        new_proc, now,
+        EVENTS, MM_OWNER, PENDING, PROCS, SELF_TGID, bump, current_mm, current_proc,
+        fill_rss_from_mm, new_proc, now,
     },
     programs::rss::OFF_TASK_MM,
 };
@@ -82,6 +82,9 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
         let s = unsafe { &mut *stats };
         s.comm = comm;
         s.flags |= PROC_FLAG_EXEC_SEEN;
+        // A new mm: its counters, not the old one's (or the parent's, filled at fork), until
+        // each member's next rss_stat event.
+        fill_rss_from_mm(s, current_mm());
     }
     let old_pid = unsafe { ctx.read_at::<u32>(OFF_EXEC_OLD_PID.load() as usize) }.unwrap_or(0);
     emit(
