@@ -3,7 +3,7 @@
 //! follows the curve, not the stored samples), and a process is named by its thread-group
 //! leader with its real RSS from the first sample, even when renamed threads act first.
 use std::{
-    io::Write as _,
+    io::{BufRead as _, BufReader, Write as _},
     process::{Command, Stdio},
     time::Duration,
 };
@@ -13,6 +13,7 @@ use leaktracer_tests::*;
 const LEAKER: &str = env!("CARGO_BIN_EXE_leaker");
 const FILLER: &str = env!("CARGO_BIN_EXE_filler");
 const THREADNAMES: &str = env!("CARGO_BIN_EXE_threadnames");
+const FORKER: &str = env!("CARGO_BIN_EXE_forker");
 
 const MIB: f64 = (1u64 << 20) as f64;
 
@@ -149,6 +150,53 @@ fn a_process_is_named_by_its_leader_with_its_rss_from_the_first_sample() {
     assert!(
         row["rss_anon_bytes"].as_u64().unwrap() >= anon_kib * 1024 * 9 / 10,
         "{row}"
+    );
+}
+
+/// A child forked while tracing that never execs shares its parent's heap (copy-on-write):
+/// its first sample must carry that RSS, although no RSS counter of its own moves after fork.
+#[test]
+fn a_forked_child_starts_with_the_rss_it_inherited() {
+    let Some(_serial) = privileged() else { return };
+    let mut parent = Proc::spawn(
+        Command::new(FORKER)
+            .arg("32")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit()),
+    );
+    let mut lines = BufReader::new(parent.0.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let rec = Recording::start("forked-child", &[]);
+    // Fork only now that the programs are attached (the header is written after attach).
+    writeln!(parent.0.stdin.as_mut().unwrap(), "fork").unwrap();
+    let child: u32 = lines
+        .next()
+        .unwrap()
+        .unwrap()
+        .strip_prefix("child ")
+        .and_then(|p| p.parse().ok())
+        .expect("child PID");
+    let anon_kib = wait_until(Duration::from_secs(10), || {
+        status_field_kib(child, "RssAnon").filter(|k| *k >= 30 << 10)
+    })
+    .expect("the child shares the 32 MiB");
+    std::thread::sleep(Duration::from_secs(3));
+    let trace = rec.stop();
+    // SAFETY: killing our workload's child by pid (it also dies with its parent).
+    unsafe { libc::kill(child as i32, libc::SIGKILL) };
+    let first = trace
+        .iter()
+        .find(|r| r["type"] == "sample" && r["pid"].as_u64() == Some(u64::from(child)))
+        .unwrap_or_else(|| panic!("no sample of the child {child}"));
+    let rss_anon = first["rss_anon"].as_u64().unwrap();
+    eprintln!(
+        "forked child: first sample rss_anon {} KiB, /proc RssAnon {anon_kib} KiB",
+        rss_anon / 1024
+    );
+    assert!(
+        rss_anon >= anon_kib * 1024 * 9 / 10,
+        "first sample rss_anon {rss_anon} B, /proc said {anon_kib} KiB"
     );
 }
 

@@ -60,16 +60,18 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     fresh.first_seen_ns = now();
     fresh.ppid = parent;
     fresh.flags = PROC_FLAG_FORK_SEEN;
-    if RSS_KEYS_ARE_POINTERS.load() != 0 {
-        if let Ok(mm) =
-            unsafe { bpf_probe_read_kernel((child + OFF_TASK_MM.load() as u64) as *const u64) }
-        {
-            if mm != 0 {
-                let _ = MM_OWNER.insert(mm, tgid, 0);
-                // The pages copied at fork were counted before the mm had an owner here.
-                fill_rss_from_mm(fresh, mm);
-            }
+    // This program is attached only when the task offsets are known (OFF_TASK_MM is set).
+    // SAFETY: a checked kernel read of the child task's mm pointer.
+    if let Ok(mm) =
+        unsafe { bpf_probe_read_kernel((child + OFF_TASK_MM.load() as u64) as *const u64) }
+        && mm != 0
+    {
+        if RSS_KEYS_ARE_POINTERS.load() != 0 {
+            let _ = MM_OWNER.insert(mm, tgid, 0);
         }
+        // The pages copied at fork were counted before the mm had an owner here (and the
+        // classic event's mm_id is not known yet): take them from the child's mm.
+        fill_rss_from_mm(fresh, mm);
     }
     0
 }
