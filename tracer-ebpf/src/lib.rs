@@ -226,7 +226,7 @@ pub mod globals {
     /// whose sched_process_exit has no group_dead).
     pub const TASK_SIGNAL: &str = "OFF_TASK_SIGNAL";
     pub const SIGNAL_LIVE: &str = "OFF_SIGNAL_LIVE";
-    /// task_struct.group_leader and task_struct.comm (a process's name is its leader's).
+    /// task_struct.group_leader and .comm: entries are named by the thread-group leader.
     pub const TASK_GROUP_LEADER: &str = "OFF_TASK_GROUP_LEADER";
     pub const TASK_COMM: &str = "OFF_TASK_COMM";
     pub const MM_RSS_STAT: &str = "OFF_MM_RSS_STAT";

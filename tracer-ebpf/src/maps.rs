@@ -9,7 +9,11 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use tracer_ebpf::{CTR_COUNT, CTR_PROCS_FULL, PendingCall, ProcStats};
+use tracer_ebpf::{CTR_COUNT, CTR_PROCS_FULL, PendingCall, ProcStats, RSS_MEMBERS};
+
+use crate::programs::rss::{
+    OFF_MM_RSS_STAT, OFF_RSS_STAT_COUNT, OFF_TASK_MM, PAGE_SIZE, RSS_STAT_STRIDE,
+};
 
 /// Per-process aggregates. A plain hash map, not LRU: entries are removed explicitly at
 /// exit (and by the userspace sweeper for processes whose exit was missed), and a full map
@@ -45,6 +49,79 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 #[unsafe(no_mangle)]
 pub static SELF_TGID: Global<u32> = Global::new(0);
 
+/// task_struct.group_leader and task_struct.comm (BTF-derived; 0 = unknown): a process is
+/// named by its thread-group leader, not by whichever thread touched memory first.
+#[unsafe(no_mangle)]
+pub static OFF_TASK_GROUP_LEADER: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+pub static OFF_TASK_COMM: Global<u32> = Global::new(0);
+
+/// The comm of the current task's thread-group leader: the process's name (what
+/// /proc/<pid>/comm shows), not the calling thread's (memcached's workers are "mc-worker").
+/// Falls back to the current thread's comm when the offsets are unknown (no BTF).
+#[inline(always)]
+pub fn leader_comm() -> [u8; 16] {
+    let (off_leader, off_comm) = (OFF_TASK_GROUP_LEADER.load(), OFF_TASK_COMM.load());
+    if off_leader != 0 && off_comm != 0 {
+        // SAFETY: bpf_get_current_task has no preconditions; the reads go through
+        // bpf_probe_read_kernel, which fails cleanly on a bad address.
+        let task = unsafe { bpf_get_current_task() };
+        let leader =
+            unsafe { bpf_probe_read_kernel((task + off_leader as u64) as *const u64) }.unwrap_or(0);
+        if leader != 0
+            && let Ok(comm) =
+                // SAFETY: as above, a checked kernel read.
+                unsafe {
+                    bpf_probe_read_kernel((leader + off_comm as u64) as *const [u8; 16])
+                }
+        {
+            return comm;
+        }
+    }
+    bpf_get_current_comm().unwrap_or_default()
+}
+
+/// Fill every RSS member of a new entry from the counters of `mm` (raw-layout offsets known
+/// only). An entry created by a thread's first syscall, or by an rss_stat event for one
+/// member, would otherwise show 0 for the other members until their next change: a process
+/// that predates us showed `rss_anon` 0, then 31 MB a second later.
+#[inline(always)]
+pub fn fill_rss_from_mm(s: &mut ProcStats, mm: u64) {
+    let stride = RSS_STAT_STRIDE.load() as u64;
+    if mm == 0 || stride == 0 {
+        return;
+    }
+    let base = mm + OFF_MM_RSS_STAT.load() as u64 + OFF_RSS_STAT_COUNT.load() as u64;
+    let page = PAGE_SIZE.load();
+    for member in 0..RSS_MEMBERS {
+        // SAFETY: a checked kernel read; an mm freed under us reads garbage or fails, and
+        // the next rss_stat event for the member overwrites it with the absolute value.
+        if let Ok(pages) =
+            unsafe { bpf_probe_read_kernel((base + member as u64 * stride) as *const i64) }
+        {
+            // Per-CPU batching can leave the shared count briefly negative: clamp.
+            s.rss[member] = if pages > 0 { pages as u64 * page } else { 0 };
+        }
+    }
+    let private =
+        s.rss[tracer_ebpf::RSS_ANON] + s.rss[tracer_ebpf::RSS_SHMEM] + s.rss[tracer_ebpf::RSS_SWAP];
+    if private > s.peak_private {
+        s.peak_private = private;
+    }
+}
+
+/// The current task's mm (0 for kernel threads, or when the offset is unknown).
+#[inline(always)]
+pub fn current_mm() -> u64 {
+    let off = OFF_TASK_MM.load();
+    if off == 0 {
+        return 0;
+    }
+    // SAFETY: as in leader_comm, a checked kernel read from the current task.
+    unsafe { bpf_probe_read_kernel((bpf_get_current_task() + off as u64) as *const u64) }
+        .unwrap_or(0)
+}
+
 #[inline(always)]
 pub fn bump(counter: u32) {
     if let Some(slot) = COUNTERS.get_ptr_mut(counter) {
@@ -66,8 +143,9 @@ pub fn now() -> u64 {
     unsafe { bpf_ktime_get_ns() }
 }
 
-/// The stats entry of `tgid`, created from the current task when missing. Only call with
-/// `tgid` == current's tgid (comm is taken from current).
+/// The stats entry of `tgid`, created from the current task when missing: named by its
+/// thread-group leader and with the RSS of its mm at that moment. Only call with `tgid` ==
+/// current's tgid.
 #[inline(always)]
 pub fn current_proc(tgid: u32) -> Option<*mut ProcStats> {
     if let Some(p) = PROCS.get_ptr_mut(tgid) {
@@ -82,8 +160,9 @@ pub fn current_proc(tgid: u32) -> Option<*mut ProcStats> {
     // SAFETY: p points into a PROCS map value, valid for the program's run.
     let s = unsafe { &mut *p };
     if s.first_seen_ns == 0 {
-        s.comm = process_comm();
+        s.comm = leader_comm();
         s.first_seen_ns = now();
+        fill_rss_from_mm(s, current_mm());
     }
     Some(p)
 }
@@ -110,33 +189,6 @@ fn current_is_exiting() -> bool {
         bpf_probe_read_kernel((task + off as u64) as *const u32)
             .is_ok_and(|flags| flags & PF_EXITING != 0)
     }
-}
-
-#[unsafe(no_mangle)]
-static OFF_TASK_GROUP_LEADER: Global<u32> = Global::new(0);
-#[unsafe(no_mangle)]
-static OFF_TASK_COMM: Global<u32> = Global::new(0);
-
-/// The name of current's process: its thread-group leader's comm, as /proc/<pid>/comm
-/// shows it (a worker thread may carry its own name, e.g. memcached's `mc-worker`). Falls
-/// back to current's own comm without the BTF offsets.
-#[inline(always)]
-pub fn process_comm() -> [u8; 16] {
-    let (off_leader, off_comm) = (OFF_TASK_GROUP_LEADER.load(), OFF_TASK_COMM.load());
-    if off_leader != 0 && off_comm != 0 {
-        // SAFETY: bpf_probe_read_kernel checks the addresses; current and its group leader
-        // (pinned by the thread group while current runs) outlive the program run.
-        let leader_comm = unsafe {
-            let task = bpf_get_current_task();
-            bpf_probe_read_kernel((task + off_leader as u64) as *const u64).and_then(|leader| {
-                bpf_probe_read_kernel((leader + off_comm as u64) as *const [u8; 16])
-            })
-        };
-        if let Ok(c) = leader_comm {
-            return c;
-        }
-    }
-    bpf_get_current_comm().unwrap_or_default()
 }
 
 /// Insert a zeroed entry for `tgid` (`flags`: 0 = replace, 1 = BPF_NOEXIST = keep an existing

@@ -109,12 +109,14 @@ pub struct TraceArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Live view of processes ranked by memory growth.
+    /// Live view of processes ranked by memory growth: leaking first, then growing, then by
+    /// GROWTH/s.
     ///
     /// Columns: RSS (anon+file+shmem), PRIVATE (anon+shmem+swap: what a leak grows),
-    /// GROWTH/s and GROWTH/min (robust slope of PRIVATE over --window), ALLOC/s (bytes
-    /// obtained through mmap/brk/mremap), GROWING (time since private memory last stopped
-    /// falling).
+    /// GROWTH/s and GROWTH/min (robust slope of PRIVATE over --window, as a function of
+    /// time), ALLOC/s (bytes obtained through mmap/brk/mremap), GROWING (length of the
+    /// current rise, from the last trough to where it stopped rising; "-" when PRIVATE did
+    /// not grow over --window).
     #[command(
         after_help = "Example: sudo leaktracer top --once --duration 10s --format json | jq '.processes[0]'"
     )]

@@ -1309,6 +1309,44 @@ mod tests {
     }
 
     #[test]
+    fn task_extras_check_types() {
+        let task = |leader_is_ptr: bool, comm_len: u32| {
+            let mut b = Builder::new();
+            let int = b.int("int", 4);
+            let uint = b.int("unsigned int", 4);
+            let ch = b.int("char", 1);
+            let comm = b.array(ch, comm_len);
+            let leader = if leader_is_ptr { b.ptr(0) } else { int };
+            let atomic = b.strukt("", 4, &[("counter", int, 0)]);
+            let signal = b.strukt("signal_struct", 64, &[("live", atomic, 32)]);
+            let signal_ptr = b.ptr(signal);
+            b.strukt(
+                "task_struct",
+                64,
+                &[
+                    ("flags", uint, 32),
+                    ("group_leader", leader, 64),
+                    ("signal", signal_ptr, 128),
+                    ("comm", comm, 256),
+                ],
+            );
+            KernelBtf::parse(&b.build()).unwrap()
+        };
+        assert_eq!(
+            task_extras(&task(true, 16)).unwrap(),
+            TaskExtras {
+                task_flags: 4,
+                task_signal: 16,
+                signal_live: 4,
+                task_group_leader: 8,
+                task_comm: 32
+            }
+        );
+        assert!(err_of(task_extras(&task(false, 16))).contains("expected a pointer"));
+        assert!(err_of(task_extras(&task(true, 8))).contains("char[16]"));
+    }
+
+    #[test]
     fn task_layout_checks_types() {
         let mut b = Builder::new();
         let int = b.int("int", 4);

@@ -225,7 +225,9 @@ impl Probes {
             ),
             Err(_) => {}
         }
-        if let (RssSource::Raw, Ok(Some(r))) = (rss_source, &rss_layout) {
+        // Set whatever the rss source: new kernel entries take their first RSS from the mm
+        // through these (see maps.rs fill_rss_from_mm), in the classic mode too.
+        if let Ok(Some(r)) = &rss_layout {
             offsets.set(g::MM_RSS_STAT, r.mm_rss_stat);
             offsets.set(g::RSS_STAT_STRIDE, r.stride);
             offsets.set(g::RSS_STAT_COUNT, r.count);

@@ -19,6 +19,7 @@ mod oom;
 mod plot;
 mod preflight;
 mod procfs;
+mod rank;
 mod rates;
 mod record;
 mod report;

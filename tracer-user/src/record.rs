@@ -314,28 +314,29 @@ impl Sink for RecordSink {
                 private_bytes: p.last().map_or(0, |s| s.private()),
             })
             .collect();
-        let mut suspects: Vec<SuspectBrief> = table
+        // Ranked like every other view (crate::rank), by the detector's slope they show.
+        let mut suspects: Vec<(SuspectBrief, crate::rank::RankKey)> = table
             .live
             .values()
             .chain(table.graveyard.iter())
             .filter(|p| self.filter.wants(p, &mut self.ids))
             .filter_map(|p| {
                 let a = p.assessment.as_ref()?;
-                matches!(a.verdict, Verdict::Leaking | Verdict::Growing).then(|| SuspectBrief {
-                    pid: p.pid,
-                    comm: p.comm.clone(),
-                    verdict: a.verdict,
-                    confidence: (a.confidence * 100.0).round() / 100.0,
-                    growth_bytes_per_sec: a.growth_bytes_per_sec.round(),
-                    since: a.since.map(trace::round_ms),
+                matches!(a.verdict, Verdict::Leaking | Verdict::Growing).then(|| {
+                    let brief = SuspectBrief {
+                        pid: p.pid,
+                        comm: p.comm.clone(),
+                        verdict: a.verdict,
+                        confidence: (a.confidence * 100.0).round() / 100.0,
+                        growth_bytes_per_sec: a.growth_bytes_per_sec.round(),
+                        since: a.since.map(trace::round_ms),
+                    };
+                    (brief, p.rank_key(a.growth_bytes_per_sec))
                 })
             })
             .collect();
-        suspects.sort_by(|a, b| {
-            (a.verdict != Verdict::Leaking)
-                .cmp(&(b.verdict != Verdict::Leaking))
-                .then(b.growth_bytes_per_sec.total_cmp(&a.growth_bytes_per_sec))
-        });
+        crate::rank::sort(&mut suspects, |(_, k)| *k);
+        let mut suspects: Vec<SuspectBrief> = suspects.into_iter().map(|(s, _)| s).collect();
         suspects.truncate(20);
         self.summary.suspects = suspects;
         let summary = Record::Summary(self.summary.clone());

@@ -314,11 +314,12 @@ pub fn build(
             matches!(s.verdict, Verdict::Leaking | Verdict::Growing) || s.growth_bytes_per_sec > 0.0
         })
         .collect();
-    suspects.sort_by(|a, b| {
-        rank(&a.0).cmp(&rank(&b.0)).then(
-            b.0.growth_bytes_per_sec
-                .total_cmp(&a.0.growth_bytes_per_sec),
-        )
+    // The one ranking (crate::rank), by the verdict and slope this report shows.
+    crate::rank::sort(&mut suspects, |(s, p)| crate::rank::RankKey {
+        verdict: Some(s.verdict),
+        rate: s.growth_bytes_per_sec,
+        pid: s.pid,
+        first_seen: p.first_seen,
     });
     suspects.truncate(limit);
     let plot_series = suspects
@@ -349,14 +350,6 @@ pub fn build(
         report,
         plot_series,
     })
-}
-
-fn rank(s: &Suspect) -> u8 {
-    match s.verdict {
-        Verdict::Leaking => 0,
-        Verdict::Growing => 1,
-        _ => 2,
-    }
 }
 
 fn suspect(p: &Process, now: f64, cfg: &DetectorConfig, header: &Header) -> Suspect {

@@ -77,9 +77,11 @@ impl Process {
         self.fine.last()
     }
 
-    /// Growth of private memory in bytes/s over the `window` seconds before `now`.
+    /// Growth of private memory in bytes/s over the `window` seconds before `now` (before
+    /// its exit, for a dead process: time after death is not flat memory).
     pub fn growth_rate(&self, now: f64, window: f64) -> f64 {
-        rates::rate(&self.fine, now, window, |s| s.private() as f64).unwrap_or(0.0)
+        let end = self.exited_at.map_or(now, |e| e.min(now));
+        rates::rate(&self.fine, end, window, |s| s.private() as f64).unwrap_or(0.0)
     }
 
     /// Allocation rate (bytes/s obtained through mmap/brk/mremap) over `window` seconds.
@@ -96,9 +98,26 @@ impl Process {
             .map(str::to_string)
     }
 
-    /// Session time since which private memory has been rising (the last trough).
-    pub fn growing_since(&self) -> Option<f64> {
-        rates::growing_since(&self.fine, |s| s.private())
+    /// How long the current growth has lasted, as `top` shows it: the latest rise of private
+    /// memory from its last trough to where it stopped rising (its peak), while the growth
+    /// rate over the window is positive; 0 otherwise. So a process that rose for 15 s and has
+    /// been flat since is not "growing for" the flat stretch too: 0 once the flat stretch
+    /// dominates the window, 15 s while the rise still does.
+    pub fn growing_for(&self, now: f64, window: f64) -> f64 {
+        if self.growth_rate(now, window) <= 0.0 {
+            return 0.0;
+        }
+        rates::latest_rise(&self.fine, |s| s.private()).map_or(0.0, |r| r.secs())
+    }
+
+    /// This process's ranking key with the rate a view shows for it.
+    pub fn rank_key(&self, rate: f64) -> crate::rank::RankKey {
+        crate::rank::RankKey {
+            verdict: self.assessment.as_ref().map(|a| a.verdict),
+            rate,
+            pid: self.pid,
+            first_seen: self.first_seen,
+        }
     }
 
     fn push(&mut self, s: Sample) {
@@ -569,14 +588,15 @@ impl ProcessTable {
             .or_else(|| self.graveyard.iter().rev().find(|p| p.pid == pid))
     }
 
-    /// Live processes ranked by growth rate over the `window` before `now`, fastest first.
+    /// Live processes in the one ranking order ([`crate::rank`]): by their latest verdict,
+    /// then by growth rate over the `window` before `now`, which comes with each.
     pub fn ranked(&self, now: f64, window: f64) -> Vec<(&Process, f64)> {
         let mut v: Vec<_> = self
             .live
             .values()
             .map(|p| (p, p.growth_rate(now, window)))
             .collect();
-        v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.pid.cmp(&b.0.pid)));
+        crate::rank::sort(&mut v, |(p, rate)| p.rank_key(*rate));
         v
     }
 }
@@ -728,7 +748,55 @@ mod tests {
         );
         assert_eq!(ranked[1].1, 0.0);
         assert!((t.live[&2].alloc_rate(19.0, 60.0) - (1 << 20) as f64).abs() < 1.0);
-        assert_eq!(t.live[&2].growing_since(), Some(0.0));
+        assert_eq!(t.live[&2].growing_for(19.0, 60.0), 19.0);
+    }
+
+    /// Issue 10's shape through the real table and detector: a process that filled a cache
+    /// at 8 MiB/s for 15 s and then stayed flat for 60 s, next to two steady leakers
+    /// (2.2 MB/s and 0.5 MB/s), sampled every 500 ms (the burst's samples stored only on
+    /// change). The leakers rank first, the burst last with a rate near 0.
+    #[test]
+    fn a_burst_then_flat_ranks_below_two_steady_leakers() {
+        let mut t = ProcessTable::new(TableLimits::default(), 1000.0);
+        let cfg = crate::detector::DetectorConfig::default();
+        let (burst, fast, slow) = (10, 20, 30);
+        for i in 0..=150u64 {
+            let secs = i as f64 * 0.5;
+            let burst_bytes = (8 << 20) + (8 << 20) * i.min(30) / 2;
+            t.update(
+                &snap(
+                    1000.0 + secs,
+                    vec![
+                        (burst, burst_bytes),
+                        (fast, (20 << 20) + i * 1_100_000),
+                        (slow, (20 << 20) + i * 250_000),
+                    ],
+                ),
+                None,
+            );
+            crate::verdicts::refresh(&mut t, secs, &cfg);
+        }
+        assert_eq!(t.live[&burst].fine.len(), 31, "stored only on change");
+        let now = 75.0;
+        for window in [60.0, 75.0] {
+            let ranked = t.ranked(now, window);
+            let pids: Vec<u32> = ranked.iter().map(|(p, _)| p.pid).collect();
+            assert_eq!(pids, vec![fast, slow, burst], "window {window}");
+            let rate = |pid| ranked.iter().find(|(p, _)| p.pid == pid).unwrap().1;
+            assert!(rate(burst).abs() < 10_000.0, "{}", rate(burst));
+            assert!((rate(fast) - 2.2e6).abs() < 0.01e6, "{}", rate(fast));
+            assert!((rate(slow) - 0.5e6).abs() < 0.01e6, "{}", rate(slow));
+        }
+        let verdict = |pid| t.live[&pid].assessment.as_ref().unwrap().verdict;
+        assert_eq!(verdict(fast), crate::detector::Verdict::Leaking);
+        assert_eq!(verdict(slow), crate::detector::Verdict::Leaking);
+        assert_eq!(verdict(burst), crate::detector::Verdict::Steady);
+        // growing_for: 0 for the burst (not growing over the window), the whole 75 s for a
+        // leaker still rising.
+        assert_eq!(t.live[&burst].growing_for(now, 75.0), 0.0);
+        assert_eq!(t.live[&fast].growing_for(now, 75.0), 75.0);
+        // Within the burst's own window it grew for 15 s, not 15 s + what came after.
+        assert_eq!(t.live[&burst].growing_for(15.0, 15.0), 15.0);
     }
 
     #[test]

@@ -36,7 +36,9 @@ pub struct Row {
     pub growth_bytes_per_sec: f64,
     pub growth_bytes_per_min: f64,
     pub alloc_bytes_per_sec: f64,
-    /// Seconds since private memory last stopped falling (the last trough).
+    /// Length of the current rise of private memory: from its last trough to where it
+    /// stopped rising (the latest sample for a process still growing). 0 when the growth
+    /// rate over the window is not positive (a burst followed by a longer flat stretch).
     pub growing_for_secs: f64,
     /// Seconds this process has been observed.
     pub observed_secs: f64,
@@ -127,10 +129,7 @@ pub fn row(p: &Process, now: f64, window: f64, limits: &mut LimitCache, ids: &mu
     let (limit_bytes, time_to_limit_secs) = crate::verdicts::limit_and_time(p, limits);
     let last = p.last().copied().unwrap_or_default();
     let growth = p.growth_rate(now, window);
-    let growing_for = match p.growing_since() {
-        Some(since) if growth > 0.0 => now - since,
-        _ => 0.0,
-    };
+    let growing_for = p.growing_for(now, window);
     Row {
         pid: p.pid,
         ppid: p.ppid,

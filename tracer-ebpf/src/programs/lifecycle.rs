@@ -16,8 +16,8 @@ use tracer_ebpf::{
 
 use crate::{
     maps::{
-        EVENTS, MM_OWNER, PENDING, PROCS, SELF_TGID, ZERO_STATS, bump, current_proc, new_proc, now,
-        process_comm,
+        EVENTS, MM_OWNER, PENDING, PROCS, SELF_TGID, ZERO_STATS, bump, current_mm, current_proc,
+        fill_rss_from_mm, leader_comm, new_proc, now,
     },
     programs::rss::OFF_TASK_MM,
 };
@@ -67,14 +67,18 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     fresh.first_seen_ns = now();
     fresh.ppid = parent;
     fresh.flags = PROC_FLAG_FORK_SEEN;
-    if RSS_KEYS_ARE_POINTERS.load() != 0 {
-        if let Ok(mm) =
-            unsafe { bpf_probe_read_kernel((child + OFF_TASK_MM.load() as u64) as *const u64) }
-        {
-            if mm != 0 {
-                let _ = MM_OWNER.insert(mm, tgid, 0);
-            }
+    // This program is attached only when the task offsets are known (OFF_TASK_MM is set).
+    // SAFETY: a checked kernel read of the child task's mm pointer.
+    if let Ok(mm) =
+        unsafe { bpf_probe_read_kernel((child + OFF_TASK_MM.load() as u64) as *const u64) }
+        && mm != 0
+    {
+        if RSS_KEYS_ARE_POINTERS.load() != 0 {
+            let _ = MM_OWNER.insert(mm, tgid, 0);
         }
+        // The pages copied at fork were counted before the mm had an owner here (and the
+        // classic event's mm_id is not known yet): take them from the child's mm.
+        fill_rss_from_mm(fresh, mm);
     }
     0
 }
@@ -87,6 +91,9 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
         let s = unsafe { &mut *stats };
         s.comm = comm;
         s.flags |= PROC_FLAG_EXEC_SEEN;
+        // A new mm: its counters, not the old one's (or the parent's, filled at fork), until
+        // each member's next rss_stat event.
+        fill_rss_from_mm(s, current_mm());
     }
     let old_pid = unsafe { ctx.read_at::<u32>(OFF_EXEC_OLD_PID.load() as usize) }.unwrap_or(0);
     emit(
@@ -156,7 +163,7 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
         (*ev).has_stats = u32::from(known.is_some());
         // The process's name as it ends: its leader's current comm (renamed since exec by
         // prctl, e.g. stress-ng's workers), as /proc/<pid>/comm showed it.
-        (*ev).stats.comm = process_comm();
+        (*ev).stats.comm = leader_comm();
     }
     submit(slot, false);
     if known.is_some() {

@@ -2,5 +2,5 @@
 mod lifecycle;
 mod oom;
 mod reclaim;
-mod rss;
+pub(crate) mod rss;
 mod syscalls;

@@ -30,13 +30,13 @@ static OFF_RSS_SIZE: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 pub static OFF_TASK_MM: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
-static OFF_MM_RSS_STAT: Global<u32> = Global::new(0);
+pub static OFF_MM_RSS_STAT: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
-static RSS_STAT_STRIDE: Global<u32> = Global::new(0);
+pub static RSS_STAT_STRIDE: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
-static OFF_RSS_STAT_COUNT: Global<u32> = Global::new(0);
+pub static OFF_RSS_STAT_COUNT: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
-static PAGE_SIZE: Global<u64> = Global::new(4096);
+pub static PAGE_SIZE: Global<u64> = Global::new(4096);
 
 /// Keys of `MM_OWNER` from the classic event (a 32-bit hash of the mm) are tagged so they
 /// can never collide with kernel pointers used by the raw program.
