@@ -96,6 +96,16 @@ pub struct TraceArgs {
     #[arg(long = "container", value_name = "NAME", value_parser = parse_name)]
     pub containers: Vec<String>,
 
+    /// Overhead budget: the share of the node's CPU leaktracer's kernel programs may use
+    /// (e.g. 1%, 0.5%; 0 turns it off). Measured every interval from the kernel's own
+    /// per-program statistics; when over budget, syscall hooks are paused in this order:
+    /// madvise, munmap, mmap (with mremap), brk, and resumed after a hold that doubles while
+    /// the storm goes on. RSS and process lifecycle are never paused, so memory figures and
+    /// verdicts stay exact; pauses and resumes are reported (trace `budget` records, health,
+    /// top's header, metrics, report).
+    #[arg(long, default_value = "1%", value_name = "PERCENT", value_parser = parse_percent)]
+    pub max_overhead: f64,
+
     /// Capacity of the kernel's per-process map. Smaller values are for testing overflow
     /// accounting; overflow is counted and reported as `procs_map_full`.
     #[arg(long, default_value_t = 32768, value_parser = clap::value_parser!(u32).range(16..=1_048_576), hide_short_help = true)]
@@ -272,6 +282,21 @@ fn truncate_comm(s: &str) -> &str {
     &s[..end]
 }
 
+/// A share of the CPU as a percentage ("1%", "0.5", "0" for off), returned as a fraction.
+pub fn parse_percent(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("expected a percentage such as 1% or 0.5%, got {s:?}"))?;
+    if !(0.0..=100.0).contains(&v) {
+        return Err(format!(
+            "expected a percentage between 0% and 100%, got {s:?}"
+        ));
+    }
+    Ok(v / 100.0)
+}
+
 /// IP:PORT for --listen, with the expected form in the error.
 pub fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
     s.parse().map_err(|_| {
@@ -315,6 +340,10 @@ mod tests {
     #[test]
     fn bad_flags_are_rejected() {
         assert!(Cli::try_parse_from(["leaktracer", "top", "--bogus"]).is_err());
+        assert_eq!(parse_percent("1%"), Ok(0.01));
+        assert_eq!(parse_percent("0.5"), Ok(0.005));
+        assert_eq!(parse_percent("0"), Ok(0.0));
+        assert!(parse_percent("150%").is_err() && parse_percent("lots").is_err());
         assert!(
             Cli::try_parse_from(["leaktracer", "record"]).is_err(),
             "--output is required"

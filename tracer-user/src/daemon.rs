@@ -181,7 +181,12 @@ impl Sink for DaemonSink {
 
     fn handle(&mut self, table: &ProcessTable, what: Happening<'_>) -> anyhow::Result<()> {
         match what {
-            Happening::Round { snap, verdicts, .. } => {
+            Happening::Round {
+                snap,
+                verdicts,
+                overhead,
+                ..
+            } => {
                 let now = table.session_time(snap.t_mono);
                 self.ids.prune(table);
                 for v in verdicts.iter() {
@@ -285,6 +290,16 @@ impl Sink for DaemonSink {
                     })
                     .set(i64::from(snap.procs_capacity));
                 m.tracked_processes.set(table.live.len() as i64);
+                if let Some(share) = overhead.bpf_cpu_share {
+                    m.bpf_cpu_ratio.set(share);
+                }
+                for hook in crate::budget::Hook::ORDER {
+                    m.hook_paused
+                        .get_or_create(&crate::metrics::HookLabels {
+                            hook: hook.as_str().to_string(),
+                        })
+                        .set(i64::from(overhead.paused.contains(&hook)));
+                }
                 for (i, name) in tracer_ebpf::CALL_NAMES.iter().enumerate() {
                     let delta = table.calls_total[i].saturating_sub(self.last_calls[i]);
                     m.syscalls
@@ -372,6 +387,23 @@ impl Sink for DaemonSink {
                     }
                     self.emit(&Record::Exit(exit));
                 }
+            }
+            Happening::Budget(ev) => {
+                if ev.action == crate::budget::BudgetAction::Pause
+                    && let Ok(s) = self.shared.lock()
+                {
+                    s.metrics
+                        .hook_pauses
+                        .get_or_create(&crate::metrics::HookLabels {
+                            hook: ev.hook.as_str().to_string(),
+                        })
+                        .inc();
+                }
+                let t = round_ms(crate::clock::monotonic_secs() - self.t0_mono);
+                self.emit(&Record::Budget {
+                    t,
+                    event: ev.clone(),
+                });
             }
             Happening::Kernel(_) => {}
         }

@@ -3,9 +3,11 @@
 use std::path::Path;
 
 use anyhow::{Context as _, anyhow, bail};
+use std::os::fd::{AsFd as _, AsRawFd as _};
+
 use aya::{
     Ebpf, EbpfLoader,
-    programs::{RawTracePoint, TracePoint},
+    programs::{RawTracePoint, TracePoint, trace_point::TracePointLinkId},
 };
 use tracer_ebpf::globals as g;
 
@@ -62,6 +64,12 @@ pub struct Probes {
     pub rss_source: RssSource,
     /// Names of attached programs, for stats and logs.
     pub attached: Vec<&'static str>,
+    /// The links of the syscall programs, which the overhead budget detaches and attaches
+    /// again (absent while detached).
+    syscall_links: std::collections::HashMap<&'static str, TracePointLinkId>,
+    /// Keeps the kernel's per-program run-time statistics on while held (BPF_ENABLE_STATS);
+    /// None when the kernel refused (the budget is then off).
+    stats: Option<std::os::fd::OwnedFd>,
 }
 
 /// The compiled kernel object, built by build.rs through aya-build.
@@ -257,13 +265,16 @@ impl Probes {
             .context("loading the eBPF object into the kernel")?;
 
         let mut attached = Vec::new();
+        let mut syscall_links = std::collections::HashMap::new();
         for prog in SYSCALL_PROGRAMS {
-            attach_tp(&mut ebpf, prog, "syscalls", prog)?;
+            syscall_links.insert(prog, attach_tp(&mut ebpf, prog, "syscalls", prog)?);
             attached.push(prog);
         }
         match rss_source {
             RssSource::Raw => attach_raw(&mut ebpf, "rss_stat_raw", "rss_stat")?,
-            _ => attach_tp(&mut ebpf, "rss_stat", "kmem", "rss_stat")?,
+            _ => {
+                attach_tp(&mut ebpf, "rss_stat", "kmem", "rss_stat")?;
+            }
         }
         attached.push(if rss_source == RssSource::Raw {
             "rss_stat_raw"
@@ -302,11 +313,75 @@ impl Probes {
             attached.len(),
             rss_source
         );
+        let stats = match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                log::warn!(
+                    "the kernel's BPF run-time statistics could not be enabled ({e}): the overhead budget is off"
+                );
+                None
+            }
+        };
         Ok(Self {
             ebpf,
             rss_source,
             attached,
+            syscall_links,
+            stats,
         })
+    }
+
+    /// Each attached program's cumulative run time and count (empty without bpf_stats).
+    pub fn costs(&self) -> Vec<crate::budget::ProgCost> {
+        if self.stats.is_none() {
+            return Vec::new();
+        }
+        self.attached
+            .iter()
+            .filter_map(|name| {
+                let fd = self.ebpf.program(name)?.fd().ok()?;
+                let (run_ns, runs) = crate::budget::fdinfo_cost(fd.as_fd().as_raw_fd())?;
+                Some(crate::budget::ProgCost {
+                    name: (*name).to_string(),
+                    run_ns,
+                    runs,
+                })
+            })
+            .collect()
+    }
+
+    /// Detach a syscall program (the overhead budget); a no-op when already detached.
+    pub fn detach_syscall(&mut self, prog: &str) -> anyhow::Result<()> {
+        let Some((name, id)) = self.syscall_links.remove_entry(prog) else {
+            return Ok(());
+        };
+        let p: &mut TracePoint = self
+            .ebpf
+            .program_mut(name)
+            .with_context(|| format!("program {name} missing"))?
+            .try_into()?;
+        p.detach(id).with_context(|| format!("detaching {name}"))?;
+        Ok(())
+    }
+
+    /// Attach a detached syscall program again; a no-op when attached.
+    pub fn reattach_syscall(&mut self, prog: &str) -> anyhow::Result<()> {
+        let Some(name) = SYSCALL_PROGRAMS.iter().copied().find(|n| *n == prog) else {
+            anyhow::bail!("{prog} is not a syscall program");
+        };
+        if self.syscall_links.contains_key(name) {
+            return Ok(());
+        }
+        let p: &mut TracePoint = self
+            .ebpf
+            .program_mut(name)
+            .with_context(|| format!("program {name} missing"))?
+            .try_into()?;
+        let id = p
+            .attach("syscalls", name)
+            .with_context(|| format!("attaching {name} again"))?;
+        self.syscall_links.insert(name, id);
+        Ok(())
     }
 }
 
@@ -321,7 +396,12 @@ fn btf_problem(
     }
 }
 
-fn attach_tp(ebpf: &mut Ebpf, prog: &str, group: &str, event: &str) -> anyhow::Result<()> {
+fn attach_tp(
+    ebpf: &mut Ebpf,
+    prog: &str,
+    group: &str,
+    event: &str,
+) -> anyhow::Result<TracePointLinkId> {
     let p: &mut TracePoint = ebpf
         .program_mut(prog)
         .with_context(|| format!("program {prog} missing from the object"))?
@@ -329,8 +409,7 @@ fn attach_tp(ebpf: &mut Ebpf, prog: &str, group: &str, event: &str) -> anyhow::R
     p.load()
         .with_context(|| format!("verifier rejected {prog}"))?;
     p.attach(group, event)
-        .with_context(|| format!("attaching {prog} to tracepoint {group}:{event}"))?;
-    Ok(())
+        .with_context(|| format!("attaching {prog} to tracepoint {group}:{event}"))
 }
 
 fn attach_raw(ebpf: &mut Ebpf, prog: &str, tp: &str) -> anyhow::Result<()> {

@@ -1,4 +1,5 @@
 //! leaktracer: which process is leaking memory, how fast, since when — traced with eBPF.
+mod budget;
 mod cli;
 mod clock;
 mod daemon;
@@ -207,6 +208,7 @@ fn session_options(g: &cli::Global, t: &TraceArgs, duration: Option<Duration>) -
         },
         interval: t.interval,
         duration,
+        max_overhead: t.max_overhead,
         oom_score_adj: t.oom_score_adj,
         limits: TableLimits {
             live: t.procs_map_size as usize,

@@ -45,6 +45,11 @@ pub struct CallLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HookLabels {
+    pub hook: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MapLabels {
     pub map: String,
 }
@@ -65,6 +70,9 @@ pub struct Metrics {
     pub map_entries: Family<MapLabels, Gauge>,
     pub map_capacity: Family<MapLabels, Gauge>,
     pub tracked_processes: Gauge,
+    pub bpf_cpu_ratio: GaugeF,
+    pub hook_paused: Family<HookLabels, Gauge>,
+    pub hook_pauses: Family<HookLabels, Counter>,
     pub process_exits: Counter,
     pub syscalls: Family<CallLabels, Counter>,
     pub self_rss: Gauge,
@@ -87,6 +95,9 @@ impl Metrics {
             map_entries: Family::default(),
             map_capacity: Family::default(),
             tracked_processes: Gauge::default(),
+            bpf_cpu_ratio: GaugeF::default(),
+            hook_paused: Family::default(),
+            hook_pauses: Family::default(),
             process_exits: Counter::default(),
             syscalls: Family::default(),
             self_rss: Gauge::default(),
@@ -155,6 +166,21 @@ impl Metrics {
             "tracked_processes",
             "Processes leaktracer tracks",
             m.tracked_processes.clone(),
+        );
+        r.register(
+            "bpf_cpu_ratio",
+            "Share of the node's CPU (0..1) leaktracer's kernel programs used over the last interval (the kernel's BPF statistics)",
+            m.bpf_cpu_ratio.clone(),
+        );
+        r.register(
+            "hook_paused",
+            "1 while the overhead budget (--max-overhead) has this syscall hook paused (its counts are then incomplete)",
+            m.hook_paused.clone(),
+        );
+        r.register(
+            "hook_pauses",
+            "Times the overhead budget paused this syscall hook",
+            m.hook_pauses.clone(),
         );
         r.register(
             "process_exits",

@@ -28,6 +28,8 @@ pub struct RecordSink {
     summary: Summary,
     last_counters: Vec<u64>,
     last_health_t: f64,
+    /// Hooks paused at the last health line (a change writes one at once).
+    last_paused: Vec<crate::budget::Hook>,
     t0_mono: f64,
     roots: crate::memcg::CgroupRoots,
     limits: crate::memcg::LimitCache,
@@ -57,6 +59,7 @@ impl RecordSink {
             summary: Summary::default(),
             last_counters: Vec::new(),
             last_health_t: f64::NEG_INFINITY,
+            last_paused: Vec::new(),
             t0_mono: 0.0,
             limits: crate::memcg::LimitCache::new(roots.clone()),
             ids: crate::identity::Resolver::new(&host_root),
@@ -173,6 +176,7 @@ impl Sink for RecordSink {
                 snap,
                 report,
                 verdicts,
+                overhead,
             } => {
                 self.summary.rounds += 1;
                 // Identities of processes that left the table (short-lived ones included)
@@ -209,14 +213,20 @@ impl Sink for RecordSink {
                 // Health: whenever a kernel counter other than the event tallies moved, and
                 // at least every 10 s.
                 let counters = snap.counters.to_vec();
-                if counters != self.last_counters || t - self.last_health_t >= 10.0 {
+                if counters != self.last_counters
+                    || t - self.last_health_t >= 10.0
+                    || overhead.paused != self.last_paused
+                {
                     self.write(&Record::Health(Health {
                         t,
                         counters: trace::counters_map(&counters),
                         procs_in_map: snap.procs.len(),
                         procs_capacity: snap.procs_capacity,
                         own_rss_bytes: own_rss_bytes(),
+                        bpf_cpu_share: overhead.bpf_cpu_share.map(|s| (s * 1e6).round() / 1e6),
+                        paused_hooks: overhead.paused.clone(),
                     }))?;
+                    self.last_paused = overhead.paused.clone();
                     self.last_counters = counters;
                     self.last_health_t = t;
                 }
@@ -249,6 +259,16 @@ impl Sink for RecordSink {
                 }
                 self.summary.exits += 1;
                 self.write(&Record::Exit(exit))?;
+            }
+            Happening::Budget(ev) => {
+                let t = self.t(crate::clock::monotonic_secs());
+                self.summary.budget_pauses +=
+                    u64::from(ev.action == crate::budget::BudgetAction::Pause);
+                self.write(&Record::Budget {
+                    t,
+                    event: ev.clone(),
+                })?;
+                self.flush()?;
             }
             Happening::Memcg(ev) => {
                 let t = self.t(crate::clock::monotonic_secs());

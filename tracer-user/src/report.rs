@@ -73,6 +73,8 @@ pub struct Report {
     /// Processes that ended during the trace (all counted; the largest with their final
     /// counters), short-lived ones included.
     pub ended: crate::ended::EndedLog,
+    /// Syscall hooks the overhead budget paused (their counts are incomplete while paused).
+    pub overhead_budget: Vec<crate::budget::HookSummary>,
     pub oom_kills: Vec<OomRecord>,
     /// Memory cgroups (and "node") that reported limit events, reclaim or pressure.
     pub memory_cgroups: Vec<crate::memcg::CgroupActivity>,
@@ -217,6 +219,7 @@ pub fn build(
     let mut ooms: Vec<OomRecord> = Vec::new();
     let mut cgroups = crate::memcg::ActivityFold::new(1000);
     let mut summary = None;
+    let mut budget_events = Vec::new();
     while let Some(rec) = reader.next_record()? {
         if let Some(b) = &bar
             && reader.line().is_multiple_of(10_000)
@@ -268,6 +271,11 @@ pub fn build(
                 rp.table.exec(pid, comm, cmdline, cgroup);
             }
             Record::Memcg { t, event } => cgroups.add(t, &event),
+            Record::Budget { t, event } => {
+                if budget_events.len() < 100_000 {
+                    budget_events.push((t, event));
+                }
+            }
             Record::Exit(_) | Record::Health(_) | Record::Verdict(_) => {}
         }
     }
@@ -339,6 +347,7 @@ pub fn build(
                 .largest_matching(limit, |e| filter.matches(e.pid, &e.comm)),
             ..rp.table.ended.clone()
         },
+        overhead_budget: crate::budget::summarize(&budget_events, now),
         oom_kills: ooms,
         memory_cgroups: cgroups.finish(),
         summary,
@@ -551,6 +560,20 @@ pub fn render_text(r: &Report) -> String {
                 losses.join(", ")
             }
         ));
+    }
+    if !r.overhead_budget.is_empty() {
+        s.push_str(
+            "\nOVERHEAD BUDGET: syscall hooks paused to keep the kernel programs within --max-overhead\n  (their call and byte counts are incomplete while paused; RSS and verdicts are not affected)\n",
+        );
+        for h in &r.overhead_budget {
+            s.push_str(&format!(
+                "  {:<8} paused {} time(s), {} in all; programs at up to {:.1}% of the node's CPU when it was paused\n",
+                h.hook.as_str(),
+                h.pauses,
+                format::duration(h.paused_secs),
+                h.max_bpf_cpu_share * 100.0
+            ));
+        }
     }
     s
 }

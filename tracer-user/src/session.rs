@@ -62,6 +62,8 @@ impl Filter {
 #[derive(Clone, Debug)]
 pub struct SessionOptions {
     pub load: LoadOptions,
+    /// Share of the node's CPU the kernel programs may use (0..1; 0: no budget).
+    pub max_overhead: f64,
     pub interval: Duration,
     pub duration: Option<Duration>,
     pub limits: TableLimits,
@@ -93,7 +95,11 @@ pub enum Happening<'a> {
         report: &'a RoundReport,
         /// Verdicts that changed this round.
         verdicts: &'a [crate::verdicts::VerdictChange],
+        /// The kernel programs' cost and the hooks the budget has paused.
+        overhead: &'a crate::budget::OverheadStatus,
     },
+    /// The overhead budget paused or resumed a hook.
+    Budget(&'a crate::budget::BudgetEvent),
     /// Exec and OOM events, as they come.
     Kernel(&'a KernelEvent),
     /// A process ended: the table has already folded its final counters in (it is in the
@@ -133,7 +139,9 @@ pub struct SessionInfo {
 
 pub struct Session {
     /// Owns the loaded programs: dropping it detaches them all.
-    _probes: Probes,
+    probes: Probes,
+    /// The overhead budget: pauses and resumes syscall hooks (see budget.rs).
+    budget: crate::budget::Budget,
     sampler: Sampler,
     events: mpsc::Receiver<KernelEvent>,
     /// Drain the kernel ring now (at the end of the session).
@@ -200,7 +208,12 @@ impl Session {
             log::warn!("node memory pressure (PSI) not watched: {e:#}");
         }
         Ok(Self {
-            _probes: probes,
+            budget: crate::budget::Budget::new(
+                opts.max_overhead,
+                std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+                BUDGET_HOLD_SECS,
+            ),
+            probes,
             sampler,
             events: rx,
             flush_events: flush_tx,
@@ -284,6 +297,7 @@ impl Session {
 
     fn round(&mut self, sink: &mut dyn Sink, rounds: u64) -> anyhow::Result<()> {
         let snap = self.sampler.sample();
+        self.enforce_budget(sink, snap.t_mono)?;
         let report = self.table.update(&snap, Some(&self.procfs));
         self.sampler.forget_exited(&snap);
         for pid in &report.new_pids {
@@ -331,8 +345,37 @@ impl Session {
                 snap: &snap,
                 report: &report,
                 verdicts: &verdicts,
+                overhead: self.budget.status(),
             },
         )
+    }
+
+    /// Measure the kernel programs' cost since the last round and pause or resume syscall
+    /// hooks to keep it within `--max-overhead`; every decision goes to the sinks.
+    fn enforce_budget(&mut self, sink: &mut dyn Sink, t_mono: f64) -> anyhow::Result<()> {
+        let costs = self.probes.costs();
+        for ev in self.budget.observe(t_mono, &costs) {
+            for prog in ev.hook.programs() {
+                let done = match ev.action {
+                    crate::budget::BudgetAction::Pause => self.probes.detach_syscall(prog),
+                    crate::budget::BudgetAction::Resume => self.probes.reattach_syscall(prog),
+                };
+                if let Err(e) = done {
+                    log::warn!("overhead budget: {e:#}");
+                }
+            }
+            log::info!(
+                "overhead budget: {:?} {} (BPF {:.2}% of the node's CPU, {} {:.2}%, budget {:.2}%)",
+                ev.action,
+                ev.hook.as_str(),
+                ev.bpf_cpu_share * 100.0,
+                ev.hook.as_str(),
+                ev.hook_cpu_share * 100.0,
+                ev.budget * 100.0
+            );
+            sink.handle(&self.table, Happening::Budget(&ev))?;
+        }
+        Ok(())
     }
 
     /// Watch the memory cgroup that limits a tracked process (idempotent, bounded): at first
@@ -388,6 +431,9 @@ impl Session {
         sink.handle(&self.table, Happening::Kernel(&ev))
     }
 }
+
+/// How long a paused hook stays paused the first time (doubling while the storm goes on).
+const BUDGET_HOLD_SECS: f64 = 15.0;
 
 /// Lower our own OOM score: a tracer killed by the storm it should report is useless.
 /// Lowering below the current value needs CAP_SYS_RESOURCE; without it this is a warning.

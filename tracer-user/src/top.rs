@@ -206,6 +206,8 @@ struct OnceDocument<'a> {
     host: String,
     start: String,
     processes: &'a [Row],
+    /// The kernel programs' cost and the syscall hooks the budget has paused.
+    overhead: &'a crate::budget::OverheadStatus,
     /// Processes that ended while observed, short-lived ones included (the largest first).
     ended: crate::ended::EndedLog,
     kernel_counters: std::collections::BTreeMap<String, u64>,
@@ -225,6 +227,28 @@ pub struct TopSink {
     ids: Resolver,
     /// The most recent OOM kill, one line, for the view's header.
     last_oom: Option<String>,
+    /// The kernel programs' cost and the hooks paused, as of the last round.
+    overhead: crate::budget::OverheadStatus,
+}
+
+/// The header's account of leaktracer's own kernel-side cost, e.g. "BPF 0.42% of CPU
+/// (budget 1%)" or "BPF 0.95% of CPU (budget 1%); paused: madvise, munmap".
+pub fn overhead_line(o: &crate::budget::OverheadStatus) -> String {
+    let mut s = match o.bpf_cpu_share {
+        Some(share) => format!("BPF {:.2}% of CPU", share * 100.0),
+        None => "BPF cost unknown".to_string(),
+    };
+    if o.budget > 0.0 {
+        s.push_str(&format!(" (budget {}%)", o.budget * 100.0));
+    }
+    if !o.paused.is_empty() {
+        let names: Vec<&str> = o.paused.iter().map(|h| h.as_str()).collect();
+        s.push_str(&format!(
+            "; paused: {} (counts incomplete)",
+            names.join(", ")
+        ));
+    }
+    s
 }
 
 impl TopSink {
@@ -253,6 +277,7 @@ impl TopSink {
             limits,
             ids,
             last_oom: None,
+            overhead: crate::budget::OverheadStatus::default(),
         })
     }
 
@@ -293,9 +318,10 @@ impl Sink for TopSink {
             }
             self.last_oom = Some(line);
         }
-        if let Happening::Round { snap, .. } = what {
+        if let Happening::Round { snap, overhead, .. } = what {
             self.ids.prune(table);
             self.counters = snap.counters.to_vec();
+            self.overhead = overhead.clone();
             let now = self.now();
             if let Some(tui) = &mut self.tui {
                 let rows = rows(
@@ -307,7 +333,14 @@ impl Sink for TopSink {
                     &mut self.limits,
                     &mut self.ids,
                 );
-                tui.draw(&rows, table, &self.counters, now, self.last_oom.as_deref())?;
+                tui.draw(
+                    &rows,
+                    table,
+                    &self.counters,
+                    now,
+                    self.last_oom.as_deref(),
+                    &self.overhead,
+                )?;
             } else if self.batch {
                 let rows = rows(
                     table,
@@ -321,9 +354,10 @@ impl Sink for TopSink {
                 let mut out = std::io::stdout().lock();
                 writeln!(
                     out,
-                    "--- {} — {} processes tracked",
+                    "--- {} — {} processes tracked — {}",
                     clock::rfc3339(clock::unix_millis()),
-                    table.live.len()
+                    table.live.len(),
+                    overhead_line(&self.overhead)
                 )?;
                 out.write_all(render_table(&rows).as_bytes())?;
                 out.flush()?;
@@ -383,6 +417,7 @@ impl Sink for TopSink {
                         .to_string(),
                     start: info.map_or_else(String::new, |i| clock::rfc3339(i.start_unix_ms)),
                     processes: &rows,
+                    overhead: &self.overhead,
                     ended,
                     kernel_counters: crate::trace::counters_map(&self.counters),
                 };

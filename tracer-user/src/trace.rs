@@ -35,6 +35,12 @@ pub enum Record {
         event: crate::memcg::MemcgEvent,
     },
     Health(Health),
+    /// The overhead budget paused or resumed a syscall hook.
+    Budget {
+        t: f64,
+        #[serde(flatten)]
+        event: crate::budget::BudgetEvent,
+    },
     Summary(Summary),
 }
 
@@ -348,6 +354,13 @@ pub struct Health {
     pub procs_in_map: usize,
     pub procs_capacity: u32,
     pub own_rss_bytes: u64,
+    /// The kernel programs' share of the node's CPU over the last interval (0..1; absent
+    /// without the kernel's BPF statistics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bpf_cpu_share: Option<f64>,
+    /// Syscall hooks the overhead budget has paused (their counts are incomplete meanwhile).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paused_hooks: Vec<crate::budget::Hook>,
 }
 
 pub fn counters_map(counters: &[u64]) -> BTreeMap<String, u64> {
@@ -369,6 +382,9 @@ pub struct Summary {
     pub oom_kills: u64,
     /// Records that could not be written (never expected; counted, not hidden).
     pub dropped_records: u64,
+    /// Times the overhead budget paused a syscall hook (see the `budget` records).
+    #[serde(default)]
+    pub budget_pauses: u64,
     pub counters: BTreeMap<String, u64>,
     /// Why the recording ended: "duration", "signal" (SIGINT/SIGTERM) or "error".
     pub ended_by: String,

@@ -41,13 +41,15 @@ impl Tui {
         counters: &[u64],
         now: f64,
         last_oom: Option<&str>,
+        overhead: &crate::budget::OverheadStatus,
     ) -> anyhow::Result<()> {
         let header = format!(
-            " leaktracer — {} processes tracked, {} ended ({} short-lived), up {} — q to quit",
+            " leaktracer — {} processes tracked, {} ended ({} short-lived), up {} — {} — q to quit",
             table.live.len(),
             table.ended.count,
             table.ended.brief,
-            format::duration(now)
+            format::duration(now),
+            crate::top::overhead_line(overhead)
         );
         let lost = crate::top::kernel_losses(counters);
         let health = if lost == 0 {

@@ -1,0 +1,461 @@
+//! The overhead budget (`--max-overhead`): leaktracer's kernel programs may use at most that
+//! share of the node's CPU, whatever the workload. Every round the programs' own run time
+//! (the kernel's bpf_stats) is measured; when it is over budget, syscall hooks are paused in a
+//! fixed order, from the most frequent and least telling to the least: madvise, munmap, mmap
+//! (with mremap), brk. A paused hook is resumed after a hold, which doubles each time the hook
+//! trips again soon after a resume (so a storm that goes on costs one interval per hold).
+//! RSS (rss_stat) and the lifecycle hooks are never paused: memory figures and verdicts stay
+//! exact; only the paused hook's call and byte counters are incomplete, and every pause and
+//! resume is reported.
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A group of programs paused and resumed together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Hook {
+    Madvise,
+    Munmap,
+    Mmap,
+    Brk,
+}
+
+impl Hook {
+    /// Pause order: the first is paused first.
+    pub const ORDER: [Hook; 4] = [Hook::Madvise, Hook::Munmap, Hook::Mmap, Hook::Brk];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hook::Madvise => "madvise",
+            Hook::Munmap => "munmap",
+            Hook::Mmap => "mmap",
+            Hook::Brk => "brk",
+        }
+    }
+
+    /// Its programs, each attached to the syscall tracepoint of the same name. Enter
+    /// programs first: detaching in this order never leaves an exit without its enter.
+    pub fn programs(self) -> &'static [&'static str] {
+        match self {
+            Hook::Madvise => &["sys_enter_madvise"],
+            Hook::Munmap => &["sys_enter_munmap"],
+            Hook::Mmap => &[
+                "sys_enter_mmap",
+                "sys_enter_mremap",
+                "sys_exit_mmap",
+                "sys_exit_mremap",
+            ],
+            Hook::Brk => &["sys_exit_brk"],
+        }
+    }
+
+    fn of_program(name: &str) -> Option<Hook> {
+        Hook::ORDER
+            .into_iter()
+            .find(|h| h.programs().contains(&name))
+    }
+}
+
+/// One program's cumulative cost, as the kernel counts it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProgCost {
+    pub name: String,
+    pub run_ns: u64,
+    pub runs: u64,
+}
+
+/// A decision of the budget.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BudgetEvent {
+    pub hook: Hook,
+    /// `pause` or `resume`.
+    pub action: BudgetAction,
+    /// The programs' share of the node's CPU in the round that decided (0..1).
+    pub bpf_cpu_share: f64,
+    /// The hook's own share in that round (0 on resume: it was not running).
+    pub hook_cpu_share: f64,
+    pub budget: f64,
+    /// Pause: how long before it is tried again (seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_secs: Option<f64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetAction {
+    Pause,
+    Resume,
+}
+
+/// The budget's view after a round, for health lines, headers and metrics.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct OverheadStatus {
+    /// The kernel programs' share of the node's CPU over the last round (0..1; None before
+    /// two measurements, or without bpf_stats).
+    pub bpf_cpu_share: Option<f64>,
+    /// The budget (0..1); 0 when off.
+    pub budget: f64,
+    /// Hooks paused now, in pause order.
+    pub paused: Vec<Hook>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Paused {
+    resume_at: f64,
+}
+
+pub struct Budget {
+    max_share: f64,
+    ncpus: f64,
+    base_hold: f64,
+    last: HashMap<String, u64>,
+    last_t: Option<f64>,
+    paused: HashMap<Hook, Paused>,
+    /// Per hook: the hold its next pause gets, and when it was last resumed.
+    hold: HashMap<Hook, f64>,
+    resumed_at: HashMap<Hook, f64>,
+    status: OverheadStatus,
+}
+
+/// Longest hold: a hook comes back at least this often to see whether the storm is over.
+const MAX_HOLD_SECS: f64 = 600.0;
+
+impl Budget {
+    /// `max_share` 0 turns the budget off (nothing is ever paused).
+    pub fn new(max_share: f64, ncpus: u32, base_hold_secs: f64) -> Self {
+        Self {
+            max_share,
+            ncpus: f64::from(ncpus.max(1)),
+            base_hold: base_hold_secs,
+            last: HashMap::new(),
+            last_t: None,
+            paused: HashMap::new(),
+            hold: HashMap::new(),
+            resumed_at: HashMap::new(),
+            status: OverheadStatus {
+                budget: max_share,
+                ..OverheadStatus::default()
+            },
+        }
+    }
+
+    pub fn status(&self) -> &OverheadStatus {
+        &self.status
+    }
+
+    /// Fold in the programs' cumulative costs at time `t` (seconds) and decide. The caller
+    /// carries the decisions out (detach, attach) and reports them.
+    pub fn observe(&mut self, t: f64, costs: &[ProgCost]) -> Vec<BudgetEvent> {
+        let mut per_hook: HashMap<Hook, f64> = HashMap::new();
+        let mut total = 0.0;
+        let elapsed = self.last_t.map(|t0| t - t0).filter(|d| *d > 0.0);
+        for c in costs {
+            let before = self.last.insert(c.name.clone(), c.run_ns);
+            let (Some(dt), Some(before)) = (elapsed, before) else {
+                continue;
+            };
+            let share = c.run_ns.saturating_sub(before) as f64 / (dt * 1e9 * self.ncpus);
+            total += share;
+            if let Some(h) = Hook::of_program(&c.name) {
+                *per_hook.entry(h).or_default() += share;
+            }
+        }
+        self.last_t = Some(t);
+        let mut events = Vec::new();
+        if elapsed.is_some() {
+            self.status.bpf_cpu_share = Some(total);
+            if self.max_share > 0.0 {
+                if total > self.max_share {
+                    self.pause_until_within(t, total, &per_hook, &mut events);
+                } else if let Some(hook) = self.due_for_resume(t) {
+                    self.paused.remove(&hook);
+                    self.resumed_at.insert(hook, t);
+                    events.push(BudgetEvent {
+                        hook,
+                        action: BudgetAction::Resume,
+                        bpf_cpu_share: total,
+                        hook_cpu_share: 0.0,
+                        budget: self.max_share,
+                        hold_secs: None,
+                    });
+                }
+            }
+        }
+        self.status.paused = Hook::ORDER
+            .into_iter()
+            .filter(|h| self.paused.contains_key(h))
+            .collect();
+        events
+    }
+
+    /// Pause hooks in order until the measured cost minus theirs fits the budget. A hook
+    /// that cost nothing this round is skipped: pausing it would not help.
+    fn pause_until_within(
+        &mut self,
+        t: f64,
+        total: f64,
+        per_hook: &HashMap<Hook, f64>,
+        events: &mut Vec<BudgetEvent>,
+    ) {
+        let mut excess = total - self.max_share;
+        for hook in Hook::ORDER {
+            if excess <= 0.0 {
+                break;
+            }
+            let share = per_hook.get(&hook).copied().unwrap_or(0.0);
+            if self.paused.contains_key(&hook) || share <= 0.0 {
+                continue;
+            }
+            // Tripping again soon after its resume: the storm goes on, wait twice as long.
+            let previous = self.hold.get(&hook).copied().unwrap_or(self.base_hold);
+            let hold = match self.resumed_at.get(&hook) {
+                Some(r) if t - r <= 2.0 * previous => (previous * 2.0).min(MAX_HOLD_SECS),
+                _ => self.base_hold,
+            };
+            self.hold.insert(hook, hold);
+            self.paused.insert(
+                hook,
+                Paused {
+                    resume_at: t + hold,
+                },
+            );
+            excess -= share;
+            events.push(BudgetEvent {
+                hook,
+                action: BudgetAction::Pause,
+                bpf_cpu_share: total,
+                hook_cpu_share: share,
+                budget: self.max_share,
+                hold_secs: Some(hold),
+            });
+        }
+    }
+
+    /// The paused hook to try again now, if any: one per round, the last paused first.
+    fn due_for_resume(&self, t: f64) -> Option<Hook> {
+        Hook::ORDER
+            .into_iter()
+            .rev()
+            .find(|h| self.paused.get(h).is_some_and(|p| p.resume_at <= t))
+    }
+}
+
+/// What the budget did to one hook over a trace, for `report`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HookSummary {
+    pub hook: Hook,
+    pub pauses: u64,
+    /// Seconds it was paused in all (to the end of the trace if never resumed).
+    pub paused_secs: f64,
+    /// The highest share of the node's CPU the programs used when it was paused.
+    pub max_bpf_cpu_share: f64,
+}
+
+/// Fold a trace's budget events (time, event), in order, into one summary per hook that was
+/// ever paused; `end` closes a pause still open.
+pub fn summarize(events: &[(f64, BudgetEvent)], end: f64) -> Vec<HookSummary> {
+    let mut out: Vec<HookSummary> = Vec::new();
+    let mut open: HashMap<Hook, f64> = HashMap::new();
+    for (t, ev) in events {
+        let pos = match out.iter().position(|h| h.hook == ev.hook) {
+            Some(i) => i,
+            None => {
+                out.push(HookSummary {
+                    hook: ev.hook,
+                    pauses: 0,
+                    paused_secs: 0.0,
+                    max_bpf_cpu_share: 0.0,
+                });
+                out.len() - 1
+            }
+        };
+        let h = &mut out[pos];
+        match ev.action {
+            BudgetAction::Pause => {
+                h.pauses += 1;
+                h.max_bpf_cpu_share = h.max_bpf_cpu_share.max(ev.bpf_cpu_share);
+                open.entry(ev.hook).or_insert(*t);
+            }
+            BudgetAction::Resume => {
+                if let Some(since) = open.remove(&ev.hook) {
+                    h.paused_secs += (t - since).max(0.0);
+                }
+            }
+        }
+    }
+    for h in &mut out {
+        if let Some(since) = open.get(&h.hook) {
+            h.paused_secs += (end - since).max(0.0);
+        }
+        h.paused_secs = crate::trace::round_ms(h.paused_secs);
+    }
+    out.sort_by_key(|h| h.hook);
+    out
+}
+
+/// The cumulative run time and run count of the BPF program behind `fd` of this process,
+/// from /proc/self/fdinfo (the kernel fills them while bpf_stats are enabled).
+pub fn fdinfo_cost(fd: i32) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+    parse_fdinfo(&text)
+}
+
+fn parse_fdinfo(text: &str) -> Option<(u64, u64)> {
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    Some((field("run_time_ns:")?, field("run_cnt:")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Costs at time t for a madvise storm costing `madv` of the node and `other` in rss_stat
+    /// (2 CPUs, 1 s rounds): cumulative nanoseconds.
+    fn costs(t: f64, madv_ns: &mut u64, rss_ns: &mut u64, madv: f64, rss: f64) -> Vec<ProgCost> {
+        *madv_ns += (madv * 2e9) as u64;
+        *rss_ns += (rss * 2e9) as u64;
+        let _ = t;
+        vec![
+            ProgCost {
+                name: "sys_enter_madvise".into(),
+                run_ns: *madv_ns,
+                runs: 0,
+            },
+            ProgCost {
+                name: "rss_stat".into(),
+                run_ns: *rss_ns,
+                runs: 0,
+            },
+        ]
+    }
+
+    #[test]
+    fn a_madvise_storm_pauses_madvise_only_and_backs_off() {
+        let mut b = Budget::new(0.01, 2, 10.0);
+        let (mut m, mut r) = (0, 0);
+        assert!(
+            b.observe(0.0, &costs(0.0, &mut m, &mut r, 0.0, 0.0))
+                .is_empty()
+        );
+        // 5% in madvise, 0.5% in rss_stat: madvise goes, rss_stat stays.
+        let ev = b.observe(1.0, &costs(1.0, &mut m, &mut r, 0.05, 0.005));
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        assert_eq!(
+            (ev[0].hook, ev[0].action),
+            (Hook::Madvise, BudgetAction::Pause)
+        );
+        assert!((ev[0].bpf_cpu_share - 0.055).abs() < 1e-9);
+        assert_eq!(ev[0].hold_secs, Some(10.0));
+        assert_eq!(b.status().paused, vec![Hook::Madvise]);
+        // Paused: within budget, nothing happens until the hold is over.
+        for t in 2..11 {
+            let ev = b.observe(t as f64, &costs(t as f64, &mut m, &mut r, 0.0, 0.005));
+            assert!(ev.is_empty(), "t={t}: {ev:?}");
+        }
+        let ev = b.observe(11.0, &costs(11.0, &mut m, &mut r, 0.0, 0.005));
+        assert_eq!(
+            (ev[0].hook, ev[0].action),
+            (Hook::Madvise, BudgetAction::Resume)
+        );
+        assert!(b.status().paused.is_empty());
+        // The storm goes on: paused again at once, for twice as long.
+        let ev = b.observe(12.0, &costs(12.0, &mut m, &mut r, 0.05, 0.005));
+        assert_eq!(ev[0].hold_secs, Some(20.0));
+        // Still on after that: 40 s.
+        let ev = b.observe(32.0, &costs(32.0, &mut m, &mut r, 0.0, 0.005));
+        assert_eq!(ev[0].action, BudgetAction::Resume);
+        let ev = b.observe(33.0, &costs(33.0, &mut m, &mut r, 0.05, 0.005));
+        assert_eq!(ev[0].hold_secs, Some(40.0));
+        assert!(b.status().bpf_cpu_share.is_some_and(|s| s > 0.05));
+    }
+
+    #[test]
+    fn a_quiet_resume_resets_the_hold_and_an_idle_hook_is_never_paused() {
+        let mut b = Budget::new(0.01, 2, 10.0);
+        let (mut m, mut r) = (0, 0);
+        b.observe(0.0, &costs(0.0, &mut m, &mut r, 0.0, 0.0));
+        b.observe(1.0, &costs(1.0, &mut m, &mut r, 0.05, 0.0));
+        b.observe(11.0, &costs(11.0, &mut m, &mut r, 0.0, 0.0)); // resumed
+        // A minute of calm, then a new storm: the base hold again.
+        b.observe(80.0, &costs(80.0, &mut m, &mut r, 0.0, 0.0));
+        let ev = b.observe(81.0, &costs(81.0, &mut m, &mut r, 0.05, 0.0));
+        assert_eq!(ev[0].hold_secs, Some(10.0));
+        // rss_stat alone over budget: no syscall hook cost anything, none is paused.
+        let mut b = Budget::new(0.01, 2, 10.0);
+        b.observe(0.0, &costs(0.0, &mut m, &mut r, 0.0, 0.0));
+        assert!(
+            b.observe(1.0, &costs(1.0, &mut m, &mut r, 0.0, 0.2))
+                .is_empty()
+        );
+        // Off: never pauses.
+        let mut b = Budget::new(0.0, 2, 10.0);
+        b.observe(0.0, &costs(0.0, &mut m, &mut r, 0.0, 0.0));
+        assert!(
+            b.observe(1.0, &costs(1.0, &mut m, &mut r, 0.5, 0.0))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn pauses_in_order_until_the_rest_fits() {
+        let mut b = Budget::new(0.01, 1, 10.0);
+        let c = |t: f64, n: u64| {
+            [
+                "sys_enter_madvise",
+                "sys_enter_munmap",
+                "sys_enter_mmap",
+                "sys_exit_brk",
+            ]
+            .iter()
+            .map(|p| ProgCost {
+                name: (*p).into(),
+                run_ns: (t * n as f64) as u64,
+                runs: 0,
+            })
+            .collect::<Vec<_>>()
+        };
+        b.observe(0.0, &c(0.0, 0));
+        // Each hook 0.8% of the CPU (8 ms/s): 3.2% total; pausing three leaves 0.8%.
+        let ev = b.observe(1.0, &c(1.0, 8_000_000));
+        let hooks: Vec<Hook> = ev.iter().map(|e| e.hook).collect();
+        assert_eq!(hooks, vec![Hook::Madvise, Hook::Munmap, Hook::Mmap]);
+    }
+
+    #[test]
+    fn summarizes_pauses_per_hook() {
+        let ev = |hook, action, share| BudgetEvent {
+            hook,
+            action,
+            bpf_cpu_share: share,
+            hook_cpu_share: 0.0,
+            budget: 0.01,
+            hold_secs: None,
+        };
+        let events = vec![
+            (1.0, ev(Hook::Madvise, BudgetAction::Pause, 0.05)),
+            (16.0, ev(Hook::Madvise, BudgetAction::Resume, 0.004)),
+            (17.0, ev(Hook::Madvise, BudgetAction::Pause, 0.06)),
+            (20.0, ev(Hook::Munmap, BudgetAction::Pause, 0.02)),
+        ];
+        let s = summarize(&events, 40.0);
+        assert_eq!(s.len(), 2);
+        assert_eq!(
+            (s[0].hook, s[0].pauses, s[0].paused_secs),
+            (Hook::Madvise, 2, 38.0)
+        );
+        assert!((s[0].max_bpf_cpu_share - 0.06).abs() < 1e-12);
+        assert_eq!((s[1].hook, s[1].paused_secs), (Hook::Munmap, 20.0));
+    }
+
+    #[test]
+    fn reads_fdinfo() {
+        let text = "pos:\t0\nflags:\t02000002\nprog_type:\t5\nprog_jited:\t1\nprog_tag:\tab\nmemlock:\t4096\nprog_id:\t97\nrun_time_ns:\t123456\nrun_cnt:\t789\nrecursion_misses:\t0\n";
+        assert_eq!(parse_fdinfo(text), Some((123_456, 789)));
+        assert_eq!(parse_fdinfo("pos:\t0\n"), None);
+    }
+}
