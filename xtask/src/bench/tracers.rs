@@ -231,3 +231,25 @@ pub fn work_dir(root: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
 }
+
+#[cfg(test)]
+mod tests {
+    /// The peer must trace what leaktracer traces (issue 11: mmap, munmap, madvise, brk at
+    /// enter, and rss_stat), or comparing their slowdowns means nothing.
+    #[test]
+    fn the_bpftrace_peer_uses_leaktracers_hooks() {
+        let script = include_str!("../../../bench/peer.bt");
+        for hook in [
+            "tracepoint:syscalls:sys_enter_mmap",
+            "tracepoint:syscalls:sys_enter_munmap",
+            "tracepoint:syscalls:sys_enter_madvise",
+            "tracepoint:syscalls:sys_enter_brk",
+            "tracepoint:kmem:rss_stat",
+        ] {
+            assert!(
+                script.lines().any(|l| l.starts_with(&format!("{hook} "))),
+                "bench/peer.bt lacks {hook}"
+            );
+        }
+    }
+}
