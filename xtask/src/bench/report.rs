@@ -182,7 +182,7 @@ fn per_event(s: &mut String, r: &Results) {
     }
     let _ = writeln!(
         s,
-        "## 2. Cost per event of each eBPF program (target: < {NS_TARGET:.0} ns per event for every program)\n\n\
+        "## 2. Cost per event of each eBPF program (target: at most {NS_TARGET:.0} ns per event for every program)\n\n\
          kernel.bpf_stats_enabled=1: run_time_ns ÷ run_cnt of each program over all of section 1's runs (run count in brackets). \
          This is the program's own run time; the tracepoint or uprobe dispatch around it is not included.\n"
     );
@@ -239,7 +239,7 @@ fn ns_verdict(vals: &[Option<(f64, u64)>]) -> String {
         .fold(None, |w: Option<f64>, v| Some(w.map_or(v, |w| w.max(v))));
     match worst {
         None => "no events".into(),
-        Some(w) if w < NS_TARGET => "yes".into(),
+        Some(w) if w <= NS_TARGET => "yes".into(),
         Some(w) => format!("**no** ({w:.0} ns)"),
     }
 }
