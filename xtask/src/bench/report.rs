@@ -507,6 +507,89 @@ mod tests {
         assert_eq!(hook("sys_exit_madvise"), None);
     }
 
+    fn results(not_quiet: Vec<String>) -> Results {
+        use super::super::{
+            slowdown::{Row, Slowdown, Verdict, VsPeer},
+            sys::Pinning,
+        };
+        let measured = |pct: f64| Cell::Measured {
+            runs: Vec::new(),
+            per_cpu_sec: Vec::new(),
+            ratio: 1.0 - pct / 100.0,
+            slowdown_pct: pct,
+        };
+        let row = Row {
+            workload: "stress-ng brk".into(),
+            untraced_per_cpu_sec: Some(265079.0),
+            untraced_spread_pct: Some(2.0),
+            cells: [
+                (Tracer::None, measured(0.0)),
+                (Tracer::Leaktracer, measured(30.8)),
+                (Tracer::Bpftrace, measured(25.9)),
+                (Tracer::Memleak, Cell::NotAvailable("forks".into())),
+            ]
+            .into(),
+            verdict: Verdict::Misses { slowdown_pct: 30.8 },
+            vs_bpftrace: VsPeer::Worse {
+                difference_pts: 4.9,
+            },
+        };
+        Results {
+            smoke: false,
+            partial: None,
+            date_unix: 0,
+            kernel: "6.18".into(),
+            cpus: 2,
+            leaktracer: "leaktracer 0.1.0".into(),
+            load_average_start: "0.10 0.10 0.10".into(),
+            load_average_end: "0.10 0.10 0.10".into(),
+            not_quiet,
+            section_loads: Vec::new(),
+            duration_secs: 60,
+            memleak: Err("not installed".into()),
+            slowdown: Some(Slowdown {
+                rounds: 5,
+                seconds_per_run: 5,
+                pinning: Pinning::none(),
+                load_per_round: Vec::new(),
+                rows: vec![row],
+                per_event: Default::default(),
+                errors: Vec::new(),
+            }),
+            per_event: Vec::new(),
+            footprint: None,
+            latency: None,
+        }
+    }
+
+    /// The README's cost table is built from this table: one row per workload with the
+    /// untraced spread, both slowdowns and the verdicts.
+    #[test]
+    fn slowdown_table_has_one_row_per_workload_with_its_verdicts() {
+        let md = markdown(&results(Vec::new()));
+        let row = md
+            .lines()
+            .find(|l| l.starts_with("| stress-ng brk |"))
+            .expect("a row for the workload");
+        assert_eq!(
+            row,
+            "| stress-ng brk | 265079 | 2.0% | 30.8% (0.692) | 25.9% (0.741) | n/a [1] | **no** (30.8%) | **worse** by 4.9 pts |"
+        );
+        assert!(!md.contains("NOT QUIET"));
+        assert!(md.contains("## 3. leaktracer's own footprint\n\nNot run"));
+    }
+
+    #[test]
+    fn a_busy_machine_is_announced_at_the_top() {
+        let md = markdown(&results(vec!["bench start: 2.76 2.96 3.91".into()]));
+        let warning = md.lines().nth(2).unwrap_or_default();
+        assert!(
+            warning.starts_with("> **WARNING: THIS MACHINE WAS NOT QUIET.**")
+                && warning.contains("bench start: 2.76 2.96 3.91"),
+            "{warning}"
+        );
+    }
+
     #[test]
     fn notes_are_numbered_once() {
         let mut n = Notes::default();
