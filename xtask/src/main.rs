@@ -71,6 +71,19 @@ enum Cmd {
         /// A short run that only checks the harness works (for CI), not the timings.
         #[arg(long)]
         smoke: bool,
+        /// Only these sections (repeatable). Any of --only, --workload, --rounds, --secs makes
+        /// a partial run, written to target/bench/partial.{md,json}, never to bench/results.
+        #[arg(long, value_enum)]
+        only: Vec<bench::Section>,
+        /// Only the slowdown workloads whose name contains this (repeatable), e.g. "brk".
+        #[arg(long = "workload")]
+        workloads: Vec<String>,
+        /// Rounds of the slowdown section (default 5; smoke 2).
+        #[arg(long)]
+        rounds: Option<usize>,
+        /// Seconds per slowdown run (default 5; smoke 1).
+        #[arg(long)]
+        secs: Option<u64>,
     },
 }
 
@@ -138,9 +151,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             build(&root, false)?;
             guest_tests(&root)
         }
-        Cmd::Bench { smoke } => {
+        Cmd::Bench {
+            smoke,
+            only,
+            workloads,
+            rounds,
+            secs,
+        } => {
             build(&root, true)?;
-            bench::run(&root, &binary(&root, true), smoke)
+            let opts = bench::Options {
+                smoke,
+                only,
+                workloads,
+                rounds,
+                secs,
+            };
+            bench::run(&root, &binary(&root, true), &opts)
         }
     }
 }
@@ -255,7 +281,11 @@ fn test_steps(
     // The bench harness, not its timings: a smoke run (every section, minimal) so that
     // `cargo xtask bench` keeps working. The debug binary saves CI a release build; the
     // numbers of a smoke run mean nothing either way. Any harness error fails it.
-    bench::run(root, &binary(root, false), true)
+    let smoke = bench::Options {
+        smoke: true,
+        ..bench::Options::default()
+    };
+    bench::run(root, &binary(root, false), &smoke)
 }
 
 /// cgroup v2 for real: QEMU guests booting Debian's 6.1 and 6.12 cloud kernels (this

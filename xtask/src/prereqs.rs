@@ -63,10 +63,14 @@ const TEST_APT: &[&str] = &[
 ];
 
 /// The bench's workloads and the peers it compares against (bpftrace, bcc's memleak); bpftool
-/// names the programs.
+/// names the programs; util-linux has taskset, which pins workloads and tracers apart.
 const BENCH_APT: &[&str] = &[
     "stress-ng",
     "golang-go",
+    // A real server with a real allocator: redis-server (jemalloc) under redis-benchmark.
+    "redis-server",
+    "redis-tools",
+    "util-linux",
     "bpftrace",
     "bpfcc-tools",
     "bpftool",
@@ -285,6 +289,8 @@ mod tests {
         "bpfcc-tools",
         "stress-ng",
         "golang-go",
+        "redis-server",
+        "redis-tools",
     ];
 
     #[test]
@@ -324,6 +330,8 @@ mod tests {
             "bpfcc-tools",
             "stress-ng",
             "golang-go",
+            "redis-server",
+            "redis-tools",
             "llvm-22-dev",
         ] {
             assert!(bench.contains(&p), "bench misses {p}");

@@ -19,6 +19,9 @@ use super::{
     workloads::{self, Helpers},
 };
 
+/// The footprint is measured with classic rss_stat, as its table says.
+const CLASSIC: &[&str] = &["--rss-source", "tracepoint"];
+
 /// leaktracer's cost over one measured window.
 #[derive(Debug, Default, Serialize)]
 pub struct Load {
@@ -94,7 +97,7 @@ fn out<T>(what: &str, r: anyhow::Result<T>) -> Result<T, String> {
 }
 
 fn idle(env: &Env, secs: f64) -> anyhow::Result<Load> {
-    let r = tracers::record(env, "tracepoint", &[], "footprint-idle")?;
+    let r = tracers::record(env, CLASSIC, "footprint-idle")?;
     // Let the first rounds (seeding every process from /proc) pass.
     std::thread::sleep(Duration::from_secs(2));
     let load = measure(&r, secs, || {});
@@ -103,7 +106,7 @@ fn idle(env: &Env, secs: f64) -> anyhow::Result<Load> {
 }
 
 fn at_rate(env: &Env, helpers: &Helpers, plan: &Plan) -> anyhow::Result<Load> {
-    let r = tracers::record(env, "tracepoint", &[], "footprint-rate")?;
+    let r = tracers::record(env, CLASSIC, "footprint-rate")?;
     std::thread::sleep(Duration::from_secs(2));
     let mut ops = TARGET_RATE / EVENTS_PER_OP;
     if plan.calibrate {
@@ -123,7 +126,7 @@ fn at_rate(env: &Env, helpers: &Helpers, plan: &Plan) -> anyhow::Result<Load> {
 }
 
 fn many_procs(env: &Env, helpers: &Helpers, plan: &Plan) -> anyhow::Result<ManyProcs> {
-    let r = tracers::record(env, "tracepoint", &[], "footprint-procs")?;
+    let r = tracers::record(env, CLASSIC, "footprint-procs")?;
     let mut tail = TraceTail::new(r.trace.clone().context("record has a trace")?);
     let before = wait_health(&mut tail, Duration::from_secs(15))?;
     let t0 = Instant::now();

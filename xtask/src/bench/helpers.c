@@ -1,8 +1,10 @@
 // Workload helpers for `cargo xtask bench`, built with cc into target/bench/ at bench time.
 //
 //   helpers malloc SECONDS          after a line on stdin: malloc/touch/free churn for SECONDS,
-//                                   then prints "ops_per_sec N" (waiting for stdin lets a
-//                                   per-pid tracer such as bcc's memleak attach first)
+//                                   then prints "ops_per_sec N", "ops N" and "cpu_secs S" (its
+//                                   own user + system time over the loop, for the bench's
+//                                   throughput per CPU-second); waiting for stdin lets a
+//                                   per-pid tracer such as bcc's memleak attach first
 //   helpers pace OPS_PER_SEC SECONDS  mmap + touch + munmap of one page, paced to OPS_PER_SEC;
 //                                   prints "ops N"
 //   helpers forkpause N             forks N children that pause(), prints "ready N" and pauses;
@@ -14,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,6 +24,15 @@ static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+// User + system CPU time of the whole process so far (BPF programs run in its syscalls and
+// faults count as its system time, which is what the bench measures).
+static double cpu_secs(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec / 1e6;
 }
 
 static uint64_t xorshift(uint64_t *s) {
@@ -39,6 +51,7 @@ static int malloc_churn(double secs) {
     if (!fgets(line, sizeof line, stdin))
         return 1;
     uint64_t rng = 0x9e3779b97f4a7c15ull, ops = 0;
+    double cpu0 = cpu_secs();
     double start = now(), end = start + secs;
     for (;;) {
         for (int i = 0; i < 1024; i++, ops++) {
@@ -56,7 +69,9 @@ static int malloc_churn(double secs) {
         if (now() >= end)
             break;
     }
-    printf("ops_per_sec %.0f\n", ops / (now() - start));
+    double wall = now() - start, cpu = cpu_secs() - cpu0;
+    printf("ops_per_sec %.0f\nops %llu\ncpu_secs %.6f\nwall_secs %.6f\n", ops / wall,
+           (unsigned long long)ops, cpu, wall);
     return 0;
 }
 

@@ -103,8 +103,14 @@ pub fn run(env: &Env, leaker: &Path, rates: &[Rate]) -> Vec<Outcome> {
 fn once(env: &Env, leaker: &Path, rate: &Rate) -> anyhow::Result<(Option<f64>, Option<f64>)> {
     let r = tracers::record(
         env,
-        "tracepoint",
-        &["--interval", "1s", "--comm", "leaker"],
+        &[
+            "--rss-source",
+            "tracepoint",
+            "--interval",
+            "1s",
+            "--comm",
+            "leaker",
+        ],
         "latency",
     )?;
     let mut tail = TraceTail::new(r.trace.clone().context("record has a trace")?);

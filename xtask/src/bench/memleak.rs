@@ -75,7 +75,7 @@ pub fn detect(work: &Path) -> Result<Memleak, String> {
 impl Memleak {
     /// Attach `memleak -p pid` and wait for its uprobes.
     pub fn attach(&self, env: &Env, pid: u32, tag: &str) -> anyhow::Result<Running> {
-        let mut cmd = Command::new(&self.exe);
+        let mut cmd = env.command(&self.exe);
         // Report every 3600 s: nothing printed while measuring.
         cmd.args(["-p", &pid.to_string(), "3600"]);
         if let Some(h) = &self.headers {

@@ -3,14 +3,20 @@
 //! These machines are noisy, so configurations run several times in alternation and the
 //! tables report medians and ratios.
 //!
-//! 1. workload slowdown (`slowdown`): stress-ng, a C malloc churn and a Go allocation loop;
+//! 1. workload slowdown (`slowdown`): throughput per CPU-second of stress-ng brk, mmap, malloc
+//!    and vm, redis-server under redis-benchmark, a C malloc churn and a Go allocation loop,
+//!    untraced and under leaktracer `record`, bpftrace on the same hooks and bcc memleak, in 5
+//!    alternating rounds pinned with taskset;
 //! 2. cost per event of every eBPF program (kernel.bpf_stats_enabled, `bpf`);
 //! 3. leaktracer's own footprint: idle, ~100k events/s, 10,000 live processes, start-up
 //!    (`footprint`);
 //! 4. detection latency of leaks of 10 MiB/s, 1 MiB/s and 1 MiB/min (`latency`).
 //!
 //! Results go to bench/results/latest.{md,json} (smoke.{md,json} with `--smoke`, which runs
-//! every section once, briefly, to check the harness).
+//! every section once, briefly, to check the harness). A partial run (`--only`, `--workload`,
+//! `--rounds` or `--secs`) writes target/bench/partial.{md,json} instead: it must never pass
+//! for the published results. Every section records the load average at its start and end,
+//! and the results open with a warning when the machine was not quiet.
 //!
 //! A figure that could not be measured is an "n/a" cell with its reason, and the results are
 //! written either way. Then (`verdict`): a smoke run fails on any missing figure, a harness
@@ -30,12 +36,53 @@ mod trace_tail;
 mod tracers;
 mod workloads;
 
-use std::{path::Path, time::Instant};
+use std::{
+    path::{Path, PathBuf},
+    time::Instant,
+};
 
 use anyhow::Context as _;
 use serde::Serialize;
 
 use tracers::{Env, Tracer};
+
+/// A 1-minute load average above this at the start of a section means other work competed
+/// for the CPUs: the results say so at the top.
+const QUIET_LOAD: f64 = 0.5;
+
+/// A section of the bench, for `--only`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Section {
+    Slowdown,
+    Footprint,
+    Latency,
+}
+
+/// What to run: everything (the default), or a part of it.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub smoke: bool,
+    /// Only these sections (empty: all).
+    pub only: Vec<Section>,
+    /// Only the slowdown workloads whose name contains one of these (empty: all).
+    pub workloads: Vec<String>,
+    pub rounds: Option<usize>,
+    pub secs: Option<u64>,
+}
+
+impl Options {
+    fn runs(&self, section: Section) -> bool {
+        self.only.is_empty() || self.only.contains(&section)
+    }
+
+    /// Whether this run leaves something out, so that its results are not the published ones.
+    fn partial(&self) -> bool {
+        !self.only.is_empty()
+            || !self.workloads.is_empty()
+            || self.rounds.is_some()
+            || self.secs.is_some()
+    }
+}
 
 /// How long and how often each section runs.
 struct Plan {
@@ -55,7 +102,8 @@ impl Plan {
         };
         if smoke {
             return Self {
-                rounds: 1,
+                // Two rounds: the alternation and the untraced spread are exercised too.
+                rounds: 2,
                 secs: 1,
                 footprint: footprint::Plan {
                     idle_secs: 3.0,
@@ -69,7 +117,7 @@ impl Plan {
             };
         }
         Self {
-            rounds: 3,
+            rounds: 5,
             secs: 5,
             footprint: footprint::Plan {
                 idle_secs: 20.0,
@@ -97,28 +145,78 @@ struct PerEventRow {
     ns_per_event: f64,
 }
 
+/// The load average (1/5/15 min) at the start and the end of a section.
+#[derive(Clone, Debug, Serialize)]
+struct SectionLoad {
+    section: &'static str,
+    start: String,
+    end: String,
+}
+
+/// Run `f` as a section, recording the load average around it.
+fn section<T>(loads: &mut Vec<SectionLoad>, name: &'static str, f: impl FnOnce() -> T) -> T {
+    let start = sys::loadavg();
+    eprintln!("bench: {name}: load average at start {start}");
+    let out = f();
+    let end = sys::loadavg();
+    eprintln!("bench: {name}: load average at end {end}");
+    loads.push(SectionLoad {
+        section: name,
+        start,
+        end,
+    });
+    out
+}
+
 #[derive(Serialize)]
 struct Results {
     smoke: bool,
+    /// Which command produced these results, when it was not the whole bench.
+    partial: Option<String>,
     date_unix: u64,
     kernel: String,
     cpus: usize,
     leaktracer: String,
     load_average_start: String,
     load_average_end: String,
+    /// Sections whose 1-minute load average at start was above [`QUIET_LOAD`].
+    not_quiet: Vec<String>,
+    section_loads: Vec<SectionLoad>,
     duration_secs: u64,
     memleak: Result<String, String>,
-    slowdown: slowdown::Slowdown,
+    slowdown: Option<slowdown::Slowdown>,
     per_event: Vec<PerEventRow>,
-    footprint: footprint::Footprint,
-    latency: Vec<latency::Outcome>,
+    footprint: Option<footprint::Footprint>,
+    latency: Option<Vec<latency::Outcome>>,
 }
 
-pub fn run(root: &Path, bin: &Path, smoke: bool) -> anyhow::Result<()> {
+/// The sections (and the bench's start) whose 1-minute load average at the start was above
+/// [`QUIET_LOAD`].
+fn not_quiet(bench_start: &str, loads: &[SectionLoad]) -> Vec<String> {
+    std::iter::once(("bench start", bench_start))
+        .chain(loads.iter().map(|l| (l.section, l.start.as_str())))
+        .filter(|(_, load)| sys::load1(load).is_some_and(|l| l > QUIET_LOAD))
+        .map(|(what, load)| format!("{what}: {load}"))
+        .collect()
+}
+
+pub fn run(root: &Path, bin: &Path, opts: &Options) -> anyhow::Result<()> {
+    let smoke = opts.smoke;
     let started = Instant::now();
     let load_start = sys::loadavg();
     eprintln!("bench: load average at start: {load_start}");
-    let plan = Plan::new(smoke);
+    if sys::load1(&load_start).is_some_and(|l| l > QUIET_LOAD) {
+        eprintln!(
+            "bench: WARNING: the machine is not quiet (1-minute load average {load_start} > {QUIET_LOAD}): the figures will be noisy"
+        );
+    }
+    let mut plan = Plan::new(smoke);
+    if let Some(r) = opts.rounds {
+        plan.rounds = r.max(1);
+    }
+    if let Some(secs) = opts.secs {
+        plan.secs = secs.max(1);
+    }
     bpf::enable_stats()?;
     let work = tracers::work_dir(root)?;
     let helpers = workloads::build_helpers(root, &work)?;
@@ -128,16 +226,37 @@ pub fn run(root: &Path, bin: &Path, smoke: bool) -> anyhow::Result<()> {
         bin: bin.to_path_buf(),
         memleak: memleak::detect(&work),
         bpftrace_missing: tracers::missing("bpftrace"),
+        pin: sys::Pinning::detect(),
         work,
     };
+    eprintln!("bench: {}", env.pin.describe());
     let bpftrace_installed = sys::installed("bpftrace");
-    let go_installed = sys::installed("go");
-    let (ws, missing) = workloads::slowdown_set(&helpers, smoke);
-    let slowdown = slowdown::run(&env, &ws, &missing, plan.rounds, plan.secs);
-    let footprint = footprint::run(&env, &helpers, &plan.footprint);
-    let latency = latency::run(&env, &leaker, &plan.rates);
+    let mut loads = Vec::new();
+    let mut missing = Vec::new();
+    let slowdown = opts.runs(Section::Slowdown).then(|| {
+        section(&mut loads, "1. slowdown", || {
+            let (ws, m) =
+                workloads::slowdown_set(&helpers, &env.pin, smoke, plan.secs, &opts.workloads);
+            let sd = slowdown::run(&env, &ws, &m, plan.rounds, plan.secs);
+            missing = m;
+            sd
+        })
+    });
+    let footprint = opts.runs(Section::Footprint).then(|| {
+        section(&mut loads, "3. footprint", || {
+            footprint::run(&env, &helpers, &plan.footprint)
+        })
+    });
+    let latency = opts.runs(Section::Latency).then(|| {
+        section(&mut loads, "4. latency", || {
+            latency::run(&env, &leaker, &plan.rates)
+        })
+    });
     let results = Results {
         smoke,
+        partial: opts.partial().then(|| partial_command(opts)),
+        not_quiet: not_quiet(&load_start, &loads),
+        section_loads: loads,
         date_unix: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
@@ -152,7 +271,10 @@ pub fn run(root: &Path, bin: &Path, smoke: bool) -> anyhow::Result<()> {
             .as_ref()
             .map(|m| m.note.clone())
             .map_err(Clone::clone),
-        per_event: per_event_rows(&slowdown.per_event),
+        per_event: slowdown
+            .as_ref()
+            .map(|s| per_event_rows(&s.per_event))
+            .unwrap_or_default(),
         slowdown,
         footprint,
         latency,
@@ -173,26 +295,30 @@ pub fn run(root: &Path, bin: &Path, smoke: bool) -> anyhow::Result<()> {
             Gap::Absent(format!("bpftrace: {why}"))
         });
     }
-    for (name, why) in &missing {
-        gaps.push(if go_installed {
-            Gap::Failed(format!("{name}: {why}"))
+    for m in &missing {
+        let why = format!("{}: {}", m.name, m.why);
+        gaps.push(if m.installed {
+            Gap::Failed(why)
         } else {
-            Gap::Absent(format!("{name}: {why}"))
+            Gap::Absent(why)
         });
     }
-    gaps.extend(results.slowdown.errors.iter().cloned().map(Gap::Failed));
-    let f = &results.footprint;
-    for (what, err) in [
-        ("idle", f.idle.as_ref().err()),
-        ("at 100k events/s", f.at_rate.as_ref().err()),
-        ("many processes", f.many_procs.as_ref().err()),
-        ("start-up", f.startup.as_ref().err()),
-    ] {
-        if let Some(why) = err {
-            gaps.push(Gap::Failed(format!("footprint {what}: {why}")));
+    if let Some(sd) = &results.slowdown {
+        gaps.extend(sd.errors.iter().cloned().map(Gap::Failed));
+    }
+    if let Some(f) = &results.footprint {
+        for (what, err) in [
+            ("idle", f.idle.as_ref().err()),
+            ("at 100k events/s", f.at_rate.as_ref().err()),
+            ("many processes", f.many_procs.as_ref().err()),
+            ("start-up", f.startup.as_ref().err()),
+        ] {
+            if let Some(why) = err {
+                gaps.push(Gap::Failed(format!("footprint {what}: {why}")));
+            }
         }
     }
-    for o in &results.latency {
+    for o in results.latency.iter().flatten() {
         if let Some(why) = &o.error {
             gaps.push(Gap::Failed(format!("latency at {}: {why}", o.rate.label)));
         }
@@ -248,6 +374,24 @@ fn per_event_rows(per_event: &slowdown::PerEvent) -> Vec<PerEventRow> {
         .collect()
 }
 
+/// The `cargo xtask bench` options of a partial run, for its results' header.
+fn partial_command(opts: &Options) -> String {
+    let mut c = String::from("cargo xtask bench");
+    for s in &opts.only {
+        c += &format!(" --only {}", format!("{s:?}").to_lowercase());
+    }
+    for w in &opts.workloads {
+        c += &format!(" --workload '{w}'");
+    }
+    if let Some(r) = opts.rounds {
+        c += &format!(" --rounds {r}");
+    }
+    if let Some(s) = opts.secs {
+        c += &format!(" --secs {s}");
+    }
+    c
+}
+
 fn version(bin: &Path) -> String {
     std::process::Command::new(bin)
         .arg("--version")
@@ -256,20 +400,31 @@ fn version(bin: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// Where the results go: the published files for a whole run, smoke files for a smoke run,
+/// and the work dir (outside the repository's results) for a partial run.
+fn results_path(root: &Path, smoke: bool, partial: bool) -> (PathBuf, &'static str) {
+    if partial {
+        (root.join("target/bench"), "partial")
+    } else if smoke {
+        (root.join("bench/results"), "smoke")
+    } else {
+        (root.join("bench/results"), "latest")
+    }
+}
+
 fn write(root: &Path, results: &Results) -> anyhow::Result<()> {
     let md = report::markdown(results);
     println!("{md}");
-    let dir = root.join("bench/results");
+    let (dir, stem) = results_path(root, results.smoke, results.partial.is_some());
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let stem = if results.smoke { "smoke" } else { "latest" };
-    std::fs::write(dir.join(format!("{stem}.md")), &md).context("writing the markdown")?;
-    std::fs::write(
-        dir.join(format!("{stem}.json")),
-        serde_json::to_string_pretty(results)?,
-    )
-    .context("writing the JSON")?;
+    let md_path = dir.join(format!("{stem}.md"));
+    std::fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
+    let json_path = dir.join(format!("{stem}.json"));
+    std::fs::write(&json_path, serde_json::to_string_pretty(results)?)
+        .with_context(|| format!("writing {}", json_path.display()))?;
     eprintln!(
-        "bench: wrote bench/results/{stem}.md and .json in {} s",
+        "bench: wrote {} and .json in {} s",
+        md_path.display(),
         results.duration_secs
     );
     Ok(())
@@ -290,5 +445,44 @@ mod tests {
         let e = verdict(false, &failed).unwrap_err().to_string();
         assert!(e.contains("footprint idle: record exited"), "{e}");
         assert!(verdict(true, &failed).is_err());
+    }
+
+    #[test]
+    fn partial_runs_never_overwrite_the_published_results() {
+        let root = Path::new("/r");
+        assert_eq!(
+            results_path(root, false, false),
+            (root.join("bench/results"), "latest")
+        );
+        assert_eq!(
+            results_path(root, true, false),
+            (root.join("bench/results"), "smoke")
+        );
+        assert_eq!(
+            results_path(root, false, true),
+            (root.join("target/bench"), "partial")
+        );
+        let opts = Options {
+            workloads: vec!["brk".into()],
+            ..Options::default()
+        };
+        assert!(opts.partial());
+        assert!(!Options::default().partial());
+        assert!(opts.runs(Section::Latency));
+    }
+
+    #[test]
+    fn a_load_above_half_is_not_quiet() {
+        let loads = [SectionLoad {
+            section: "1. slowdown",
+            start: "0.70 0.40 0.30".into(),
+            end: "0.10 0.10 0.10".into(),
+        }];
+        assert_eq!(
+            not_quiet("0.20 0.10 0.05", &loads),
+            vec!["1. slowdown: 0.70 0.40 0.30".to_string()]
+        );
+        assert!(not_quiet("0.50 2.00 2.00", &loads[..0]).is_empty());
+        assert_eq!(not_quiet("2.76 2.96 3.91", &[]).len(), 1);
     }
 }

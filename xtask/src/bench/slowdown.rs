@@ -1,37 +1,183 @@
-//! Section 1 (workload slowdown) and the data of section 2 (cost per event): every tracer in
-//! turn, alternating the order every round, runs every workload; node-wide tracers stay up
-//! for the whole round, memleak is attached to each workload process. The slowdown is the
-//! median over rounds of (ops/s traced) / (ops/s untraced in the same round).
+//! Section 1 (workload slowdown) and the data of section 2 (cost per event).
+//!
+//! Metric: throughput per CPU-second of the workload (`workloads::Throughput` says why not
+//! wall time). Slowdown = 1 − the median over rounds of (traced ÷ untraced in the same round).
+//!
+//! Rounds: in each round every workload runs once untraced and once under each tracer, back to
+//! back, so that a traced run is compared with an untraced run a few seconds away, not minutes.
+//! The order alternates between rounds (none, leaktracer, bpftrace, memleak, then the reverse),
+//! so a steady drift of the machine's speed favours no configuration. A node-wide tracer is
+//! started before the workload's run and stopped after it.
+//!
+//! Verdicts: see [`verdict`]. No verdict is printed when the untraced runs alone vary more
+//! than the distance between the measured slowdown and the 3% target.
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use super::{
     bpf::ProgStat,
-    sys,
+    sys::{self, Pinning},
     tracers::{self, Env, Running, Tracer},
-    workloads::{self, Workload},
+    workloads::{self, Missing, Throughput, Workload},
 };
+
+/// The target: at most 3% slowdown on every workload.
+pub const TARGET_PCT: f64 = 3.0;
 
 /// One workload × tracer: measured, or why not.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Cell {
     Measured {
-        /// ops/s of each round
-        ops_per_sec: Vec<f64>,
-        /// median over rounds of traced / untraced ops/s (the untraced cell: 1)
+        /// Each run's figures, with its round.
+        runs: Vec<(usize, Throughput)>,
+        /// ops per CPU-second of each run
+        per_cpu_sec: Vec<f64>,
+        /// median over rounds of traced ÷ untraced per-CPU-second throughput (untraced: 1)
         ratio: f64,
-        /// (1 - ratio) in percent
+        /// (1 − ratio) in percent
         slowdown_pct: f64,
     },
     NotAvailable(String),
 }
 
+impl Cell {
+    pub fn slowdown_pct(&self) -> Option<f64> {
+        match self {
+            Self::Measured { slowdown_pct, .. } => Some(*slowdown_pct),
+            Self::NotAvailable(_) => None,
+        }
+    }
+}
+
+/// Whether a workload meets the target, judged only when the noise allows.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// At or below the target by at least the untraced spread.
+    Meets {
+        slowdown_pct: f64,
+    },
+    /// Above the target by more than the untraced spread.
+    Misses {
+        slowdown_pct: f64,
+    },
+    /// The untraced runs vary more than the distance to the target (None: fewer than 2
+    /// untraced runs, so their spread is unknown).
+    Inconclusive {
+        untraced_spread_pct: Option<f64>,
+    },
+    NotMeasured,
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Meets { slowdown_pct } => write!(f, "yes ({slowdown_pct:.1}%)"),
+            Self::Misses { slowdown_pct } => write!(f, "**no** ({slowdown_pct:.1}%)"),
+            Self::Inconclusive {
+                untraced_spread_pct: Some(s),
+            } => write!(f, "inconclusive (untraced spread {s:.1}%)"),
+            Self::Inconclusive {
+                untraced_spread_pct: None,
+            } => f.write_str("inconclusive (untraced spread unknown: fewer than 2 rounds)"),
+            Self::NotMeasured => f.write_str("not measured"),
+        }
+    }
+}
+
+/// The verdict of a slowdown against [`TARGET_PCT`].
+///
+/// "Yes" claims the slowdown is below 3%; "no" claims it is above. Either claim needs the
+/// noise to be smaller than the effect it rests on, which is the distance between the measured
+/// slowdown and the target: yes when slowdown + spread ≤ 3% (the target is "at most 3%"), no
+/// when slowdown − spread > 3%.
+/// The noise is the spread of the untraced runs, (max − min) ÷ median: how far apart two runs
+/// of the same configuration land on this machine. So a 30% slowdown is "no" unless the
+/// untraced runs spread by 27% or more, a 1% slowdown is "yes" only if they spread by at most
+/// 2%, and a slowdown smaller than the spread is never called "no".
+pub fn verdict(slowdown_pct: Option<f64>, untraced_spread_pct: Option<f64>) -> Verdict {
+    let Some(s) = slowdown_pct else {
+        return Verdict::NotMeasured;
+    };
+    match untraced_spread_pct {
+        Some(noise) if s + noise <= TARGET_PCT => Verdict::Meets { slowdown_pct: s },
+        Some(noise) if s - noise > TARGET_PCT => Verdict::Misses { slowdown_pct: s },
+        spread => Verdict::Inconclusive {
+            untraced_spread_pct: spread,
+        },
+    }
+}
+
+/// leaktracer against bpftrace on the same hooks (target: never worse).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VsPeer {
+    /// The two slowdowns differ by no more than the untraced spread.
+    Same {
+        difference_pts: f64,
+    },
+    Worse {
+        difference_pts: f64,
+    },
+    Better {
+        difference_pts: f64,
+    },
+    /// One of them not measured, or the spread unknown.
+    Unknown,
+}
+
+impl std::fmt::Display for VsPeer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Same { difference_pts: d } => write!(f, "same within noise ({d:+.1} pts)"),
+            Self::Worse { difference_pts: d } => write!(f, "**worse** by {d:.1} pts"),
+            Self::Better { difference_pts: d } => write!(f, "better by {:.1} pts", -d),
+            Self::Unknown => f.write_str("-"),
+        }
+    }
+}
+
+/// leaktracer's slowdown minus bpftrace's, judged against the untraced spread like [`verdict`].
+pub fn vs_peer(lt: Option<f64>, peer: Option<f64>, untraced_spread_pct: Option<f64>) -> VsPeer {
+    let (Some(lt), Some(peer), Some(noise)) = (lt, peer, untraced_spread_pct) else {
+        return VsPeer::Unknown;
+    };
+    let d = ((lt - peer) * 10.0).round() / 10.0;
+    if d.abs() <= noise {
+        VsPeer::Same { difference_pts: d }
+    } else if d > 0.0 {
+        VsPeer::Worse { difference_pts: d }
+    } else {
+        VsPeer::Better { difference_pts: d }
+    }
+}
+
+/// (max − min) ÷ median of a configuration's runs, in percent; None for fewer than 2 runs.
+pub fn spread_pct(values: &[f64]) -> Option<f64> {
+    if values.len() < 2 {
+        return None;
+    }
+    let m = sys::median(values).filter(|m| *m > 0.0)?;
+    let (lo, hi) = values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(*v), hi.max(*v))
+        });
+    Some(((hi - lo) / m * 1000.0).round() / 10.0)
+}
+
 #[derive(Debug, Serialize)]
 pub struct Row {
     pub workload: String,
+    /// Median ops per CPU-second of the untraced runs.
+    pub untraced_per_cpu_sec: Option<f64>,
+    pub untraced_spread_pct: Option<f64>,
     pub cells: BTreeMap<Tracer, Cell>,
+    /// leaktracer against the target.
+    pub verdict: Verdict,
+    pub vs_bpftrace: VsPeer,
 }
 
 /// Per tracer and program: summed run time (ns) and runs over the whole section.
@@ -41,6 +187,9 @@ pub type PerEvent = BTreeMap<Tracer, BTreeMap<String, (u64, u64)>>;
 pub struct Slowdown {
     pub rounds: usize,
     pub seconds_per_run: u64,
+    pub pinning: Pinning,
+    /// Load average at the start of each round.
+    pub load_per_round: Vec<String>,
     pub rows: Vec<Row>,
     #[serde(skip)]
     pub per_event: PerEvent,
@@ -50,8 +199,8 @@ pub struct Slowdown {
     pub errors: Vec<String>,
 }
 
-/// A tracer that cannot measure a workload by design (memleak follows one pid; Go does not
-/// allocate through libc): an "n/a" with its reason, never a harness failure.
+/// A tracer that cannot measure a workload by design (memleak follows one pid and libc's
+/// allocator): an "n/a" with its reason, never a harness failure.
 #[derive(Debug)]
 struct NotApplicable(&'static str);
 
@@ -65,8 +214,8 @@ impl std::error::Error for NotApplicable {}
 
 #[derive(Default)]
 struct Samples {
-    /// (workload, tracer) -> (round, ops/s)
-    ops: BTreeMap<(String, Tracer), Vec<(usize, f64)>>,
+    /// (workload, tracer) -> (round, figures)
+    runs: BTreeMap<(String, Tracer), Vec<(usize, Throughput)>>,
     /// why a tracer, or a tracer on a workload, could not run
     failed: BTreeMap<(Option<String>, Tracer), String>,
     per_event: PerEvent,
@@ -84,117 +233,133 @@ impl Samples {
         }
     }
 
-    fn tracer_failed(&self, tracer: Tracer) -> Option<&String> {
-        self.failed.get(&(None, tracer))
+    fn failure(&self, w: &Workload, tracer: Tracer) -> Option<&String> {
+        self.failed
+            .get(&(None, tracer))
+            .or_else(|| self.failed.get(&(Some(w.name().to_string()), tracer)))
     }
 
-    fn run_failed(&self, w: &Workload, tracer: Tracer) -> Option<&String> {
-        self.failed.get(&(Some(w.name().to_string()), tracer))
+    fn fail(&mut self, w: Option<&Workload>, tracer: Tracer, why: String, harness_error: bool) {
+        let what = match w {
+            Some(w) => format!("{} on {}", tracer.label(), w.name()),
+            None => format!("starting {}", tracer.label()),
+        };
+        eprintln!("bench: {what}: n/a: {why}");
+        if harness_error {
+            self.errors.push(format!("slowdown: {what}: {why}"));
+        }
+        self.failed
+            .insert((w.map(|w| w.name().to_string()), tracer), why);
     }
 }
 
 pub fn run(
     env: &Env,
     workloads: &[Workload],
-    missing: &[(String, String)],
+    missing: &[Missing],
     rounds: usize,
     secs: u64,
 ) -> Slowdown {
     let mut s = Samples::default();
+    let mut load_per_round = Vec::new();
     for round in 0..rounds {
-        let mut order = Tracer::ALL.to_vec();
-        let mut ws = workloads.to_vec();
-        // Alternate: drift in the machine's speed spreads over every configuration.
-        if round % 2 == 1 {
-            order.reverse();
-            ws.reverse();
-        }
-        for tracer in order {
-            run_tracer(env, &mut s, tracer, &ws, round, secs);
+        load_per_round.push(sys::loadavg());
+        for w in workloads {
+            let mut order = Tracer::ALL.to_vec();
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for tracer in order {
+                run_cell(env, &mut s, tracer, w, round, secs);
+            }
         }
     }
     let mut rows: Vec<Row> = workloads.iter().map(|w| row(&s, w)).collect();
-    for (name, why) in missing {
+    for m in missing {
         rows.push(Row {
-            workload: name.clone(),
+            workload: m.name.clone(),
+            untraced_per_cpu_sec: None,
+            untraced_spread_pct: None,
             cells: Tracer::ALL
                 .iter()
-                .map(|t| (*t, Cell::NotAvailable(why.clone())))
+                .map(|t| (*t, Cell::NotAvailable(m.why.clone())))
                 .collect(),
+            verdict: Verdict::NotMeasured,
+            vs_bpftrace: VsPeer::Unknown,
         });
     }
     Slowdown {
         rounds,
         seconds_per_run: secs,
+        pinning: env.pin.clone(),
+        load_per_round,
         rows,
         per_event: s.per_event,
         errors: s.errors,
     }
 }
 
-/// One tracer, one round: start it, run every workload, stop it.
-fn run_tracer(
-    env: &Env,
-    s: &mut Samples,
-    tracer: Tracer,
-    ws: &[Workload],
-    round: usize,
-    secs: u64,
-) {
-    if s.tracer_failed(tracer).is_some() {
+/// One workload under one tracer in one round: start the tracer, run, stop it.
+fn run_cell(env: &Env, s: &mut Samples, tracer: Tracer, w: &Workload, round: usize, secs: u64) {
+    if s.failure(w, tracer).is_some() {
         return;
     }
     if let (Tracer::Memleak, Err(why)) = (tracer, &env.memleak) {
+        // memleak absent or unusable is a fact of the environment, reported once from there.
         s.failed.insert((None, tracer), why.clone());
+        return;
+    }
+    if let Some(why) = not_applicable(tracer, w) {
+        s.fail(Some(w), tracer, why.into(), false);
         return;
     }
     let running = match tracers::start(tracer, env, &format!("slowdown-{tracer:?}")) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("bench: {}: n/a: {e:#}", tracer.label());
             // bpftrace not installed is a gap of the environment, reported once from there.
-            if !(tracer == Tracer::Bpftrace && env.bpftrace_missing.is_some()) {
-                s.errors
-                    .push(format!("slowdown: starting {}: {e:#}", tracer.label()));
-            }
-            s.failed.insert((None, tracer), format!("{e:#}"));
+            let harness = !(tracer == Tracer::Bpftrace && env.bpftrace_missing.is_some());
+            s.fail(None, tracer, format!("{e:#}"), harness);
             return;
         }
     };
-    for w in ws {
-        if s.run_failed(w, tracer).is_some() {
-            continue;
-        }
-        match run_one(env, s, tracer, w, secs) {
-            Ok(rate) => {
-                eprintln!(
-                    "bench: round {} | {:<38} | {:<36} | {rate:>12.0} ops/s",
-                    round + 1,
-                    w.name(),
-                    tracer.label()
-                );
-                s.ops
-                    .entry((w.name().to_string(), tracer))
-                    .or_default()
-                    .push((round, rate));
-            }
-            Err(e) => {
-                eprintln!("bench: {} on {}: n/a: {e:#}", tracer.label(), w.name());
-                if e.downcast_ref::<NotApplicable>().is_none() {
-                    s.errors.push(format!(
-                        "slowdown: {} on {}: {e:#}",
-                        tracer.label(),
-                        w.name()
-                    ));
-                }
-                s.failed
-                    .insert((Some(w.name().to_string()), tracer), format!("{e:#}"));
-            }
-        }
-    }
+    let result = run_one(env, s, tracer, w, secs);
     if let Some(r) = running {
         let progs = r.stop();
         s.add_programs(tracer, &progs);
+    }
+    match result {
+        Ok(t) => {
+            eprintln!(
+                "bench: round {} | {:<46} | {:<20} | {:>12.0} ops/CPU-s ({:.2} CPU-s in {:.2} s)",
+                round + 1,
+                w.name(),
+                tracer.label(),
+                t.per_cpu_sec().unwrap_or(0.0),
+                t.cpu_secs,
+                t.wall_secs
+            );
+            s.runs
+                .entry((w.name().to_string(), tracer))
+                .or_default()
+                .push((round, t));
+        }
+        Err(e) => {
+            let harness = e.downcast_ref::<NotApplicable>().is_none();
+            s.fail(Some(w), tracer, format!("{e:#}"), harness);
+        }
+    }
+}
+
+/// Cells that cannot apply by design, known before running.
+fn not_applicable(tracer: Tracer, w: &Workload) -> Option<&'static str> {
+    match (tracer, w) {
+        (Tracer::Memleak, Workload::Stress { .. }) => Some(
+            "stress-ng forks its workers after start; memleak -p follows one pid (see the C malloc row)",
+        ),
+        (Tracer::Memleak, Workload::Redis { .. }) => Some(
+            "redis-server allocates through the jemalloc linked into it; memleak -p's uprobes are on libc's allocator",
+        ),
+        _ => None,
     }
 }
 
@@ -204,28 +369,21 @@ fn run_one(
     tracer: Tracer,
     w: &Workload,
     secs: u64,
-) -> anyhow::Result<f64> {
-    match w {
-        Workload::Stress { args, .. } => {
-            if tracer == Tracer::Memleak {
-                return Err(NotApplicable(
-                    "stress-ng forks its workers after start; memleak -p follows one pid (see the C malloc row)",
-                )
-                .into());
-            }
-            workloads::stress(args, secs)
-        }
+) -> anyhow::Result<Throughput> {
+    let t = match w {
+        Workload::Stress { args, .. } => workloads::stress(&env.pin, args, secs)?,
+        Workload::Redis { requests_per_test } => workloads::redis(&env.pin, *requests_per_test)?,
         Workload::Gated {
             exe, libc_alloc, ..
         } => {
-            let gated = workloads::Gated::spawn(exe, secs)?;
+            let gated = workloads::Gated::spawn(&env.pin, exe, secs)?;
             let attached: Option<Running> = if tracer == Tracer::Memleak {
                 let m = env.memleak.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
                 Some(m.attach(env, gated.pid(), "slowdown-memleak")?)
             } else {
                 None
             };
-            let rate = gated.go()?;
+            let t = gated.go()?;
             if let Some(r) = attached {
                 let progs = r.stop();
                 if progs.iter().all(|p| p.run_cnt == 0) {
@@ -241,55 +399,85 @@ fn run_one(
                 }
                 s.add_programs(tracer, &progs);
             }
-            Ok(rate)
+            t
         }
+    };
+    if t.per_cpu_sec().is_none() {
+        anyhow::bail!("the workload reported no work or no CPU time: {t:?}");
     }
+    Ok(t)
 }
 
 fn row(s: &Samples, w: &Workload) -> Row {
     let name = w.name().to_string();
     let base: BTreeMap<usize, f64> = s
-        .ops
+        .runs
         .get(&(name.clone(), Tracer::None))
-        .map(|v| v.iter().copied().collect())
+        .map(|v| {
+            v.iter()
+                .filter_map(|(r, t)| Some((*r, t.per_cpu_sec()?)))
+                .collect()
+        })
         .unwrap_or_default();
-    let cells = Tracer::ALL
+    let cells: BTreeMap<Tracer, Cell> = Tracer::ALL
         .iter()
         .map(|&t| {
-            let why = s.tracer_failed(t).or_else(|| s.run_failed(w, t));
-            let cell = match (why, s.ops.get(&(name.clone(), t))) {
+            let cell = match (s.failure(w, t), s.runs.get(&(name.clone(), t))) {
                 (Some(why), _) => Cell::NotAvailable(why.clone()),
-                (None, Some(samples)) => measured(samples, &base),
+                (None, Some(runs)) => measured(runs, &base),
                 (None, None) => Cell::NotAvailable("not run".into()),
             };
             (t, cell)
         })
         .collect();
+    let untraced: Vec<f64> = base.values().copied().collect();
+    let spread = spread_pct(&untraced);
+    let slowdown = |t| cells.get(&t).and_then(Cell::slowdown_pct);
     Row {
         workload: name,
+        untraced_per_cpu_sec: sys::median(&untraced).map(f64::round),
+        untraced_spread_pct: spread,
+        verdict: verdict(slowdown(Tracer::Leaktracer), spread),
+        vs_bpftrace: vs_peer(
+            slowdown(Tracer::Leaktracer),
+            slowdown(Tracer::Bpftrace),
+            spread,
+        ),
         cells,
     }
 }
 
 /// Median of the per-round ratios to the untraced run of the same round.
-fn measured(samples: &[(usize, f64)], base: &BTreeMap<usize, f64>) -> Cell {
-    let ratios: Vec<f64> = samples
+fn measured(runs: &[(usize, Throughput)], base: &BTreeMap<usize, f64>) -> Cell {
+    let ratios: Vec<f64> = runs
         .iter()
-        .filter_map(|(round, ops)| Some(ops / base.get(round).filter(|b| **b > 0.0)?))
+        .filter_map(|(round, t)| Some(t.per_cpu_sec()? / base.get(round).filter(|b| **b > 0.0)?))
         .collect();
     match sys::median(&ratios) {
         Some(ratio) => Cell::Measured {
-            ops_per_sec: samples.iter().map(|(_, o)| o.round()).collect(),
+            runs: runs.to_vec(),
+            per_cpu_sec: runs
+                .iter()
+                .filter_map(|(_, t)| t.per_cpu_sec().map(f64::round))
+                .collect(),
             ratio: (ratio * 1000.0).round() / 1000.0,
             slowdown_pct: ((1.0 - ratio) * 1000.0).round() / 10.0,
         },
-        None => Cell::NotAvailable("no untraced baseline".into()),
+        None => Cell::NotAvailable("no untraced run in the same round".into()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn run(ops: f64) -> Throughput {
+        Throughput {
+            ops,
+            cpu_secs: 1.0,
+            wall_secs: 2.0,
+        }
+    }
 
     #[test]
     fn ratio_is_the_median_of_same_round_ratios() {
@@ -298,11 +486,110 @@ mod tests {
             ratio,
             slowdown_pct,
             ..
-        } = measured(&[(0, 90.0), (1, 40.0), (2, 95.0)], &base)
+        } = measured(&[(0, run(90.0)), (1, run(40.0)), (2, run(95.0))], &base)
         else {
             panic!("expected a measurement")
         };
+        // Ratios 0.9, 0.8, 0.95: median 0.9 (not 225/250 of the pooled medians).
         assert_eq!(ratio, 0.9);
         assert_eq!(slowdown_pct, 10.0);
+    }
+
+    #[test]
+    fn a_round_without_its_untraced_run_is_not_compared() {
+        let base: BTreeMap<usize, f64> = [(1, 100.0)].into();
+        assert!(matches!(
+            measured(&[(0, run(90.0))], &base),
+            Cell::NotAvailable(_)
+        ));
+    }
+
+    #[test]
+    fn spread_is_range_over_median() {
+        assert_eq!(spread_pct(&[100.0, 90.0, 110.0]), Some(20.0));
+        assert_eq!(spread_pct(&[100.0, 100.0, 100.0, 100.0, 100.0]), Some(0.0));
+        assert_eq!(spread_pct(&[100.0]), None);
+        assert_eq!(spread_pct(&[]), None);
+    }
+
+    #[test]
+    fn verdicts_need_the_noise_below_the_distance_to_the_target() {
+        // 30% with 5% noise: clearly over.
+        assert_eq!(
+            verdict(Some(30.0), Some(5.0)),
+            Verdict::Misses { slowdown_pct: 30.0 }
+        );
+        // 1% with 1% noise: clearly under.
+        assert_eq!(
+            verdict(Some(1.0), Some(1.0)),
+            Verdict::Meets { slowdown_pct: 1.0 }
+        );
+        // 1% with 2.5% noise: could be 3.5%.
+        assert_eq!(
+            verdict(Some(1.0), Some(2.5)),
+            Verdict::Inconclusive {
+                untraced_spread_pct: Some(2.5)
+            }
+        );
+        // 12% with 63% noise (the old README's malloc figure): no verdict.
+        assert_eq!(
+            verdict(Some(12.0), Some(63.0)),
+            Verdict::Inconclusive {
+                untraced_spread_pct: Some(63.0)
+            }
+        );
+        // A slowdown smaller than the spread is never "no".
+        assert!(!matches!(
+            verdict(Some(4.0), Some(4.5)),
+            Verdict::Misses { .. }
+        ));
+        // The target is "at most 3%": exactly 3% with no noise meets it, 3.1% does not.
+        assert_eq!(
+            verdict(Some(3.0), Some(0.0)),
+            Verdict::Meets { slowdown_pct: 3.0 }
+        );
+        assert_eq!(
+            verdict(Some(3.1), Some(0.0)),
+            Verdict::Misses { slowdown_pct: 3.1 }
+        );
+        // A speed-up within the noise is still "yes" when the noise is small.
+        assert_eq!(
+            verdict(Some(-0.5), Some(1.0)),
+            Verdict::Meets { slowdown_pct: -0.5 }
+        );
+        // One round: no spread, no verdict.
+        assert_eq!(
+            verdict(Some(30.0), None),
+            Verdict::Inconclusive {
+                untraced_spread_pct: None
+            }
+        );
+        assert_eq!(verdict(None, Some(1.0)), Verdict::NotMeasured);
+        assert_eq!(
+            verdict(Some(12.0), Some(63.0)).to_string(),
+            "inconclusive (untraced spread 63.0%)"
+        );
+    }
+
+    #[test]
+    fn peer_comparison_within_noise_is_a_tie() {
+        assert_eq!(
+            vs_peer(Some(26.0), Some(25.0), Some(2.0)),
+            VsPeer::Same {
+                difference_pts: 1.0
+            }
+        );
+        assert_eq!(
+            vs_peer(Some(53.0), Some(34.0), Some(2.0)),
+            VsPeer::Worse {
+                difference_pts: 19.0
+            }
+        );
+        assert_eq!(
+            vs_peer(Some(1.0), Some(5.0), Some(2.0)).to_string(),
+            "better by 4.0 pts"
+        );
+        assert_eq!(vs_peer(Some(1.0), None, Some(2.0)), VsPeer::Unknown);
+        assert_eq!(vs_peer(Some(1.0), Some(1.0), None), VsPeer::Unknown);
     }
 }

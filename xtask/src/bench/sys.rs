@@ -1,8 +1,11 @@
 //! Small readers of /proc and signals: the measurements every section shares.
 use std::{
-    process::Child,
+    ffi::OsStr,
+    process::{Child, Command},
     time::{Duration, Instant},
 };
+
+use serde::Serialize;
 
 /// USER_HZ: the unit of utime/stime in /proc/PID/stat.
 const TICKS_PER_SEC: f64 = 100.0;
@@ -46,6 +49,90 @@ pub fn installed(program: &str) -> bool {
                 .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
     })
+}
+
+/// Which CPU the measured workloads run on and which the rest (tracers' userspace,
+/// redis-benchmark, the harness) run on, through `taskset -c`.
+///
+/// On 2 cores: workloads on the last CPU, everything else on CPU 0. The workload then never
+/// shares its CPU with the tracer's userspace or redis's load generator, so what a tracer
+/// costs it is only what the kernel charges to it (its eBPF programs), the run-to-run noise
+/// from migrations between CPUs goes, and every round runs on the same CPU. Other tenants of
+/// the machine are not pinned; the per-CPU-second metric keeps their competition for the CPU
+/// out of the figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct Pinning {
+    pub workload_cpu: Option<u32>,
+    pub other_cpu: Option<u32>,
+}
+
+impl Pinning {
+    /// Pin when at least two CPUs are online and taskset is installed; otherwise not at all.
+    pub fn detect() -> Self {
+        let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
+        match parse_cpu_list(&online) {
+            Some(cpus) if cpus.len() >= 2 && installed("taskset") => Self {
+                workload_cpu: cpus.last().copied(),
+                other_cpu: cpus.first().copied(),
+            },
+            _ => Self::none(),
+        }
+    }
+
+    pub fn none() -> Self {
+        Self {
+            workload_cpu: None,
+            other_cpu: None,
+        }
+    }
+
+    /// A command for a measured workload.
+    pub fn workload(&self, program: impl AsRef<OsStr>) -> Command {
+        pinned(self.workload_cpu, program)
+    }
+
+    /// A command for a tracer or load generator.
+    pub fn other(&self, program: impl AsRef<OsStr>) -> Command {
+        pinned(self.other_cpu, program)
+    }
+
+    pub fn describe(&self) -> String {
+        match (self.workload_cpu, self.other_cpu) {
+            (Some(w), Some(o)) => format!(
+                "pinned with `taskset -c`: the workload on CPU {w}; tracers' userspace, redis-benchmark and bcc memleak on CPU {o}"
+            ),
+            _ => "not pinned (fewer than 2 CPUs online, or no taskset)".into(),
+        }
+    }
+}
+
+/// `taskset -c CPU program` (taskset execs the program: the child's pid is the program's).
+fn pinned(cpu: Option<u32>, program: impl AsRef<OsStr>) -> Command {
+    match cpu {
+        Some(cpu) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", &cpu.to_string()]).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
+/// A kernel CPU list such as "0-1" or "0,2-3" (sysfs `online`), in order.
+pub fn parse_cpu_list(text: &str) -> Option<Vec<u32>> {
+    let mut out = Vec::new();
+    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => out.extend(a.parse::<u32>().ok()?..=b.parse::<u32>().ok()?),
+            None => out.push(part.parse().ok()?),
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// The 1-minute load average, for the "machine not quiet" warning.
+pub fn load1(loadavg: &str) -> Option<f64> {
+    loadavg.split_whitespace().next()?.parse().ok()
 }
 
 pub fn loadavg() -> String {
@@ -135,7 +222,22 @@ pub fn median(v: &[f64]) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
-    use super::median;
+    use super::*;
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpu_list("0-1\n"), Some(vec![0, 1]));
+        assert_eq!(parse_cpu_list("0,2-3"), Some(vec![0, 2, 3]));
+        assert_eq!(parse_cpu_list("0"), Some(vec![0]));
+        assert_eq!(parse_cpu_list(""), None);
+        assert_eq!(parse_cpu_list("x"), None);
+    }
+
+    #[test]
+    fn first_load_figure() {
+        assert_eq!(load1("2.76 2.96 3.91"), Some(2.76));
+        assert_eq!(load1("?"), None);
+    }
 
     #[test]
     fn median_of_odd_even_and_empty() {

@@ -1,10 +1,10 @@
-//! The tracers compared, started and stopped the same way: leaktracer `record` (raw and
-//! classic rss_stat), leaktracer `daemon`, the bpftrace equivalent, and bcc's memleak (which
-//! follows one pid, so it is attached per workload run: see `memleak.rs`).
+//! The tracers compared, started and stopped the same way: leaktracer `record` with its
+//! default options (whatever the overhead budget and rss source default to), the bpftrace
+//! script on the same hooks (bench/peer.bt), and bcc's memleak (which follows one pid, so it
+//! is attached per workload run: see `memleak.rs`). Every tracer runs on the "other" CPU
+//! (`sys::Pinning`), away from the measured workload.
 use std::{
     fs::File,
-    io::{Read as _, Write as _},
-    net::{TcpListener, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -16,46 +16,29 @@ use serde::Serialize;
 use super::{
     bpf::{self, ProgStat},
     memleak::Memleak,
-    sys,
+    sys::{self, Pinning},
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Tracer {
     None,
-    LeaktracerRaw,
-    LeaktracerClassic,
-    LeaktracerDaemon,
+    /// `leaktracer record` with its defaults.
+    Leaktracer,
     Bpftrace,
     Memleak,
 }
 
 impl Tracer {
-    pub const ALL: [Tracer; 6] = [
-        Self::None,
-        Self::LeaktracerRaw,
-        Self::LeaktracerClassic,
-        Self::LeaktracerDaemon,
-        Self::Bpftrace,
-        Self::Memleak,
-    ];
+    pub const ALL: [Tracer; 4] = [Self::None, Self::Leaktracer, Self::Bpftrace, Self::Memleak];
 
     pub fn label(self) -> &'static str {
         match self {
             Self::None => "no tracer",
-            Self::LeaktracerRaw => "leaktracer record (raw rss_stat)",
-            Self::LeaktracerClassic => "leaktracer record (classic rss_stat)",
-            Self::LeaktracerDaemon => "leaktracer daemon",
-            Self::Bpftrace => "bpftrace equivalent",
+            Self::Leaktracer => "leaktracer record",
+            Self::Bpftrace => "bpftrace, same hooks",
             Self::Memleak => "bcc memleak -p",
         }
-    }
-
-    pub fn is_leaktracer(self) -> bool {
-        matches!(
-            self,
-            Self::LeaktracerRaw | Self::LeaktracerClassic | Self::LeaktracerDaemon
-        )
     }
 }
 
@@ -70,6 +53,15 @@ pub struct Env {
     pub memleak: Result<Memleak, String>,
     /// Why bpftrace cannot run here, if it cannot.
     pub bpftrace_missing: Option<String>,
+    /// CPUs for the workloads and for everything else.
+    pub pin: Pinning,
+}
+
+impl Env {
+    /// A command for a tracer: on the CPU away from the workloads.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        self.pin.other(program)
+    }
 }
 
 /// A tracer process, stopped (SIGINT, then SIGKILL) when dropped.
@@ -114,24 +106,18 @@ impl Drop for Running {
 pub fn start(tracer: Tracer, env: &Env, tag: &str) -> anyhow::Result<Option<Running>> {
     match tracer {
         Tracer::None | Tracer::Memleak => Ok(None),
-        Tracer::LeaktracerRaw => record(env, "raw", &[], tag).map(Some),
-        Tracer::LeaktracerClassic => record(env, "tracepoint", &[], tag).map(Some),
-        Tracer::LeaktracerDaemon => daemon(env, tag).map(Some),
+        Tracer::Leaktracer => record(env, &[], tag).map(Some),
         Tracer::Bpftrace => bpftrace(env, tag).map(Some),
     }
 }
 
-/// `leaktracer record` into a trace file under the work dir; ready once the header is written
-/// (which happens after the programs are attached).
-pub fn record(env: &Env, rss_source: &str, extra: &[&str], tag: &str) -> anyhow::Result<Running> {
+/// `leaktracer record` into a trace file under the work dir, with `extra` options on top of its
+/// defaults; ready once the header is written (which happens after the programs are attached).
+pub fn record(env: &Env, extra: &[&str], tag: &str) -> anyhow::Result<Running> {
     let trace = env.work.join(format!("{tag}.jsonl"));
     let _ = std::fs::remove_file(&trace);
-    let mut cmd = Command::new(&env.bin);
-    cmd.arg("record")
-        .arg("--output")
-        .arg(&trace)
-        .args(["--rss-source", rss_source])
-        .args(extra);
+    let mut cmd = env.command(&env.bin);
+    cmd.arg("record").arg("--output").arg(&trace).args(extra);
     let mut r = spawn(cmd, env, tag)?;
     r.trace = Some(trace.clone());
     wait_until(&mut r, env, tag, Duration::from_secs(30), || {
@@ -140,22 +126,11 @@ pub fn record(env: &Env, rss_source: &str, extra: &[&str], tag: &str) -> anyhow:
     Ok(r)
 }
 
-fn daemon(env: &Env, tag: &str) -> anyhow::Result<Running> {
-    let port = free_port()?;
-    let mut cmd = Command::new(&env.bin);
-    cmd.args(["daemon", "--listen", &format!("127.0.0.1:{port}")]);
-    let mut r = spawn(cmd, env, tag)?;
-    wait_until(&mut r, env, tag, Duration::from_secs(30), || {
-        http_ok(port, "/readyz")
-    })?;
-    Ok(r)
-}
-
 fn bpftrace(env: &Env, tag: &str) -> anyhow::Result<Running> {
     if let Some(why) = &env.bpftrace_missing {
         bail!("{why}");
     }
-    let mut cmd = Command::new("bpftrace");
+    let mut cmd = env.command("bpftrace");
     cmd.arg(env.root.join("bench/peer.bt"));
     let r = spawn(cmd, env, tag)?;
     wait_programs(r, env, tag, 6)
@@ -237,28 +212,6 @@ pub fn stderr_tail(env: &Env, tag: &str) -> String {
         .collect()
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(l.local_addr()?.port())
-}
-
-fn http_ok(port: u16, path: &str) -> bool {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut head = [0u8; 16];
-    s.read(&mut head).is_ok_and(|n| {
-        String::from_utf8_lossy(&head[..n])
-            .split_whitespace()
-            .nth(1)
-            == Some("200")
-    })
-}
-
 /// Whether a command can be run (`--version` succeeds).
 pub fn missing(program: &str) -> Option<String> {
     match Command::new(program)
@@ -277,4 +230,26 @@ pub fn work_dir(root: &Path) -> anyhow::Result<PathBuf> {
     let dir = root.join("target/bench");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    /// The peer must trace what leaktracer traces (issue 11: mmap, munmap, madvise, brk at
+    /// enter, and rss_stat), or comparing their slowdowns means nothing.
+    #[test]
+    fn the_bpftrace_peer_uses_leaktracers_hooks() {
+        let script = include_str!("../../../bench/peer.bt");
+        for hook in [
+            "tracepoint:syscalls:sys_enter_mmap",
+            "tracepoint:syscalls:sys_enter_munmap",
+            "tracepoint:syscalls:sys_enter_madvise",
+            "tracepoint:syscalls:sys_enter_brk",
+            "tracepoint:kmem:rss_stat",
+        ] {
+            assert!(
+                script.lines().any(|l| l.starts_with(&format!("{hook} "))),
+                "bench/peer.bt lacks {hook}"
+            );
+        }
+    }
 }
