@@ -144,6 +144,15 @@ impl Budget {
         &self.status
     }
 
+    /// Start a measurement window: the programs' cumulative costs at `t`. The next
+    /// [`Budget::observe`] measures from here.
+    pub fn baseline(&mut self, t: f64, costs: &[ProgCost]) {
+        for c in costs {
+            self.last.insert(c.name.clone(), c.run_ns);
+        }
+        self.last_t = Some(t);
+    }
+
     /// Fold in the programs' cumulative costs at time `t` (seconds) and decide. The caller
     /// carries the decisions out (detach, attach) and reports them.
     pub fn observe(&mut self, t: f64, costs: &[ProgCost]) -> Vec<BudgetEvent> {
@@ -450,6 +459,27 @@ mod tests {
         );
         assert!((s[0].max_bpf_cpu_share - 0.06).abs() < 1e-12);
         assert_eq!((s[1].hook, s[1].paused_secs), (Hook::Munmap, 20.0));
+    }
+
+    #[test]
+    fn a_window_measures_from_its_baseline() {
+        // Statistics are on for one window in several: the time between windows, when the
+        // kernel does not count, must not dilute the share.
+        let mut b = Budget::new(0.01, 2, 10.0);
+        let prog = |ns: u64| {
+            vec![ProgCost {
+                name: "sys_enter_madvise".into(),
+                run_ns: ns,
+                runs: 0,
+            }]
+        };
+        b.baseline(0.0, &prog(0));
+        assert!(b.observe(1.0, &prog(2_000_000)).is_empty(), "0.1%: fine");
+        // Four seconds off (nothing counted), then a window with a storm: 5% of 2 CPUs.
+        b.baseline(5.0, &prog(2_000_000));
+        let ev = b.observe(6.0, &prog(102_000_000));
+        assert_eq!(ev.len(), 1);
+        assert!((ev[0].bpf_cpu_share - 0.05).abs() < 1e-9, "{ev:?}");
     }
 
     #[test]

@@ -97,8 +97,8 @@ pub struct TraceArgs {
     pub containers: Vec<String>,
 
     /// Overhead budget: the share of the node's CPU leaktracer's kernel programs may use
-    /// (e.g. 1%, 0.5%; 0 turns it off). Measured every interval from the kernel's own
-    /// per-program statistics; when over budget, syscall hooks are paused in this order:
+    /// (e.g. 1%, 0.5%; 0 turns it off). Measured one interval in five from the kernel's
+    /// own per-program statistics; when over budget, syscall hooks are paused in this order:
     /// madvise, munmap, mmap (with mremap), brk, and resumed after a hold that doubles while
     /// the storm goes on. RSS and process lifecycle are never paused, so memory figures and
     /// verdicts stay exact; pauses and resumes are reported (trace `budget` records, health,

@@ -67,9 +67,11 @@ pub struct Probes {
     /// The links of the syscall programs, which the overhead budget detaches and attaches
     /// again (absent while detached).
     syscall_links: std::collections::HashMap<&'static str, TracePointLinkId>,
-    /// Keeps the kernel's per-program run-time statistics on while held (BPF_ENABLE_STATS);
-    /// None when the kernel refused (the budget is then off).
+    /// Keeps the kernel's per-program run-time statistics on while held (BPF_ENABLE_STATS):
+    /// only during measurement windows, since they cost each program run two clock reads.
     stats: Option<std::os::fd::OwnedFd>,
+    /// The kernel refused to enable them once: the budget is off for the session.
+    stats_refused: bool,
 }
 
 /// The compiled kernel object, built by build.rs through aya-build.
@@ -313,25 +315,39 @@ impl Probes {
             attached.len(),
             rss_source
         );
-        let stats = match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
-            Ok(fd) => Some(fd),
-            Err(e) => {
-                log::warn!(
-                    "the kernel's BPF run-time statistics could not be enabled ({e}): the overhead budget is off"
-                );
-                None
-            }
-        };
         Ok(Self {
             ebpf,
             rss_source,
             attached,
             syscall_links,
-            stats,
+            stats: None,
+            stats_refused: false,
         })
     }
 
-    /// Each attached program's cumulative run time and count (empty without bpf_stats).
+    /// Turn the kernel's per-program run-time statistics on (a measurement window) or off.
+    /// Returns whether they are on.
+    pub fn set_stats(&mut self, on: bool) -> bool {
+        if !on {
+            self.stats = None;
+            return false;
+        }
+        if self.stats.is_none() && !self.stats_refused {
+            match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
+                Ok(fd) => self.stats = Some(fd),
+                Err(e) => {
+                    self.stats_refused = true;
+                    log::warn!(
+                        "the kernel's BPF run-time statistics could not be enabled ({e}): the overhead budget is off"
+                    );
+                }
+            }
+        }
+        self.stats.is_some()
+    }
+
+    /// Each attached program's cumulative run time and count (empty while the statistics
+    /// are off).
     pub fn costs(&self) -> Vec<crate::budget::ProgCost> {
         if self.stats.is_none() {
             return Vec::new();

@@ -142,6 +142,8 @@ pub struct Session {
     probes: Probes,
     /// The overhead budget: pauses and resumes syscall hooks (see budget.rs).
     budget: crate::budget::Budget,
+    /// The kernel's BPF statistics are on for a measurement window that ends next round.
+    stats_window_open: bool,
     sampler: Sampler,
     events: mpsc::Receiver<KernelEvent>,
     /// Drain the kernel ring now (at the end of the session).
@@ -214,6 +216,7 @@ impl Session {
                 BUDGET_HOLD_SECS,
             ),
             probes,
+            stats_window_open: false,
             sampler,
             events: rx,
             flush_events: flush_tx,
@@ -297,7 +300,7 @@ impl Session {
 
     fn round(&mut self, sink: &mut dyn Sink, rounds: u64) -> anyhow::Result<()> {
         let snap = self.sampler.sample();
-        self.enforce_budget(sink, snap.t_mono)?;
+        self.enforce_budget(sink, snap.t_mono, rounds)?;
         let report = self.table.update(&snap, Some(&self.procfs));
         self.sampler.forget_exited(&snap);
         for pid in &report.new_pids {
@@ -352,9 +355,31 @@ impl Session {
 
     /// Measure the kernel programs' cost since the last round and pause or resume syscall
     /// hooks to keep it within `--max-overhead`; every decision goes to the sinks.
-    fn enforce_budget(&mut self, sink: &mut dyn Sink, t_mono: f64) -> anyhow::Result<()> {
-        let costs = self.probes.costs();
-        for ev in self.budget.observe(t_mono, &costs) {
+    ///
+    /// The kernel's statistics are on for one interval in every [`STATS_EVERY`] rounds
+    /// (they cost every program run two clock reads): a storm is caught within that many
+    /// intervals, and the figures in between are the last window's.
+    fn enforce_budget(
+        &mut self,
+        sink: &mut dyn Sink,
+        t_mono: f64,
+        rounds: u64,
+    ) -> anyhow::Result<()> {
+        let mut decided = Vec::new();
+        if self.stats_window_open {
+            let costs = self.probes.costs();
+            self.probes.set_stats(false);
+            self.stats_window_open = false;
+            decided = self.budget.observe(t_mono, &costs);
+        }
+        if self.opts.max_overhead > 0.0
+            && rounds.is_multiple_of(STATS_EVERY)
+            && self.probes.set_stats(true)
+        {
+            self.budget.baseline(t_mono, &self.probes.costs());
+            self.stats_window_open = true;
+        }
+        for ev in decided {
             for prog in ev.hook.programs() {
                 let done = match ev.action {
                     crate::budget::BudgetAction::Pause => self.probes.detach_syscall(prog),
@@ -434,6 +459,9 @@ impl Session {
 
 /// How long a paused hook stays paused the first time (doubling while the storm goes on).
 const BUDGET_HOLD_SECS: f64 = 15.0;
+
+/// The overhead budget measures one interval in this many (see `Session::enforce_budget`).
+const STATS_EVERY: u64 = 5;
 
 /// Lower our own OOM score: a tracer killed by the storm it should report is useless.
 /// Lowering below the current value needs CAP_SYS_RESOURCE; without it this is a warning.
