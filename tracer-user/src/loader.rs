@@ -366,17 +366,22 @@ impl Probes {
             .collect()
     }
 
+    fn tracepoint(&mut self, name: &str) -> anyhow::Result<&mut TracePoint> {
+        Ok(self
+            .ebpf
+            .program_mut(name)
+            .with_context(|| format!("program {name} missing"))?
+            .try_into()?)
+    }
+
     /// Detach a syscall program (the overhead budget); a no-op when already detached.
     pub fn detach_syscall(&mut self, prog: &str) -> anyhow::Result<()> {
         let Some((name, id)) = self.syscall_links.remove_entry(prog) else {
             return Ok(());
         };
-        let p: &mut TracePoint = self
-            .ebpf
-            .program_mut(name)
-            .with_context(|| format!("program {name} missing"))?
-            .try_into()?;
-        p.detach(id).with_context(|| format!("detaching {name}"))?;
+        self.tracepoint(name)?
+            .detach(id)
+            .with_context(|| format!("detaching {name}"))?;
         Ok(())
     }
 
@@ -388,12 +393,8 @@ impl Probes {
         if self.syscall_links.contains_key(name) {
             return Ok(());
         }
-        let p: &mut TracePoint = self
-            .ebpf
-            .program_mut(name)
-            .with_context(|| format!("program {name} missing"))?
-            .try_into()?;
-        let id = p
+        let id = self
+            .tracepoint(name)?
             .attach("syscalls", name)
             .with_context(|| format!("attaching {name} again"))?;
         self.syscall_links.insert(name, id);
