@@ -1,7 +1,8 @@
 //! The one order of processes, used by every view: `top` (screen, `--once`, JSON), the daemon's
 //! top-N, `record`'s summary and `report`. Leaking first, then growing, then everything else;
-//! within each class the faster grower first; ties by pid, then by first sight (a recycled
-//! pid in `report`'s graveyard). So a steady process never ranks above a leaking one, however
+//! within each class the faster grower first; at the same rate the larger private memory
+//! first (among the many processes that do not grow, the big ones are what an operator looks
+//! for, not pid 1); then by pid, then by first sight (a recycled pid in `report`'s graveyard). So a steady process never ranks above a leaking one, however
 //! fast its last burst was, and two runs over the same data give the same order.
 use std::cmp::Ordering;
 
@@ -14,6 +15,8 @@ use crate::detector::Verdict;
 pub struct RankKey {
     pub verdict: Option<Verdict>,
     pub rate: f64,
+    /// Private memory now (bytes): the tie-break among equal rates.
+    pub private: u64,
     pub pid: u32,
     pub first_seen: f64,
 }
@@ -39,6 +42,7 @@ pub fn compare(a: &RankKey, b: &RankKey) -> Ordering {
     class(a.verdict)
         .cmp(&class(b.verdict))
         .then_with(|| comparable(b.rate).total_cmp(&comparable(a.rate)))
+        .then_with(|| b.private.cmp(&a.private))
         .then_with(|| a.pid.cmp(&b.pid))
         .then_with(|| a.first_seen.total_cmp(&b.first_seen))
 }
@@ -56,6 +60,7 @@ mod tests {
         RankKey {
             verdict,
             rate,
+            private: 0,
             pid,
             first_seen: 0.0,
         }
@@ -125,5 +130,23 @@ mod tests {
         assert_eq!(compare(&old, &new), Ordering::Less);
         assert_eq!(compare(&new, &old), Ordering::Greater);
         assert_eq!(compare(&old, &old), Ordering::Equal);
+    }
+
+    #[test]
+    fn at_the_same_rate_the_bigger_process_first() {
+        // A flat 96 MiB cache and a flat 8 MiB init: the cache is what matters, whatever
+        // the pids.
+        let init = RankKey {
+            private: 8 << 20,
+            ..key(Some(Verdict::Steady), 0.0, 1)
+        };
+        let cache = RankKey {
+            private: 96 << 20,
+            ..key(Some(Verdict::Steady), 0.0, 5000)
+        };
+        assert_eq!(order(vec![init, cache]), vec![5000, 1]);
+        // A rate always wins over size.
+        let small_grower = key(Some(Verdict::Steady), 100.0, 9);
+        assert_eq!(order(vec![cache, small_grower]), vec![9, 5000]);
     }
 }

@@ -326,6 +326,7 @@ pub fn build(
     crate::rank::sort(&mut suspects, |(s, p)| crate::rank::RankKey {
         verdict: Some(s.verdict),
         rate: s.growth_bytes_per_sec,
+        private: s.private_bytes,
         pid: s.pid,
         first_seen: p.first_seen,
     });
@@ -567,7 +568,7 @@ pub fn render_text(r: &Report) -> String {
         );
         for h in &r.overhead_budget {
             s.push_str(&format!(
-                "  {:<8} paused {} time(s), {} in all; programs at up to {:.1}% of the node's CPU when it was paused\n",
+                "  {:<8} paused {} time(s), {} in all; programs at up to {:.2}% of the node's CPU when it was paused\n",
                 h.hook.as_str(),
                 h.pauses,
                 format::duration(h.paused_secs),

@@ -115,6 +115,7 @@ impl Process {
         crate::rank::RankKey {
             verdict: self.assessment.as_ref().map(|a| a.verdict),
             rate,
+            private: self.last().map_or(0, Sample::private),
             pid: self.pid,
             first_seen: self.first_seen,
         }
