@@ -118,6 +118,9 @@ pub struct Budget {
     status: OverheadStatus,
 }
 
+/// A hook is paused only when it costs at least this fraction of the budget.
+const MIN_PAUSE_FRACTION: f64 = 0.25;
+
 /// Longest hold: a hook comes back at least this often to see whether the storm is over.
 const MAX_HOLD_SECS: f64 = 600.0;
 
@@ -199,7 +202,7 @@ impl Budget {
     }
 
     /// Pause hooks in order until the measured cost minus theirs fits the budget. A hook
-    /// that cost nothing this round is skipped: pausing it would not help.
+    /// that cost little this round is skipped: pausing it would not help.
     fn pause_until_within(
         &mut self,
         t: f64,
@@ -213,7 +216,9 @@ impl Budget {
                 break;
             }
             let share = per_hook.get(&hook).copied().unwrap_or(0.0);
-            if self.paused.contains_key(&hook) || share <= 0.0 {
+            // A hook costing less than a quarter of the budget is not the storm: pausing it
+            // would lose its counts for nothing (rss_stat under a page-fault storm, say).
+            if self.paused.contains_key(&hook) || share < self.max_share * MIN_PAUSE_FRACTION {
                 continue;
             }
             // Tripping again soon after its resume: the storm goes on, wait twice as long.
@@ -480,6 +485,37 @@ mod tests {
         let ev = b.observe(6.0, &prog(102_000_000));
         assert_eq!(ev.len(), 1);
         assert!((ev[0].bpf_cpu_share - 0.05).abs() < 1e-9, "{ev:?}");
+    }
+
+    #[test]
+    fn cheap_hooks_are_not_paused_when_rss_stat_is_the_cost() {
+        let mut b = Budget::new(0.01, 1, 10.0);
+        let c = |t: f64| {
+            let mut v: Vec<ProgCost> = Hook::ORDER
+                .iter()
+                .map(|h| ProgCost {
+                    name: h.programs()[0].into(),
+                    run_ns: (t * 1_000_000.0) as u64, // 0.1% each
+                    runs: 0,
+                })
+                .collect();
+            v.push(ProgCost {
+                name: "rss_stat".into(),
+                run_ns: (t * 10_000_000.0) as u64, // 1%
+                runs: 0,
+            });
+            v
+        };
+        b.observe(0.0, &c(0.0));
+        assert!(
+            b.observe(1.0, &c(1.0)).is_empty(),
+            "1.4% in all, none paused"
+        );
+        assert!(
+            b.status()
+                .bpf_cpu_share
+                .is_some_and(|s| (s - 0.014).abs() < 1e-9)
+        );
     }
 
     #[test]
