@@ -291,6 +291,10 @@ const SPIKE_CLIP_SIGMAS: f64 = 3.0;
 /// An earlier piece joins the current growth run only if its Kendall tau is at least this,
 /// so a flat-but-noisy stretch before a leak does not drag `since` back to the window start.
 const JOIN_CONCORDANCE: f64 = 0.3;
+
+/// A last trend piece shorter than this (and than half the series) is judged together with
+/// the rising piece before it when it cannot be judged alone (see `judge_growth`).
+const SHORT_LAST_PIECE_SECS: f64 = 30.0;
 /// Signal-to-noise at which the SNR factor reaches 1 - 1/e. The factor is Gaussian-shaped,
 /// 1 - exp(-(snr/scale)²), so growth of one or two noise sigmas counts for little (wander does
 /// that) while growth of several sigmas counts fully.
@@ -777,7 +781,41 @@ fn judge_growth(
 ) -> Assessment {
     let cfg = ctx.cfg;
     let floor = ctx.rate_floor();
-    let last = pieces.len() - 1;
+    let rising = |piece: &[Point]| {
+        stats::theil_sen(piece)
+            .is_some_and(|f| f.slope > floor && f.concordance >= JOIN_CONCORDANCE)
+    };
+    let mut pieces = pieces.to_vec();
+    let mut fit = fit;
+    let mut last = pieces.len() - 1;
+    // A last piece too short to stand on its own (a GC cycle or two of a leaking Go heap looks
+    // flat) after a clearly rising one is no change of trend yet: judge them together, or one
+    // low stretch at the end reads as "steady". A cache that levelled off is cleared once its
+    // flat piece is long enough to be judged alone.
+    if last > 0 {
+        let own_fit = confidence(
+            &trend[pieces[last].clone()],
+            &fit,
+            &trend[pieces[last].clone()],
+            &fit,
+            1.0,
+            ctx,
+        );
+        let cur_span = span(&trend[pieces[last].clone()]);
+        if own_fit.value < cfg.growing_confidence
+            && cur_span < SHORT_LAST_PIECE_SECS.min(0.5 * span(trend))
+            && rising(&trend[pieces[last - 1].clone()])
+        {
+            let merged = pieces[last - 1].start..pieces[last].end;
+            if let Some(f) = stats::theil_sen(&trend[merged.clone()]) {
+                pieces.truncate(last - 1);
+                pieces.push(merged);
+                last -= 1;
+                fit = f;
+            }
+        }
+    }
+    let pieces = &pieces[..];
     let cur = &trend[pieces[last].clone()];
     let what = ctx.what();
     // The current piece must be rising on its own evidence: a flat-but-noisy stretch after a
