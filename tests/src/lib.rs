@@ -160,6 +160,18 @@ pub fn workload(path: &str) -> Command {
     c
 }
 
+/// `--max-overhead 0` unless the test set a budget itself. The scenarios that check exact
+/// counts run storms (stress-ng brk, 200 short-lived processes) that the default 1% budget
+/// would, by design, answer by pausing syscall hooks; the budget has its own scenarios
+/// (tests/tests/budget.rs), which pass `--max-overhead` explicitly.
+pub fn accounting_budget(args: &[&str]) -> Vec<&'static str> {
+    if args.contains(&"--max-overhead") {
+        Vec::new()
+    } else {
+        vec!["--max-overhead", "0"]
+    }
+}
+
 /// Run `leaktracer top --once --format json` for `secs` and return the document.
 pub fn top_once(secs: u64, extra: &[&str]) -> Value {
     let out = Command::new(leaktracer())
@@ -172,6 +184,7 @@ pub fn top_once(secs: u64, extra: &[&str]) -> Value {
             &format!("{secs}s"),
         ])
         .args(extra)
+        .args(accounting_budget(extra))
         .stderr(Stdio::inherit())
         .output()
         .expect("running leaktracer top --once");
@@ -248,6 +261,7 @@ impl Recording {
                 .args(["record", "--output"])
                 .arg(&path)
                 .args(extra)
+                .args(accounting_budget(extra))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit()),
@@ -440,6 +454,7 @@ pub fn podman(store: &Path) -> Command {
 pub fn start_attached(args: &[&str]) -> Proc {
     let mut child = Command::new(leaktracer())
         .args(args)
+        .args(accounting_budget(args))
         .args(["--log-level", "info"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

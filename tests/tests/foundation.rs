@@ -260,6 +260,17 @@ fn undersized_process_map_reports_overflow() {
         "tiny-map",
         &["--interval", "500ms", "--procs-map-size", "16"],
     );
+    // Entries are freed at each exit, so churn alone may never fill 16: hold 40 processes
+    // alive at once (the node's own processes were seeded first) while 300 more come and go.
+    let _held: Vec<Proc> = (0..40)
+        .map(|_| {
+            Proc::spawn(
+                Command::new("sleep")
+                    .arg("30")
+                    .stdin(std::process::Stdio::null()),
+            )
+        })
+        .collect();
     let out = Command::new(SPAWNER)
         .args(["300", "8"])
         .output()
