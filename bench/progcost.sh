@@ -10,9 +10,14 @@ set -euo pipefail
 bin=$1 secs=$2
 shift 3
 dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
+lt=
+cleanup() {
+    [ -n "$lt" ] && kill -INT "$lt" 2>/dev/null && wait "$lt" 2>/dev/null
+    sysctl -qw kernel.bpf_stats_enabled=0
+    rm -rf "$dir"
+}
+trap cleanup EXIT
 sysctl -qw kernel.bpf_stats_enabled=1
-trap 'sysctl -qw kernel.bpf_stats_enabled=0; rm -rf "$dir"' EXIT
 "$bin" record -o "$dir/t.jsonl" -i 1s --max-overhead 0 2>/dev/null &
 lt=$!
 for _ in $(seq 1 300); do grep -q '"type":"header"' "$dir/t.jsonl" 2>/dev/null && break; sleep 0.1; done
@@ -21,7 +26,7 @@ snapshot() {
         [ "$(readlink "$fd")" = "anon_inode:bpf-prog" ] || continue
         info=/proc/$lt/fdinfo/$(basename "$fd")
         id=$(awk '/^prog_id/{print $2}' "$info")
-        name=$(bpftool prog show id "$id" | head -1 | awk '{print $4}')
+        name=$(bpftool prog show id "$id" | awk 'NR == 1 {print $4}')
         echo "$name $(awk '/^run_time_ns/{print $2}' "$info") $(awk '/^run_cnt/{print $2}' "$info")"
     done | sort
 }
@@ -31,5 +36,6 @@ timeout "$secs" "$@" >/dev/null 2>&1 || true
 snapshot >"$dir/b"
 kill -INT "$lt"
 wait "$lt" || true
+lt=
 join "$dir/a" "$dir/b" | awk '{ n = $5 - $3; t = $4 - $2; if (n > 0) printf "%-24s %10d runs %7.0f ns/run\n", $1, n, t / n }'
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
