@@ -80,6 +80,12 @@ pub struct ProcStats {
     pub reclaim_ns: u64,
     /// Pages that reclaim freed (from anywhere in the cgroup, not only this process).
     pub reclaimed_pages: u64,
+    /// The RSS generation (`RSS_GEN`) current when `rss` was last filled whole from the mm.
+    /// `rss` is exact only while it equals a non-zero current generation: the overhead budget
+    /// sets the generation to 0 when it pauses the rss_stat hook and to a new value when it
+    /// resumes it, so an entry not refilled since is read from /proc instead.
+    pub rss_gen: u32,
+    pub _pad: u32,
 }
 
 /// The process was created while tracing (fork seen), so its counters are complete.
@@ -255,10 +261,10 @@ mod tests {
     fn abi_sizes_are_stable() {
         // The kernel and userspace builds must agree on these sizes; a change here is an
         // ABI change and must be deliberate.
-        assert_eq!(core::mem::size_of::<ProcStats>(), 320);
+        assert_eq!(core::mem::size_of::<ProcStats>(), 328);
         assert_eq!(core::mem::size_of::<PendingCall>() % 8, 0);
         assert_eq!(core::mem::size_of::<Event>() % 8, 0);
-        assert_eq!(core::mem::size_of::<ExitEvent>(), 24 + 320);
+        assert_eq!(core::mem::size_of::<ExitEvent>(), 24 + 328);
         assert_eq!(core::mem::offset_of!(ExitEvent, kind), 0);
         assert_eq!(core::mem::offset_of!(Event, kind), 0);
         assert!(

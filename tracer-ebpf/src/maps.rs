@@ -38,6 +38,12 @@ pub static MM_OWNER: LruHashMap<u64, u32> = LruHashMap::with_max_entries(32768, 
 #[map]
 pub static ZERO_STATS: Array<ProcStats> = Array::with_max_entries(1, 0);
 
+/// The RSS generation (one slot, written by userspace; see `ProcStats::rss_gen`): 0 while the
+/// overhead budget has the rss_stat hook paused. An array lookup the verifier inlines: a few
+/// instructions on the page-fault path, no helper call.
+#[map]
+pub static RSS_GEN: Array<u32> = Array::with_max_entries(1, 0);
+
 /// Health counters, see `tracer_ebpf::CTR_*`.
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(CTR_COUNT, 0);
@@ -86,10 +92,10 @@ pub fn leader_comm() -> [u8; 16] {
 /// member, would otherwise show 0 for the other members until their next change: a process
 /// that predates us showed `rss_anon` 0, then 31 MB a second later.
 #[inline(always)]
-pub fn fill_rss_from_mm(s: &mut ProcStats, mm: u64) {
+pub fn fill_rss_from_mm(s: &mut ProcStats, mm: u64) -> bool {
     let stride = RSS_STAT_STRIDE.load() as u64;
     if mm == 0 || stride == 0 {
-        return;
+        return false;
     }
     let base = mm + OFF_MM_RSS_STAT.load() as u64 + OFF_RSS_STAT_COUNT.load() as u64;
     let page = PAGE_SIZE.load();
@@ -108,6 +114,15 @@ pub fn fill_rss_from_mm(s: &mut ProcStats, mm: u64) {
     if private > s.peak_private {
         s.peak_private = private;
     }
+    // Whole and current as of this generation: exact from here on while rss_stat runs.
+    s.rss_gen = rss_gen();
+    true
+}
+
+/// The current RSS generation (see `RSS_GEN`).
+#[inline(always)]
+pub fn rss_gen() -> u32 {
+    RSS_GEN.get(0).copied().unwrap_or(0)
 }
 
 /// The current task's mm (0 for kernel threads, or when the offset is unknown).

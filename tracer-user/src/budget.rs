@@ -2,11 +2,14 @@
 //! share of the node's CPU, whatever the workload. Every round the programs' own run time
 //! (the kernel's bpf_stats) is measured; when it is over budget, syscall hooks are paused in a
 //! fixed order, from the most frequent and least telling to the least: madvise, munmap, mmap
-//! (with mremap), brk. A paused hook is resumed after a hold, which doubles each time the hook
-//! trips again soon after a resume (so a storm that goes on costs one interval per hold).
-//! RSS (rss_stat) and the lifecycle hooks are never paused: memory figures and verdicts stay
-//! exact; only the paused hook's call and byte counters are incomplete, and every pause and
-//! resume is reported.
+//! (with mremap), brk, and last rss_stat. A paused hook is resumed after a hold, which doubles
+//! each time the hook trips again soon after a resume (so a storm that goes on costs one
+//! interval per hold).
+//! The lifecycle hooks are never paused. A paused syscall hook leaves only its own call and
+//! byte counters incomplete. A paused rss_stat (a page-fault storm) costs no exactness at the
+//! samples: each interval the RSS of the processes it would have kept current is read from
+//! /proc/PID/status instead (a cost that scales with processes, not faults); only peaks
+//! between two samples are missed. Every pause and resume is reported.
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
@@ -19,11 +22,18 @@ pub enum Hook {
     Munmap,
     Mmap,
     Brk,
+    Rss,
 }
 
 impl Hook {
     /// Pause order: the first is paused first.
-    pub const ORDER: [Hook; 4] = [Hook::Madvise, Hook::Munmap, Hook::Mmap, Hook::Brk];
+    pub const ORDER: [Hook; 5] = [
+        Hook::Madvise,
+        Hook::Munmap,
+        Hook::Mmap,
+        Hook::Brk,
+        Hook::Rss,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -31,6 +41,7 @@ impl Hook {
             Hook::Munmap => "munmap",
             Hook::Mmap => "mmap",
             Hook::Brk => "brk",
+            Hook::Rss => "rss",
         }
     }
 
@@ -47,6 +58,8 @@ impl Hook {
                 "sys_exit_mremap",
             ],
             Hook::Brk => &["sys_exit_brk"],
+            // Whichever of the two is in use (see loader.rs).
+            Hook::Rss => &["rss_stat_raw", "rss_stat"],
         }
     }
 
@@ -98,6 +111,10 @@ pub struct OverheadStatus {
     pub budget: f64,
     /// Hooks paused now, in pause order.
     pub paused: Vec<Hook>,
+    /// Processes whose RSS was read from /proc in the last round, because the rss_stat hook
+    /// is paused or was resumed since their last RSS change.
+    #[serde(default)]
+    pub rss_from_proc: u32,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -145,6 +162,11 @@ impl Budget {
 
     pub fn status(&self) -> &OverheadStatus {
         &self.status
+    }
+
+    /// How many processes the last round read RSS for from /proc (see rss_fallback.rs).
+    pub fn set_rss_from_proc(&mut self, n: u32) {
+        self.status.rss_from_proc = n;
     }
 
     /// Start a measurement window: the programs' cumulative costs at `t`. The next
@@ -217,7 +239,7 @@ impl Budget {
             }
             let share = per_hook.get(&hook).copied().unwrap_or(0.0);
             // A hook costing less than a quarter of the budget is not the storm: pausing it
-            // would lose its counts for nothing (rss_stat under a page-fault storm, say).
+            // would lose its counts for nothing (madvise under a page-fault storm, say).
             if self.paused.contains_key(&hook) || share < self.max_share * MIN_PAUSE_FRACTION {
                 continue;
             }
@@ -399,12 +421,14 @@ mod tests {
         b.observe(80.0, &costs(80.0, &mut m, &mut r, 0.0, 0.0));
         let ev = b.observe(81.0, &costs(81.0, &mut m, &mut r, 0.05, 0.0));
         assert_eq!(ev[0].hold_secs, Some(10.0));
-        // rss_stat alone over budget: no syscall hook cost anything, none is paused.
+        // rss_stat alone over budget: no syscall hook cost anything, only rss is paused.
         let mut b = Budget::new(0.01, 2, 10.0);
         b.observe(0.0, &costs(0.0, &mut m, &mut r, 0.0, 0.0));
-        assert!(
-            b.observe(1.0, &costs(1.0, &mut m, &mut r, 0.0, 0.2))
-                .is_empty()
+        let ev = b.observe(1.0, &costs(1.0, &mut m, &mut r, 0.0, 0.2));
+        assert_eq!(
+            ev.iter().map(|e| e.hook).collect::<Vec<_>>(),
+            [Hook::Rss],
+            "{ev:?}"
         );
         // Off: never pauses.
         let mut b = Budget::new(0.0, 2, 10.0);
@@ -488,11 +512,12 @@ mod tests {
     }
 
     #[test]
-    fn cheap_hooks_are_not_paused_when_rss_stat_is_the_cost() {
+    fn a_page_fault_storm_pauses_rss_stat_only() {
         let mut b = Budget::new(0.01, 1, 10.0);
         let c = |t: f64| {
             let mut v: Vec<ProgCost> = Hook::ORDER
                 .iter()
+                .filter(|h| **h != Hook::Rss)
                 .map(|h| ProgCost {
                     name: h.programs()[0].into(),
                     run_ns: (t * 1_000_000.0) as u64, // 0.1% each
@@ -507,15 +532,26 @@ mod tests {
             v
         };
         b.observe(0.0, &c(0.0));
-        assert!(
-            b.observe(1.0, &c(1.0)).is_empty(),
-            "1.4% in all, none paused"
+        let ev = b.observe(1.0, &c(1.0));
+        assert_eq!(
+            ev.iter().map(|e| (e.hook, e.action)).collect::<Vec<_>>(),
+            [(Hook::Rss, BudgetAction::Pause)],
+            "1.4% in all: rss_stat (1%) is the storm, the syscall hooks (0.1% each) are not"
         );
+        assert!((ev[0].hook_cpu_share - 0.01).abs() < 1e-9, "{ev:?}");
+        assert_eq!(b.status().paused, [Hook::Rss]);
         assert!(
             b.status()
                 .bpf_cpu_share
                 .is_some_and(|s| (s - 0.014).abs() < 1e-9)
         );
+    }
+
+    #[test]
+    fn both_rss_programs_belong_to_the_rss_hook() {
+        assert_eq!(Hook::of_program("rss_stat"), Some(Hook::Rss));
+        assert_eq!(Hook::of_program("rss_stat_raw"), Some(Hook::Rss));
+        assert_eq!(Hook::of_program("sched_process_exit"), None);
     }
 
     #[test]

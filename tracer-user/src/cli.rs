@@ -98,11 +98,13 @@ pub struct TraceArgs {
 
     /// Overhead budget: the share of the node's CPU leaktracer's kernel programs may use
     /// (e.g. 1%, 0.5%; 0 turns it off). Measured one interval in five from the kernel's
-    /// own per-program statistics; when over budget, syscall hooks are paused in this order:
-    /// madvise, munmap, mmap (with mremap), brk, and resumed after a hold that doubles while
-    /// the storm goes on. RSS and process lifecycle are never paused, so memory figures and
-    /// verdicts stay exact; pauses and resumes are reported (trace `budget` records, health,
-    /// top's header, metrics, report).
+    /// own per-program statistics; when over budget, hooks are paused in this order:
+    /// madvise, munmap, mmap (with mremap), brk, and last rss_stat (a page-fault storm), and
+    /// resumed after a hold that doubles while the storm goes on. While rss_stat is paused,
+    /// RSS is read from /proc/PID/status each interval, so samples and verdicts stay exact
+    /// (peaks between two samples may be missed). Process lifecycle is never paused. Pauses
+    /// and resumes are reported (trace `budget` records, health, top's header, metrics,
+    /// report).
     #[arg(long, default_value = "1%", value_name = "PERCENT", value_parser = parse_percent)]
     pub max_overhead: f64,
 

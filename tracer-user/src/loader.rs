@@ -7,7 +7,10 @@ use std::os::fd::{AsFd as _, AsRawFd as _};
 
 use aya::{
     Ebpf, EbpfLoader,
-    programs::{RawTracePoint, TracePoint, trace_point::TracePointLinkId},
+    programs::{
+        RawTracePoint, TracePoint, raw_trace_point::RawTracePointLinkId,
+        trace_point::TracePointLinkId,
+    },
 };
 use tracer_ebpf::globals as g;
 
@@ -67,11 +70,18 @@ pub struct Probes {
     /// The links of the syscall programs, which the overhead budget detaches and attaches
     /// again (absent while detached).
     syscall_links: std::collections::HashMap<&'static str, TracePointLinkId>,
+    /// The rss_stat program's link, which the budget detaches last (absent while detached).
+    rss_link: Option<RssLink>,
     /// Keeps the kernel's per-program run-time statistics on while held (BPF_ENABLE_STATS):
     /// only during measurement windows, since they cost each program run two clock reads.
     stats: Option<std::os::fd::OwnedFd>,
     /// The kernel refused to enable them once: the budget is off for the session.
     stats_refused: bool,
+}
+
+enum RssLink {
+    Raw(RawTracePointLinkId),
+    Tracepoint(TracePointLinkId),
 }
 
 /// The compiled kernel object, built by build.rs through aya-build.
@@ -266,23 +276,21 @@ impl Probes {
             .load(OBJECT)
             .context("loading the eBPF object into the kernel")?;
 
+        // RSS figures are exact from the first generation on (see ProcStats::rss_gen).
+        crate::sampler::set_rss_gen(&mut ebpf, 1)?;
         let mut attached = Vec::new();
         let mut syscall_links = std::collections::HashMap::new();
         for prog in SYSCALL_PROGRAMS {
             syscall_links.insert(prog, attach_tp(&mut ebpf, prog, "syscalls", prog)?);
             attached.push(prog);
         }
-        match rss_source {
-            RssSource::Raw => attach_raw(&mut ebpf, "rss_stat_raw", "rss_stat")?,
-            _ => {
-                attach_tp(&mut ebpf, "rss_stat", "kmem", "rss_stat")?;
+        let rss_link = Some(match rss_source {
+            RssSource::Raw => RssLink::Raw(attach_raw(&mut ebpf, "rss_stat_raw", "rss_stat")?),
+            RssSource::Tracepoint => {
+                RssLink::Tracepoint(attach_tp(&mut ebpf, "rss_stat", "kmem", "rss_stat")?)
             }
-        }
-        attached.push(if rss_source == RssSource::Raw {
-            "rss_stat_raw"
-        } else {
-            "rss_stat"
         });
+        attached.push(rss_program(rss_source));
         if task.is_some() {
             attach_raw(&mut ebpf, "sched_process_fork", "sched_process_fork")?;
             attached.push("sched_process_fork");
@@ -320,6 +328,7 @@ impl Probes {
             rss_source,
             attached,
             syscall_links,
+            rss_link,
             stats: None,
             stats_refused: false,
         })
@@ -374,8 +383,18 @@ impl Probes {
             .try_into()?)
     }
 
-    /// Detach a syscall program (the overhead budget); a no-op when already detached.
-    pub fn detach_syscall(&mut self, prog: &str) -> anyhow::Result<()> {
+    /// Detach a syscall or rss_stat program (the overhead budget); a no-op when it is
+    /// detached or not in use.
+    pub fn detach(&mut self, prog: &str) -> anyhow::Result<()> {
+        if prog == rss_program(self.rss_source) {
+            match self.rss_link.take() {
+                Some(RssLink::Raw(id)) => self.raw_tracepoint(prog)?.detach(id),
+                Some(RssLink::Tracepoint(id)) => self.tracepoint(prog)?.detach(id),
+                None => return Ok(()),
+            }
+            .with_context(|| format!("detaching {prog}"))?;
+            return Ok(());
+        }
         let Some((name, id)) = self.syscall_links.remove_entry(prog) else {
             return Ok(());
         };
@@ -385,10 +404,28 @@ impl Probes {
         Ok(())
     }
 
-    /// Attach a detached syscall program again; a no-op when attached.
-    pub fn reattach_syscall(&mut self, prog: &str) -> anyhow::Result<()> {
+    /// Attach a detached program again; a no-op when attached or not in use.
+    pub fn reattach(&mut self, prog: &str) -> anyhow::Result<()> {
+        if prog == rss_program(self.rss_source) {
+            if self.rss_link.is_none() {
+                self.rss_link = Some(match self.rss_source {
+                    RssSource::Raw => RssLink::Raw(
+                        self.raw_tracepoint(prog)?
+                            .attach("rss_stat")
+                            .with_context(|| format!("attaching {prog} again"))?,
+                    ),
+                    RssSource::Tracepoint => RssLink::Tracepoint(
+                        self.tracepoint(prog)?
+                            .attach("kmem", "rss_stat")
+                            .with_context(|| format!("attaching {prog} again"))?,
+                    ),
+                });
+            }
+            return Ok(());
+        }
         let Some(name) = SYSCALL_PROGRAMS.iter().copied().find(|n| *n == prog) else {
-            anyhow::bail!("{prog} is not a syscall program");
+            // The other rss program (not the one in use): nothing to do.
+            return Ok(());
         };
         if self.syscall_links.contains_key(name) {
             return Ok(());
@@ -399,6 +436,22 @@ impl Probes {
             .with_context(|| format!("attaching {name} again"))?;
         self.syscall_links.insert(name, id);
         Ok(())
+    }
+
+    fn raw_tracepoint(&mut self, name: &str) -> anyhow::Result<&mut RawTracePoint> {
+        Ok(self
+            .ebpf
+            .program_mut(name)
+            .with_context(|| format!("program {name} missing"))?
+            .try_into()?)
+    }
+}
+
+/// The program that observes RSS in this mode.
+fn rss_program(source: RssSource) -> &'static str {
+    match source {
+        RssSource::Raw => "rss_stat_raw",
+        RssSource::Tracepoint => "rss_stat",
     }
 }
 
@@ -429,7 +482,7 @@ fn attach_tp(
         .with_context(|| format!("attaching {prog} to tracepoint {group}:{event}"))
 }
 
-fn attach_raw(ebpf: &mut Ebpf, prog: &str, tp: &str) -> anyhow::Result<()> {
+fn attach_raw(ebpf: &mut Ebpf, prog: &str, tp: &str) -> anyhow::Result<RawTracePointLinkId> {
     let p: &mut RawTracePoint = ebpf
         .program_mut(prog)
         .with_context(|| format!("program {prog} missing from the object"))?
@@ -437,8 +490,7 @@ fn attach_raw(ebpf: &mut Ebpf, prog: &str, tp: &str) -> anyhow::Result<()> {
     p.load()
         .with_context(|| format!("verifier rejected {prog}"))?;
     p.attach(tp)
-        .with_context(|| format!("attaching {prog} to raw tracepoint {tp}"))?;
-    Ok(())
+        .with_context(|| format!("attaching {prog} to raw tracepoint {tp}"))
 }
 
 pub fn page_size() -> u64 {

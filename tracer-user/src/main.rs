@@ -24,6 +24,7 @@ mod rank;
 mod rates;
 mod record;
 mod report;
+mod rss_fallback;
 mod sampler;
 mod series;
 mod session;

@@ -225,6 +225,7 @@ impl Sink for RecordSink {
                         own_rss_bytes: own_rss_bytes(),
                         bpf_cpu_share: overhead.bpf_cpu_share.map(|s| (s * 1e6).round() / 1e6),
                         paused_hooks: overhead.paused.clone(),
+                        rss_from_proc: overhead.rss_from_proc,
                     }))?;
                     self.last_paused = overhead.paused.clone();
                     self.last_counters = counters;

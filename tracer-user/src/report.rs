@@ -564,7 +564,7 @@ pub fn render_text(r: &Report) -> String {
     }
     if !r.overhead_budget.is_empty() {
         s.push_str(
-            "\nOVERHEAD BUDGET: syscall hooks paused to keep the kernel programs within --max-overhead\n  (their call and byte counts are incomplete while paused; RSS and verdicts are not affected)\n",
+            "\nOVERHEAD BUDGET: hooks paused to keep the kernel programs within --max-overhead\n  (a syscall hook's call and byte counts are incomplete while paused; with rss paused, RSS was\n  read from /proc each interval: samples stay exact, peaks between samples may be missed)\n",
         );
         for h in &r.overhead_budget {
             s.push_str(&format!(

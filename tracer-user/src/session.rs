@@ -299,7 +299,9 @@ impl Session {
     }
 
     fn round(&mut self, sink: &mut dyn Sink, rounds: u64) -> anyhow::Result<()> {
-        let snap = self.sampler.sample();
+        let mut snap = self.sampler.sample();
+        let polled = self.patch_inexact_rss(&mut snap);
+        self.budget.set_rss_from_proc(polled);
         self.enforce_budget(sink, snap.t_mono, rounds)?;
         let report = self.table.update(&snap, Some(&self.procfs));
         self.sampler.forget_exited(&snap);
@@ -353,6 +355,32 @@ impl Session {
         )
     }
 
+    /// Read from /proc the RSS of the entries whose kernel figures are not exact (the
+    /// rss_stat hook is paused, or was resumed since their last RSS change). Returns how many
+    /// were read.
+    fn patch_inexact_rss(&self, snap: &mut Snapshot) -> u32 {
+        let mut from_proc = 0;
+        for (pid, st) in &mut snap.procs {
+            if self.sampler.rss_exact(st) {
+                continue;
+            }
+            let prev = self.table.live.get(pid).map(|p| &p.stats);
+            // An entry flagged exited is a process that is gone: its pid may already be
+            // another process's, never read /proc for it.
+            let now = if st.flags & tracer_ebpf::PROC_FLAG_EXITED == 0 {
+                self.procfs.status(*pid)
+            } else {
+                None
+            };
+            if crate::rss_fallback::patch(st, now.as_ref(), prev)
+                == crate::rss_fallback::RssOrigin::Proc
+            {
+                from_proc += 1;
+            }
+        }
+        from_proc
+    }
+
     /// Measure the kernel programs' cost since the last round and pause or resume syscall
     /// hooks to keep it within `--max-overhead`; every decision goes to the sinks.
     ///
@@ -382,8 +410,18 @@ impl Session {
         for ev in decided {
             for prog in ev.hook.programs() {
                 let done = match ev.action {
-                    crate::budget::BudgetAction::Pause => self.probes.detach_syscall(prog),
-                    crate::budget::BudgetAction::Resume => self.probes.reattach_syscall(prog),
+                    crate::budget::BudgetAction::Pause => self.probes.detach(prog),
+                    crate::budget::BudgetAction::Resume => self.probes.reattach(prog),
+                };
+                if let Err(e) = done {
+                    log::warn!("overhead budget: {e:#}");
+                }
+            }
+            // RSS figures: from /proc while paused, refilled entry by entry after resuming.
+            if ev.hook == crate::budget::Hook::Rss {
+                let done = match ev.action {
+                    crate::budget::BudgetAction::Pause => self.sampler.rss_paused(),
+                    crate::budget::BudgetAction::Resume => self.sampler.rss_resumed(),
                 };
                 if let Err(e) = done {
                     log::warn!("overhead budget: {e:#}");
@@ -438,9 +476,18 @@ impl Session {
                 t_mono,
                 stats,
             } => {
+                // Its RSS as last known exactly, when the kernel's is not (rss_stat paused).
+                let stats = stats.as_deref().map(|st| {
+                    let mut st = *st;
+                    if !self.sampler.rss_exact(&st) {
+                        let prev = self.table.live.get(tgid).map(|p| &p.stats);
+                        crate::rss_fallback::patch(&mut st, None, prev);
+                    }
+                    st
+                });
                 let ended = self
                     .table
-                    .end(*tgid, *t_mono, stats.as_deref(), Some(&self.procfs));
+                    .end(*tgid, *t_mono, stats.as_ref(), Some(&self.procfs));
                 return sink.handle(
                     &self.table,
                     Happening::Exit {

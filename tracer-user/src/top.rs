@@ -232,7 +232,8 @@ pub struct TopSink {
 }
 
 /// The header's account of leaktracer's own kernel-side cost, e.g. "BPF 0.42% of CPU
-/// (budget 1%)" or "BPF 0.95% of CPU (budget 1%); paused: madvise, munmap".
+/// (budget 1%)" or "BPF 0.95% of CPU (budget 1%); paused: madvise, munmap", and whether RSS
+/// comes from /proc meanwhile (rss_stat paused).
 pub fn overhead_line(o: &crate::budget::OverheadStatus) -> String {
     let mut s = match o.bpf_cpu_share {
         Some(share) => format!("BPF {:.2}% of CPU", share * 100.0),
@@ -241,11 +242,22 @@ pub fn overhead_line(o: &crate::budget::OverheadStatus) -> String {
     if o.budget > 0.0 {
         s.push_str(&format!(" (budget {}%)", o.budget * 100.0));
     }
-    if !o.paused.is_empty() {
-        let names: Vec<&str> = o.paused.iter().map(|h| h.as_str()).collect();
+    let syscalls: Vec<&str> = o
+        .paused
+        .iter()
+        .filter(|h| **h != crate::budget::Hook::Rss)
+        .map(|h| h.as_str())
+        .collect();
+    if !syscalls.is_empty() {
         s.push_str(&format!(
             "; paused: {} (counts incomplete)",
-            names.join(", ")
+            syscalls.join(", ")
+        ));
+    }
+    if o.paused.contains(&crate::budget::Hook::Rss) {
+        s.push_str(&format!(
+            "; rss_stat paused: RSS of {} processes read from /proc",
+            o.rss_from_proc
         ));
     }
     s

@@ -35,7 +35,7 @@ pub enum Record {
         event: crate::memcg::MemcgEvent,
     },
     Health(Health),
-    /// The overhead budget paused or resumed a syscall hook.
+    /// The overhead budget paused or resumed a hook.
     Budget {
         t: f64,
         #[serde(flatten)]
@@ -358,9 +358,18 @@ pub struct Health {
     /// without the kernel's BPF statistics).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bpf_cpu_share: Option<f64>,
-    /// Syscall hooks the overhead budget has paused (their counts are incomplete meanwhile).
+    /// Hooks the overhead budget has paused (a syscall hook's counts are incomplete
+    /// meanwhile; with `rss` paused, RSS is read from /proc each interval).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub paused_hooks: Vec<crate::budget::Hook>,
+    /// Processes whose RSS this round came from /proc/PID/status instead of the kernel's
+    /// rss_stat figures (rss paused, or resumed since their last RSS change).
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub rss_from_proc: u32,
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
 }
 
 pub fn counters_map(counters: &[u64]) -> BTreeMap<String, u64> {

@@ -17,7 +17,7 @@ use tracer_ebpf::{
     RSS_SWAP,
 };
 
-use crate::maps::{MM_OWNER, PROCS, bump, current_proc};
+use crate::maps::{MM_OWNER, PROCS, bump, current_mm, current_proc, fill_rss_from_mm, rss_gen};
 
 #[unsafe(no_mangle)]
 static OFF_RSS_MM_ID: Global<u32> = Global::new(0);
@@ -72,7 +72,7 @@ pub fn rss_stat_raw(ctx: RawTracePointContext) -> i32 {
     } else {
         0
     };
-    update(mm, current_mm == mm, member as usize, bytes);
+    update(mm, current_mm == mm, member as usize, bytes, mm);
     0
 }
 
@@ -102,12 +102,17 @@ pub fn rss_stat(ctx: TracePointContext) -> u32 {
         curr,
         member,
         if size > 0 { size as u64 } else { 0 },
+        // The classic event names the mm by a hash only (`update` reads current's mm when
+        // it needs the address).
+        0,
     );
     0
 }
 
+/// `mm`: the mm's address when the event gave it (0 otherwise), to refill every member
+/// after the hook was paused.
 #[inline(always)]
-fn update(mm_key: u64, is_current: bool, member: usize, bytes: u64) {
+fn update(mm_key: u64, is_current: bool, member: usize, bytes: u64, mm: u64) {
     let stats = if is_current {
         let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
         // Learn (or correct, after mm reuse) the owner; lookups are cheap, writes rare.
@@ -129,6 +134,17 @@ fn update(mm_key: u64, is_current: bool, member: usize, bytes: u64) {
     if s.flags & PROC_FLAG_EXITED != 0 {
         // Address-space teardown after exit: keep the last live figures for the post-mortem.
         return;
+    }
+    // The hook was paused since this entry was last filled whole: its other members are
+    // stale, refill them from the mm (once per entry and resume; until then userspace reads
+    // this process's RSS from /proc).
+    if s.rss_gen != rss_gen() {
+        let mm = if mm == 0 && is_current {
+            current_mm()
+        } else {
+            mm
+        };
+        fill_rss_from_mm(s, mm);
     }
     if let Some(slot) = s.rss.get_mut(member) {
         // An absolute value: last writer wins, no atomics needed.
