@@ -9,7 +9,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use tracer_ebpf::{CTR_COUNT, CTR_PROCS_FULL, PendingCall, ProcStats, RSS_MEMBERS};
+use tracer_common::{CTR_COUNT, CTR_PROCS_FULL, PendingCall, ProcStats, RSS_MEMBERS};
 
 use crate::programs::rss::{
     OFF_MM_RSS_STAT, OFF_RSS_STAT_COUNT, OFF_TASK_MM, PAGE_SIZE, RSS_STAT_STRIDE,
@@ -44,7 +44,7 @@ pub static ZERO_STATS: Array<ProcStats> = Array::with_max_entries(1, 0);
 #[map]
 pub static RSS_GEN: Array<u32> = Array::with_max_entries(1, 0);
 
-/// Health counters, see `tracer_ebpf::CTR_*`.
+/// Health counters, see `tracer_common::CTR_*`.
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(CTR_COUNT, 0);
 
@@ -109,8 +109,9 @@ pub fn fill_rss_from_mm(s: &mut ProcStats, mm: u64) -> bool {
             s.rss[member] = if pages > 0 { pages as u64 * page } else { 0 };
         }
     }
-    let private =
-        s.rss[tracer_ebpf::RSS_ANON] + s.rss[tracer_ebpf::RSS_SHMEM] + s.rss[tracer_ebpf::RSS_SWAP];
+    let private = s.rss[tracer_common::RSS_ANON]
+        + s.rss[tracer_common::RSS_SHMEM]
+        + s.rss[tracer_common::RSS_SWAP];
     if private > s.peak_private {
         s.peak_private = private;
     }

@@ -4,7 +4,7 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{loader::RssSource, top::OutputFormat};
+use crate::{commands::top::OutputFormat, kernel::loader::RssSource};
 
 const ABOUT: &str = "Which process is leaking memory, how fast, since when — traced with eBPF.";
 
@@ -183,7 +183,7 @@ pub enum Command {
         trace: TraceArgs,
         /// Output: readable blocks, or JSON Lines.
         #[arg(short, long, value_enum, default_value = "text")]
-        format: crate::oom::OomFormat,
+        format: crate::commands::oom::OomFormat,
         /// Stop after this long (default: until SIGINT/SIGTERM).
         #[arg(short, long, value_parser = parse_duration)]
         duration: Option<Duration>,
@@ -231,7 +231,7 @@ pub struct ReportArgs {
     pub trace: PathBuf,
     /// Output: a readable report, or one JSON document (`suspects`, `oom_kills`, ...).
     #[arg(short, long, value_enum, default_value = "text")]
-    pub format: crate::report::ReportFormat,
+    pub format: crate::commands::report::ReportFormat,
     /// Also write an SVG chart of private memory over time for the top suspects.
     #[arg(long, value_name = "OUT.svg")]
     pub plot: Option<PathBuf>,

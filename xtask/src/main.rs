@@ -246,9 +246,9 @@ fn test_steps(
     skip_log: &Path,
 ) -> anyhow::Result<()> {
     if scope != Scope::EndToEnd {
-        // Unit tests of every host crate. tracer-ebpf only as a library (its ABI checks): its
+        // Unit tests of every host crate. tracer-common holds the ABI checks: its
         // binary is the kernel object and builds for the bpf target only.
-        check(cargo(root).args(["test", "-p", "tracer-ebpf", "--lib"]))?;
+        check(cargo(root).args(["test", "-p", "tracer-common"]))?;
         check(cargo(root).args(["test", "-p", "tracer-user", "-p", "xtask"]))?;
     }
     if scope == Scope::Unit {

@@ -9,7 +9,7 @@ use aya_ebpf::{
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
 };
-use tracer_ebpf::{
+use tracer_common::{
     CTR_RINGBUF_FULL, EVENT_EXEC, EVENT_EXIT, Event, ExitEvent, PROC_FLAG_EXEC_SEEN,
     PROC_FLAG_EXITED, PROC_FLAG_FORK_SEEN,
 };

@@ -6,7 +6,7 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use tracer_ebpf::{EVENT_OOM_VICTIM, Event};
+use tracer_common::{EVENT_OOM_VICTIM, Event};
 
 use crate::{maps::now, programs::lifecycle::emit};
 

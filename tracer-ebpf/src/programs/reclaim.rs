@@ -7,7 +7,7 @@ use aya_ebpf::{
     Global, helpers::bpf_get_current_pid_tgid, macros::map, macros::tracepoint, maps::HashMap,
     programs::TracePointContext,
 };
-use tracer_ebpf::{CTR_PENDING_FULL, CTR_READ_ERRORS, CTR_RECLAIM_EVENTS};
+use tracer_common::{CTR_PENDING_FULL, CTR_READ_ERRORS, CTR_RECLAIM_EVENTS};
 
 use crate::maps::{add, bump, current_proc, now};
 

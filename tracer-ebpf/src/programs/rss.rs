@@ -12,7 +12,7 @@ use aya_ebpf::{
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
 };
-use tracer_ebpf::{
+use tracer_common::{
     CTR_READ_ERRORS, CTR_RSS_UNATTRIBUTED, PROC_FLAG_EXITED, RSS_ANON, RSS_MEMBERS, RSS_SHMEM,
     RSS_SWAP,
 };

@@ -12,7 +12,7 @@ use aya_ebpf::{
     EbpfContext as _, Global, helpers::bpf_get_current_pid_tgid, macros::tracepoint,
     programs::TracePointContext,
 };
-use tracer_ebpf::{
+use tracer_common::{
     CALL_BRK, CALL_MADVISE, CALL_MMAP, CALL_MREMAP, CALL_MUNMAP, CTR_EXIT_WITHOUT_ENTRY,
     CTR_PENDING_FULL, CTR_READ_ERRORS, MMAP_HIST_BUCKETS, MMAP_HIST_MIN_SHIFT, PendingCall,
     ProcStats,

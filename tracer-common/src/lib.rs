@@ -1,0 +1,275 @@
+//! The ABI shared by leaktracer's kernel programs and its userspace.
+//!
+//! Everything here is `#[repr(C)]`, fixed-size and free of padding surprises so that the
+//! kernel writes and userspace reads the very same bytes. Userspace enables the `user`
+//! feature to get `aya::Pod` for map values and ring-buffer records.
+#![no_std]
+
+/// Kernel `enum mm_counter` order: MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES.
+pub const RSS_FILE: usize = 0;
+pub const RSS_ANON: usize = 1;
+pub const RSS_SWAP: usize = 2;
+pub const RSS_SHMEM: usize = 3;
+pub const RSS_MEMBERS: usize = 4;
+
+/// Syscalls traced, as indices into [`ProcStats::calls`].
+pub const CALL_MMAP: usize = 0;
+pub const CALL_MUNMAP: usize = 1;
+pub const CALL_BRK: usize = 2;
+pub const CALL_MREMAP: usize = 3;
+pub const CALL_MADVISE: usize = 4;
+pub const CALL_KINDS: usize = 5;
+/// Names of the syscalls above, in index order (for logs, JSON and metrics).
+pub const CALL_NAMES: [&str; CALL_KINDS] = ["mmap", "munmap", "brk", "mremap", "madvise"];
+
+/// Buckets of the per-process log2 histogram of mmap request sizes:
+/// bucket `i` counts requests with `floor(log2(len)) == i + 12` (4 KiB) ; the last bucket
+/// takes everything from 2^(12+MMAP_HIST_BUCKETS-1) up, the first everything below 8 KiB.
+pub const MMAP_HIST_BUCKETS: usize = 24;
+pub const MMAP_HIST_MIN_SHIFT: u32 = 12;
+
+/// Per-process counters, aggregated in the kernel, keyed by tgid in the `PROCS` map.
+/// Byte counters are cumulative since the entry was created (`first_seen_ns`);
+/// `rss` holds the latest absolute value of each RSS counter.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcStats {
+    pub comm: [u8; 16],
+    /// CLOCK_MONOTONIC (bpf_ktime_get_ns) when the kernel created this entry.
+    pub first_seen_ns: u64,
+    /// Latest RSS per kernel counter (bytes), see `RSS_*`.
+    pub rss: [u64; RSS_MEMBERS],
+    /// Highest anon+shmem+swap seen (bytes): the leak-relevant high-water mark.
+    pub peak_private: u64,
+    /// Calls per traced syscall, see `CALL_*`: mmap and mremap when they succeeded; brk every
+    /// call (a failed brk returns the unchanged break and changes nothing); munmap and madvise
+    /// every call (counted at entry, see the syscall programs: a failed one is a caller's bug).
+    pub calls: [u64; CALL_KINDS],
+    /// mmap and mremap calls that returned an error (not counted in the byte counters).
+    pub failed_calls: u64,
+    /// mmap with PROT_READ/WRITE/EXEC of anonymous memory (committed address space).
+    pub mapped_anon: u64,
+    /// mmap of a file.
+    pub mapped_file: u64,
+    /// mmap with PROT_NONE: address space reserved, not committed (Go's arena reservations).
+    pub reserved: u64,
+    /// munmap'ed bytes (whatever the mapping was).
+    pub unmapped: u64,
+    /// madvise(MADV_DONTNEED | MADV_FREE | MADV_REMOVE | MADV_DONTNEED_LOCKED) bytes: given back
+    /// to the kernel without unmapping (Go's scavenger, jemalloc, tcmalloc).
+    pub released: u64,
+    /// Heap growth and shrink through brk.
+    pub brk_grown: u64,
+    pub brk_shrunk: u64,
+    /// Growth and shrink through mremap.
+    pub mremap_grown: u64,
+    pub mremap_shrunk: u64,
+    /// Current program break as last returned by brk (0 until the first call is seen).
+    pub brk_current: u64,
+    /// Parent tgid at fork, 0 when the process predates the tracer.
+    pub ppid: u32,
+    /// `PROC_FLAG_*`.
+    pub flags: u32,
+    /// log2 histogram of mmap request sizes, see `MMAP_HIST_*`.
+    pub mmap_size_hist: [u32; MMAP_HIST_BUCKETS],
+    /// Memory-cgroup direct reclaim run by this process's threads (vmscan memcg_reclaim
+    /// begin/end): its charges hit the cgroup's limit (v1 limit_in_bytes, v2 memory.max) or
+    /// memory.high, and it had to free pages before it could go on.
+    pub reclaim_runs: u64,
+    /// Time spent in that reclaim (ns): stall the cgroup's limit imposed on this process.
+    pub reclaim_ns: u64,
+    /// Pages that reclaim freed (from anywhere in the cgroup, not only this process).
+    pub reclaimed_pages: u64,
+    /// The RSS generation (`RSS_GEN`) current when `rss` was last filled whole from the mm.
+    /// `rss` is exact only while it equals a non-zero current generation: the overhead budget
+    /// sets the generation to 0 when it pauses the rss_stat hook and to a new value when it
+    /// resumes it, so an entry not refilled since is read from /proc instead.
+    pub rss_gen: u32,
+    pub _pad: u32,
+}
+
+/// The process was created while tracing (fork seen), so its counters are complete.
+pub const PROC_FLAG_FORK_SEEN: u32 = 1;
+/// The process exec'ed while tracing.
+pub const PROC_FLAG_EXEC_SEEN: u32 = 2;
+/// The process has exited but its final counters could not travel with its exit event (the
+/// ring buffer was full): the kernel keeps the entry until userspace has sampled it once and
+/// deletes it, so even then the counters are not lost. Normally the exit program sends an
+/// [`ExitEvent`] and frees the entry at once.
+pub const PROC_FLAG_EXITED: u32 = 4;
+
+/// Indices of the per-CPU `COUNTERS` array: health of the kernel side, never silent.
+pub const CTR_PROCS_FULL: u32 = 0;
+pub const CTR_PENDING_FULL: u32 = 1;
+pub const CTR_RINGBUF_FULL: u32 = 2;
+pub const CTR_RSS_UNATTRIBUTED: u32 = 3;
+pub const CTR_EXIT_WITHOUT_ENTRY: u32 = 4;
+pub const CTR_READ_ERRORS: u32 = 5;
+/// Memory-cgroup direct reclaim runs seen (vmscan memcg_reclaim_end). (Per-event counters
+/// of the hot syscall and rss_stat paths are left out: a shared counter there costs more than
+/// it tells; the kernel's bpf_stats give run counts per program.)
+pub const CTR_RECLAIM_EVENTS: u32 = 6;
+pub const CTR_COUNT: u32 = 7;
+
+/// Names of the counters above, in index order (for logs, JSON and metrics).
+pub const COUNTER_NAMES: [&str; CTR_COUNT as usize] = [
+    "procs_map_full",
+    "pending_map_full",
+    "ringbuf_full",
+    "rss_unattributed",
+    "exit_without_enter",
+    "kernel_read_errors",
+    "reclaim_events",
+];
+
+/// Arguments of a syscall in flight, saved at sys_enter and consumed at sys_exit
+/// so only successful calls are counted. Keyed by pid_tgid (thread) in `PENDING`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PendingCall {
+    pub kind: u32,
+    pub _pad: u32,
+    pub addr: u64,
+    pub len: u64,
+    /// mmap: prot; mremap: new_len; madvise: behavior.
+    pub arg2: u64,
+    /// mmap: flags.
+    pub arg3: u64,
+    /// mmap: fd.
+    pub arg4: u64,
+}
+
+/// Kinds of [`Event`] sent through the ring buffer: rare things only.
+pub const EVENT_EXEC: u32 = 1;
+pub const EVENT_EXIT: u32 = 2;
+pub const EVENT_OOM_VICTIM: u32 = 3;
+
+/// A rare event (exec, OOM victim). One fixed layout for both kinds keeps the decoder
+/// trivial; fields a kind does not use are zero. Small enough (< 200 bytes) to be built on
+/// the BPF stack. Exits travel as [`ExitEvent`]; every record starts with `kind: u32`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Event {
+    pub kind: u32,
+    /// Process the event is about (exec'ed, exited or OOM victim).
+    pub tgid: u32,
+    /// CLOCK_MONOTONIC of the event.
+    pub ts_ns: u64,
+    pub comm: [u8; 16],
+    /// EXEC: previous pid (de_thread); OOM: triggering tgid.
+    pub aux: u32,
+    /// OOM: uid of the victim.
+    pub uid: u32,
+    /// OOM: victim's total_vm, anon/file/shmem RSS and page tables, in KiB as the
+    /// tracepoint reports them (0 on kernels whose mark_victim carries only the pid).
+    pub oom_total_vm_kb: u64,
+    pub oom_anon_rss_kb: u64,
+    pub oom_file_rss_kb: u64,
+    pub oom_shmem_rss_kb: u64,
+    pub oom_pgtables_kb: u64,
+    pub oom_score_adj: i64,
+    /// OOM: comm of the triggering task (current when the victim was chosen).
+    pub trigger_comm: [u8; 16],
+}
+
+/// A process's end, with its final counters: a process that lived less than one sampling
+/// interval (a cron job, a crash-looping init) is counted exactly, and the kernel frees its
+/// `PROCS` entry at once. Written in place into the ring buffer (too big for the stack).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExitEvent {
+    /// Always [`EVENT_EXIT`]; first, like [`Event::kind`], so a record's kind can be read
+    /// before its size is known.
+    pub kind: u32,
+    pub tgid: u32,
+    /// CLOCK_MONOTONIC of the exit.
+    pub ts_ns: u64,
+    /// 1 when the kernel had the process's counters (else `stats` is zero but for `comm`,
+    /// which is then the exiting task's).
+    pub has_stats: u32,
+    pub _pad: u32,
+    /// The final counters. `rss` is as it stood before the address space was torn down.
+    pub stats: ProcStats,
+}
+
+/// Tracepoint field offsets, read by userspace from tracefs `format` files and passed in
+/// as globals. Names are `<EVENT>_<FIELD>`; the kernel program refuses to count when an
+/// offset is still 0 where 0 is impossible (fields start after the 8-byte common header).
+pub mod globals {
+    pub const MMAP_LEN: &str = "OFF_MMAP_LEN";
+    pub const MMAP_PROT: &str = "OFF_MMAP_PROT";
+    pub const MMAP_FLAGS: &str = "OFF_MMAP_FLAGS";
+    pub const MMAP_FD: &str = "OFF_MMAP_FD";
+    pub const MUNMAP_LEN: &str = "OFF_MUNMAP_LEN";
+    pub const MREMAP_OLD_LEN: &str = "OFF_MREMAP_OLD_LEN";
+    pub const MREMAP_NEW_LEN: &str = "OFF_MREMAP_NEW_LEN";
+    pub const MADVISE_LEN: &str = "OFF_MADVISE_LEN";
+    pub const MADVISE_BEHAVIOR: &str = "OFF_MADVISE_BEHAVIOR";
+    pub const SYS_EXIT_RET: &str = "OFF_SYS_EXIT_RET";
+    pub const RSS_MM_ID: &str = "OFF_RSS_MM_ID";
+    pub const RSS_CURR: &str = "OFF_RSS_CURR";
+    pub const RSS_MEMBER: &str = "OFF_RSS_MEMBER";
+    pub const RSS_SIZE: &str = "OFF_RSS_SIZE";
+    pub const EXIT_GROUP_DEAD: &str = "OFF_EXIT_GROUP_DEAD";
+    pub const EXEC_OLD_PID: &str = "OFF_EXEC_OLD_PID";
+    pub const OOM_PID: &str = "OFF_OOM_PID";
+    pub const OOM_COMM: &str = "OFF_OOM_COMM";
+    pub const OOM_TOTAL_VM: &str = "OFF_OOM_TOTAL_VM";
+    pub const OOM_ANON_RSS: &str = "OFF_OOM_ANON_RSS";
+    pub const OOM_FILE_RSS: &str = "OFF_OOM_FILE_RSS";
+    pub const OOM_SHMEM_RSS: &str = "OFF_OOM_SHMEM_RSS";
+    pub const OOM_UID: &str = "OFF_OOM_UID";
+    pub const OOM_PGTABLES: &str = "OFF_OOM_PGTABLES";
+    pub const OOM_SCORE_ADJ: &str = "OFF_OOM_SCORE_ADJ";
+    pub const RECLAIM_NR_RECLAIMED: &str = "OFF_RECLAIM_NR_RECLAIMED";
+    /// Kernel struct offsets from BTF, for the raw rss_stat program.
+    pub const TASK_MM: &str = "OFF_TASK_MM";
+    pub const TASK_PID: &str = "OFF_TASK_PID";
+    pub const TASK_TGID: &str = "OFF_TASK_TGID";
+    /// task_struct.flags (PF_EXITING: never create an entry for a task that is exiting).
+    pub const TASK_FLAGS: &str = "OFF_TASK_FLAGS";
+    /// task_struct.signal and signal_struct.live.counter (a process's last exit on kernels
+    /// whose sched_process_exit has no group_dead).
+    pub const TASK_SIGNAL: &str = "OFF_TASK_SIGNAL";
+    pub const SIGNAL_LIVE: &str = "OFF_SIGNAL_LIVE";
+    /// task_struct.group_leader and .comm: entries are named by the thread-group leader.
+    pub const TASK_GROUP_LEADER: &str = "OFF_TASK_GROUP_LEADER";
+    pub const TASK_COMM: &str = "OFF_TASK_COMM";
+    pub const MM_RSS_STAT: &str = "OFF_MM_RSS_STAT";
+    pub const RSS_STAT_STRIDE: &str = "RSS_STAT_STRIDE";
+    pub const RSS_STAT_COUNT: &str = "OFF_RSS_STAT_COUNT";
+    /// Page size in bytes (rss counters count pages).
+    pub const PAGE_SIZE: &str = "PAGE_SIZE";
+    /// leaktracer's own tgid: its allocations are not traced (they would be feedback).
+    pub const SELF_TGID: &str = "SELF_TGID";
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain-old-data: repr(C), integer fields only, no padding that carries meaning.
+    unsafe impl aya::Pod for super::ProcStats {}
+    unsafe impl aya::Pod for super::PendingCall {}
+    unsafe impl aya::Pod for super::Event {}
+    unsafe impl aya::Pod for super::ExitEvent {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn abi_sizes_are_stable() {
+        // The kernel and userspace builds must agree on these sizes; a change here is an
+        // ABI change and must be deliberate.
+        assert_eq!(core::mem::size_of::<ProcStats>(), 328);
+        assert_eq!(core::mem::size_of::<PendingCall>() % 8, 0);
+        assert_eq!(core::mem::size_of::<Event>() % 8, 0);
+        assert_eq!(core::mem::size_of::<ExitEvent>(), 24 + 328);
+        assert_eq!(core::mem::offset_of!(ExitEvent, kind), 0);
+        assert_eq!(core::mem::offset_of!(Event, kind), 0);
+        assert!(
+            core::mem::size_of::<Event>() < 200,
+            "Event is built on the 512-byte BPF stack"
+        );
+    }
+}

@@ -1,0 +1,443 @@
+//! `leaktracer daemon`: the DaemonSet mode. Serves /metrics, /healthz and /readyz, writes
+//! OOM records and verdict changes as JSON Lines on stdout (the same records as a trace),
+//! and shuts down cleanly on SIGTERM (programs detached, output flushed).
+pub mod metrics;
+use std::{
+    collections::HashMap,
+    io::Write as _,
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use anyhow::Context as _;
+use axum::{Router, http::StatusCode, response::IntoResponse, routing::get};
+
+use crate::{
+    commands::daemon::metrics::{ContainerLabels, MapLabels, Metrics, ReasonLabels, VerdictLabels},
+    host::identity::{Identity, Resolver},
+    host::memcg::{CgroupRoots, LimitCache},
+    kernel::events::KernelEvent,
+    model::table::ProcessTable,
+    pipeline::session::{EndReason, Happening, SessionInfo, Sink},
+    trace::{Record, VerdictRecord, round_ms},
+    util::error::UsageError,
+};
+
+pub struct Shared {
+    pub metrics: Metrics,
+    pub ready: AtomicBool,
+}
+
+/// Bind the listener now, so a busy port is a usage error before any BPF is loaded.
+pub async fn bind(listen: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| UsageError::new(format!("--listen {listen}: {e}")).into())
+}
+
+pub fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Mutex<Shared>>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> tokio::task::JoinHandle<()> {
+    let m = shared.clone();
+    let r = shared;
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let m = m.clone();
+                async move {
+                    let body = m.lock().map(|s| s.metrics.encode()).unwrap_or_default();
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        body,
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let r = r.clone();
+                async move {
+                    let ready = r
+                        .lock()
+                        .map(|s| s.ready.load(Ordering::Relaxed))
+                        .unwrap_or(false);
+                    if ready {
+                        (StatusCode::OK, "ready\n").into_response()
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "attaching\n").into_response()
+                    }
+                }
+            }),
+        );
+    tokio::spawn(async move {
+        let shutdown = async {
+            let _ = stop.await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            log::error!("metrics server failed: {e}");
+        }
+    })
+}
+
+pub struct DaemonSink {
+    shared: Arc<Mutex<Shared>>,
+    top: usize,
+    limits: LimitCache,
+    ids: Resolver,
+    roots: CgroupRoots,
+    t0_mono: f64,
+    last_counters: Vec<u64>,
+    last_cpu_secs: f64,
+    /// Node-wide syscall totals already added to the metric.
+    last_calls: [u64; tracer_common::CALL_KINDS],
+    /// Exits whose peak private memory reaches this many bytes are written to stdout.
+    exit_min_peak: u64,
+}
+
+impl DaemonSink {
+    pub fn new(
+        shared: Arc<Mutex<Shared>>,
+        top: usize,
+        exit_min_peak: u64,
+        host_root: &std::path::Path,
+    ) -> Self {
+        let roots = CgroupRoots::discover(host_root);
+        Self {
+            shared,
+            top,
+            limits: LimitCache::new(roots.clone()),
+            ids: Resolver::new(host_root),
+            roots,
+            t0_mono: 0.0,
+            last_counters: Vec::new(),
+            last_cpu_secs: 0.0,
+            last_calls: [0; tracer_common::CALL_KINDS],
+            exit_min_peak,
+        }
+    }
+
+    /// Labels for a cgroup path (a pod slice or container cgroup).
+    fn cgroup_labels(&self, cgroup: &str) -> ContainerLabels {
+        labels_of(&crate::host::identity::parse_cgroup_path(cgroup))
+    }
+
+    fn emit(&self, rec: &Record) {
+        let mut out = std::io::stdout().lock();
+        if serde_json::to_writer(&mut out, rec).is_ok() {
+            let _ = out.write_all(b"\n");
+            let _ = out.flush();
+        }
+    }
+}
+
+/// cAdvisor-style labels: containers by namespace/pod/container; node daemons by their
+/// systemd unit in `container`; everything else aggregated under empty labels.
+pub fn labels_of(id: &Identity) -> ContainerLabels {
+    if id.pod_uid.is_some() || id.container_id.is_some() {
+        ContainerLabels {
+            namespace: id.namespace.clone().unwrap_or_default(),
+            pod: id
+                .pod
+                .clone()
+                .or_else(|| id.pod_uid.clone())
+                .unwrap_or_default(),
+            container: id
+                .container
+                .clone()
+                .or_else(|| id.short_container_id().map(str::to_string))
+                .unwrap_or_default(),
+        }
+    } else {
+        ContainerLabels {
+            namespace: String::new(),
+            pod: String::new(),
+            container: id.systemd_unit.clone().unwrap_or_default(),
+        }
+    }
+}
+
+impl Sink for DaemonSink {
+    fn start(&mut self, info: &SessionInfo) -> anyhow::Result<()> {
+        self.t0_mono = info.t0_mono;
+        if let Ok(s) = self.shared.lock() {
+            s.ready.store(true, Ordering::Relaxed);
+        }
+        log::info!("ready: {} programs attached", info.attached.len());
+        Ok(())
+    }
+
+    fn handle(&mut self, table: &ProcessTable, what: Happening<'_>) -> anyhow::Result<()> {
+        match what {
+            Happening::Round {
+                snap,
+                verdicts,
+                overhead,
+                ..
+            } => {
+                let now = table.session_time(snap.t_mono);
+                self.ids.prune(table);
+                for v in verdicts.iter() {
+                    let Some(p) = table.find(v.pid) else { continue };
+                    self.emit(&Record::Verdict(VerdictRecord::from_change(
+                        round_ms(now),
+                        &p.comm,
+                        v,
+                    )));
+                }
+                // The top-N growing processes define which containers get series this round.
+                let ranked: Vec<(u32, f64)> = table
+                    .ranked(now, 60.0)
+                    .into_iter()
+                    .take(self.top)
+                    .map(|(p, r)| (p.pid, r))
+                    .collect();
+                let mut per_container: HashMap<ContainerLabels, (f64, f64, f64, Option<f64>)> =
+                    HashMap::new();
+                let mut verdict_series = Vec::new();
+                for (pid, rate) in &ranked {
+                    let Some(p) = table.live.get(pid) else {
+                        continue;
+                    };
+                    let id = self.ids.get(p);
+                    let labels = labels_of(&id);
+                    let (_, ttl) = crate::pipeline::verdicts::limit_and_time(p, &mut self.limits);
+                    let a = p.assessment.as_ref();
+                    let e =
+                        per_container
+                            .entry(labels.clone())
+                            .or_insert((0.0, f64::MIN, 0.0, None));
+                    e.0 += p.last().map_or(0, |s| s.private()) as f64;
+                    e.1 = e.1.max(*rate);
+                    if a.is_some_and(|a| a.verdict.is_growth()) {
+                        e.2 = e.2.max(a.map_or(0.0, |a| a.confidence));
+                        e.3 = match (e.3, ttl) {
+                            (Some(x), Some(y)) => Some(x.min(y)),
+                            (x, y) => x.or(y),
+                        };
+                    }
+                    if let Some(a) = a {
+                        verdict_series.push(VerdictLabels {
+                            namespace: labels.namespace.clone(),
+                            pod: labels.pod.clone(),
+                            container: labels.container.clone(),
+                            comm: p.comm.clone(),
+                            verdict: a.verdict.as_str().to_string(),
+                        });
+                    }
+                }
+                let counters = snap.counters.to_vec();
+                let cpu = own_cpu_secs();
+                let Ok(s) = self.shared.lock() else {
+                    return Ok(());
+                };
+                let m = &s.metrics;
+                m.container_private_bytes.clear();
+                m.container_growth.clear();
+                m.leak_confidence.clear();
+                m.time_to_limit.clear();
+                m.leak_verdict.clear();
+                for (l, (private, growth, conf, ttl)) in &per_container {
+                    m.container_private_bytes.get_or_create(l).set(*private);
+                    m.container_growth.get_or_create(l).set(growth.max(0.0));
+                    if *conf > 0.0 {
+                        m.leak_confidence.get_or_create(l).set(*conf);
+                    }
+                    if let Some(t) = ttl {
+                        m.time_to_limit.get_or_create(l).set(*t);
+                    }
+                }
+                for v in verdict_series {
+                    m.leak_verdict.get_or_create(&v).set(1);
+                }
+                for (i, name) in tracer_common::COUNTER_NAMES.iter().enumerate() {
+                    let lossy = [
+                        tracer_common::CTR_PROCS_FULL,
+                        tracer_common::CTR_PENDING_FULL,
+                        tracer_common::CTR_RINGBUF_FULL,
+                        tracer_common::CTR_READ_ERRORS,
+                    ];
+                    if lossy.contains(&(i as u32)) {
+                        let prev = self.last_counters.get(i).copied().unwrap_or(0);
+                        let delta = counters.get(i).copied().unwrap_or(0).saturating_sub(prev);
+                        m.events_lost
+                            .get_or_create(&ReasonLabels {
+                                reason: (*name).to_string(),
+                            })
+                            .inc_by(delta);
+                    }
+                }
+                m.map_entries
+                    .get_or_create(&MapLabels {
+                        map: "procs".into(),
+                    })
+                    .set(snap.procs.len() as i64);
+                m.map_capacity
+                    .get_or_create(&MapLabels {
+                        map: "procs".into(),
+                    })
+                    .set(i64::from(snap.procs_capacity));
+                m.tracked_processes.set(table.live.len() as i64);
+                if let Some(share) = overhead.bpf_cpu_share {
+                    m.bpf_cpu_ratio.set(share);
+                }
+                for hook in crate::kernel::budget::Hook::ORDER {
+                    m.hook_paused
+                        .get_or_create(&crate::commands::daemon::metrics::HookLabels {
+                            hook: hook.as_str().to_string(),
+                        })
+                        .set(i64::from(overhead.paused.contains(&hook)));
+                }
+                for (i, name) in tracer_common::CALL_NAMES.iter().enumerate() {
+                    let delta = table.calls_total[i].saturating_sub(self.last_calls[i]);
+                    m.syscalls
+                        .get_or_create(&crate::commands::daemon::metrics::CallLabels {
+                            call: (*name).to_string(),
+                        })
+                        .inc_by(delta);
+                }
+                self.last_calls = table.calls_total;
+                m.self_rss
+                    .set(crate::pipeline::session::own_rss_bytes() as i64);
+                m.self_cpu.inc_by((cpu - self.last_cpu_secs).max(0.0));
+                drop(s);
+                self.last_cpu_secs = cpu;
+                self.last_counters = counters;
+            }
+            Happening::Kernel(KernelEvent::OomVictim(v)) => {
+                let mut rec = crate::commands::oom::post_mortem(
+                    table,
+                    v,
+                    v.t_mono - self.t0_mono,
+                    &self.roots,
+                );
+                if let Some(p) = table.find(v.pid) {
+                    rec = rec.with_identity(&self.ids.get(p));
+                }
+                let labels = table
+                    .find(v.pid)
+                    .map(|p| labels_of(&self.ids.get(p)))
+                    .unwrap_or(ContainerLabels {
+                        namespace: String::new(),
+                        pod: String::new(),
+                        container: String::new(),
+                    });
+                if let Ok(s) = self.shared.lock() {
+                    s.metrics.oom_kills.get_or_create(&labels).inc();
+                }
+                self.emit(&Record::OomKill(rec));
+            }
+            Happening::Memcg(ev) => {
+                if let Ok(s) = self.shared.lock() {
+                    for (cgroup, event, n) in ev.counts() {
+                        let labels = self.cgroup_labels(&cgroup);
+                        s.metrics
+                            .memcg_events
+                            .get_or_create(
+                                &crate::commands::daemon::metrics::ContainerEventLabels {
+                                    namespace: labels.namespace,
+                                    pod: labels.pod,
+                                    container: labels.container,
+                                    event,
+                                },
+                            )
+                            .inc_by(n);
+                    }
+                    if let crate::host::memcg::MemcgEvent::Reclaim {
+                        cgroup, stall_ms, ..
+                    } = ev
+                    {
+                        s.metrics
+                            .memcg_reclaim_stall
+                            .get_or_create(&self.cgroup_labels(cgroup))
+                            .inc_by(stall_ms / 1e3);
+                    }
+                }
+                let t = round_ms(crate::util::clock::monotonic_secs() - self.t0_mono);
+                self.emit(&Record::Memcg {
+                    t,
+                    event: ev.clone(),
+                });
+            }
+            Happening::Exit {
+                pid,
+                comm,
+                t_mono,
+                ended,
+            } => {
+                if let Ok(s) = self.shared.lock() {
+                    s.metrics.process_exits.inc();
+                }
+                // The big ones (a crash-looping init that allocated 2 GiB) are evidence worth
+                // a log line each, however short they lived; the rest are counted.
+                let peak = table
+                    .find(pid)
+                    .filter(|_| ended.is_some())
+                    .map_or(0, |p| p.stats.peak_private);
+                if ended.is_some() && peak >= self.exit_min_peak {
+                    let t = round_ms(t_mono - self.t0_mono);
+                    let (sample, exit) =
+                        crate::commands::record::exit_records(table, pid, comm, t, ended);
+                    if let Some(sample) = sample {
+                        self.emit(&Record::Sample(sample));
+                    }
+                    self.emit(&Record::Exit(exit));
+                }
+            }
+            Happening::Budget(ev) => {
+                if ev.action == crate::kernel::budget::BudgetAction::Pause
+                    && let Ok(s) = self.shared.lock()
+                {
+                    s.metrics
+                        .hook_pauses
+                        .get_or_create(&crate::commands::daemon::metrics::HookLabels {
+                            hook: ev.hook.as_str().to_string(),
+                        })
+                        .inc();
+                }
+                let t = round_ms(crate::util::clock::monotonic_secs() - self.t0_mono);
+                self.emit(&Record::Budget {
+                    t,
+                    event: ev.clone(),
+                });
+            }
+            Happening::Kernel(_) => {}
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, _table: &ProcessTable, reason: EndReason) -> anyhow::Result<()> {
+        if let Ok(s) = self.shared.lock() {
+            s.ready.store(false, Ordering::Relaxed);
+        }
+        log::info!("daemon stopping ({})", reason.as_str());
+        std::io::stdout().flush().context("flushing stdout")
+    }
+}
+
+/// This process's CPU time (user + system), seconds.
+fn own_cpu_secs() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    ticks as f64 / hz
+}

@@ -1,0 +1,170 @@
+//! The commands: each builds its sink and runs the one session pipeline into it
+//! (`report` replays a trace instead of reading the kernel).
+pub mod daemon;
+pub mod oom;
+pub mod record;
+pub mod report;
+pub mod top;
+
+use std::time::Duration;
+
+use crate::{
+    cli::{self, Cli, Command, TraceArgs},
+    host::{identity, memcg},
+    kernel::loader::{self, LoadOptions, MapSizes},
+    model::table::TableLimits,
+    pipeline::session::{Filter, Session, SessionOptions},
+    util::error::UsageError,
+};
+
+/// Run one parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Report(args) = &cli.command {
+        // Offline: no privileges, no kernel, no runtime needed.
+        let opts = report::ReportOptions {
+            filter: Filter {
+                pids: args.pids.clone(),
+                comms: args.comms.clone(),
+                namespaces: args.namespaces.clone(),
+                pods: args.pods.clone(),
+                containers: args.containers.clone(),
+            },
+            format: args.format,
+            lenient: args.lenient,
+            limit: args.limit,
+            plot: args.plot.clone(),
+        };
+        return report::run(&args.trace, &opts);
+    }
+    loader::check_host_root(&cli.global.host_root)?;
+    identity::cri::set_socket_flag(cli.global.cri_socket.clone());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Top {
+                trace,
+                once,
+                duration,
+                format,
+                window,
+                limit,
+            } => {
+                if once && duration.is_none() {
+                    return Err(UsageError::new(
+                        "--once needs --duration (e.g. --once --duration 10s)",
+                    )
+                    .into());
+                }
+                let window = window
+                    .or(if once { duration } else { None })
+                    .unwrap_or(Duration::from_secs(60));
+                let mut sink = top::TopSink::new(
+                    filter(&trace),
+                    format,
+                    once,
+                    window.as_secs_f64(),
+                    limit,
+                    memcg::LimitCache::new(memcg::CgroupRoots::discover(&cli.global.host_root)),
+                    identity::Resolver::new(&cli.global.host_root),
+                )?;
+                let mut session = Session::start(session_options(&cli.global, &trace, duration))?;
+                session.run(&mut sink).await?;
+            }
+            Command::Record {
+                trace,
+                output,
+                duration,
+            } => {
+                let roots = memcg::CgroupRoots::discover(&cli.global.host_root);
+                let mut sink = record::RecordSink::create(
+                    &output,
+                    filter(&trace),
+                    roots,
+                    cli.global.host_root.clone(),
+                )?;
+                let mut session = Session::start(session_options(&cli.global, &trace, duration))?;
+                let reason = session.run(&mut sink).await?;
+                log::info!("recording ended ({})", reason.as_str());
+            }
+            Command::Oom {
+                trace,
+                format,
+                duration,
+            } => {
+                let roots = memcg::CgroupRoots::discover(&cli.global.host_root);
+                let mut sink = oom::OomSink::new(
+                    format,
+                    roots,
+                    filter(&trace),
+                    identity::Resolver::new(&cli.global.host_root),
+                );
+                let mut session = Session::start(session_options(&cli.global, &trace, duration))?;
+                session.run(&mut sink).await?;
+            }
+            Command::Daemon {
+                trace,
+                listen,
+                top,
+                exit_min_peak_mib,
+            } => {
+                let listener = daemon::bind(listen).await?;
+                let shared = std::sync::Arc::new(std::sync::Mutex::new(daemon::Shared {
+                    metrics: daemon::metrics::Metrics::new(),
+                    ready: std::sync::atomic::AtomicBool::new(false),
+                }));
+                let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+                let server = daemon::serve(listener, shared.clone(), stop_rx);
+                log::info!("serving /metrics, /healthz, /readyz on {listen}");
+                let mut sink = daemon::DaemonSink::new(
+                    shared,
+                    top as usize,
+                    exit_min_peak_mib.saturating_mul(1 << 20),
+                    &cli.global.host_root,
+                );
+                let mut session = Session::start(session_options(&cli.global, &trace, None))?;
+                session.run(&mut sink).await?;
+                drop(session); // detaches the programs
+                let _ = stop_tx.send(());
+                let _ = server.await;
+            }
+            // Handled above, before the runtime starts.
+            Command::Report(_) => {}
+        }
+        Ok(())
+    })
+}
+
+fn filter(t: &TraceArgs) -> Filter {
+    Filter {
+        pids: t.pids.clone(),
+        comms: t.comms.clone(),
+        namespaces: t.namespaces.clone(),
+        pods: t.pods.clone(),
+        containers: t.containers.clone(),
+    }
+}
+
+fn session_options(g: &cli::Global, t: &TraceArgs, duration: Option<Duration>) -> SessionOptions {
+    SessionOptions {
+        load: LoadOptions {
+            host_root: g.host_root.clone(),
+            rss_source: t.rss_source,
+            sizes: MapSizes {
+                procs: t.procs_map_size,
+                ringbuf_bytes: t.ringbuf_bytes,
+            },
+            oom: true,
+        },
+        interval: t.interval,
+        duration,
+        max_overhead: t.max_overhead,
+        oom_score_adj: t.oom_score_adj,
+        limits: TableLimits {
+            live: t.procs_map_size as usize,
+            ..TableLimits::default()
+        },
+    }
+}

@@ -1,0 +1,367 @@
+//! `leaktracer record`: the session as a JSON Lines trace. Every line is a complete JSON
+//! object; the file is flushed after every round, and SIGINT/SIGTERM end the session
+//! through the normal path, so the summary line is always written.
+use std::{
+    fs::File,
+    io::{BufWriter, Write as _},
+    path::{Path, PathBuf},
+};
+
+use anyhow::Context as _;
+
+use crate::detector::Verdict;
+use crate::{
+    kernel::events::KernelEvent,
+    model::table::ProcessTable,
+    pipeline::session::{EndReason, Filter, Happening, SessionInfo, Sink, own_rss_bytes},
+    trace::{
+        self, ExitRecord, Grower, Header, Health, ProcessInfo, Record, RssBytes, SampleRecord,
+        Summary, SuspectBrief, VerdictRecord,
+    },
+    util::clock,
+};
+
+pub struct RecordSink {
+    out: BufWriter<Box<dyn std::io::Write + Send>>,
+    path: PathBuf,
+    filter: Filter,
+    summary: Summary,
+    last_counters: Vec<u64>,
+    last_health_t: f64,
+    /// Hooks paused at the last health line (a change writes one at once).
+    last_paused: Vec<crate::kernel::budget::Hook>,
+    t0_mono: f64,
+    roots: crate::host::memcg::CgroupRoots,
+    limits: crate::host::memcg::LimitCache,
+    ids: crate::host::identity::Resolver,
+}
+
+impl RecordSink {
+    /// `path` "-" writes to stdout.
+    pub fn create(
+        path: &Path,
+        filter: Filter,
+        roots: crate::host::memcg::CgroupRoots,
+        host_root: std::path::PathBuf,
+    ) -> anyhow::Result<Self> {
+        let w: Box<dyn std::io::Write + Send> = if path == Path::new("-") {
+            Box::new(std::io::stdout())
+        } else {
+            Box::new(
+                File::create(path)
+                    .with_context(|| format!("creating trace file {}", path.display()))?,
+            )
+        };
+        Ok(Self {
+            out: BufWriter::with_capacity(256 * 1024, w),
+            path: path.to_path_buf(),
+            filter,
+            summary: Summary::default(),
+            last_counters: Vec::new(),
+            last_health_t: f64::NEG_INFINITY,
+            last_paused: Vec::new(),
+            t0_mono: 0.0,
+            limits: crate::host::memcg::LimitCache::new(roots.clone()),
+            ids: crate::host::identity::Resolver::new(&host_root),
+            roots,
+        })
+    }
+
+    fn write(&mut self, rec: &Record) -> anyhow::Result<()> {
+        serde_json::to_writer(&mut self.out, rec).context("serialising a trace record")?;
+        self.out
+            .write_all(b"\n")
+            .with_context(|| format!("writing {}", self.path.display()))?;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        self.out
+            .flush()
+            .with_context(|| format!("flushing {}", self.path.display()))
+    }
+
+    fn t(&self, t_mono: f64) -> f64 {
+        trace::round_ms(t_mono - self.t0_mono)
+    }
+}
+
+pub fn header(info: &SessionInfo, filter: &Filter) -> Header {
+    Header {
+        schema: trace::SCHEMA_VERSION,
+        tool: "leaktracer".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        host: hostname(),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        start_unix_ms: info.start_unix_ms,
+        start: clock::rfc3339(info.start_unix_ms),
+        interval_ms: info.interval.as_millis() as u64,
+        rss_source: format!("{:?}", info.rss_source).to_lowercase(),
+        page_size: crate::kernel::loader::page_size(),
+        filter_pids: filter.pids.clone(),
+        filter_comms: filter.comms.clone(),
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// The records of a process's end (session time `t`): its final sample, when the kernel had
+/// its counters, and its exit. Shared by `record` and the daemon's stdout.
+pub fn exit_records(
+    table: &ProcessTable,
+    pid: u32,
+    comm: &str,
+    t: f64,
+    ended: Option<crate::model::table::Ended>,
+) -> (Option<SampleRecord>, ExitRecord) {
+    let p = table.find(pid);
+    let final_stats = ended.and(p).map(|p| p.stats);
+    let exit = ExitRecord {
+        t,
+        pid,
+        comm: p.map_or_else(|| comm.to_string(), |p| p.comm.clone()),
+        last_rss: final_stats.map(|st| RssBytes::from_kernel(st.rss)),
+        peak_private_bytes: final_stats.map_or(0, |st| st.peak_private),
+    };
+    (
+        final_stats.map(|st| SampleRecord::from_stats(t, pid, &st)),
+        exit,
+    )
+}
+
+impl RecordSink {
+    /// The `process` record of a process seen for the first time (alive or at its end).
+    fn process_record(&mut self, table: &ProcessTable, pid: u32, t: f64) -> anyhow::Result<()> {
+        let Some(p) = table.find(pid) else {
+            return Ok(());
+        };
+        if !self.filter.wants(p, &mut self.ids) {
+            return Ok(());
+        }
+        self.summary.processes_seen += 1;
+        let limit = self.limits.get(p.memcg_path().as_deref());
+        let id = self.ids.get(p);
+        self.write(&Record::Process(ProcessInfo {
+            t,
+            pid: p.pid,
+            ppid: p.ppid,
+            comm: p.comm.clone(),
+            cmdline: p.cmdline.clone(),
+            cgroup: p.cgroup_raw.as_deref().map(|s| s.trim_end().to_string()),
+            limit_bytes: limit.as_ref().map(|l| l.bytes),
+            limit_cgroup: limit.and_then(|l| l.cgroup),
+            pod: id.into(),
+        }))
+    }
+}
+
+impl Sink for RecordSink {
+    fn start(&mut self, info: &SessionInfo) -> anyhow::Result<()> {
+        self.t0_mono = info.t0_mono;
+        self.write(&Record::Header(header(info, &self.filter)))?;
+        self.flush()
+    }
+
+    fn handle(&mut self, table: &ProcessTable, what: Happening<'_>) -> anyhow::Result<()> {
+        match what {
+            Happening::Round {
+                snap,
+                report,
+                verdicts,
+                overhead,
+            } => {
+                self.summary.rounds += 1;
+                // Identities of processes that left the table (short-lived ones included)
+                // are forgotten: the cache stays bounded by the table.
+                self.ids.prune(table);
+                let t = self.t(snap.t_mono);
+                for pid in &report.new_pids {
+                    self.process_record(table, *pid, t)?;
+                }
+                let mut pids: Vec<u32> = table
+                    .live
+                    .values()
+                    .filter(|p| p.changed)
+                    .map(|p| p.pid)
+                    .collect();
+                // Exited processes are in the graveyard now, with their final counters.
+                pids.extend(&report.exited);
+                pids.sort_unstable();
+                for pid in pids {
+                    let Some(p) = table.find(pid) else { continue };
+                    if !self.filter.wants(p, &mut self.ids) {
+                        continue;
+                    }
+                    self.summary.samples += 1;
+                    self.write(&Record::Sample(SampleRecord::from_stats(t, pid, &p.stats)))?;
+                }
+                for v in verdicts.iter() {
+                    let Some(p) = table.find(v.pid) else { continue };
+                    if !self.filter.wants(p, &mut self.ids) {
+                        continue;
+                    }
+                    self.write(&Record::Verdict(VerdictRecord::from_change(t, &p.comm, v)))?;
+                }
+                // Health: whenever a kernel counter other than the event tallies moved, and
+                // at least every 10 s.
+                let counters = snap.counters.to_vec();
+                if counters != self.last_counters
+                    || t - self.last_health_t >= 10.0
+                    || overhead.paused != self.last_paused
+                {
+                    self.write(&Record::Health(Health {
+                        t,
+                        counters: trace::counters_map(&counters),
+                        procs_in_map: snap.procs.len(),
+                        procs_capacity: snap.procs_capacity,
+                        own_rss_bytes: own_rss_bytes(),
+                        bpf_cpu_share: overhead.bpf_cpu_share.map(|s| (s * 1e6).round() / 1e6),
+                        paused_hooks: overhead.paused.clone(),
+                        rss_from_proc: overhead.rss_from_proc,
+                    }))?;
+                    self.last_paused = overhead.paused.clone();
+                    self.last_counters = counters;
+                    self.last_health_t = t;
+                }
+                self.flush()?;
+            }
+            Happening::Exit {
+                pid,
+                comm,
+                t_mono,
+                ended,
+            } => {
+                let t = self.t(t_mono);
+                let p = table.find(pid);
+                let wanted = match p {
+                    Some(p) => self.filter.wants(p, &mut self.ids),
+                    None => self.filter.matches(pid, comm),
+                };
+                if !wanted {
+                    return Ok(());
+                }
+                // A process that lived less than one interval: its first record is its
+                // last, with every count it made.
+                if ended.is_some_and(|e| e.first_sight) {
+                    self.process_record(table, pid, t)?;
+                }
+                let (sample, exit) = exit_records(table, pid, comm, t, ended);
+                if let Some(sample) = sample {
+                    self.summary.samples += 1;
+                    self.write(&Record::Sample(sample))?;
+                }
+                self.summary.exits += 1;
+                self.write(&Record::Exit(exit))?;
+            }
+            Happening::Budget(ev) => {
+                let t = self.t(crate::util::clock::monotonic_secs());
+                self.summary.budget_pauses +=
+                    u64::from(ev.action == crate::kernel::budget::BudgetAction::Pause);
+                self.write(&Record::Budget {
+                    t,
+                    event: ev.clone(),
+                })?;
+                self.flush()?;
+            }
+            Happening::Memcg(ev) => {
+                let t = self.t(crate::util::clock::monotonic_secs());
+                self.write(&Record::Memcg {
+                    t,
+                    event: ev.clone(),
+                })?;
+                self.flush()?;
+            }
+            Happening::Kernel(ev) => match ev {
+                KernelEvent::Exec {
+                    tgid, comm, t_mono, ..
+                } => {
+                    if self.filter.matches(*tgid, comm) {
+                        let t = self.t(*t_mono);
+                        let p = table.live.get(tgid);
+                        self.write(&Record::Exec {
+                            t,
+                            pid: *tgid,
+                            comm: comm.clone(),
+                            cmdline: p.and_then(|p| p.cmdline.clone()),
+                            cgroup: p.and_then(|p| {
+                                p.cgroup_raw.as_deref().map(|s| s.trim_end().to_string())
+                            }),
+                        })?;
+                    }
+                }
+                KernelEvent::Exit { .. } => {}
+                KernelEvent::OomVictim(v) => {
+                    // OOM kills are always written: the filter must not hide what killed a
+                    // filtered process's neighbour.
+                    self.summary.oom_kills += 1;
+                    let t = self.t(v.t_mono);
+                    let mut rec = crate::commands::oom::post_mortem(table, v, t, &self.roots);
+                    if let Some(p) = table.find(v.pid) {
+                        rec = rec.with_identity(&self.ids.get(p));
+                    }
+                    self.write(&Record::OomKill(rec))?;
+                    self.flush()?;
+                }
+            },
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, table: &ProcessTable, reason: EndReason) -> anyhow::Result<()> {
+        let t = self.t(clock::monotonic_secs());
+        let now = t;
+        let window = 60.0;
+        self.summary.t = t;
+        self.summary.end_unix_ms = clock::unix_millis();
+        self.summary.ended_by = reason.as_str().to_string();
+        self.summary.counters = trace::counters_map(&self.last_counters);
+        self.summary.top_growers = table
+            .ranked(now, window)
+            .into_iter()
+            .filter(|(p, r)| *r > 0.0 && self.filter.wants(p, &mut self.ids))
+            .take(10)
+            .map(|(p, r)| Grower {
+                pid: p.pid,
+                comm: p.comm.clone(),
+                growth_bytes_per_sec: r.round(),
+                private_bytes: p.last().map_or(0, |s| s.private()),
+            })
+            .collect();
+        // Ranked like every other view (crate::model::rank), by the detector's slope they show.
+        let mut suspects: Vec<(SuspectBrief, crate::model::rank::RankKey)> = table
+            .live
+            .values()
+            .chain(table.graveyard.iter())
+            .filter(|p| self.filter.wants(p, &mut self.ids))
+            .filter_map(|p| {
+                let a = p.assessment.as_ref()?;
+                matches!(a.verdict, Verdict::Leaking | Verdict::Growing).then(|| {
+                    let brief = SuspectBrief {
+                        pid: p.pid,
+                        comm: p.comm.clone(),
+                        verdict: a.verdict,
+                        confidence: (a.confidence * 100.0).round() / 100.0,
+                        growth_bytes_per_sec: a.growth_bytes_per_sec.round(),
+                        since: a.since.map(trace::round_ms),
+                    };
+                    (brief, p.rank_key(a.growth_bytes_per_sec))
+                })
+            })
+            .collect();
+        crate::model::rank::sort(&mut suspects, |(_, k)| *k);
+        let mut suspects: Vec<SuspectBrief> = suspects.into_iter().map(|(s, _)| s).collect();
+        suspects.truncate(20);
+        self.summary.suspects = suspects;
+        let summary = Record::Summary(self.summary.clone());
+        self.write(&summary)?;
+        self.flush()
+    }
+}

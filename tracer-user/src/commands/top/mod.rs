@@ -1,0 +1,445 @@
+//! `leaktracer top`: processes ranked by how fast their private memory grows. A live
+//! full-screen view on a terminal, or with `--once` one table/JSON document after the
+//! observation period (for scripts and non-TTY use).
+pub mod tui;
+use std::io::{IsTerminal as _, Write as _};
+
+use serde::Serialize;
+
+use crate::{
+    detector::Verdict,
+    host::identity::Resolver,
+    host::memcg::LimitCache,
+    model::table::{Process, ProcessTable},
+    pipeline::session::{EndReason, Filter, Happening, SessionInfo, Sink},
+    util::clock,
+    util::format,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+/// One row of the view, also the JSON shape of `top --once --format json`.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Row {
+    pub pid: u32,
+    pub ppid: u32,
+    pub comm: String,
+    pub rss_bytes: u64,
+    pub private_bytes: u64,
+    pub rss_anon_bytes: u64,
+    pub rss_file_bytes: u64,
+    pub rss_shmem_bytes: u64,
+    pub rss_swap_bytes: u64,
+    pub growth_bytes_per_sec: f64,
+    pub growth_bytes_per_min: f64,
+    pub alloc_bytes_per_sec: f64,
+    /// Length of the current rise of private memory: from its last trough to where it
+    /// stopped rising (the latest sample for a process still growing). 0 when the growth
+    /// rate over the window is not positive (a burst followed by a longer flat stretch).
+    pub growing_for_secs: f64,
+    /// Seconds this process has been observed.
+    pub observed_secs: f64,
+    /// Leak verdict (see docs/verdicts.md) and its confidence (0..1).
+    pub verdict: Option<Verdict>,
+    pub confidence: f64,
+    /// The memory limit that applies (memory cgroup, else the node) and the time until the
+    /// process reaches it at its current growth (only while growing).
+    pub limit_bytes: Option<u64>,
+    pub time_to_limit_secs: Option<f64>,
+    /// Kubernetes / systemd identity from the cgroup path (absent fields are unknown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qos: Option<crate::host::identity::QosClass>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub systemd_unit: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+}
+
+/// Kernel-side losses worth an operator's attention (full maps, lost events, failed reads);
+/// `rss_unattributed` is normal (changes to an mm whose owner was never seen).
+pub fn kernel_losses(counters: &[u64]) -> u64 {
+    [
+        tracer_common::CTR_PROCS_FULL,
+        tracer_common::CTR_PENDING_FULL,
+        tracer_common::CTR_RINGBUF_FULL,
+        tracer_common::CTR_READ_ERRORS,
+    ]
+    .iter()
+    .filter_map(|&i| counters.get(i as usize))
+    .sum()
+}
+
+/// Column titles of the table and the live view, in `Row::cells` order.
+pub const COLUMNS: [&str; 10] = [
+    "PID",
+    "COMMAND",
+    "RSS",
+    "PRIVATE",
+    "GROWTH/s",
+    "GROWTH/min",
+    "ALLOC/s",
+    "GROWING",
+    "VERDICT",
+    "TO LIMIT",
+];
+
+impl Row {
+    /// The row rendered for humans, one string per column of `COLUMNS`.
+    pub fn cells(&self) -> [String; 10] {
+        let dash = || "-".to_string();
+        [
+            self.pid.to_string(),
+            self.comm.clone(),
+            format::bytes(self.rss_bytes as f64),
+            format::bytes(self.private_bytes as f64),
+            format::bytes(self.growth_bytes_per_sec),
+            format::bytes(self.growth_bytes_per_min),
+            format::bytes(self.alloc_bytes_per_sec),
+            if self.growing_for_secs > 0.0 {
+                format::duration(self.growing_for_secs)
+            } else {
+                dash()
+            },
+            self.verdict.map_or_else(dash, |v| match v {
+                Verdict::Leaking | Verdict::Growing => {
+                    format!("{} {:.0}%", v.as_str(), self.confidence * 100.0)
+                }
+                _ => v.as_str().to_string(),
+            }),
+            self.time_to_limit_secs.map_or_else(dash, format::duration),
+        ]
+    }
+}
+
+pub fn row(p: &Process, now: f64, window: f64, limits: &mut LimitCache, ids: &mut Resolver) -> Row {
+    let id = ids.get(p);
+    let (limit_bytes, time_to_limit_secs) = crate::pipeline::verdicts::limit_and_time(p, limits);
+    let last = p.last().copied().unwrap_or_default();
+    let growth = p.growth_rate(now, window);
+    let growing_for = p.growing_for(now, window);
+    Row {
+        pid: p.pid,
+        ppid: p.ppid,
+        comm: p.comm.clone(),
+        rss_bytes: last.total_rss(),
+        private_bytes: last.private(),
+        rss_anon_bytes: last.rss[tracer_common::RSS_ANON],
+        rss_file_bytes: last.rss[tracer_common::RSS_FILE],
+        rss_shmem_bytes: last.rss[tracer_common::RSS_SHMEM],
+        rss_swap_bytes: last.rss[tracer_common::RSS_SWAP],
+        growth_bytes_per_sec: growth.round(),
+        growth_bytes_per_min: (growth * 60.0).round(),
+        alloc_bytes_per_sec: p.alloc_rate(now, window).round(),
+        growing_for_secs: crate::trace::round_ms(growing_for),
+        observed_secs: crate::trace::round_ms(now - p.first_seen),
+        verdict: p.assessment.as_ref().map(|a| a.verdict),
+        confidence: p
+            .assessment
+            .as_ref()
+            .map_or(0.0, |a| (a.confidence * 100.0).round() / 100.0),
+        limit_bytes,
+        time_to_limit_secs,
+        namespace: id.namespace,
+        pod: id.pod,
+        container: id.container,
+        pod_uid: id.pod_uid,
+        container_id: id.container_id,
+        qos: id.qos,
+        systemd_unit: id.systemd_unit,
+        cgroup: (!id.cgroup.is_empty()).then_some(id.cgroup),
+    }
+}
+
+pub fn rows(
+    table: &ProcessTable,
+    filter: &Filter,
+    now: f64,
+    window: f64,
+    limit: usize,
+    limits: &mut LimitCache,
+    ids: &mut Resolver,
+) -> Vec<Row> {
+    let mut out = Vec::with_capacity(limit.min(256));
+    for (p, _) in table.ranked(now, window) {
+        if out.len() >= limit {
+            break;
+        }
+        if filter.wants(p, ids) {
+            out.push(row(p, now, window, limits, ids));
+        }
+    }
+    out
+}
+
+pub fn render_table(rows: &[Row]) -> String {
+    let line = |c: &[String]| {
+        format!(
+            "{:>7} {:<16} {:>8} {:>8} {:>9} {:>10} {:>9} {:>8} {:<12} {:>8}\n",
+            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9]
+        )
+    };
+    let mut out = line(&COLUMNS.map(String::from));
+    for r in rows {
+        out.push_str(&line(&r.cells()));
+    }
+    out
+}
+
+#[derive(Serialize)]
+struct OnceDocument<'a> {
+    observed_secs: f64,
+    window_secs: f64,
+    interval_ms: u64,
+    host: String,
+    start: String,
+    processes: &'a [Row],
+    /// The kernel programs' cost and the syscall hooks the budget has paused.
+    overhead: &'a crate::kernel::budget::OverheadStatus,
+    /// Processes that ended while observed, short-lived ones included (the largest first).
+    ended: crate::model::ended::EndedLog,
+    kernel_counters: std::collections::BTreeMap<String, u64>,
+}
+
+pub struct TopSink {
+    pub filter: Filter,
+    pub format: OutputFormat,
+    pub once: bool,
+    pub window: f64,
+    pub limit: usize,
+    info: Option<SessionInfo>,
+    counters: Vec<u64>,
+    tui: Option<crate::commands::top::tui::Tui>,
+    batch: bool,
+    limits: LimitCache,
+    ids: Resolver,
+    /// The most recent OOM kill, one line, for the view's header.
+    last_oom: Option<String>,
+    /// The kernel programs' cost and the hooks paused, as of the last round.
+    overhead: crate::kernel::budget::OverheadStatus,
+}
+
+/// The header's account of leaktracer's own kernel-side cost, e.g. "BPF 0.42% of CPU
+/// (budget 1%)" or "BPF 0.95% of CPU (budget 1%); paused: madvise, munmap", and whether RSS
+/// comes from /proc meanwhile (rss_stat paused).
+pub fn overhead_line(o: &crate::kernel::budget::OverheadStatus) -> String {
+    let mut s = match o.bpf_cpu_share {
+        Some(share) => format!("BPF {:.2}% of CPU", share * 100.0),
+        None => "BPF cost unknown".to_string(),
+    };
+    if o.budget > 0.0 {
+        s.push_str(&format!(" (budget {}%)", o.budget * 100.0));
+    }
+    let syscalls: Vec<&str> = o
+        .paused
+        .iter()
+        .filter(|h| **h != crate::kernel::budget::Hook::Rss)
+        .map(|h| h.as_str())
+        .collect();
+    if !syscalls.is_empty() {
+        s.push_str(&format!(
+            "; paused: {} (counts incomplete)",
+            syscalls.join(", ")
+        ));
+    }
+    if o.paused.contains(&crate::kernel::budget::Hook::Rss) {
+        s.push_str(&format!(
+            "; rss_stat paused: RSS of {} processes read from /proc",
+            o.rss_from_proc
+        ));
+    }
+    s
+}
+
+impl TopSink {
+    pub fn new(
+        filter: Filter,
+        format: OutputFormat,
+        once: bool,
+        window: f64,
+        limit: usize,
+        limits: LimitCache,
+        ids: Resolver,
+    ) -> anyhow::Result<Self> {
+        // Without a terminal the live view becomes batch mode (like `top -b`): one table
+        // every interval on stdout, so `leaktracer top | tee` and CI logs work.
+        let batch = !once && !std::io::stdout().is_terminal();
+        Ok(Self {
+            filter,
+            format,
+            once,
+            window,
+            limit,
+            info: None,
+            counters: Vec::new(),
+            tui: None,
+            batch,
+            limits,
+            ids,
+            last_oom: None,
+            overhead: crate::kernel::budget::OverheadStatus::default(),
+        })
+    }
+
+    fn now(&self) -> f64 {
+        self.info
+            .as_ref()
+            .map_or(0.0, |i| clock::monotonic_secs() - i.t0_mono)
+    }
+}
+
+impl Sink for TopSink {
+    fn start(&mut self, info: &SessionInfo) -> anyhow::Result<()> {
+        self.info = Some(info.clone());
+        if !self.once && !self.batch {
+            self.tui = Some(crate::commands::top::tui::Tui::enter()?);
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, table: &ProcessTable, what: Happening<'_>) -> anyhow::Result<()> {
+        if let Happening::Kernel(crate::kernel::events::KernelEvent::OomVictim(v)) = &what {
+            let cgroup = table
+                .find(v.pid)
+                .and_then(|p| p.memcg_path())
+                .unwrap_or_else(|| "?".into());
+            let line = format!(
+                "{} {} ({}) in {}, anon {}, triggered by {} ({})",
+                clock::rfc3339(clock::unix_millis()),
+                v.pid,
+                v.comm,
+                cgroup,
+                format::bytes(v.anon_rss_bytes as f64),
+                v.trigger_pid,
+                v.trigger_comm
+            );
+            if self.batch {
+                writeln!(std::io::stdout().lock(), "!!! OOM kill: {line}")?;
+            }
+            self.last_oom = Some(line);
+        }
+        if let Happening::Round { snap, overhead, .. } = what {
+            self.ids.prune(table);
+            self.counters = snap.counters.to_vec();
+            self.overhead = overhead.clone();
+            let now = self.now();
+            if let Some(tui) = &mut self.tui {
+                let rows = rows(
+                    table,
+                    &self.filter,
+                    now,
+                    self.window,
+                    200,
+                    &mut self.limits,
+                    &mut self.ids,
+                );
+                tui.draw(
+                    &rows,
+                    table,
+                    &self.counters,
+                    now,
+                    self.last_oom.as_deref(),
+                    &self.overhead,
+                )?;
+            } else if self.batch {
+                let rows = rows(
+                    table,
+                    &self.filter,
+                    now,
+                    self.window,
+                    self.limit,
+                    &mut self.limits,
+                    &mut self.ids,
+                );
+                let mut out = std::io::stdout().lock();
+                writeln!(
+                    out,
+                    "--- {} — {} processes tracked — {}",
+                    clock::rfc3339(clock::unix_millis()),
+                    table.live.len(),
+                    overhead_line(&self.overhead)
+                )?;
+                out.write_all(render_table(&rows).as_bytes())?;
+                out.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn wants_stop(&mut self) -> bool {
+        self.tui.as_mut().is_some_and(|t| t.quit_requested())
+    }
+
+    fn finish(&mut self, table: &ProcessTable, _reason: EndReason) -> anyhow::Result<()> {
+        if let Some(tui) = self.tui.take() {
+            tui.leave()?;
+            return Ok(());
+        }
+        if self.batch {
+            return Ok(());
+        }
+        let now = self.now();
+        let window = self.window.min(now.max(1.0));
+        let rows = rows(
+            table,
+            &self.filter,
+            now,
+            window,
+            self.limit,
+            &mut self.limits,
+            &mut self.ids,
+        );
+        let ended = crate::model::ended::EndedLog {
+            largest: table
+                .ended
+                .largest_matching(self.limit, |e| self.filter.matches(e.pid, &e.comm)),
+            ..table.ended.clone()
+        };
+        let mut stdout = std::io::stdout().lock();
+        match self.format {
+            OutputFormat::Table => {
+                stdout.write_all(render_table(&rows).as_bytes())?;
+                if ended.count > 0 {
+                    stdout.write_all(b"\n")?;
+                    stdout.write_all(
+                        crate::model::ended::render_text(&ended, &ended.largest).as_bytes(),
+                    )?;
+                }
+            }
+            OutputFormat::Json => {
+                let info = self.info.as_ref();
+                let doc = OnceDocument {
+                    observed_secs: crate::trace::round_ms(now),
+                    window_secs: crate::trace::round_ms(window),
+                    interval_ms: info.map_or(0, |i| i.interval.as_millis() as u64),
+                    host: std::fs::read_to_string("/proc/sys/kernel/hostname")
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
+                    start: info.map_or_else(String::new, |i| clock::rfc3339(i.start_unix_ms)),
+                    processes: &rows,
+                    overhead: &self.overhead,
+                    ended,
+                    kernel_counters: crate::trace::counters_map(&self.counters),
+                };
+                serde_json::to_writer_pretty(&mut stdout, &doc)?;
+                stdout.write_all(b"\n")?;
+            }
+        }
+        stdout.flush()?;
+        Ok(())
+    }
+}

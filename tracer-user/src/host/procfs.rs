@@ -1,0 +1,179 @@
+//! Reading /proc: seeding processes that predate us, and identity at first sight
+//! (command line, cgroup), which must be captured before the process dies.
+use std::path::{Path, PathBuf};
+
+use tracer_common::{ProcStats, RSS_ANON, RSS_FILE, RSS_SHMEM, RSS_SWAP};
+
+/// A kernel comm (NUL-padded) as a String.
+pub fn comm_from_bytes(b: &[u8]) -> String {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(&b[..end]).into_owned()
+}
+
+fn comm_to_bytes(s: &str) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    let n = s.len().min(15);
+    out[..n].copy_from_slice(&s.as_bytes()[..n]);
+    out
+}
+
+#[derive(Clone, Debug)]
+pub struct Procfs {
+    root: PathBuf,
+}
+
+/// Memory figures from /proc/<pid>/status, in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatusMem {
+    pub rss_anon: u64,
+    pub rss_file: u64,
+    pub rss_shmem: u64,
+    pub swap: u64,
+    pub ppid: u32,
+    /// Kernel threads have no mm: no Rss lines.
+    pub has_mm: bool,
+}
+
+impl StatusMem {
+    pub fn parse(text: &str) -> Self {
+        let mut m = Self::default();
+        for line in text.lines() {
+            let Some((key, rest)) = line.split_once(':') else {
+                continue;
+            };
+            let kb = || {
+                rest.split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+                    * 1024
+            };
+            match key {
+                "RssAnon" => {
+                    m.rss_anon = kb();
+                    m.has_mm = true;
+                }
+                "RssFile" => m.rss_file = kb(),
+                "RssShmem" => m.rss_shmem = kb(),
+                "VmSwap" => m.swap = kb(),
+                "PPid" => m.ppid = rest.trim().parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+        m
+    }
+}
+
+impl Procfs {
+    pub fn new(host_root: &Path) -> Self {
+        Self {
+            root: host_root.join("proc"),
+        }
+    }
+
+    fn path(&self, pid: u32, file: &str) -> PathBuf {
+        self.root.join(pid.to_string()).join(file)
+    }
+
+    pub fn pids(&self) -> Vec<u32> {
+        let Ok(dir) = std::fs::read_dir(&self.root) else {
+            return Vec::new();
+        };
+        dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect()
+    }
+
+    pub fn alive(&self, pid: u32) -> bool {
+        self.root.join(pid.to_string()).exists()
+    }
+
+    pub fn comm(&self, pid: u32) -> Option<String> {
+        std::fs::read_to_string(self.path(pid, "comm"))
+            .ok()
+            .map(|s| s.trim_end().to_string())
+    }
+
+    /// Command line, NULs as spaces, capped (a JVM's can be tens of KiB).
+    pub fn cmdline(&self, pid: u32) -> Option<String> {
+        let raw = std::fs::read(self.path(pid, "cmdline")).ok()?;
+        let mut s: String = String::from_utf8_lossy(&raw)
+            .replace('\0', " ")
+            .trim_end()
+            .to_string();
+        if s.len() > 256 {
+            let mut cut = 256;
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            s.truncate(cut);
+            s.push('…');
+        }
+        (!s.is_empty()).then_some(s)
+    }
+
+    pub fn cgroup(&self, pid: u32) -> Option<String> {
+        std::fs::read_to_string(self.path(pid, "cgroup")).ok()
+    }
+
+    pub fn status(&self, pid: u32) -> Option<StatusMem> {
+        std::fs::read_to_string(self.path(pid, "status"))
+            .ok()
+            .map(|t| StatusMem::parse(&t))
+    }
+
+    /// Kernel-map seed for a process that predates us: comm and RSS now.
+    pub fn seed_stats(&self, pid: u32, now_ns: u64) -> Option<ProcStats> {
+        let st = self.status(pid)?;
+        if !st.has_mm {
+            return None;
+        }
+        let mut s = ProcStats {
+            comm: comm_to_bytes(&self.comm(pid)?),
+            first_seen_ns: now_ns,
+            ppid: st.ppid,
+            ..ProcStats::default()
+        };
+        s.rss[RSS_ANON] = st.rss_anon;
+        s.rss[RSS_FILE] = st.rss_file;
+        s.rss[RSS_SHMEM] = st.rss_shmem;
+        s.rss[RSS_SWAP] = st.swap;
+        s.peak_private = st.rss_anon + st.rss_shmem + st.swap;
+        Some(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_status() {
+        let t = "Name:\tbash\nPPid:\t1\nVmRSS:\t    4000 kB\nRssAnon:\t    1000 kB\nRssFile:\t    2900 kB\nRssShmem:\t     100 kB\nVmSwap:\t       5 kB\n";
+        let m = StatusMem::parse(t);
+        assert_eq!(
+            m,
+            StatusMem {
+                rss_anon: 1000 * 1024,
+                rss_file: 2900 * 1024,
+                rss_shmem: 100 * 1024,
+                swap: 5 * 1024,
+                ppid: 1,
+                has_mm: true
+            }
+        );
+        assert!(!StatusMem::parse("Name:\tkthreadd\nPPid:\t0\n").has_mm);
+    }
+
+    #[test]
+    fn comm_roundtrip() {
+        assert_eq!(
+            comm_from_bytes(&comm_to_bytes("stress-ng-brk")),
+            "stress-ng-brk"
+        );
+        assert_eq!(
+            comm_from_bytes(&comm_to_bytes("a-very-long-command-name")),
+            "a-very-long-com"
+        );
+        assert_eq!(comm_from_bytes(b"abc"), "abc");
+    }
+}

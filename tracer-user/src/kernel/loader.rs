@@ -1,0 +1,512 @@
+//! Loads the kernel programs, hands them their field offsets, sizes their maps and
+//! attaches them. The only module that knows program names and attach points.
+use std::path::Path;
+
+use anyhow::{Context as _, anyhow, bail};
+use std::os::fd::{AsFd as _, AsRawFd as _};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    programs::{
+        RawTracePoint, TracePoint, raw_trace_point::RawTracePointLinkId,
+        trace_point::TracePointLinkId,
+    },
+};
+use tracer_common::globals as g;
+
+use crate::{
+    kernel::btf::{self, KernelBtf},
+    kernel::preflight,
+    kernel::tracefs::TraceFs,
+    util::error::UsageError,
+};
+
+/// How RSS changes are observed (see tracer-ebpf/src/programs/rss.rs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RssSource {
+    /// Classic kmem:rss_stat tracepoint: exact (the kernel sums the per-CPU counters for
+    /// the event), works without BTF. The default.
+    Tracepoint,
+    /// Raw tracepoint reading the shared counter itself (needs kernel BTF): skips the
+    /// per-CPU sum and record formatting, but lags the exact value by the per-CPU batches
+    /// not yet folded in (at most max(32, 2*CPUs) pages per CPU the process ran on).
+    Raw,
+}
+
+/// Map sizes; defaults fit a busy node, tests shrink them to provoke (counted) overflow.
+#[derive(Clone, Copy, Debug)]
+pub struct MapSizes {
+    pub procs: u32,
+    pub ringbuf_bytes: u32,
+}
+
+impl Default for MapSizes {
+    fn default() -> Self {
+        Self {
+            procs: 32768,
+            // 1 MiB: about 5,700 exec/exit events. 256 KiB lost exits when 10,000 processes
+            // ended at once (the reader drains every 100 ms, or when an eighth is full).
+            ringbuf_bytes: 1 << 20,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    pub host_root: std::path::PathBuf,
+    pub rss_source: RssSource,
+    pub sizes: MapSizes,
+    /// Attach oom:mark_victim (optional: a kernel without it degrades with a warning).
+    pub oom: bool,
+}
+
+/// Loaded and attached programs. Dropping it detaches everything.
+pub struct Probes {
+    pub ebpf: Ebpf,
+    pub rss_source: RssSource,
+    /// Names of attached programs, for stats and logs.
+    pub attached: Vec<&'static str>,
+    /// The links of the syscall programs, which the overhead budget detaches and attaches
+    /// again (absent while detached).
+    syscall_links: std::collections::HashMap<&'static str, TracePointLinkId>,
+    /// The rss_stat program's link, which the budget detaches last (absent while detached).
+    rss_link: Option<RssLink>,
+    /// Keeps the kernel's per-program run-time statistics on while held (BPF_ENABLE_STATS):
+    /// only during measurement windows, since they cost each program run two clock reads.
+    stats: Option<std::os::fd::OwnedFd>,
+    /// The kernel refused to enable them once: the budget is off for the session.
+    stats_refused: bool,
+}
+
+enum RssLink {
+    Raw(RawTracePointLinkId),
+    Tracepoint(TracePointLinkId),
+}
+
+/// The compiled kernel object, built by build.rs through aya-build.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ebpf"));
+
+/// Syscall tracepoints, named like their programs. brk needs no enter program (its return
+/// value is the new break); the others save their arguments at enter and count at exit.
+const SYSCALL_PROGRAMS: [&str; 7] = [
+    "sys_enter_mmap",
+    "sys_exit_mmap",
+    "sys_enter_munmap",
+    "sys_exit_brk",
+    "sys_enter_mremap",
+    "sys_exit_mremap",
+    "sys_enter_madvise",
+];
+
+/// (program, vmscan event) for memory-cgroup direct reclaim.
+const RECLAIM_PROGRAMS: [(&str, &str); 2] = [
+    ("memcg_reclaim_begin", "mm_vmscan_memcg_reclaim_begin"),
+    ("memcg_reclaim_end", "mm_vmscan_memcg_reclaim_end"),
+];
+
+/// Offset of `nr_reclaimed` in the reclaim-end record, if both events exist.
+fn reclaim_offset(tfs: &TraceFs) -> anyhow::Result<u32> {
+    for (_, event) in RECLAIM_PROGRAMS {
+        if !tfs.has_event("vmscan", event) {
+            bail!("tracepoint vmscan:{event} not available on this kernel");
+        }
+    }
+    tfs.format("vmscan", "mm_vmscan_memcg_reclaim_end")?
+        .offset("nr_reclaimed")
+}
+
+struct Offsets {
+    values: Vec<(&'static str, u32)>,
+}
+
+impl Offsets {
+    fn set(&mut self, name: &'static str, v: u32) {
+        self.values.push((name, v));
+    }
+}
+
+fn tracepoint_offsets(tfs: &TraceFs, oom: bool) -> anyhow::Result<Offsets> {
+    let mut o = Offsets { values: Vec::new() };
+    let mmap = tfs.format("syscalls", "sys_enter_mmap")?;
+    o.set(g::MMAP_LEN, mmap.offset("len")?);
+    o.set(g::MMAP_PROT, mmap.offset("prot")?);
+    o.set(g::MMAP_FLAGS, mmap.offset("flags")?);
+    o.set(g::MMAP_FD, mmap.offset("fd")?);
+    o.set(
+        g::MUNMAP_LEN,
+        tfs.format("syscalls", "sys_enter_munmap")?.offset("len")?,
+    );
+    let mremap = tfs.format("syscalls", "sys_enter_mremap")?;
+    o.set(g::MREMAP_OLD_LEN, mremap.offset("old_len")?);
+    o.set(g::MREMAP_NEW_LEN, mremap.offset("new_len")?);
+    let madvise = tfs.format("syscalls", "sys_enter_madvise")?;
+    o.set(g::MADVISE_LEN, madvise.offset("len_in")?);
+    o.set(g::MADVISE_BEHAVIOR, madvise.offset("behavior")?);
+    // Every sys_exit_* record has the same layout; mmap's stands for all.
+    o.set(
+        g::SYS_EXIT_RET,
+        tfs.format("syscalls", "sys_exit_mmap")?.offset("ret")?,
+    );
+    let rss = tfs.format("kmem", "rss_stat")?;
+    o.set(g::RSS_MM_ID, rss.offset("mm_id")?);
+    o.set(g::RSS_CURR, rss.offset("curr")?);
+    o.set(g::RSS_MEMBER, rss.offset("member")?);
+    o.set(g::RSS_SIZE, rss.offset("size")?);
+    let exit = tfs.format("sched", "sched_process_exit")?;
+    o.set(g::EXIT_GROUP_DEAD, exit.optional_offset("group_dead"));
+    o.set(
+        g::EXEC_OLD_PID,
+        tfs.format("sched", "sched_process_exec")?
+            .offset("old_pid")?,
+    );
+    if oom {
+        let v = tfs.format("oom", "mark_victim")?;
+        o.set(g::OOM_PID, v.offset("pid")?);
+        o.set(g::OOM_COMM, v.optional_offset("comm"));
+        o.set(g::OOM_TOTAL_VM, v.optional_offset("total_vm"));
+        o.set(g::OOM_ANON_RSS, v.optional_offset("anon_rss"));
+        o.set(g::OOM_FILE_RSS, v.optional_offset("file_rss"));
+        o.set(g::OOM_SHMEM_RSS, v.optional_offset("shmem_rss"));
+        o.set(g::OOM_UID, v.optional_offset("uid"));
+        o.set(g::OOM_PGTABLES, v.optional_offset("pgtables"));
+        o.set(g::OOM_SCORE_ADJ, v.optional_offset("oom_score_adj"));
+    }
+    Ok(o)
+}
+
+impl Probes {
+    pub fn load(opts: &LoadOptions) -> anyhow::Result<Self> {
+        preflight::check_privileges()?;
+        let tfs = preflight::locate_tracefs(&opts.host_root)?;
+        preflight::raise_memlock();
+
+        let oom = opts.oom && tfs.has_event("oom", "mark_victim");
+        if opts.oom && !oom {
+            log::warn!(
+                "tracepoint oom:mark_victim not available on this kernel: OOM kills will not be recorded"
+            );
+        }
+        let mut offsets = tracepoint_offsets(&tfs, oom).map_err(|e| {
+            anyhow!(UsageError::new(format!(
+                "{e:#}: this kernel lacks a tracepoint leaktracer needs"
+            )))
+        })?;
+        // Memory-cgroup reclaim is optional evidence: without it the rest still works.
+        let reclaim = match reclaim_offset(&tfs) {
+            Ok(off) => {
+                offsets.set(g::RECLAIM_NR_RECLAIMED, off);
+                true
+            }
+            Err(e) => {
+                log::warn!("memory-cgroup reclaim is not traced: {e:#}");
+                false
+            }
+        };
+
+        // Kernel struct offsets for the raw programs (fork always; rss in raw mode).
+        let btf = KernelBtf::from_path(&opts.host_root.join("sys/kernel/btf/vmlinux"));
+        let task = btf.as_ref().ok().map(btf::task_layout).transpose();
+        let rss_layout = btf.as_ref().ok().map(btf::rss_layout).transpose();
+        let rss_source = match (opts.rss_source, &rss_layout) {
+            (RssSource::Tracepoint, _) => RssSource::Tracepoint,
+            (RssSource::Raw, Ok(Some(_))) => RssSource::Raw,
+            (RssSource::Raw, _) => {
+                return Err(anyhow!(UsageError::new(format!(
+                    "--rss-source raw needs the kernel's BTF (/sys/kernel/btf/vmlinux): {}",
+                    btf_problem(&btf, &rss_layout)
+                ))));
+            }
+        };
+        let task = match task {
+            Ok(Some(t)) => Some(t),
+            _ => {
+                log::warn!(
+                    "kernel BTF unusable: fork is not traced, new processes appear at their first allocation"
+                );
+                None
+            }
+        };
+        if let Some(t) = task {
+            offsets.set(g::TASK_MM, t.task_mm);
+            offsets.set(g::TASK_PID, t.task_pid);
+            offsets.set(g::TASK_TGID, t.task_tgid);
+        }
+        match btf.as_ref().map(btf::task_extras) {
+            Ok(Ok(x)) => {
+                offsets.set(g::TASK_FLAGS, x.task_flags);
+                offsets.set(g::TASK_SIGNAL, x.task_signal);
+                offsets.set(g::SIGNAL_LIVE, x.signal_live);
+                offsets.set(g::TASK_GROUP_LEADER, x.task_group_leader);
+                offsets.set(g::TASK_COMM, x.task_comm);
+            }
+            Ok(Err(e)) => log::warn!(
+                "{e:#}: processes are named by the thread that first ran, and on kernels without sched_process_exit's group_dead a process ends with its leader"
+            ),
+            Err(_) => {}
+        }
+        // Set whatever the rss source: new kernel entries take their first RSS from the mm
+        // through these (see maps.rs fill_rss_from_mm), in the classic mode too.
+        if let Ok(Some(r)) = &rss_layout {
+            offsets.set(g::MM_RSS_STAT, r.mm_rss_stat);
+            offsets.set(g::RSS_STAT_STRIDE, r.stride);
+            offsets.set(g::RSS_STAT_COUNT, r.count);
+        }
+
+        let page_size = page_size();
+        let self_tgid = std::process::id();
+        let raw_keys: u32 = u32::from(rss_source == RssSource::Raw);
+        let mut loader = EbpfLoader::new();
+        for (name, v) in &offsets.values {
+            loader.override_global(name, v, true);
+        }
+        loader
+            .override_global(g::PAGE_SIZE, &page_size, true)
+            .override_global(g::SELF_TGID, &self_tgid, true)
+            .override_global("RSS_KEYS_ARE_POINTERS", &raw_keys, true)
+            .map_max_entries("PROCS", opts.sizes.procs)
+            .map_max_entries(
+                "EVENTS",
+                opts.sizes
+                    .ringbuf_bytes
+                    .next_power_of_two()
+                    .max(page_size as u32),
+            );
+        let mut ebpf = loader
+            .load(OBJECT)
+            .context("loading the eBPF object into the kernel")?;
+
+        // RSS figures are exact from the first generation on (see ProcStats::rss_gen).
+        crate::kernel::sampler::set_rss_gen(&mut ebpf, 1)?;
+        let mut attached = Vec::new();
+        let mut syscall_links = std::collections::HashMap::new();
+        for prog in SYSCALL_PROGRAMS {
+            syscall_links.insert(prog, attach_tp(&mut ebpf, prog, "syscalls", prog)?);
+            attached.push(prog);
+        }
+        let rss_link = Some(match rss_source {
+            RssSource::Raw => RssLink::Raw(attach_raw(&mut ebpf, "rss_stat_raw", "rss_stat")?),
+            RssSource::Tracepoint => {
+                RssLink::Tracepoint(attach_tp(&mut ebpf, "rss_stat", "kmem", "rss_stat")?)
+            }
+        });
+        attached.push(rss_program(rss_source));
+        if task.is_some() {
+            attach_raw(&mut ebpf, "sched_process_fork", "sched_process_fork")?;
+            attached.push("sched_process_fork");
+        }
+        attach_tp(
+            &mut ebpf,
+            "sched_process_exec",
+            "sched",
+            "sched_process_exec",
+        )?;
+        attach_tp(
+            &mut ebpf,
+            "sched_process_exit",
+            "sched",
+            "sched_process_exit",
+        )?;
+        attached.extend(["sched_process_exec", "sched_process_exit"]);
+        if oom {
+            attach_tp(&mut ebpf, "mark_victim", "oom", "mark_victim")?;
+            attached.push("mark_victim");
+        }
+        if reclaim {
+            for (prog, event) in RECLAIM_PROGRAMS {
+                attach_tp(&mut ebpf, prog, "vmscan", event)?;
+                attached.push(prog);
+            }
+        }
+        log::info!(
+            "attached {} programs (rss source: {:?})",
+            attached.len(),
+            rss_source
+        );
+        Ok(Self {
+            ebpf,
+            rss_source,
+            attached,
+            syscall_links,
+            rss_link,
+            stats: None,
+            stats_refused: false,
+        })
+    }
+
+    /// Turn the kernel's per-program run-time statistics on (a measurement window) or off.
+    /// Returns whether they are on.
+    pub fn set_stats(&mut self, on: bool) -> bool {
+        if !on {
+            self.stats = None;
+            return false;
+        }
+        if self.stats.is_none() && !self.stats_refused {
+            match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
+                Ok(fd) => self.stats = Some(fd),
+                Err(e) => {
+                    self.stats_refused = true;
+                    log::warn!(
+                        "the kernel's BPF run-time statistics could not be enabled ({e}): the overhead budget is off"
+                    );
+                }
+            }
+        }
+        self.stats.is_some()
+    }
+
+    /// Each attached program's cumulative run time and count (empty while the statistics
+    /// are off).
+    pub fn costs(&self) -> Vec<crate::kernel::budget::ProgCost> {
+        if self.stats.is_none() {
+            return Vec::new();
+        }
+        self.attached
+            .iter()
+            .filter_map(|name| {
+                let fd = self.ebpf.program(name)?.fd().ok()?;
+                let (run_ns, runs) = crate::kernel::budget::fdinfo_cost(fd.as_fd().as_raw_fd())?;
+                Some(crate::kernel::budget::ProgCost {
+                    name: (*name).to_string(),
+                    run_ns,
+                    runs,
+                })
+            })
+            .collect()
+    }
+
+    fn tracepoint(&mut self, name: &str) -> anyhow::Result<&mut TracePoint> {
+        Ok(self
+            .ebpf
+            .program_mut(name)
+            .with_context(|| format!("program {name} missing"))?
+            .try_into()?)
+    }
+
+    /// Detach a syscall or rss_stat program (the overhead budget); a no-op when it is
+    /// detached or not in use.
+    pub fn detach(&mut self, prog: &str) -> anyhow::Result<()> {
+        if prog == rss_program(self.rss_source) {
+            match self.rss_link.take() {
+                Some(RssLink::Raw(id)) => self.raw_tracepoint(prog)?.detach(id),
+                Some(RssLink::Tracepoint(id)) => self.tracepoint(prog)?.detach(id),
+                None => return Ok(()),
+            }
+            .with_context(|| format!("detaching {prog}"))?;
+            return Ok(());
+        }
+        let Some((name, id)) = self.syscall_links.remove_entry(prog) else {
+            return Ok(());
+        };
+        self.tracepoint(name)?
+            .detach(id)
+            .with_context(|| format!("detaching {name}"))?;
+        Ok(())
+    }
+
+    /// Attach a detached program again; a no-op when attached or not in use.
+    pub fn reattach(&mut self, prog: &str) -> anyhow::Result<()> {
+        if prog == rss_program(self.rss_source) {
+            if self.rss_link.is_none() {
+                self.rss_link = Some(match self.rss_source {
+                    RssSource::Raw => RssLink::Raw(
+                        self.raw_tracepoint(prog)?
+                            .attach("rss_stat")
+                            .with_context(|| format!("attaching {prog} again"))?,
+                    ),
+                    RssSource::Tracepoint => RssLink::Tracepoint(
+                        self.tracepoint(prog)?
+                            .attach("kmem", "rss_stat")
+                            .with_context(|| format!("attaching {prog} again"))?,
+                    ),
+                });
+            }
+            return Ok(());
+        }
+        let Some(name) = SYSCALL_PROGRAMS.iter().copied().find(|n| *n == prog) else {
+            // The other rss program (not the one in use): nothing to do.
+            return Ok(());
+        };
+        if self.syscall_links.contains_key(name) {
+            return Ok(());
+        }
+        let id = self
+            .tracepoint(name)?
+            .attach("syscalls", name)
+            .with_context(|| format!("attaching {name} again"))?;
+        self.syscall_links.insert(name, id);
+        Ok(())
+    }
+
+    fn raw_tracepoint(&mut self, name: &str) -> anyhow::Result<&mut RawTracePoint> {
+        Ok(self
+            .ebpf
+            .program_mut(name)
+            .with_context(|| format!("program {name} missing"))?
+            .try_into()?)
+    }
+}
+
+/// The program that observes RSS in this mode.
+fn rss_program(source: RssSource) -> &'static str {
+    match source {
+        RssSource::Raw => "rss_stat_raw",
+        RssSource::Tracepoint => "rss_stat",
+    }
+}
+
+fn btf_problem(
+    btf: &anyhow::Result<KernelBtf>,
+    layout: &anyhow::Result<Option<btf::RssLayout>>,
+) -> String {
+    match (btf, layout) {
+        (Err(e), _) => format!("{e:#}"),
+        (_, Err(e)) => format!("{e:#}"),
+        _ => "unknown".into(),
+    }
+}
+
+fn attach_tp(
+    ebpf: &mut Ebpf,
+    prog: &str,
+    group: &str,
+    event: &str,
+) -> anyhow::Result<TracePointLinkId> {
+    let p: &mut TracePoint = ebpf
+        .program_mut(prog)
+        .with_context(|| format!("program {prog} missing from the object"))?
+        .try_into()?;
+    p.load()
+        .with_context(|| format!("verifier rejected {prog}"))?;
+    p.attach(group, event)
+        .with_context(|| format!("attaching {prog} to tracepoint {group}:{event}"))
+}
+
+fn attach_raw(ebpf: &mut Ebpf, prog: &str, tp: &str) -> anyhow::Result<RawTracePointLinkId> {
+    let p: &mut RawTracePoint = ebpf
+        .program_mut(prog)
+        .with_context(|| format!("program {prog} missing from the object"))?
+        .try_into()?;
+    p.load()
+        .with_context(|| format!("verifier rejected {prog}"))?;
+    p.attach(tp)
+        .with_context(|| format!("attaching {prog} to raw tracepoint {tp}"))
+}
+
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if v > 0 { v as u64 } else { 4096 }
+}
+
+/// Is a host root usable? (Used to explain `--host-root` mistakes early.)
+pub fn check_host_root(root: &Path) -> Result<(), UsageError> {
+    if root.join("proc").is_dir() {
+        Ok(())
+    } else {
+        Err(UsageError::new(format!(
+            "--host-root {}: no proc/ under it",
+            root.display()
+        )))
+    }
+}

@@ -1,0 +1,12 @@
+//! The kernel side, seen from userspace: loading and attaching the programs, reading their
+//! maps and ring buffer, the overhead budget, and the kernel's own type layouts (BTF,
+//! tracefs). Kernel structs become the model's counters here.
+pub mod btf;
+pub mod budget;
+pub mod events;
+pub mod loader;
+pub mod logging;
+pub mod preflight;
+pub mod rss_fallback;
+pub mod sampler;
+pub mod tracefs;

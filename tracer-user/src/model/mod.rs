@@ -1,0 +1,7 @@
+//! The bounded model: the process table with its per-process series and graveyard, rates
+//! on those series, the one ranking of suspects, and the log of ended processes.
+pub mod ended;
+pub mod rank;
+pub mod rates;
+pub mod series;
+pub mod table;

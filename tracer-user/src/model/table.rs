@@ -1,0 +1,1010 @@
+//! The process table: one entry per live process with its bounded time series, plus a
+//! bounded graveyard of recently dead ones so an exit or OOM record can still show the
+//! victim's history. Fed by the sampler (counters) and by kernel events (exec/exit).
+use std::{
+    collections::{BTreeMap, HashMap, HashSet, VecDeque},
+    sync::Arc,
+};
+
+use hdrhistogram::Histogram;
+use tracer_common::{
+    CALL_KINDS, MMAP_HIST_BUCKETS, MMAP_HIST_MIN_SHIFT, PROC_FLAG_EXITED, ProcStats,
+};
+
+use crate::{
+    host::procfs::{Procfs, comm_from_bytes},
+    kernel::sampler::Snapshot,
+    model::rates,
+    model::series::{Bucket, Ring, Sample},
+};
+
+/// Width of a coarse bucket: one trough/peak pair per minute.
+pub const COARSE_SECS: f64 = 60.0;
+
+#[derive(Clone, Copy, Debug)]
+pub struct TableLimits {
+    /// Fine samples kept per process (at the sampling interval).
+    pub fine: usize,
+    /// Coarse one-minute buckets kept per process.
+    pub coarse: usize,
+    /// Dead processes remembered.
+    pub graveyard: usize,
+    /// Live processes tracked at most (the kernel map's capacity bounds it anyway).
+    pub live: usize,
+}
+
+impl Default for TableLimits {
+    fn default() -> Self {
+        Self {
+            fine: 300,
+            coarse: 360,
+            graveyard: 256,
+            live: 32768,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Process {
+    pub pid: u32,
+    pub ppid: u32,
+    pub comm: String,
+    pub cmdline: Option<String>,
+    /// /proc/<pid>/cgroup content at first sight (identity is resolved from it later).
+    /// Interned: most processes of a node share a handful of cgroups, and a v1 file is a few
+    /// hundred bytes (10,000 processes: 3 MiB saved).
+    pub cgroup_raw: Option<Arc<str>>,
+    /// Session time of the first sample.
+    pub first_seen: f64,
+    pub fine: Ring<Sample>,
+    pub coarse: Ring<Bucket>,
+    /// Latest kernel counters (for trace output and deltas).
+    pub stats: ProcStats,
+    /// Whether `stats` changed in the latest sampling round.
+    pub changed: bool,
+    pub exited_at: Option<f64>,
+    /// It lived and died between two sampling rounds: its exit brought all its counters.
+    pub brief: bool,
+    /// Latest leak verdict (see verdicts.rs) and when it was computed.
+    pub assessment: Option<crate::detector::Assessment>,
+    pub assessed_at: f64,
+    /// The memory limit recorded for it (offline replay; live views ask the memcg cache).
+    pub limit_bytes: Option<u64>,
+}
+
+impl Process {
+    pub fn last(&self) -> Option<&Sample> {
+        self.fine.last()
+    }
+
+    /// Growth of private memory in bytes/s over the `window` seconds before `now` (before
+    /// its exit, for a dead process: time after death is not flat memory).
+    pub fn growth_rate(&self, now: f64, window: f64) -> f64 {
+        let end = self.exited_at.map_or(now, |e| e.min(now));
+        rates::rate(&self.fine, end, window, |s| s.private() as f64).unwrap_or(0.0)
+    }
+
+    /// Allocation rate (bytes/s obtained through mmap/brk/mremap) over `window` seconds.
+    pub fn alloc_rate(&self, now: f64, window: f64) -> f64 {
+        rates::delta_rate(&self.fine, now, window, |s| s.alloc)
+    }
+
+    /// The process's memory cgroup path (v1 memory controller, else unified), as seen at
+    /// first sight.
+    pub fn memcg_path(&self) -> Option<String> {
+        let raw = self.cgroup_raw.as_deref()?;
+        crate::host::identity::parse_proc_cgroup(raw)
+            .memory_path()
+            .map(str::to_string)
+    }
+
+    /// How long the current growth has lasted, as `top` shows it: the latest rise of private
+    /// memory from its last trough to where it stopped rising (its peak), while the growth
+    /// rate over the window is positive; 0 otherwise. So a process that rose for 15 s and has
+    /// been flat since is not "growing for" the flat stretch too: 0 once the flat stretch
+    /// dominates the window, 15 s while the rise still does.
+    pub fn growing_for(&self, now: f64, window: f64) -> f64 {
+        if self.growth_rate(now, window) <= 0.0 {
+            return 0.0;
+        }
+        rates::latest_rise(&self.fine, |s| s.private()).map_or(0.0, |r| r.secs())
+    }
+
+    /// This process's ranking key with the rate a view shows for it.
+    pub fn rank_key(&self, rate: f64) -> crate::model::rank::RankKey {
+        crate::model::rank::RankKey {
+            verdict: self.assessment.as_ref().map(|a| a.verdict),
+            rate,
+            private: self.last().map_or(0, Sample::private),
+            pid: self.pid,
+            first_seen: self.first_seen,
+        }
+    }
+
+    fn push(&mut self, s: Sample) {
+        let p = s.private();
+        match self.coarse.last_mut() {
+            Some(b) if s.t - b.t < COARSE_SECS => {
+                b.min_private = b.min_private.min(p);
+                b.max_private = b.max_private.max(p);
+                b.last_private = p;
+            }
+            _ => self.coarse.push(Bucket {
+                t: s.t,
+                min_private: p,
+                max_private: p,
+                last_private: p,
+            }),
+        }
+        self.fine.push(s);
+    }
+}
+
+pub fn sample_of(t: f64, st: &ProcStats) -> Sample {
+    Sample {
+        t,
+        rss: st.rss,
+        alloc: st.mapped_anon + st.mapped_file + st.brk_grown + st.mremap_grown,
+        freed: st.unmapped + st.released + st.brk_shrunk + st.mremap_shrunk,
+        calls: st.calls.iter().take(CALL_KINDS).sum(),
+    }
+}
+
+/// Distributions over the whole session (hdrhistogram: bounded memory, fixed precision).
+pub struct Distributions {
+    /// mmap request sizes in bytes, rebuilt from the kernel's per-process log2 buckets.
+    pub mmap_sizes: Histogram<u64>,
+    /// Positive per-interval growth of private memory, bytes, across processes.
+    pub interval_growth: Histogram<u64>,
+}
+
+impl Distributions {
+    fn new() -> Self {
+        let h = || {
+            Histogram::new_with_bounds(1, 1 << 46, 2).expect("static histogram bounds are valid")
+        };
+        Self {
+            mmap_sizes: h(),
+            interval_growth: h(),
+        }
+    }
+}
+
+/// What one round of updates changed, for the sinks.
+#[derive(Default, Debug)]
+pub struct RoundReport {
+    pub new_pids: Vec<u32>,
+    /// Processes whose final counters came in this round; now in the graveyard.
+    pub exited: Vec<u32>,
+    /// Memory-cgroup reclaim run since the previous round, summed per memory cgroup path
+    /// ("/" when unknown). The kernel counts it per process; the cgroup is what hit its limit.
+    pub reclaim: BTreeMap<String, ReclaimRound>,
+}
+
+/// Reclaim by one cgroup's processes in one round.
+#[derive(Default, Debug, Clone, PartialEq)]
+pub struct ReclaimRound {
+    pub runs: u64,
+    pub stall_ns: u64,
+    pub pages: u64,
+    /// Some of the processes that reclaimed (at most [`ReclaimRound::MAX_PIDS`]).
+    pub pids: Vec<u32>,
+}
+
+impl ReclaimRound {
+    pub const MAX_PIDS: usize = 8;
+
+    fn add(&mut self, pid: u32, prev: &ProcStats, now: &ProcStats) {
+        let runs = now.reclaim_runs.saturating_sub(prev.reclaim_runs);
+        if runs == 0 {
+            return;
+        }
+        self.runs += runs;
+        self.stall_ns += now.reclaim_ns.saturating_sub(prev.reclaim_ns);
+        self.pages += now.reclaimed_pages.saturating_sub(prev.reclaimed_pages);
+        if self.pids.len() < Self::MAX_PIDS {
+            self.pids.push(pid);
+        }
+    }
+}
+
+pub struct ProcessTable {
+    pub live: HashMap<u32, Process>,
+    pub graveyard: VecDeque<Process>,
+    pub limits: TableLimits,
+    pub dists: Distributions,
+    /// Session start, CLOCK_MONOTONIC seconds: sample times are relative to it.
+    pub t0_mono: f64,
+    /// Processes refused because the table was full.
+    pub dropped: u64,
+    /// Raw /proc cgroup read at exec of processes not in the table yet, kept until the end
+    /// of the next round (bounded by [`EXEC_CGROUPS_MAX`]).
+    exec_cgroups: HashMap<u32, String>,
+    /// Shared copies of the cgroup files of tracked processes.
+    pub strings: Interner,
+    /// Reclaim of processes that ended between rounds, for the next round's report.
+    ended_reclaim: BTreeMap<String, ReclaimRound>,
+    /// Every process end, and the largest ends with their final counters.
+    pub ended: crate::model::ended::EndedLog,
+    /// Traced syscalls of every process since the session started (see `CALL_*`),
+    /// short-lived ones included.
+    pub calls_total: [u64; CALL_KINDS],
+}
+
+/// A process's end as the table folded it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ended {
+    pub pid: u32,
+    /// It had not been sampled alive: it lived less than one interval.
+    pub first_sight: bool,
+}
+
+/// A process at its end (its final counters folded in), as the views list it.
+fn ended_process(p: &Process, t: f64, brief: bool) -> crate::model::ended::EndedProcess {
+    let last = sample_of(t, &p.stats);
+    crate::model::ended::EndedProcess {
+        pid: p.pid,
+        ppid: p.ppid,
+        comm: p.comm.clone(),
+        ended_at_secs: crate::trace::round_ms(t),
+        brief,
+        peak_private_bytes: p
+            .stats
+            .peak_private
+            .max(p.fine.iter().map(Sample::private).max().unwrap_or(0)),
+        private_bytes: last.private(),
+        alloc_bytes: last.alloc,
+        calls: crate::trace::Calls::from_kernel(&p.stats.calls),
+        cgroup: p.memcg_path(),
+    }
+}
+
+/// What every fold adds to besides the process itself.
+struct Totals<'a> {
+    dists: &'a mut Distributions,
+    calls: &'a mut [u64; CALL_KINDS],
+    reclaim: &'a mut BTreeMap<String, ReclaimRound>,
+}
+
+/// Fold a kernel counter snapshot into a process: its sample, the session distributions,
+/// and its reclaim since the previous one (summed per memory cgroup into `reclaim`).
+fn fold(p: &mut Process, t: f64, st: &ProcStats, totals: &mut Totals<'_>) {
+    let prev = p.stats;
+    for (total, (now, before)) in totals.calls.iter_mut().zip(st.calls.iter().zip(prev.calls)) {
+        *total += now.saturating_sub(before);
+    }
+    let (dists, reclaim) = (&mut *totals.dists, &mut *totals.reclaim);
+    // mmap request sizes: the new counts in each log2 bucket since last round.
+    for b in 0..MMAP_HIST_BUCKETS {
+        let n = st.mmap_size_hist[b].saturating_sub(prev.mmap_size_hist[b]);
+        if n > 0 {
+            let _ = dists
+                .mmap_sizes
+                .record_n(1u64 << (b as u32 + MMAP_HIST_MIN_SHIFT), u64::from(n));
+        }
+    }
+    if st.reclaim_runs != prev.reclaim_runs {
+        let cgroup = p.memcg_path().unwrap_or_else(|| "/".to_owned());
+        reclaim.entry(cgroup).or_default().add(p.pid, &prev, st);
+    }
+    let s = sample_of(t, st);
+    if let Some(last) = p.fine.last() {
+        let g = s.private().saturating_sub(last.private());
+        if g > 0 {
+            let _ = dists.interval_growth.record(g);
+        }
+    }
+    p.stats = *st;
+    p.push(s);
+}
+
+/// One shared copy of each distinct string (see [`Process::cgroup_raw`]).
+#[derive(Default, Debug)]
+pub struct Interner {
+    set: HashSet<Arc<str>>,
+}
+
+impl Interner {
+    pub fn intern(&mut self, s: String) -> Arc<str> {
+        if let Some(shared) = self.set.get(s.as_str()) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = s.into();
+        self.set.insert(shared.clone());
+        shared
+    }
+
+    /// Forget the strings no process holds any more (the table's graveyard included).
+    pub fn prune(&mut self) {
+        self.set.retain(|s| Arc::strong_count(s) > 1);
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Execs remembered per round; a storm beyond this falls back to the parent's cgroup.
+const EXEC_CGROUPS_MAX: usize = 4096;
+
+impl ProcessTable {
+    pub fn new(limits: TableLimits, t0_mono: f64) -> Self {
+        Self {
+            live: HashMap::new(),
+            graveyard: VecDeque::new(),
+            limits,
+            dists: Distributions::new(),
+            t0_mono,
+            dropped: 0,
+            exec_cgroups: HashMap::new(),
+            strings: Interner::default(),
+            ended_reclaim: BTreeMap::new(),
+            calls_total: [0; CALL_KINDS],
+            ended: crate::model::ended::EndedLog::default(),
+        }
+    }
+
+    pub fn session_time(&self, t_mono: f64) -> f64 {
+        t_mono - self.t0_mono
+    }
+
+    /// Fold one kernel snapshot in. `procfs` is used only at first sight of a pid
+    /// (cmdline, cgroup), never on every round.
+    pub fn update(&mut self, snap: &Snapshot, procfs: Option<&Procfs>) -> RoundReport {
+        let t = self.session_time(snap.t_mono);
+        let mut report = RoundReport {
+            // Reclaim by processes that ended since the last round (their exit events).
+            reclaim: std::mem::take(&mut self.ended_reclaim),
+            ..RoundReport::default()
+        };
+        // `changed` is about this round: a process whose kernel entry is gone (it exited; its
+        // exit event is on its way) is not in the snapshot and did not change.
+        for p in self.live.values_mut() {
+            p.changed = false;
+        }
+        for (pid, st) in &snap.procs {
+            if st.flags & PROC_FLAG_EXITED != 0 {
+                // Final counters left in the kernel map because the exit event found the
+                // ring buffer full: the same path as an exit event, minus its timestamp.
+                if let Some(ended) =
+                    self.end_with(*pid, snap.t_mono, Some(st), procfs, &mut report.reclaim)
+                {
+                    if ended.first_sight {
+                        report.new_pids.push(*pid);
+                    }
+                    report.exited.push(*pid);
+                }
+                continue;
+            }
+            if !self.live.contains_key(pid) {
+                if self.live.len() >= self.limits.live {
+                    self.dropped += 1;
+                    continue;
+                }
+                let p = self.new_process(*pid, st, t, procfs);
+                self.live.insert(*pid, p);
+                report.new_pids.push(*pid);
+            }
+            let Some(p) = self.live.get_mut(pid) else {
+                continue;
+            };
+            p.changed = p.stats != *st || p.fine.is_empty();
+            if p.changed {
+                let mut totals = Totals {
+                    dists: &mut self.dists,
+                    calls: &mut self.calls_total,
+                    reclaim: &mut report.reclaim,
+                };
+                fold(p, t, st, &mut totals);
+            }
+        }
+        self.exec_cgroups.clear();
+        self.strings.prune();
+        // After a burst (10,000 processes come and gone) give the table's memory back: a
+        // hash map keeps its capacity otherwise.
+        if self.live.capacity() > 1024 && self.live.capacity() > 4 * self.live.len() {
+            self.live.shrink_to(2 * self.live.len());
+        }
+        report
+    }
+
+    /// A table entry for a process seen for the first time (alive, or at its end).
+    fn new_process(
+        &mut self,
+        pid: u32,
+        st: &ProcStats,
+        t: f64,
+        procfs: Option<&Procfs>,
+    ) -> Process {
+        let limits = self.limits;
+        // /proc's comm is current (prctl renames, e.g. stress-ng's workers); the kernel
+        // entry's is the one at fork or exec. A process already gone has only the latter.
+        let comm = procfs
+            .and_then(|p| p.comm(pid))
+            .unwrap_or_else(|| comm_from_bytes(&st.comm));
+        let cgroup = procfs
+            .and_then(|p| p.cgroup(pid))
+            // Gone already: where it exec'ed, else where its parent is (a child starts in
+            // its parent's cgroup).
+            .or_else(|| self.exec_cgroups.get(&pid).cloned())
+            .or_else(|| {
+                self.live
+                    .get(&st.ppid)
+                    .and_then(|pp| pp.cgroup_raw.as_deref().map(str::to_owned))
+            });
+        Process {
+            pid,
+            ppid: st.ppid,
+            comm,
+            cmdline: procfs.and_then(|p| p.cmdline(pid)),
+            cgroup_raw: cgroup.map(|c| self.strings.intern(c)),
+            first_seen: t,
+            fine: Ring::new(limits.fine),
+            coarse: Ring::new(limits.coarse),
+            stats: ProcStats::default(),
+            changed: true,
+            exited_at: None,
+            brief: false,
+            assessment: None,
+            assessed_at: f64::NEG_INFINITY,
+            limit_bytes: None,
+        }
+    }
+
+    /// A process ended with these final counters (its exit event): they become its last
+    /// sample and it moves to the graveyard. A process never sampled alive (it lived less
+    /// than one interval) is created from them first, so its counts are exact however
+    /// short its life. Reclaim since the last round goes to the next round's report.
+    /// `stats` None: the kernel never had its counters (the exit is all there is).
+    pub fn end(
+        &mut self,
+        pid: u32,
+        t_mono: f64,
+        stats: Option<&ProcStats>,
+        procfs: Option<&Procfs>,
+    ) -> Option<Ended> {
+        let mut reclaim = std::mem::take(&mut self.ended_reclaim);
+        let ended = self.end_with(pid, t_mono, stats, procfs, &mut reclaim);
+        self.ended_reclaim = reclaim;
+        ended
+    }
+
+    fn end_with(
+        &mut self,
+        pid: u32,
+        t_mono: f64,
+        stats: Option<&ProcStats>,
+        procfs: Option<&Procfs>,
+        reclaim: &mut BTreeMap<String, ReclaimRound>,
+    ) -> Option<Ended> {
+        let t = self.session_time(t_mono);
+        let first_sight = !self.live.contains_key(&pid);
+        if first_sight {
+            // Not in the table and no counters: nothing to add (its exit is still written).
+            let st = stats?;
+            if self.live.len() >= self.limits.live {
+                self.dropped += 1;
+                return None;
+            }
+            // Never read /proc/<pid> of a process that has ended: the pid may already be
+            // another process's. Its name is the one its exit carried; its cgroup the one
+            // read at its exec, else its parent's.
+            let mut p = self.new_process(pid, st, t, None);
+            if p.cgroup_raw.is_none()
+                && let Some(c) = procfs.and_then(|fs| fs.cgroup(st.ppid))
+            {
+                p.cgroup_raw = Some(self.strings.intern(c));
+            }
+            p.brief = true;
+            self.live.insert(pid, p);
+        }
+        let p = self.live.get_mut(&pid)?;
+        if let Some(st) = stats {
+            // Its name as it ended (its leader's, renamed since first sight by prctl).
+            let comm = comm_from_bytes(&st.comm);
+            if !comm.is_empty() {
+                p.comm = comm;
+            }
+            let mut st = *st;
+            st.flags |= PROC_FLAG_EXITED;
+            // Never before the last sample (a round may have read the entry between the
+            // exit event's timestamp and the entry's removal).
+            let t = p.last().map_or(t, |l| l.t.max(t));
+            p.changed = true;
+            let mut totals = Totals {
+                dists: &mut self.dists,
+                calls: &mut self.calls_total,
+                reclaim,
+            };
+            fold(p, t, &st, &mut totals);
+        }
+        if stats.is_some() {
+            let e = ended_process(p, t, first_sight);
+            self.ended.add(e);
+        }
+        self.exec_cgroups.remove(&pid);
+        self.exit(pid, t_mono);
+        Some(Ended { pid, first_sight })
+    }
+
+    /// A process exec'ed: new program, same pid. Its history restarts.
+    pub fn exec(
+        &mut self,
+        pid: u32,
+        comm: String,
+        cmdline: Option<String>,
+        cgroup_raw: Option<String>,
+    ) {
+        if let Some(p) = self.live.get_mut(&pid) {
+            p.comm = comm;
+            if cmdline.is_some() {
+                p.cmdline = cmdline;
+            }
+            if let Some(c) = cgroup_raw {
+                p.cgroup_raw = Some(self.strings.intern(c));
+            }
+        } else if let Some(raw) = cgroup_raw {
+            // Not sampled yet: remember where it ran in case it is gone by the next round.
+            if self.exec_cgroups.len() < EXEC_CGROUPS_MAX {
+                self.exec_cgroups.insert(pid, raw);
+            }
+        }
+    }
+
+    /// A process exited: move it to the graveyard with its history.
+    pub fn exit(&mut self, pid: u32, t_mono: f64) -> Option<&Process> {
+        let mut p = self.live.remove(&pid)?;
+        p.exited_at = Some(self.session_time(t_mono));
+        p.fine.shrink();
+        p.coarse.shrink();
+        if self.graveyard.len() >= self.limits.graveyard {
+            // Histories outlive brief processes: a burst of short-lived ones (a build, a
+            // crash loop) must not push out the history of the process that leaked.
+            match self.graveyard.iter().position(|d| d.brief) {
+                Some(i) => {
+                    self.graveyard.remove(i);
+                }
+                None => {
+                    self.graveyard.pop_front();
+                }
+            }
+        }
+        self.graveyard.push_back(p);
+        self.graveyard.back()
+    }
+
+    /// A live or recently dead process, to amend (offline replay).
+    pub fn find_mut(&mut self, pid: u32) -> Option<&mut Process> {
+        match self.live.get_mut(&pid) {
+            Some(p) => Some(p),
+            None => self.graveyard.iter_mut().rev().find(|p| p.pid == pid),
+        }
+    }
+
+    /// A live or recently dead process.
+    pub fn find(&self, pid: u32) -> Option<&Process> {
+        self.live
+            .get(&pid)
+            .or_else(|| self.graveyard.iter().rev().find(|p| p.pid == pid))
+    }
+
+    /// Live processes in the one ranking order ([`crate::model::rank`]): by their latest verdict,
+    /// then by growth rate over the `window` before `now`, which comes with each.
+    pub fn ranked(&self, now: f64, window: f64) -> Vec<(&Process, f64)> {
+        let mut v: Vec<_> = self
+            .live
+            .values()
+            .map(|p| (p, p.growth_rate(now, window)))
+            .collect();
+        crate::model::rank::sort(&mut v, |(p, rate)| p.rank_key(*rate));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(t: f64, procs: Vec<(u32, u64)>) -> Snapshot {
+        Snapshot {
+            t_mono: t,
+            procs: procs
+                .into_iter()
+                .map(|(pid, anon)| {
+                    let mut st = ProcStats::default();
+                    st.rss[tracer_common::RSS_ANON] = anon;
+                    st.mapped_anon = anon;
+                    (pid, st)
+                })
+                .collect(),
+            counters: [0; tracer_common::CTR_COUNT as usize],
+            procs_capacity: 100,
+        }
+    }
+
+    #[test]
+    fn reclaim_is_summed_per_cgroup_as_deltas() {
+        let mut t = ProcessTable::new(TableLimits::default(), 0.0);
+        let stats = |runs: u64, ns: u64, pages: u64| ProcStats {
+            reclaim_runs: runs,
+            reclaim_ns: ns,
+            reclaimed_pages: pages,
+            ..ProcStats::default()
+        };
+        let round = |t: &mut ProcessTable, time: f64, a: ProcStats, b: ProcStats| {
+            t.update(
+                &Snapshot {
+                    t_mono: time,
+                    procs: vec![(1, a), (2, b)],
+                    counters: [0; tracer_common::CTR_COUNT as usize],
+                    procs_capacity: 100,
+                },
+                None,
+            )
+        };
+        let r = round(&mut t, 1.0, stats(0, 0, 0), stats(0, 0, 0));
+        assert!(r.reclaim.is_empty(), "no reclaim, no entry");
+        for (pid, cg) in [(1, "/memory/app"), (2, "/memory/app")] {
+            t.live.get_mut(&pid).unwrap().cgroup_raw = Some(format!("4:memory:{cg}\n").into());
+        }
+        let r = round(&mut t, 2.0, stats(3, 3_000, 10), stats(1, 500, 0));
+        let app = r.reclaim.values().next().expect("one cgroup");
+        assert_eq!(r.reclaim.len(), 1, "{r:?}");
+        assert_eq!((app.runs, app.stall_ns, app.pages), (4, 3_500, 10));
+        assert_eq!(app.pids, vec![1, 2]);
+        // Only what is new since the previous round.
+        let r = round(&mut t, 3.0, stats(5, 4_000, 12), stats(1, 500, 0));
+        let app = r.reclaim.values().next().expect("one cgroup");
+        assert_eq!(
+            (app.runs, app.stall_ns, app.pages, &app.pids[..]),
+            (2, 1_000, 2, &[1][..])
+        );
+    }
+
+    #[test]
+    fn reclaim_of_a_short_lived_process_goes_to_its_exec_or_parent_cgroup() {
+        let mut t = ProcessTable::new(TableLimits::default(), 0.0);
+        let proc_at = |ppid: u32, runs: u64, exited: bool| ProcStats {
+            ppid,
+            reclaim_runs: runs,
+            reclaim_ns: 1_000,
+            flags: if exited { PROC_FLAG_EXITED } else { 0 },
+            ..ProcStats::default()
+        };
+        let round = |t: &mut ProcessTable, time: f64, procs: Vec<(u32, ProcStats)>| {
+            t.update(
+                &Snapshot {
+                    t_mono: time,
+                    procs,
+                    counters: [0; tracer_common::CTR_COUNT as usize],
+                    procs_capacity: 100,
+                },
+                None,
+            )
+        };
+        round(&mut t, 1.0, vec![(10, proc_at(1, 0, false))]);
+        t.live.get_mut(&10).unwrap().cgroup_raw = Some("4:memory:/shell\n".into());
+        assert_eq!(t.strings.len(), 0, "set directly, not interned");
+        // 11: exec seen (in /job); 12: no exec seen, parent 10; 13: nothing known.
+        t.exec(11, "cat".into(), None, Some("4:memory:/job\n".into()));
+        let r = round(
+            &mut t,
+            2.0,
+            vec![
+                (10, proc_at(1, 0, false)),
+                (11, proc_at(10, 2, true)),
+                (12, proc_at(10, 1, true)),
+                (13, proc_at(99, 1, true)),
+            ],
+        );
+        assert_eq!(r.reclaim["/job"].runs, 2, "{r:?}");
+        assert_eq!(r.reclaim["/shell"].pids, vec![12]);
+        assert_eq!(r.reclaim["/"].pids, vec![13]);
+        // They lived less than one interval: tracked at their end, in the graveyard.
+        let brief = t.find(11).expect("kept at its end");
+        assert!(brief.brief && brief.exited_at == Some(2.0));
+        assert_eq!(brief.memcg_path().as_deref(), Some("/job"));
+        assert_eq!(
+            t.find(12).and_then(Process::memcg_path).as_deref(),
+            Some("/shell")
+        );
+        assert!(t.exec_cgroups.is_empty(), "forgotten after the round");
+    }
+
+    #[test]
+    fn interned_strings_are_shared_and_pruned() {
+        let mut i = Interner::default();
+        let a = i.intern("4:memory:/a\n".to_owned());
+        let b = i.intern("4:memory:/a\n".to_owned());
+        assert!(Arc::ptr_eq(&a, &b));
+        let c = i.intern("4:memory:/c\n".to_owned());
+        assert_eq!(i.len(), 2);
+        drop(c);
+        i.prune();
+        assert_eq!(i.len(), 1, "/c is held by nobody");
+        drop((a, b));
+        i.prune();
+        assert_eq!(i.len(), 0);
+    }
+
+    #[test]
+    fn ranks_the_grower_first_with_its_rate() {
+        let mut t = ProcessTable::new(TableLimits::default(), 100.0);
+        for i in 0..20u64 {
+            t.update(
+                &snap(
+                    100.0 + i as f64,
+                    vec![(1, 50 << 20), (2, (10 << 20) + i * (1 << 20)), (3, 5 << 20)],
+                ),
+                None,
+            );
+        }
+        let ranked = t.ranked(19.0, 60.0);
+        assert_eq!(ranked[0].0.pid, 2);
+        assert!(
+            (ranked[0].1 - (1 << 20) as f64).abs() < 1.0,
+            "rate {}",
+            ranked[0].1
+        );
+        assert_eq!(ranked[1].1, 0.0);
+        assert!((t.live[&2].alloc_rate(19.0, 60.0) - (1 << 20) as f64).abs() < 1.0);
+        assert_eq!(t.live[&2].growing_for(19.0, 60.0), 19.0);
+    }
+
+    /// Issue 10's shape through the real table and detector: a process that filled a cache
+    /// at 8 MiB/s for 15 s and then stayed flat for 60 s, next to two steady leakers
+    /// (2.2 MB/s and 0.5 MB/s), sampled every 500 ms (the burst's samples stored only on
+    /// change). The leakers rank first, the burst last with a rate near 0.
+    #[test]
+    fn a_burst_then_flat_ranks_below_two_steady_leakers() {
+        let mut t = ProcessTable::new(TableLimits::default(), 1000.0);
+        let cfg = crate::detector::DetectorConfig::default();
+        let (burst, fast, slow) = (10, 20, 30);
+        for i in 0..=150u64 {
+            let secs = i as f64 * 0.5;
+            let burst_bytes = (8 << 20) + (8 << 20) * i.min(30) / 2;
+            t.update(
+                &snap(
+                    1000.0 + secs,
+                    vec![
+                        (burst, burst_bytes),
+                        (fast, (20 << 20) + i * 1_100_000),
+                        (slow, (20 << 20) + i * 250_000),
+                    ],
+                ),
+                None,
+            );
+            crate::pipeline::verdicts::refresh(&mut t, secs, &cfg);
+        }
+        assert_eq!(t.live[&burst].fine.len(), 31, "stored only on change");
+        let now = 75.0;
+        for window in [60.0, 75.0] {
+            let ranked = t.ranked(now, window);
+            let pids: Vec<u32> = ranked.iter().map(|(p, _)| p.pid).collect();
+            assert_eq!(pids, vec![fast, slow, burst], "window {window}");
+            let rate = |pid| ranked.iter().find(|(p, _)| p.pid == pid).unwrap().1;
+            assert!(rate(burst).abs() < 10_000.0, "{}", rate(burst));
+            assert!((rate(fast) - 2.2e6).abs() < 0.01e6, "{}", rate(fast));
+            assert!((rate(slow) - 0.5e6).abs() < 0.01e6, "{}", rate(slow));
+        }
+        let verdict = |pid| t.live[&pid].assessment.as_ref().unwrap().verdict;
+        assert_eq!(verdict(fast), crate::detector::Verdict::Leaking);
+        assert_eq!(verdict(slow), crate::detector::Verdict::Leaking);
+        assert_eq!(verdict(burst), crate::detector::Verdict::Steady);
+        // growing_for: 0 for the burst (not growing over the window), the whole 75 s for a
+        // leaker still rising.
+        assert_eq!(t.live[&burst].growing_for(now, 75.0), 0.0);
+        assert_eq!(t.live[&fast].growing_for(now, 75.0), 75.0);
+        // Within the burst's own window it grew for 15 s, not 15 s + what came after.
+        assert_eq!(t.live[&burst].growing_for(15.0, 15.0), 15.0);
+    }
+
+    #[test]
+    fn unchanged_processes_add_no_samples() {
+        let mut t = ProcessTable::new(TableLimits::default(), 0.0);
+        for i in 0..50 {
+            t.update(&snap(i as f64, vec![(7, 4096)]), None);
+        }
+        assert_eq!(t.live[&7].fine.len(), 1, "an idle process costs one sample");
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let limits = TableLimits {
+            fine: 10,
+            coarse: 5,
+            graveyard: 3,
+            live: 4,
+        };
+        let mut t = ProcessTable::new(limits, 0.0);
+        for i in 0..1000u64 {
+            t.update(
+                &snap(
+                    i as f64 * 30.0,
+                    vec![(1, i * 4096), (2, 1), (3, 1), (4, 1), (5, 1)],
+                ),
+                None,
+            );
+        }
+        assert_eq!(t.live.len(), 4, "live bound");
+        assert!(t.dropped > 0, "refusals are counted");
+        assert_eq!(t.live[&1].fine.len(), 10);
+        assert_eq!(t.live[&1].coarse.len(), 5);
+        for pid in 1..=4 {
+            t.exit(pid, 0.0);
+        }
+        assert_eq!(t.graveyard.len(), 3);
+        assert!(t.find(1).is_none(), "oldest dead evicted");
+        assert!(t.find(4).is_some());
+    }
+}
+
+#[cfg(test)]
+mod exit_tests {
+    use super::*;
+
+    #[test]
+    fn exited_process_keeps_its_final_sample_in_the_graveyard() {
+        let mut t = ProcessTable::new(TableLimits::default(), 0.0);
+        let mut st = ProcStats::default();
+        st.rss[tracer_common::RSS_ANON] = 100;
+        let snap = |t_mono: f64, st: ProcStats| Snapshot {
+            t_mono,
+            procs: vec![(9, st)],
+            counters: [0; tracer_common::CTR_COUNT as usize],
+            procs_capacity: 10,
+        };
+        t.update(&snap(1.0, st), None);
+        st.rss[tracer_common::RSS_ANON] = 200;
+        st.flags |= PROC_FLAG_EXITED;
+        let r = t.update(&snap(2.0, st), None);
+        assert_eq!(r.exited, vec![9]);
+        assert!(t.live.is_empty());
+        let dead = t.find(9).expect("in the graveyard");
+        assert_eq!(dead.last().unwrap().private(), 200, "final counters kept");
+        assert_eq!(dead.exited_at, Some(2.0));
+        // Born and dead between two samples (its exit event found the ring full): tracked at
+        // its end with every count.
+        let mut brief = ProcStats {
+            flags: PROC_FLAG_EXITED,
+            ..ProcStats::default()
+        };
+        brief.calls[tracer_common::CALL_BRK] = 500;
+        let r = t.update(&snap(3.0, brief), None);
+        assert_eq!((r.exited.clone(), r.new_pids.clone()), (vec![9], vec![9]));
+        let again = t.find(9).expect("the newer incarnation");
+        assert!(again.brief);
+        assert_eq!(again.stats.calls[tracer_common::CALL_BRK], 500);
+    }
+}
+
+#[cfg(test)]
+mod end_tests {
+    use super::*;
+    use tracer_common::{CALL_BRK, CALL_MMAP, RSS_ANON};
+
+    fn stats(brk: u64, mmap: u64, anon: u64, peak: u64) -> ProcStats {
+        let mut st = ProcStats {
+            ppid: 1,
+            first_seen_ns: 1,
+            peak_private: peak,
+            ..ProcStats::default()
+        };
+        st.comm[..5].copy_from_slice(b"brief");
+        st.calls[CALL_BRK] = brk;
+        st.calls[CALL_MMAP] = mmap;
+        st.rss[RSS_ANON] = anon;
+        st
+    }
+
+    fn round(t: &mut ProcessTable, t_mono: f64, procs: Vec<(u32, ProcStats)>) -> RoundReport {
+        t.update(
+            &Snapshot {
+                t_mono,
+                procs,
+                counters: [0; tracer_common::CTR_COUNT as usize],
+                procs_capacity: 100,
+            },
+            None,
+        )
+    }
+
+    #[test]
+    fn a_process_never_sampled_alive_keeps_its_exact_counts() {
+        let mut t = ProcessTable::new(TableLimits::default(), 0.0);
+        round(&mut t, 1.0, vec![]);
+        let ended = t.end(42, 1.3, Some(&stats(500, 50, 8 << 20, 9 << 20)), None);
+        assert_eq!(
+            ended,
+            Some(Ended {
+                pid: 42,
+                first_sight: true
+            })
+        );
+        let p = t.find(42).expect("kept");
+        assert!(p.brief && p.exited_at == Some(1.3));
+        assert_eq!(p.comm, "brief");
+        assert_eq!(p.stats.calls[CALL_BRK], 500);
+        assert!(
+            p.stats.flags & PROC_FLAG_EXITED != 0,
+            "its sample says exited"
+        );
+        assert_eq!(p.fine.len(), 1);
+        assert_eq!(t.calls_total[CALL_BRK], 500);
+        assert_eq!(t.calls_total[CALL_MMAP], 50);
+        assert_eq!((t.ended.count, t.ended.brief), (1, 1));
+        assert_eq!(t.ended.largest[0].peak_private_bytes, 9 << 20);
+        assert_eq!(t.ended.largest[0].calls.brk, 500);
+        // An exit without counters (the kernel never had an entry) adds nothing.
+        assert_eq!(t.end(43, 1.4, None, None), None);
+        assert_eq!(t.ended.count, 1);
+    }
+
+    #[test]
+    fn a_live_process_ends_with_its_final_counters_after_its_last_sample() {
+        let mut t = ProcessTable::new(TableLimits::default(), 0.0);
+        round(&mut t, 1.0, vec![(7, stats(10, 1, 1 << 20, 1 << 20))]);
+        round(&mut t, 2.0, vec![(7, stats(20, 2, 2 << 20, 2 << 20))]);
+        let ended = t.end(7, 2.5, Some(&stats(35, 3, 3 << 20, 3 << 20)), None);
+        assert_eq!(ended.map(|e| e.first_sight), Some(false));
+        let p = t.find(7).unwrap();
+        assert!(!p.brief);
+        assert_eq!(p.fine.len(), 3, "the end is a sample of its own");
+        assert_eq!(p.last().unwrap().private(), 3 << 20);
+        assert_eq!(t.calls_total[CALL_BRK], 35, "deltas, not sums of totals");
+        // A round that read the entry after the exit's timestamp: never a step back in time.
+        let mut t = ProcessTable::new(TableLimits::default(), 0.0);
+        round(&mut t, 3.0, vec![(8, stats(1, 0, 0, 0))]);
+        t.end(8, 2.9999, Some(&stats(1, 0, 0, 0)), None);
+        let p = t.find(8).unwrap();
+        assert!(p.fine.iter().map(|s| s.t).is_sorted());
+    }
+
+    #[test]
+    fn a_process_missing_from_a_round_did_not_change_in_it() {
+        // Its kernel entry went with its exit; the exit event comes after the round.
+        let mut t = ProcessTable::new(TableLimits::default(), 0.0);
+        round(&mut t, 1.0, vec![(3, stats(1, 0, 0, 0))]);
+        assert!(t.live[&3].changed);
+        round(&mut t, 2.0, vec![]);
+        assert!(!t.live[&3].changed, "no sample to write for it this round");
+    }
+
+    #[test]
+    fn reclaim_of_an_ended_process_reaches_the_next_round() {
+        let mut t = ProcessTable::new(TableLimits::default(), 0.0);
+        let mut st = stats(0, 0, 0, 0);
+        round(&mut t, 1.0, vec![(5, st)]);
+        t.live.get_mut(&5).unwrap().cgroup_raw = Some("4:memory:/job\n".into());
+        st.reclaim_runs = 3;
+        st.reclaim_ns = 900;
+        t.end(5, 1.5, Some(&st), None);
+        let r = round(&mut t, 2.0, vec![]);
+        assert_eq!(r.reclaim["/job"].runs, 3, "{r:?}");
+        assert!(round(&mut t, 3.0, vec![]).reclaim.is_empty(), "once");
+    }
+
+    #[test]
+    fn brief_processes_never_push_a_history_out_of_the_graveyard() {
+        let limits = TableLimits {
+            graveyard: 4,
+            ..TableLimits::default()
+        };
+        let mut t = ProcessTable::new(limits, 0.0);
+        round(&mut t, 1.0, vec![(1, stats(1, 0, 1 << 20, 1 << 20))]);
+        t.end(1, 1.5, Some(&stats(1, 0, 1 << 20, 1 << 20)), None);
+        for pid in 100..1100 {
+            t.end(pid, 2.0, Some(&stats(1, 0, 0, 0)), None);
+        }
+        assert_eq!(t.graveyard.len(), 4);
+        assert!(t.find(1).is_some_and(|p| !p.brief), "the history stays");
+        assert!(t.find(1099).is_some(), "the newest brief one too");
+        assert_eq!((t.ended.count, t.ended.brief), (1001, 1000));
+    }
+}

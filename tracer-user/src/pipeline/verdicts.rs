@@ -1,0 +1,130 @@
+//! Bridges the process table and the detector: turns a process's bounded history into the
+//! detector's points and keeps the latest assessment. Live sessions and `report` both come
+//! through here, so their verdicts agree by construction.
+use crate::{
+    detector::{self, Assessment, DetectorConfig, Point, Verdict},
+    model::series::Sample,
+    model::table::Process,
+};
+
+/// Fine samples as a step function up to `now` (samples are stored only on change, so the
+/// last value is carried forward: a process that stopped growing is flat now).
+fn fine_points(p: &Process, now: f64) -> Vec<Point> {
+    let mut pts: Vec<Point> = p
+        .fine
+        .iter()
+        .map(|s: &Sample| Point {
+            t: s.t,
+            bytes: s.private() as f64,
+        })
+        .collect();
+    carry_forward(&mut pts, now, p.exited_at);
+    pts
+}
+
+/// One point per minute bucket: its trough (the post-GC low), for slow leaks over hours.
+fn coarse_points(p: &Process, now: f64) -> Vec<Point> {
+    let mut pts: Vec<Point> = p
+        .coarse
+        .iter()
+        .map(|b| Point {
+            t: b.t,
+            bytes: b.min_private as f64,
+        })
+        .collect();
+    carry_forward(&mut pts, now, p.exited_at);
+    pts
+}
+
+fn carry_forward(pts: &mut Vec<Point>, now: f64, exited_at: Option<f64>) {
+    let end = exited_at.unwrap_or(now);
+    if let Some(last) = pts.last().copied() {
+        // Fill the silent stretch with points at a 1 s-ish pace so the detector sees time
+        // passing without change (bounded: at most 60 points).
+        let gap = end - last.t;
+        if gap > 1.0 {
+            let n = (gap.min(60.0)) as usize;
+            for i in 1..=n {
+                pts.push(Point {
+                    t: last.t + gap * i as f64 / n as f64,
+                    bytes: last.bytes,
+                });
+            }
+        }
+    }
+}
+
+/// The verdict for one process at `now`: the fine series catches fast leaks within seconds;
+/// the minute troughs catch slow ones over hours.
+pub fn assess(p: &Process, now: f64, cfg: &DetectorConfig) -> Assessment {
+    let fine = detector::assess(&fine_points(p, now), cfg);
+    if fine.verdict == Verdict::Leaking || p.coarse.len() < 10 {
+        return fine;
+    }
+    let coarse = detector::assess(&coarse_points(p, now), cfg);
+    match (coarse.verdict, fine.verdict) {
+        (Verdict::Leaking, _) => coarse,
+        (Verdict::Growing, Verdict::Steady | Verdict::Insufficient) => coarse,
+        _ => fine,
+    }
+}
+
+/// A verdict that changed this round.
+#[derive(Clone, Debug)]
+pub struct VerdictChange {
+    pub pid: u32,
+    pub previous: Option<Verdict>,
+    pub now: Assessment,
+}
+
+/// Re-assess processes whose memory changed this round, and the others every
+/// `REASSESS_SECS` (their carried-forward flat stretch also changes the verdict, slowly).
+pub fn refresh(
+    table: &mut crate::model::table::ProcessTable,
+    now: f64,
+    cfg: &DetectorConfig,
+) -> Vec<VerdictChange> {
+    const REASSESS_SECS: f64 = 10.0;
+    let mut changes = Vec::new();
+    for p in table.live.values_mut() {
+        if !p.changed && now - p.assessed_at < REASSESS_SECS {
+            continue;
+        }
+        let a = assess(p, now, cfg);
+        let previous = p.assessment.as_ref().map(|x| x.verdict);
+        p.assessed_at = now;
+        if previous != Some(a.verdict)
+            && !(previous.is_none() && a.verdict == Verdict::Insufficient)
+        {
+            changes.push(VerdictChange {
+                pid: p.pid,
+                previous,
+                now: a.clone(),
+            });
+        }
+        p.assessment = Some(a);
+    }
+    changes
+}
+
+/// The memory limit that applies to `p` and the time until it is reached at the assessed
+/// growth (only while growing): against the cgroup's usage when a cgroup limits it, else the
+/// process's own private memory against the node's memory.
+pub fn limit_and_time(
+    p: &Process,
+    limits: &mut crate::host::memcg::LimitCache,
+) -> (Option<u64>, Option<f64>) {
+    let cgroup = p.memcg_path();
+    let Some(limit) = limits.get(cgroup.as_deref()) else {
+        return (None, None);
+    };
+    let current = match &limit.cgroup {
+        Some(c) => limits.roots().usage_of(c).unwrap_or(0) as f64,
+        None => p.last().map_or(0, |s| s.private()) as f64,
+    };
+    let ttl = p
+        .assessment
+        .as_ref()
+        .and_then(|a| a.time_to_limit(current, limit.bytes as f64));
+    (Some(limit.bytes), ttl.map(crate::trace::round_ms))
+}

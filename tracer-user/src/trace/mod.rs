@@ -1,0 +1,462 @@
+//! The JSON Lines trace schema (documented in docs/trace-format.md). One enum, used both to
+//! write (`record`) and to read back (`report`), so the two cannot drift apart.
+pub mod reader;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use tracer_common::{COUNTER_NAMES, ProcStats, RSS_ANON, RSS_FILE, RSS_SHMEM, RSS_SWAP};
+
+use crate::{host::procfs::comm_from_bytes, kernel::events::OomVictim};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Record {
+    Header(Header),
+    Process(ProcessInfo),
+    Sample(SampleRecord),
+    Exec {
+        t: f64,
+        pid: u32,
+        comm: String,
+        /// Identity re-read at exec (runtimes move a process into its cgroup before exec).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cmdline: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cgroup: Option<String>,
+    },
+    Exit(ExitRecord),
+    OomKill(OomRecord),
+    Verdict(VerdictRecord),
+    /// A memory-cgroup event (v1 OOM notification, v2 memory.events) or node pressure.
+    Memcg {
+        t: f64,
+        #[serde(flatten)]
+        event: crate::host::memcg::MemcgEvent,
+    },
+    Health(Health),
+    /// The overhead budget paused or resumed a hook.
+    Budget {
+        t: f64,
+        #[serde(flatten)]
+        event: crate::kernel::budget::BudgetEvent,
+    },
+    Summary(Summary),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    pub schema: u32,
+    pub tool: String,
+    pub version: String,
+    pub host: String,
+    pub kernel: String,
+    /// Wall clock at session start (unix milliseconds and RFC 3339); every `t` in the
+    /// trace is seconds since this instant.
+    pub start_unix_ms: u64,
+    pub start: String,
+    pub interval_ms: u64,
+    pub rss_source: String,
+    pub page_size: u64,
+    #[serde(default)]
+    pub filter_pids: Vec<u32>,
+    #[serde(default)]
+    pub filter_comms: Vec<String>,
+}
+
+/// First sight of a process: identity captured while it is alive.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    pub t: f64,
+    pub pid: u32,
+    pub ppid: u32,
+    pub comm: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmdline: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    /// The memory limit that applies (tightest memory cgroup limit, else the node's memory)
+    /// and the cgroup holding it (absent for the node), at first sight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_cgroup: Option<String>,
+    /// Kubernetes identity, when the process runs in a pod.
+    #[serde(flatten)]
+    pub pod: PodRef,
+}
+
+/// A process's Kubernetes identity as written in records (from its cgroup path and the
+/// kubelet's log directories); every field is absent outside pods.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodRef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+}
+
+impl From<crate::host::identity::Identity> for PodRef {
+    fn from(id: crate::host::identity::Identity) -> Self {
+        Self {
+            namespace: id.namespace,
+            pod: id.pod,
+            container: id.container,
+            pod_uid: id.pod_uid,
+            container_id: id.container_id,
+        }
+    }
+}
+
+/// Cumulative kernel counters of one process at time `t`; written when they changed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SampleRecord {
+    pub t: f64,
+    pub pid: u32,
+    pub comm: String,
+    pub rss_anon: u64,
+    pub rss_file: u64,
+    pub rss_shmem: u64,
+    pub rss_swap: u64,
+    pub mapped_anon: u64,
+    pub mapped_file: u64,
+    pub reserved: u64,
+    pub unmapped: u64,
+    pub released: u64,
+    pub brk_grown: u64,
+    pub brk_shrunk: u64,
+    pub mremap_grown: u64,
+    pub mremap_shrunk: u64,
+    pub calls: Calls,
+    pub failed_calls: u64,
+    /// Highest private memory (anon + shmem + swap) since first seen, bytes (absent in
+    /// traces written before it was recorded).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub peak_private_bytes: u64,
+    /// Counts of mmap requests per power-of-two size class, from 4 KiB (index 0) upwards;
+    /// trailing zeros omitted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mmap_size_log2: Vec<u32>,
+    /// The process's final counters (it exited); present only when true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exited: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Calls {
+    pub mmap: u64,
+    pub munmap: u64,
+    pub brk: u64,
+    pub mremap: u64,
+    pub madvise: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+impl Calls {
+    /// From the kernel's per-syscall counters (`CALL_*` order).
+    pub fn from_kernel(calls: &[u64; tracer_common::CALL_KINDS]) -> Self {
+        Self {
+            mmap: calls[tracer_common::CALL_MMAP],
+            munmap: calls[tracer_common::CALL_MUNMAP],
+            brk: calls[tracer_common::CALL_BRK],
+            mremap: calls[tracer_common::CALL_MREMAP],
+            madvise: calls[tracer_common::CALL_MADVISE],
+        }
+    }
+}
+
+impl SampleRecord {
+    pub fn from_stats(t: f64, pid: u32, st: &ProcStats) -> Self {
+        let mut hist: Vec<u32> = st.mmap_size_hist.to_vec();
+        while hist.last() == Some(&0) {
+            hist.pop();
+        }
+        Self {
+            t: round_ms(t),
+            pid,
+            comm: comm_from_bytes(&st.comm),
+            rss_anon: st.rss[RSS_ANON],
+            rss_file: st.rss[RSS_FILE],
+            rss_shmem: st.rss[RSS_SHMEM],
+            rss_swap: st.rss[RSS_SWAP],
+            mapped_anon: st.mapped_anon,
+            mapped_file: st.mapped_file,
+            reserved: st.reserved,
+            unmapped: st.unmapped,
+            released: st.released,
+            brk_grown: st.brk_grown,
+            brk_shrunk: st.brk_shrunk,
+            mremap_grown: st.mremap_grown,
+            mremap_shrunk: st.mremap_shrunk,
+            calls: Calls::from_kernel(&st.calls),
+            failed_calls: st.failed_calls,
+            peak_private_bytes: st.peak_private,
+            mmap_size_log2: hist,
+            exited: st.flags & tracer_common::PROC_FLAG_EXITED != 0,
+        }
+    }
+
+    /// Back to kernel-counter form, so `report` feeds the same process table as live runs.
+    pub fn to_stats(&self) -> ProcStats {
+        let mut st = ProcStats::default();
+        let n = self.comm.len().min(15);
+        st.comm[..n].copy_from_slice(&self.comm.as_bytes()[..n]);
+        st.rss[RSS_ANON] = self.rss_anon;
+        st.rss[RSS_FILE] = self.rss_file;
+        st.rss[RSS_SHMEM] = self.rss_shmem;
+        st.rss[RSS_SWAP] = self.rss_swap;
+        st.mapped_anon = self.mapped_anon;
+        st.mapped_file = self.mapped_file;
+        st.reserved = self.reserved;
+        st.unmapped = self.unmapped;
+        st.released = self.released;
+        st.brk_grown = self.brk_grown;
+        st.brk_shrunk = self.brk_shrunk;
+        st.mremap_grown = self.mremap_grown;
+        st.mremap_shrunk = self.mremap_shrunk;
+        st.calls = [
+            self.calls.mmap,
+            self.calls.munmap,
+            self.calls.brk,
+            self.calls.mremap,
+            self.calls.madvise,
+        ];
+        st.failed_calls = self.failed_calls;
+        st.peak_private = self.peak_private_bytes;
+        for (slot, v) in st.mmap_size_hist.iter_mut().zip(&self.mmap_size_log2) {
+            *slot = *v;
+        }
+        if self.exited {
+            st.flags |= tracer_common::PROC_FLAG_EXITED;
+        }
+        st
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    pub t: f64,
+    pub pid: u32,
+    pub comm: String,
+    /// Last RSS by kind (bytes) when the kernel still had the process's counters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rss: Option<RssBytes>,
+    pub peak_private_bytes: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RssBytes {
+    pub anon: u64,
+    pub file: u64,
+    pub shmem: u64,
+    pub swap: u64,
+}
+
+impl RssBytes {
+    pub fn from_kernel(rss: [u64; 4]) -> Self {
+        Self {
+            anon: rss[RSS_ANON],
+            file: rss[RSS_FILE],
+            shmem: rss[RSS_SHMEM],
+            swap: rss[RSS_SWAP],
+        }
+    }
+}
+
+/// An OOM kill (filled further by the OOM post-mortem work).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OomRecord {
+    pub t: f64,
+    #[serde(flatten)]
+    pub victim: OomVictim,
+    /// The victim's memory cgroup, as known before the kill (after it /proc shows the root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    /// Whether the kill was constrained by a memory cgroup limit (else a global OOM).
+    #[serde(default)]
+    pub cgroup_constrained: bool,
+    /// That cgroup's limit and usage when the kill was observed (bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_limit_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_usage_bytes: Option<u64>,
+    /// The victim's private memory in the minutes before the kill: [t, bytes] pairs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<(f64, u64)>,
+    /// The victim's last leak verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_verdict: Option<crate::detector::Verdict>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_growth_bytes_per_sec: Option<f64>,
+    /// The trigger's own cgroup-constrained context: its comm and pid are in `trigger_*`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger_cgroup: Option<String>,
+    /// Kubernetes identity, when the process runs in a pod.
+    #[serde(flatten)]
+    pub pod: PodRef,
+}
+
+impl OomRecord {
+    /// Fill the victim's Kubernetes identity.
+    pub fn with_identity(mut self, id: &crate::host::identity::Identity) -> Self {
+        self.pod = id.clone().into();
+        self
+    }
+}
+
+/// A process's leak verdict changed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VerdictRecord {
+    pub t: f64,
+    pub pid: u32,
+    pub comm: String,
+    pub verdict: crate::detector::Verdict,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<crate::detector::Verdict>,
+    pub confidence: f64,
+    pub growth_bytes_per_sec: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<f64>,
+    pub reason: String,
+}
+
+impl VerdictRecord {
+    /// The record of a verdict change (the same in traces and on the daemon's stdout).
+    pub fn from_change(t: f64, comm: &str, v: &crate::pipeline::verdicts::VerdictChange) -> Self {
+        Self {
+            t,
+            pid: v.pid,
+            comm: comm.to_string(),
+            verdict: v.now.verdict,
+            previous: v.previous,
+            confidence: (v.now.confidence * 100.0).round() / 100.0,
+            growth_bytes_per_sec: v.now.growth_bytes_per_sec.round(),
+            since: v.now.since.map(round_ms),
+            reason: v.now.reason.clone(),
+        }
+    }
+}
+
+/// Kernel-side health: never silent about losses.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    pub t: f64,
+    pub counters: BTreeMap<String, u64>,
+    pub procs_in_map: usize,
+    pub procs_capacity: u32,
+    pub own_rss_bytes: u64,
+    /// The kernel programs' share of the node's CPU over the last interval (0..1; absent
+    /// without the kernel's BPF statistics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bpf_cpu_share: Option<f64>,
+    /// Hooks the overhead budget has paused (a syscall hook's counts are incomplete
+    /// meanwhile; with `rss` paused, RSS is read from /proc each interval).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paused_hooks: Vec<crate::kernel::budget::Hook>,
+    /// Processes whose RSS this round came from /proc/PID/status instead of the kernel's
+    /// rss_stat figures (rss paused, or resumed since their last RSS change).
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub rss_from_proc: u32,
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
+}
+
+pub fn counters_map(counters: &[u64]) -> BTreeMap<String, u64> {
+    COUNTER_NAMES
+        .iter()
+        .zip(counters)
+        .map(|(n, v)| ((*n).to_string(), *v))
+        .collect()
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub t: f64,
+    pub end_unix_ms: u64,
+    pub rounds: u64,
+    pub samples: u64,
+    pub processes_seen: u64,
+    pub exits: u64,
+    pub oom_kills: u64,
+    /// Records that could not be written (never expected; counted, not hidden).
+    pub dropped_records: u64,
+    /// Times the overhead budget paused a syscall hook (see the `budget` records).
+    #[serde(default)]
+    pub budget_pauses: u64,
+    pub counters: BTreeMap<String, u64>,
+    /// Why the recording ended: "duration", "signal" (SIGINT/SIGTERM) or "error".
+    pub ended_by: String,
+    /// The fastest-growing processes at the end, fastest first.
+    pub top_growers: Vec<Grower>,
+    /// Processes judged `leaking` or `growing` at the end, leaking first.
+    #[serde(default)]
+    pub suspects: Vec<SuspectBrief>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SuspectBrief {
+    pub pid: u32,
+    pub comm: String,
+    pub verdict: crate::detector::Verdict,
+    pub confidence: f64,
+    pub growth_bytes_per_sec: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<f64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Grower {
+    pub pid: u32,
+    pub comm: String,
+    pub growth_bytes_per_sec: f64,
+    pub private_bytes: u64,
+}
+
+/// Times are written with millisecond precision: more would be noise, and it keeps lines short.
+pub fn round_ms(t: f64) -> f64 {
+    (t * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_roundtrips_through_json_and_stats() {
+        let mut st = ProcStats::default();
+        st.comm[..4].copy_from_slice(b"leak");
+        st.rss = [1, 2, 3, 4];
+        st.mapped_anon = 10;
+        st.calls = [1, 2, 3, 4, 5];
+        st.mmap_size_hist[3] = 7;
+        let rec = Record::Sample(SampleRecord::from_stats(1.23456, 42, &st));
+        let line = serde_json::to_string(&rec).unwrap();
+        assert!(
+            line.starts_with("{\"type\":\"sample\",\"t\":1.235,"),
+            "{line}"
+        );
+        let back: Record = serde_json::from_str(&line).unwrap();
+        let Record::Sample(s) = back else { panic!() };
+        assert_eq!(s.mmap_size_log2, vec![0, 0, 0, 7]);
+        let mut expect = st;
+        expect.first_seen_ns = 0;
+        assert_eq!(s.to_stats(), expect);
+    }
+
+    #[test]
+    fn unknown_type_is_an_error() {
+        assert!(serde_json::from_str::<Record>("{\"type\":\"nope\"}").is_err());
+    }
+}
