@@ -153,8 +153,39 @@ struct SectionLoad {
     end: String,
 }
 
+/// Longest wait for the machine to settle before a section.
+const SETTLE_MAX_SECS: u64 = 180;
+
+/// Wait (at most [`SETTLE_MAX_SECS`]) until the 1-minute load average is back under
+/// [`QUIET_LOAD`]: the previous section's own workloads keep it high for a minute or two, and a
+/// section started on their tail would measure them too.
+fn settle(name: &str) {
+    let started = std::time::Instant::now();
+    while sys::load1(&sys::loadavg()).is_some_and(|l| l > QUIET_LOAD)
+        && started.elapsed().as_secs() < SETTLE_MAX_SECS
+    {
+        std::thread::sleep(std::time::Duration::from_secs(5));
+    }
+    if started.elapsed().as_secs() >= 5 {
+        eprintln!(
+            "bench: {name}: waited {} s for the load average to settle",
+            started.elapsed().as_secs()
+        );
+    }
+}
+
 /// Run `f` as a section, recording the load average around it.
-fn section<T>(loads: &mut Vec<SectionLoad>, name: &'static str, f: impl FnOnce() -> T) -> T {
+/// A full bench first waits for the machine to settle (see [`settle`]); the smoke run in the
+/// test suite does not (its figures are not published).
+fn section<T>(
+    loads: &mut Vec<SectionLoad>,
+    wait_for_quiet: bool,
+    name: &'static str,
+    f: impl FnOnce() -> T,
+) -> T {
+    if wait_for_quiet {
+        settle(name);
+    }
     let start = sys::loadavg();
     eprintln!("bench: {name}: load average at start {start}");
     let out = f();
@@ -234,7 +265,7 @@ pub fn run(root: &Path, bin: &Path, opts: &Options) -> anyhow::Result<()> {
     let mut loads = Vec::new();
     let mut missing = Vec::new();
     let slowdown = opts.runs(Section::Slowdown).then(|| {
-        section(&mut loads, "1. slowdown", || {
+        section(&mut loads, !smoke, "1. slowdown", || {
             let (ws, m) =
                 workloads::slowdown_set(&helpers, &env.pin, smoke, plan.secs, &opts.workloads);
             let sd = slowdown::run(&env, &ws, &m, plan.rounds, plan.secs);
@@ -243,12 +274,12 @@ pub fn run(root: &Path, bin: &Path, opts: &Options) -> anyhow::Result<()> {
         })
     });
     let footprint = opts.runs(Section::Footprint).then(|| {
-        section(&mut loads, "3. footprint", || {
+        section(&mut loads, !smoke, "3. footprint", || {
             footprint::run(&env, &helpers, &plan.footprint)
         })
     });
     let latency = opts.runs(Section::Latency).then(|| {
-        section(&mut loads, "4. latency", || {
+        section(&mut loads, !smoke, "4. latency", || {
             latency::run(&env, &leaker, &plan.rates)
         })
     });
