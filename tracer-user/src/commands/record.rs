@@ -9,7 +9,6 @@ use std::{
 
 use anyhow::Context as _;
 
-use crate::detector::Verdict;
 use crate::{
     kernel::events::KernelEvent,
     model::table::ProcessTable,
@@ -335,30 +334,23 @@ impl Sink for RecordSink {
                 private_bytes: p.last().map_or(0, |s| s.private()),
             })
             .collect();
-        // Ranked like every other view (crate::model::rank), by the detector's slope they show.
-        let mut suspects: Vec<(SuspectBrief, crate::model::rank::RankKey)> = table
-            .live
-            .values()
-            .chain(table.graveyard.iter())
-            .filter(|p| self.filter.wants(p, &mut self.ids))
-            .filter_map(|p| {
-                let a = p.assessment.as_ref()?;
-                matches!(a.verdict, Verdict::Leaking | Verdict::Growing).then(|| {
-                    let brief = SuspectBrief {
-                        pid: p.pid,
-                        comm: p.comm.clone(),
-                        verdict: a.verdict,
-                        confidence: (a.confidence * 100.0).round() / 100.0,
-                        growth_bytes_per_sec: a.growth_bytes_per_sec.round(),
-                        since: a.since.map(trace::round_ms),
-                    };
-                    (brief, p.rank_key(a.growth_bytes_per_sec))
+        // The one list of suspects (crate::model::suspect), judged now: `report` on this trace
+        // judges the same series at the same moment and lists the same.
+        let cfg = crate::detector::DetectorConfig::default();
+        let (filter, ids) = (&self.filter, &mut self.ids);
+        let suspects: Vec<SuspectBrief> =
+            crate::model::suspect::judge(table, now, &cfg, |p| filter.wants(p, ids))
+                .into_iter()
+                .take(20)
+                .map(|(s, _)| SuspectBrief {
+                    pid: s.pid,
+                    comm: s.comm,
+                    verdict: s.verdict,
+                    confidence: s.confidence,
+                    growth_bytes_per_sec: s.growth_bytes_per_sec,
+                    since: s.since_secs,
                 })
-            })
-            .collect();
-        crate::model::rank::sort(&mut suspects, |(_, k)| *k);
-        let mut suspects: Vec<SuspectBrief> = suspects.into_iter().map(|(s, _)| s).collect();
-        suspects.truncate(20);
+                .collect();
         self.summary.suspects = suspects;
         let summary = Record::Summary(self.summary.clone());
         self.write(&summary)?;

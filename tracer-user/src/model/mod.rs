@@ -4,4 +4,5 @@ pub mod ended;
 pub mod rank;
 pub mod rates;
 pub mod series;
+pub mod suspect;
 pub mod table;

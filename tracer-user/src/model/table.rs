@@ -77,6 +77,14 @@ impl Process {
         self.fine.last()
     }
 
+    /// Highest private memory it reached: the kernel's high-water mark (which sees peaks
+    /// between samples) or the highest sample.
+    pub fn peak_private(&self) -> u64 {
+        self.stats
+            .peak_private
+            .max(self.fine.iter().map(Sample::private).max().unwrap_or(0))
+    }
+
     /// Growth of private memory in bytes/s over the `window` seconds before `now` (before
     /// its exit, for a dead process: time after death is not flat memory).
     pub fn growth_rate(&self, now: f64, window: f64) -> f64 {
@@ -248,10 +256,7 @@ fn ended_process(p: &Process, t: f64, brief: bool) -> crate::model::ended::Ended
         comm: p.comm.clone(),
         ended_at_secs: crate::trace::round_ms(t),
         brief,
-        peak_private_bytes: p
-            .stats
-            .peak_private
-            .max(p.fine.iter().map(Sample::private).max().unwrap_or(0)),
+        peak_private_bytes: p.peak_private(),
         private_bytes: last.private(),
         alloc_bytes: last.alloc,
         calls: crate::trace::Calls::from_kernel(&p.stats.calls),
@@ -351,7 +356,9 @@ impl ProcessTable {
     }
 
     pub fn session_time(&self, t_mono: f64) -> f64 {
-        t_mono - self.t0_mono
+        // Millisecond precision, as the trace writes it: a replayed trace then rebuilds the
+        // very series the live table held, and judges them alike.
+        crate::trace::round_ms(t_mono - self.t0_mono)
     }
 
     /// Fold one kernel snapshot in. `procfs` is used only at first sight of a pid

@@ -16,7 +16,6 @@ use crate::{
     detector::{DetectorConfig, Verdict},
     kernel::sampler::Snapshot,
     model::table::{Process, ProcessTable, TableLimits},
-    pipeline::verdicts,
     trace::reader::TraceReader,
     trace::{Header, OomRecord, PodRef, ProcessInfo, Record, Summary},
     util::clock,
@@ -295,42 +294,27 @@ pub fn build(
         warnings.push("no summary line: the recording did not end cleanly (killed?); the report covers what was written".into());
     }
     let now = summary.as_ref().map_or(rp.last_t, |s| s.t.max(rp.last_t));
+    // The one list of suspects (crate::model::suspect): judged at the trace's end, as
+    // `record` judged them for its summary, so both list the same processes in one order.
     let cfg = DetectorConfig::default();
-    let mut suspects: Vec<(Suspect, &Process)> = rp
-        .table
-        .live
-        .values()
-        .chain(rp.table.graveyard.iter())
-        .filter(|p| filter.matches(p.pid, &p.comm))
-        .map(|p| {
-            let mut s = suspect(p, now, &cfg, &header);
-            if let Some(n) = rp.names.get(&p.pid) {
-                s.namespace = n.namespace.clone();
-                s.pod = n.pod.clone();
-                s.container = n.container.clone();
-            }
-            (s, p)
-        })
-        .filter(|(s, _)| {
-            let ok = |wanted: &[String], have: &Option<String>| {
-                wanted.is_empty() || have.as_ref().is_some_and(|h| wanted.contains(h))
+    let names = &rp.names;
+    let mut suspects: Vec<(Suspect, &Process)> =
+        crate::model::suspect::judge(&rp.table, now, &cfg, |p| {
+            let n = names.get(&p.pid);
+            let ok = |wanted: &[String], have: Option<&Option<String>>| {
+                wanted.is_empty()
+                    || have
+                        .and_then(Option::as_ref)
+                        .is_some_and(|h| wanted.contains(h))
             };
-            ok(&filter.namespaces, &s.namespace)
-                && ok(&filter.pods, &s.pod)
-                && ok(&filter.containers, &s.container)
+            filter.matches(p.pid, &p.comm)
+                && ok(&filter.namespaces, n.map(|n| &n.namespace))
+                && ok(&filter.pods, n.map(|n| &n.pod))
+                && ok(&filter.containers, n.map(|n| &n.container))
         })
-        .filter(|(s, _)| {
-            matches!(s.verdict, Verdict::Leaking | Verdict::Growing) || s.growth_bytes_per_sec > 0.0
-        })
+        .into_iter()
+        .map(|(core, p)| (suspect(core, p, &header, names.get(&p.pid)), p))
         .collect();
-    // The one ranking (crate::model::rank), by the verdict and slope this report shows.
-    crate::model::rank::sort(&mut suspects, |(s, p)| crate::model::rank::RankKey {
-        verdict: Some(s.verdict),
-        rate: s.growth_bytes_per_sec,
-        private: s.private_bytes,
-        pid: s.pid,
-        first_seen: p.first_seen,
-    });
     suspects.truncate(limit);
     let plot_series = suspects
         .iter()
@@ -363,43 +347,45 @@ pub fn build(
     })
 }
 
-fn suspect(p: &Process, now: f64, cfg: &DetectorConfig, header: &Header) -> Suspect {
-    let a = verdicts::assess(p, now, cfg);
-    let last = p.last().copied().unwrap_or_default();
+/// The report's row of a suspect: the one judgement plus what the trace recorded of the
+/// process (limit, mmap sizes, command line, cgroup, Kubernetes names).
+fn suspect(
+    core: crate::model::suspect::Suspect,
+    p: &Process,
+    header: &Header,
+    names: Option<&PodRef>,
+) -> Suspect {
     let hist = &p.stats.mmap_size_hist;
     let time_to_limit_secs = p
         .limit_bytes
-        .and_then(|l| a.time_to_limit(last.private() as f64, l as f64))
+        .and_then(|l| {
+            core.assessment
+                .time_to_limit(core.private_bytes as f64, l as f64)
+        })
         .map(crate::trace::round_ms);
     Suspect {
-        pid: p.pid,
-        comm: p.comm.clone(),
-        verdict: a.verdict,
-        confidence: (a.confidence * 100.0).round() / 100.0,
-        growth_bytes_per_sec: a.growth_bytes_per_sec.round(),
-        since_secs: a.since.map(crate::trace::round_ms),
-        since: a
-            .since
+        since: core
+            .since_secs
             .map(|t| clock::rfc3339(header.start_unix_ms + (t.max(0.0) * 1000.0) as u64)),
-        private_bytes: last.private(),
-        peak_private_bytes: p
-            .fine
-            .iter()
-            .map(|s| s.private())
-            .max()
-            .unwrap_or(0)
-            .max(p.stats.peak_private),
-        reason: a.reason,
-        exited: p.exited_at.is_some(),
+        pid: core.pid,
+        comm: core.comm,
+        verdict: core.verdict,
+        confidence: core.confidence,
+        growth_bytes_per_sec: core.growth_bytes_per_sec,
+        since_secs: core.since_secs,
+        private_bytes: core.private_bytes,
+        peak_private_bytes: core.peak_private_bytes,
+        reason: core.reason,
+        exited: core.exited,
         limit_bytes: p.limit_bytes,
         time_to_limit_secs,
         mmap_size_p50_bytes: log2_percentile(hist, 0.50),
         mmap_size_p99_bytes: log2_percentile(hist, 0.99),
         cmdline: p.cmdline.clone(),
         cgroup: p.memcg_path(),
-        namespace: None,
-        pod: None,
-        container: None,
+        namespace: names.and_then(|n| n.namespace.clone()),
+        pod: names.and_then(|n| n.pod.clone()),
+        container: names.and_then(|n| n.container.clone()),
     }
 }
 
