@@ -1,5 +1,5 @@
-//! The commands: each builds its sink and runs the one session pipeline into it
-//! (`report` replays a trace instead of reading the kernel).
+//! The commands: each builds its sink and runs the one session pipeline into it, with one
+//! context of lookups built here (`report` replays a trace instead of reading the kernel).
 pub mod daemon;
 pub mod oom;
 pub mod record;
@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use crate::{
     cli::{self, Cli, Command, TraceArgs},
-    host::{identity, memcg},
     kernel::loader::{self, LoadOptions, MapSizes},
     model::table::TableLimits,
+    pipeline::context::Context,
     pipeline::session::{Filter, Session, SessionOptions},
     util::error::UsageError,
 };
@@ -37,7 +37,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         return report::run(&args.trace, &opts);
     }
     loader::check_host_root(&cli.global.host_root)?;
-    identity::cri::set_socket_flag(cli.global.cri_socket.clone());
+    // The lookups every stage and sink shares: cgroup roots, limits, identities.
+    let ctx = Context::new(&cli.global.host_root, cli.global.cri_socket.as_deref());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -61,16 +62,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 let window = window
                     .or(if once { duration } else { None })
                     .unwrap_or(Duration::from_secs(60));
-                let mut sink = top::TopSink::new(
-                    filter(&trace),
-                    format,
-                    once,
-                    window.as_secs_f64(),
-                    limit,
-                    memcg::LimitCache::new(memcg::CgroupRoots::discover(&cli.global.host_root)),
-                    identity::Resolver::new(&cli.global.host_root),
-                )?;
-                let mut session = Session::start(session_options(&cli.global, &trace, duration))?;
+                let mut sink =
+                    top::TopSink::new(filter(&trace), format, once, window.as_secs_f64(), limit)?;
+                let mut session =
+                    Session::start(session_options(&cli.global, &trace, duration), ctx)?;
                 session.run(&mut sink).await?;
             }
             Command::Record {
@@ -78,14 +73,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 output,
                 duration,
             } => {
-                let roots = memcg::CgroupRoots::discover(&cli.global.host_root);
-                let mut sink = record::RecordSink::create(
-                    &output,
-                    filter(&trace),
-                    roots,
-                    cli.global.host_root.clone(),
-                )?;
-                let mut session = Session::start(session_options(&cli.global, &trace, duration))?;
+                let mut sink = record::RecordSink::create(&output, filter(&trace))?;
+                let mut session =
+                    Session::start(session_options(&cli.global, &trace, duration), ctx)?;
                 let reason = session.run(&mut sink).await?;
                 log::info!("recording ended ({})", reason.as_str());
             }
@@ -94,14 +84,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 format,
                 duration,
             } => {
-                let roots = memcg::CgroupRoots::discover(&cli.global.host_root);
-                let mut sink = oom::OomSink::new(
-                    format,
-                    roots,
-                    filter(&trace),
-                    identity::Resolver::new(&cli.global.host_root),
-                );
-                let mut session = Session::start(session_options(&cli.global, &trace, duration))?;
+                let mut sink = oom::OomSink::new(format, filter(&trace));
+                let mut session =
+                    Session::start(session_options(&cli.global, &trace, duration), ctx)?;
                 session.run(&mut sink).await?;
             }
             Command::Daemon {
@@ -122,9 +107,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     shared,
                     top as usize,
                     exit_min_peak_mib.saturating_mul(1 << 20),
-                    &cli.global.host_root,
                 );
-                let mut session = Session::start(session_options(&cli.global, &trace, None))?;
+                let mut session = Session::start(session_options(&cli.global, &trace, None), ctx)?;
                 session.run(&mut sink).await?;
                 drop(session); // detaches the programs
                 let _ = stop_tx.send(());

@@ -1,73 +1,14 @@
-//! OOM post-mortem: one record saying who was killed, who triggered it, in which cgroup,
-//! how big the victim was, the cgroup's limit and usage, and how the victim grew in the
-//! minutes before — from what the process table kept, since the victim (and often its
-//! container) is gone by the time anyone looks.
+//! `leaktracer oom`: the OOM post-mortems the session builds (pipeline/postmortem.rs), filtered
+//! and printed as they come, as readable blocks or JSON Lines.
 use std::io::Write as _;
 
 use crate::{
-    host::identity::parse_proc_cgroup,
-    host::memcg::CgroupRoots,
-    kernel::events::OomVictim,
     model::table::ProcessTable,
+    pipeline::context::Context,
     pipeline::session::{EndReason, Happening, SessionInfo, Sink},
-    trace::{OomRecord, round_ms},
+    trace::OomRecord,
     util::format,
 };
-
-/// How much of the victim's history goes into the record, and at what resolution.
-const HISTORY_SECS: f64 = 300.0;
-const HISTORY_POINTS: usize = 60;
-
-/// Build the record from the table's memory of the victim (cgroup at first sight, series,
-/// verdict) and the cgroup's state now.
-pub fn post_mortem(table: &ProcessTable, v: &OomVictim, t: f64, roots: &CgroupRoots) -> OomRecord {
-    let victim = table.find(v.pid);
-    let memory_path = |raw: Option<&str>| {
-        raw.map(parse_proc_cgroup)
-            .and_then(|c| c.memory_path().map(str::to_string))
-    };
-    let cgroup = memory_path(victim.and_then(|p| p.cgroup_raw.as_deref()));
-    let trigger_cgroup = memory_path(
-        table
-            .find(v.trigger_pid)
-            .and_then(|p| p.cgroup_raw.as_deref()),
-    );
-    let limit = cgroup.as_deref().and_then(|c| roots.limit_of(c));
-    let usage = cgroup.as_deref().and_then(|c| roots.usage_of(c));
-    let history = victim
-        .map(|p| {
-            let end = p.exited_at.unwrap_or(t);
-            let pts: Vec<(f64, u64)> = p
-                .fine
-                .iter()
-                .filter(|s| s.t >= end - HISTORY_SECS)
-                .map(|s| (round_ms(s.t), s.private()))
-                .collect();
-            let step = pts.len().div_ceil(HISTORY_POINTS).max(1);
-            let mut out: Vec<(f64, u64)> = pts.iter().step_by(step).copied().collect();
-            if let (Some(last), Some(kept)) = (pts.last(), out.last())
-                && last != kept
-            {
-                out.push(*last);
-            }
-            out
-        })
-        .unwrap_or_default();
-    let assessment = victim.and_then(|p| p.assessment.as_ref());
-    OomRecord {
-        t: round_ms(t),
-        victim: v.clone(),
-        cgroup_constrained: limit.is_some(),
-        cgroup,
-        cgroup_limit_bytes: limit,
-        cgroup_usage_bytes: usage,
-        history,
-        last_verdict: assessment.map(|a| a.verdict),
-        last_growth_bytes_per_sec: assessment.map(|a| a.growth_bytes_per_sec.round()),
-        trigger_cgroup,
-        pod: Default::default(),
-    }
-}
 
 /// A readable block for `leaktracer oom`.
 pub fn render_block(r: &OomRecord, start_unix_ms: u64) -> String {
@@ -151,25 +92,16 @@ pub enum OomFormat {
 /// `leaktracer oom`: follow OOM kills live.
 pub struct OomSink {
     pub format: OomFormat,
-    roots: CgroupRoots,
     info: Option<SessionInfo>,
     pub seen: u64,
     filter: crate::pipeline::session::Filter,
-    ids: crate::host::identity::Resolver,
 }
 
 impl OomSink {
-    pub fn new(
-        format: OomFormat,
-        roots: CgroupRoots,
-        filter: crate::pipeline::session::Filter,
-        ids: crate::host::identity::Resolver,
-    ) -> Self {
+    pub fn new(format: OomFormat, filter: crate::pipeline::session::Filter) -> Self {
         Self {
             format,
-            roots,
             filter,
-            ids,
             info: None,
             seen: 0,
         }
@@ -184,36 +116,46 @@ impl Sink for OomSink {
         Ok(())
     }
 
-    fn handle(&mut self, table: &ProcessTable, what: Happening<'_>) -> anyhow::Result<()> {
-        let Happening::Kernel(crate::kernel::events::KernelEvent::OomVictim(v)) = what else {
+    fn handle(
+        &mut self,
+        ctx: &mut Context,
+        table: &ProcessTable,
+        what: Happening<'_>,
+    ) -> anyhow::Result<()> {
+        let Happening::Oom(rec) = what else {
             return Ok(());
         };
         let Some(info) = &self.info else {
             return Ok(());
         };
-        let mut rec = post_mortem(table, v, v.t_mono - info.t0_mono, &self.roots);
-        if let Some(p) = table.find(v.pid) {
-            if !self.filter.wants(p, &mut self.ids) {
-                return Ok(());
-            }
-            rec = rec.with_identity(&self.ids.get(p));
-        } else if !self.filter.matches(v.pid, &v.comm) || self.filter.has_identity_filters() {
+        let v = &rec.victim;
+        let wanted = match table.find(v.pid) {
+            Some(p) => self.filter.wants(p, &mut ctx.ids),
+            // Never seen alive: no identity to match a Kubernetes filter against.
+            None => self.filter.matches(v.pid, &v.comm) && !self.filter.has_identity_filters(),
+        };
+        if !wanted {
             return Ok(());
         }
         self.seen += 1;
         let mut out = std::io::stdout().lock();
         match self.format {
             OomFormat::Json => {
-                serde_json::to_writer(&mut out, &rec)?;
+                serde_json::to_writer(&mut out, rec)?;
                 out.write_all(b"\n")?;
             }
-            OomFormat::Text => writeln!(out, "{}", render_block(&rec, info.start_unix_ms))?,
+            OomFormat::Text => writeln!(out, "{}", render_block(rec, info.start_unix_ms))?,
         }
         out.flush()?;
         Ok(())
     }
 
-    fn finish(&mut self, _table: &ProcessTable, _reason: EndReason) -> anyhow::Result<()> {
+    fn finish(
+        &mut self,
+        _ctx: &mut Context,
+        _table: &ProcessTable,
+        _reason: EndReason,
+    ) -> anyhow::Result<()> {
         eprintln!("leaktracer: {} OOM kill(s) seen", self.seen);
         Ok(())
     }

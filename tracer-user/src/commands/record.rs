@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use crate::{
     kernel::events::KernelEvent,
     model::table::ProcessTable,
+    pipeline::context::Context,
     pipeline::session::{EndReason, Filter, Happening, SessionInfo, Sink, own_rss_bytes},
     trace::{
         self, ExitRecord, Grower, Header, Health, ProcessInfo, Record, RssBytes, SampleRecord,
@@ -30,19 +31,11 @@ pub struct RecordSink {
     /// Hooks paused at the last health line (a change writes one at once).
     last_paused: Vec<crate::kernel::budget::Hook>,
     t0_mono: f64,
-    roots: crate::host::memcg::CgroupRoots,
-    limits: crate::host::memcg::LimitCache,
-    ids: crate::host::identity::Resolver,
 }
 
 impl RecordSink {
     /// `path` "-" writes to stdout.
-    pub fn create(
-        path: &Path,
-        filter: Filter,
-        roots: crate::host::memcg::CgroupRoots,
-        host_root: std::path::PathBuf,
-    ) -> anyhow::Result<Self> {
+    pub fn create(path: &Path, filter: Filter) -> anyhow::Result<Self> {
         let w: Box<dyn std::io::Write + Send> = if path == Path::new("-") {
             Box::new(std::io::stdout())
         } else {
@@ -60,9 +53,6 @@ impl RecordSink {
             last_health_t: f64::NEG_INFINITY,
             last_paused: Vec::new(),
             t0_mono: 0.0,
-            limits: crate::host::memcg::LimitCache::new(roots.clone()),
-            ids: crate::host::identity::Resolver::new(&host_root),
-            roots,
         })
     }
 
@@ -138,16 +128,22 @@ pub fn exit_records(
 
 impl RecordSink {
     /// The `process` record of a process seen for the first time (alive or at its end).
-    fn process_record(&mut self, table: &ProcessTable, pid: u32, t: f64) -> anyhow::Result<()> {
+    fn process_record(
+        &mut self,
+        ctx: &mut Context,
+        table: &ProcessTable,
+        pid: u32,
+        t: f64,
+    ) -> anyhow::Result<()> {
         let Some(p) = table.find(pid) else {
             return Ok(());
         };
-        if !self.filter.wants(p, &mut self.ids) {
+        if !self.filter.wants(p, &mut ctx.ids) {
             return Ok(());
         }
         self.summary.processes_seen += 1;
-        let limit = self.limits.get(p.memcg_path().as_deref());
-        let id = self.ids.get(p);
+        let limit = ctx.limits.get(p.memcg_path().as_deref());
+        let id = ctx.ids.get(p);
         self.write(&Record::Process(ProcessInfo {
             t,
             pid: p.pid,
@@ -169,7 +165,12 @@ impl Sink for RecordSink {
         self.flush()
     }
 
-    fn handle(&mut self, table: &ProcessTable, what: Happening<'_>) -> anyhow::Result<()> {
+    fn handle(
+        &mut self,
+        ctx: &mut Context,
+        table: &ProcessTable,
+        what: Happening<'_>,
+    ) -> anyhow::Result<()> {
         match what {
             Happening::Round {
                 snap,
@@ -178,12 +179,9 @@ impl Sink for RecordSink {
                 overhead,
             } => {
                 self.summary.rounds += 1;
-                // Identities of processes that left the table (short-lived ones included)
-                // are forgotten: the cache stays bounded by the table.
-                self.ids.prune(table);
                 let t = self.t(snap.t_mono);
                 for pid in &report.new_pids {
-                    self.process_record(table, *pid, t)?;
+                    self.process_record(ctx, table, *pid, t)?;
                 }
                 let mut pids: Vec<u32> = table
                     .live
@@ -196,7 +194,7 @@ impl Sink for RecordSink {
                 pids.sort_unstable();
                 for pid in pids {
                     let Some(p) = table.find(pid) else { continue };
-                    if !self.filter.wants(p, &mut self.ids) {
+                    if !self.filter.wants(p, &mut ctx.ids) {
                         continue;
                     }
                     self.summary.samples += 1;
@@ -204,7 +202,7 @@ impl Sink for RecordSink {
                 }
                 for v in verdicts.iter() {
                     let Some(p) = table.find(v.pid) else { continue };
-                    if !self.filter.wants(p, &mut self.ids) {
+                    if !self.filter.wants(p, &mut ctx.ids) {
                         continue;
                     }
                     self.write(&Record::Verdict(VerdictRecord::from_change(t, &p.comm, v)))?;
@@ -241,7 +239,7 @@ impl Sink for RecordSink {
                 let t = self.t(t_mono);
                 let p = table.find(pid);
                 let wanted = match p {
-                    Some(p) => self.filter.wants(p, &mut self.ids),
+                    Some(p) => self.filter.wants(p, &mut ctx.ids),
                     None => self.filter.matches(pid, comm),
                 };
                 if !wanted {
@@ -250,7 +248,7 @@ impl Sink for RecordSink {
                 // A process that lived less than one interval: its first record is its
                 // last, with every count it made.
                 if ended.is_some_and(|e| e.first_sight) {
-                    self.process_record(table, pid, t)?;
+                    self.process_record(ctx, table, pid, t)?;
                 }
                 let (sample, exit) = exit_records(table, pid, comm, t, ended);
                 if let Some(sample) = sample {
@@ -296,25 +294,26 @@ impl Sink for RecordSink {
                         })?;
                     }
                 }
-                KernelEvent::Exit { .. } => {}
-                KernelEvent::OomVictim(v) => {
-                    // OOM kills are always written: the filter must not hide what killed a
-                    // filtered process's neighbour.
-                    self.summary.oom_kills += 1;
-                    let t = self.t(v.t_mono);
-                    let mut rec = crate::commands::oom::post_mortem(table, v, t, &self.roots);
-                    if let Some(p) = table.find(v.pid) {
-                        rec = rec.with_identity(&self.ids.get(p));
-                    }
-                    self.write(&Record::OomKill(rec))?;
-                    self.flush()?;
-                }
+                // Exits and OOM kills come as their own happenings.
+                KernelEvent::Exit { .. } | KernelEvent::OomVictim(_) => {}
             },
+            Happening::Oom(rec) => {
+                // OOM kills are always written: the filter must not hide what killed a
+                // filtered process's neighbour.
+                self.summary.oom_kills += 1;
+                self.write(&Record::OomKill(rec.clone()))?;
+                self.flush()?;
+            }
         }
         Ok(())
     }
 
-    fn finish(&mut self, table: &ProcessTable, reason: EndReason) -> anyhow::Result<()> {
+    fn finish(
+        &mut self,
+        ctx: &mut Context,
+        table: &ProcessTable,
+        reason: EndReason,
+    ) -> anyhow::Result<()> {
         let t = self.t(clock::monotonic_secs());
         let now = t;
         let window = 60.0;
@@ -325,7 +324,7 @@ impl Sink for RecordSink {
         self.summary.top_growers = table
             .ranked(now, window)
             .into_iter()
-            .filter(|(p, r)| *r > 0.0 && self.filter.wants(p, &mut self.ids))
+            .filter(|(p, r)| *r > 0.0 && self.filter.wants(p, &mut ctx.ids))
             .take(10)
             .map(|(p, r)| Grower {
                 pid: p.pid,
@@ -337,7 +336,7 @@ impl Sink for RecordSink {
         // The one list of suspects (crate::model::suspect), judged now: `report` on this trace
         // judges the same series at the same moment and lists the same.
         let cfg = crate::detector::DetectorConfig::default();
-        let (filter, ids) = (&self.filter, &mut self.ids);
+        let (filter, ids) = (&self.filter, &mut ctx.ids);
         let suspects: Vec<SuspectBrief> =
             crate::model::suspect::judge(table, now, &cfg, |p| filter.wants(p, ids))
                 .into_iter()

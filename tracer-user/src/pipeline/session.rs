@@ -1,7 +1,7 @@
 //! A tracing session: load the programs, seed the table from /proc, then every interval
 //! sample the kernel maps into the process table and hand the result to a sink; rare
-//! kernel events go to the sink as they come. `top`, `record` (and later `daemon`) are
-//! sinks over this one loop, so they cannot disagree.
+//! kernel events go to the sink as they come. `top`, `record`, `oom` and `daemon` are
+//! sinks over this one loop, sharing one [`Context`] of lookups, so they cannot disagree.
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -16,6 +16,8 @@ use crate::{
     kernel::loader::{LoadOptions, Probes},
     kernel::sampler::{Sampler, Snapshot},
     model::table::{ProcessTable, RoundReport, TableLimits},
+    pipeline::context::Context,
+    trace::OomRecord,
     util::clock,
 };
 
@@ -104,8 +106,11 @@ pub enum Happening<'a> {
     },
     /// The overhead budget paused or resumed a hook.
     Budget(&'a crate::kernel::budget::BudgetEvent),
-    /// Exec and OOM events, as they come.
+    /// Exec events, as they come (exits come as `Exit`, OOM kills as `Oom`).
     Kernel(&'a KernelEvent),
+    /// An OOM kill, with the post-mortem the session built once for every sink
+    /// (pipeline/postmortem.rs).
+    Oom(&'a OomRecord),
     /// A process ended: the table has already folded its final counters in (it is in the
     /// graveyard). `ended` is None when the kernel had no counters for it.
     Exit {
@@ -123,12 +128,23 @@ pub trait Sink {
     fn start(&mut self, _s: &SessionInfo) -> anyhow::Result<()> {
         Ok(())
     }
-    fn handle(&mut self, table: &ProcessTable, what: Happening<'_>) -> anyhow::Result<()>;
+    /// `ctx` holds the lookups every sink shares (limits, identities).
+    fn handle(
+        &mut self,
+        ctx: &mut Context,
+        table: &ProcessTable,
+        what: Happening<'_>,
+    ) -> anyhow::Result<()>;
     /// Whether the sink wants the session to stop (e.g. the user pressed `q`).
     fn wants_stop(&mut self) -> bool {
         false
     }
-    fn finish(&mut self, table: &ProcessTable, reason: EndReason) -> anyhow::Result<()>;
+    fn finish(
+        &mut self,
+        ctx: &mut Context,
+        table: &ProcessTable,
+        reason: EndReason,
+    ) -> anyhow::Result<()>;
 }
 
 /// Facts about the running session, for headers.
@@ -161,11 +177,12 @@ pub struct Session {
     detector: crate::detector::DetectorConfig,
     memcg_events: mpsc::Receiver<crate::host::memcg::MemcgEvent>,
     watcher: crate::host::memcg::MemcgWatcher,
-    roots: crate::host::memcg::CgroupRoots,
+    /// The lookups the session and its sinks share (built once per command).
+    ctx: Context,
 }
 
 impl Session {
-    pub fn start(opts: SessionOptions) -> anyhow::Result<Self> {
+    pub fn start(opts: SessionOptions, ctx: Context) -> anyhow::Result<Self> {
         let mut probes = Probes::load(&opts.load)?;
         protect_self(opts.oom_score_adj);
         let log_task = crate::kernel::logging::spawn_ebpf_logger(&mut probes.ebpf);
@@ -198,12 +215,11 @@ impl Session {
         }
         log::info!("seeded {seeded} existing processes from /proc");
         let table = ProcessTable::new(opts.limits, t0_mono);
-        let roots = crate::host::memcg::CgroupRoots::discover(&opts.load.host_root);
         let (mtx, memcg_events) = mpsc::channel(4096);
         // v2: a PSI trigger on each watched (limited) cgroup's memory.pressure as well as the
         // node's. Each armed cgroup gets a kernel "psimon" thread; max_watched bounds them.
         let mut watcher = crate::host::memcg::MemcgWatcher::with_config(
-            roots.clone(),
+            ctx.roots.clone(),
             mtx,
             crate::host::memcg::WatchConfig {
                 cgroup_psi: Some(crate::host::memcg::PsiTrigger::default()),
@@ -233,7 +249,7 @@ impl Session {
             detector: crate::detector::DetectorConfig::default(),
             memcg_events,
             watcher,
-            roots,
+            ctx,
         })
     }
 
@@ -266,7 +282,7 @@ impl Session {
                     break EndReason::Duration;
                 }
                 Some(ev) = self.events.recv() => self.kernel_event(sink, ev)?,
-                Some(ev) = self.memcg_events.recv() => sink.handle(&self.table, Happening::Memcg(&ev))?,
+                Some(ev) = self.memcg_events.recv() => sink.handle(&mut self.ctx, &self.table, Happening::Memcg(&ev))?,
                 _ = ticker.tick() => {
                     self.round(sink, rounds)?;
                     rounds += 1;
@@ -298,7 +314,7 @@ impl Session {
         while let Ok(ev) = self.events.try_recv() {
             self.kernel_event(sink, ev)?;
         }
-        sink.finish(&self.table, reason)?;
+        sink.finish(&mut self.ctx, &self.table, reason)?;
         Ok(reason)
     }
 
@@ -309,6 +325,9 @@ impl Session {
         self.enforce_budget(sink, snap.t_mono, rounds)?;
         let report = self.table.update(&snap, Some(&self.procfs));
         self.sampler.forget_exited(&snap);
+        // Identities of processes that left the table (short-lived ones included) are
+        // forgotten: the cache stays bounded by the table.
+        self.ctx.ids.prune(&self.table);
         for pid in &report.new_pids {
             self.watch_limiting_cgroup(*pid);
         }
@@ -344,11 +363,12 @@ impl Session {
                 stall_ms: r.stall_ns as f64 / 1e6,
                 pids: r.pids.clone(),
             };
-            sink.handle(&self.table, Happening::Memcg(&ev))?;
+            sink.handle(&mut self.ctx, &self.table, Happening::Memcg(&ev))?;
         }
         let now = self.table.session_time(snap.t_mono);
         let verdicts = crate::pipeline::verdicts::refresh(&mut self.table, now, &self.detector);
         sink.handle(
+            &mut self.ctx,
             &self.table,
             Happening::Round {
                 snap: &snap,
@@ -440,7 +460,7 @@ impl Session {
                 ev.hook_cpu_share * 100.0,
                 ev.budget * 100.0
             );
-            sink.handle(&self.table, Happening::Budget(&ev))?;
+            sink.handle(&mut self.ctx, &self.table, Happening::Budget(&ev))?;
         }
         Ok(())
     }
@@ -452,7 +472,11 @@ impl Session {
         let Some(c) = self.table.live.get(&pid).and_then(|p| p.memcg_path()) else {
             return;
         };
-        if let Some(limiting) = self.roots.effective_limit(Some(&c)).and_then(|l| l.cgroup)
+        if let Some(limiting) = self
+            .ctx
+            .roots
+            .effective_limit(Some(&c))
+            .and_then(|l| l.cgroup)
             && let Err(e) = self.watcher.watch(&limiting)
         {
             log::debug!("memory cgroup {limiting} not watched: {e:#}");
@@ -493,6 +517,7 @@ impl Session {
                     .table
                     .end(*tgid, *t_mono, stats.as_ref(), Some(&self.procfs));
                 return sink.handle(
+                    &mut self.ctx,
                     &self.table,
                     Happening::Exit {
                         pid: *tgid,
@@ -502,9 +527,13 @@ impl Session {
                     },
                 );
             }
-            KernelEvent::OomVictim(_) => {}
+            // The post-mortem is built once, here, for every sink.
+            KernelEvent::OomVictim(v) => {
+                let rec = crate::pipeline::postmortem::post_mortem(&self.table, v, &mut self.ctx);
+                return sink.handle(&mut self.ctx, &self.table, Happening::Oom(&rec));
+            }
         }
-        sink.handle(&self.table, Happening::Kernel(&ev))
+        sink.handle(&mut self.ctx, &self.table, Happening::Kernel(&ev))
     }
 }
 

@@ -306,14 +306,6 @@ pub struct OomRecord {
     pub pod: PodRef,
 }
 
-impl OomRecord {
-    /// Fill the victim's Kubernetes identity.
-    pub fn with_identity(mut self, id: &crate::host::identity::Identity) -> Self {
-        self.pod = id.clone().into();
-        self
-    }
-}
-
 /// A process's leak verdict changed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VerdictRecord {

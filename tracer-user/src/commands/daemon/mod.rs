@@ -17,10 +17,9 @@ use axum::{Router, http::StatusCode, response::IntoResponse, routing::get};
 
 use crate::{
     commands::daemon::metrics::{ContainerLabels, MapLabels, Metrics, ReasonLabels, VerdictLabels},
-    host::identity::{Identity, Resolver},
-    host::memcg::{CgroupRoots, LimitCache},
-    kernel::events::KernelEvent,
+    host::identity::Identity,
     model::table::ProcessTable,
+    pipeline::context::Context,
     pipeline::session::{EndReason, Happening, SessionInfo, Sink},
     trace::{Record, VerdictRecord, round_ms},
     util::error::UsageError,
@@ -96,9 +95,6 @@ pub fn serve(
 pub struct DaemonSink {
     shared: Arc<Mutex<Shared>>,
     top: usize,
-    limits: LimitCache,
-    ids: Resolver,
-    roots: CgroupRoots,
     t0_mono: f64,
     last_counters: Vec<u64>,
     last_cpu_secs: f64,
@@ -109,19 +105,10 @@ pub struct DaemonSink {
 }
 
 impl DaemonSink {
-    pub fn new(
-        shared: Arc<Mutex<Shared>>,
-        top: usize,
-        exit_min_peak: u64,
-        host_root: &std::path::Path,
-    ) -> Self {
-        let roots = CgroupRoots::discover(host_root);
+    pub fn new(shared: Arc<Mutex<Shared>>, top: usize, exit_min_peak: u64) -> Self {
         Self {
             shared,
             top,
-            limits: LimitCache::new(roots.clone()),
-            ids: Resolver::new(host_root),
-            roots,
             t0_mono: 0.0,
             last_counters: Vec::new(),
             last_cpu_secs: 0.0,
@@ -180,7 +167,12 @@ impl Sink for DaemonSink {
         Ok(())
     }
 
-    fn handle(&mut self, table: &ProcessTable, what: Happening<'_>) -> anyhow::Result<()> {
+    fn handle(
+        &mut self,
+        ctx: &mut Context,
+        table: &ProcessTable,
+        what: Happening<'_>,
+    ) -> anyhow::Result<()> {
         match what {
             Happening::Round {
                 snap,
@@ -189,7 +181,6 @@ impl Sink for DaemonSink {
                 ..
             } => {
                 let now = table.session_time(snap.t_mono);
-                self.ids.prune(table);
                 for v in verdicts.iter() {
                     let Some(p) = table.find(v.pid) else { continue };
                     self.emit(&Record::Verdict(VerdictRecord::from_change(
@@ -212,9 +203,9 @@ impl Sink for DaemonSink {
                     let Some(p) = table.live.get(pid) else {
                         continue;
                     };
-                    let id = self.ids.get(p);
+                    let id = ctx.ids.get(p);
                     let labels = labels_of(&id);
-                    let (_, ttl) = crate::pipeline::verdicts::limit_and_time(p, &mut self.limits);
+                    let (_, ttl) = crate::pipeline::verdicts::limit_and_time(p, &mut ctx.limits);
                     let a = p.assessment.as_ref();
                     let e =
                         per_container
@@ -317,19 +308,10 @@ impl Sink for DaemonSink {
                 self.last_cpu_secs = cpu;
                 self.last_counters = counters;
             }
-            Happening::Kernel(KernelEvent::OomVictim(v)) => {
-                let mut rec = crate::commands::oom::post_mortem(
-                    table,
-                    v,
-                    v.t_mono - self.t0_mono,
-                    &self.roots,
-                );
-                if let Some(p) = table.find(v.pid) {
-                    rec = rec.with_identity(&self.ids.get(p));
-                }
+            Happening::Oom(rec) => {
                 let labels = table
-                    .find(v.pid)
-                    .map(|p| labels_of(&self.ids.get(p)))
+                    .find(rec.victim.pid)
+                    .map(|p| labels_of(&ctx.ids.get(p)))
                     .unwrap_or(ContainerLabels {
                         namespace: String::new(),
                         pod: String::new(),
@@ -338,7 +320,7 @@ impl Sink for DaemonSink {
                 if let Ok(s) = self.shared.lock() {
                     s.metrics.oom_kills.get_or_create(&labels).inc();
                 }
-                self.emit(&Record::OomKill(rec));
+                self.emit(&Record::OomKill(rec.clone()));
             }
             Happening::Memcg(ev) => {
                 if let Ok(s) = self.shared.lock() {
@@ -419,7 +401,12 @@ impl Sink for DaemonSink {
         Ok(())
     }
 
-    fn finish(&mut self, _table: &ProcessTable, reason: EndReason) -> anyhow::Result<()> {
+    fn finish(
+        &mut self,
+        _ctx: &mut Context,
+        _table: &ProcessTable,
+        reason: EndReason,
+    ) -> anyhow::Result<()> {
         if let Ok(s) = self.shared.lock() {
             s.ready.store(false, Ordering::Relaxed);
         }

@@ -11,6 +11,7 @@ use crate::{
     host::identity::Resolver,
     host::memcg::LimitCache,
     model::table::{Process, ProcessTable},
+    pipeline::context::Context,
     pipeline::session::{EndReason, Filter, Happening, SessionInfo, Sink},
     util::clock,
     util::format,
@@ -224,8 +225,6 @@ pub struct TopSink {
     counters: Vec<u64>,
     tui: Option<crate::commands::top::tui::Tui>,
     batch: bool,
-    limits: LimitCache,
-    ids: Resolver,
     /// The most recent OOM kill, one line, for the view's header.
     last_oom: Option<String>,
     /// The kernel programs' cost and the hooks paused, as of the last round.
@@ -271,8 +270,6 @@ impl TopSink {
         once: bool,
         window: f64,
         limit: usize,
-        limits: LimitCache,
-        ids: Resolver,
     ) -> anyhow::Result<Self> {
         // Without a terminal the live view becomes batch mode (like `top -b`): one table
         // every interval on stdout, so `leaktracer top | tee` and CI logs work.
@@ -287,8 +284,6 @@ impl TopSink {
             counters: Vec::new(),
             tui: None,
             batch,
-            limits,
-            ids,
             last_oom: None,
             overhead: crate::kernel::budget::OverheadStatus::default(),
         })
@@ -310,8 +305,14 @@ impl Sink for TopSink {
         Ok(())
     }
 
-    fn handle(&mut self, table: &ProcessTable, what: Happening<'_>) -> anyhow::Result<()> {
-        if let Happening::Kernel(crate::kernel::events::KernelEvent::OomVictim(v)) = &what {
+    fn handle(
+        &mut self,
+        ctx: &mut Context,
+        table: &ProcessTable,
+        what: Happening<'_>,
+    ) -> anyhow::Result<()> {
+        if let Happening::Oom(rec) = &what {
+            let v = &rec.victim;
             let cgroup = table
                 .find(v.pid)
                 .and_then(|p| p.memcg_path())
@@ -332,7 +333,6 @@ impl Sink for TopSink {
             self.last_oom = Some(line);
         }
         if let Happening::Round { snap, overhead, .. } = what {
-            self.ids.prune(table);
             self.counters = snap.counters.to_vec();
             self.overhead = overhead.clone();
             let now = self.now();
@@ -343,8 +343,8 @@ impl Sink for TopSink {
                     now,
                     self.window,
                     200,
-                    &mut self.limits,
-                    &mut self.ids,
+                    &mut ctx.limits,
+                    &mut ctx.ids,
                 );
                 tui.draw(
                     &rows,
@@ -361,8 +361,8 @@ impl Sink for TopSink {
                     now,
                     self.window,
                     self.limit,
-                    &mut self.limits,
-                    &mut self.ids,
+                    &mut ctx.limits,
+                    &mut ctx.ids,
                 );
                 let mut out = std::io::stdout().lock();
                 writeln!(
@@ -383,7 +383,12 @@ impl Sink for TopSink {
         self.tui.as_mut().is_some_and(|t| t.quit_requested())
     }
 
-    fn finish(&mut self, table: &ProcessTable, _reason: EndReason) -> anyhow::Result<()> {
+    fn finish(
+        &mut self,
+        ctx: &mut Context,
+        table: &ProcessTable,
+        _reason: EndReason,
+    ) -> anyhow::Result<()> {
         if let Some(tui) = self.tui.take() {
             tui.leave()?;
             return Ok(());
@@ -399,8 +404,8 @@ impl Sink for TopSink {
             now,
             window,
             self.limit,
-            &mut self.limits,
-            &mut self.ids,
+            &mut ctx.limits,
+            &mut ctx.ids,
         );
         let ended = crate::model::ended::EndedLog {
             largest: table

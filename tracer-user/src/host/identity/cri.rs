@@ -292,18 +292,6 @@ impl Cache {
     }
 }
 
-static FLAG: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
-
-/// Record `--cri-socket` once at startup (from `main`); [`super::Resolver::new`] reads it.
-pub fn set_socket_flag(flag: Option<PathBuf>) {
-    let _ = FLAG.set(flag);
-}
-
-/// The socket choice for `host_root`, from `--cri-socket` if `main` recorded one.
-pub fn configured(host_root: &Path) -> SocketChoice {
-    SocketChoice::from_flag(FLAG.get().and_then(|f| f.as_deref()), host_root)
-}
-
 /// Where to find the runtime's socket.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SocketChoice {

@@ -15,10 +15,12 @@ pub struct Resolver {
 }
 
 impl Resolver {
-    pub fn new(host_root: &Path) -> Self {
+    /// `socket` is where the CRI runtime's names come from (from `--cri-socket`, see
+    /// [`cri::SocketChoice::from_flag`]); the kubelet's log directories are under `host_root`.
+    pub fn new(host_root: &Path, socket: cri::SocketChoice) -> Self {
         Self {
             pods: PodLogIndex::new(host_root),
-            cri: cri::CriResolver::start(cri::configured(host_root)),
+            cri: cri::CriResolver::start(socket),
             cache: HashMap::new(),
         }
     }
