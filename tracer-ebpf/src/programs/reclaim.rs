@@ -41,6 +41,7 @@ pub fn memcg_reclaim_end(ctx: TracePointContext) -> u32 {
     };
     let _ = RECLAIM_START.remove(&id);
     bump(CTR_RECLAIM_EVENTS);
+    // SAFETY: read_at goes through bpf_probe_read_kernel: a bad offset is an Err, counted.
     let pages = match unsafe { ctx.read_at::<u64>(OFF_RECLAIM_NR_RECLAIMED.load() as usize) } {
         Ok(v) => v,
         Err(_) => {
