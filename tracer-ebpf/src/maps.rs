@@ -103,9 +103,8 @@ pub fn fill_rss_from_mm(s: &mut ProcStats, mm: u64) -> bool {
     for member in 0..RSS_MEMBERS {
         // SAFETY: a checked kernel read; an mm freed under us reads garbage or fails, and
         // the next rss_stat event for the member overwrites it with the absolute value.
-        if let Ok(pages) =
-            unsafe { bpf_probe_read_kernel((base + member as u64 * stride) as *const i64) }
-        {
+        let read = unsafe { bpf_probe_read_kernel((base + member as u64 * stride) as *const i64) };
+        if let Ok(pages) = read {
             // Per-CPU batching can leave the shared count briefly negative: clamp.
             s.rss[member] = if pages > 0 { pages as u64 * page } else { 0 };
         }

@@ -71,8 +71,9 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     fresh.flags = PROC_FLAG_FORK_SEEN;
     // This program is attached only when the task offsets are known (OFF_TASK_MM is set).
     // SAFETY: a checked kernel read of the child task's mm pointer.
-    if let Ok(mm) =
-        unsafe { bpf_probe_read_kernel((child + OFF_TASK_MM.load() as u64) as *const u64) }
+    let child_mm =
+        unsafe { bpf_probe_read_kernel((child + OFF_TASK_MM.load() as u64) as *const u64) };
+    if let Ok(mm) = child_mm
         && mm != 0
     {
         if RSS_KEYS_ARE_POINTERS.load() != 0 {
@@ -119,7 +120,7 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let (tid, tgid) = (pid_tgid as u32, (pid_tgid >> 32) as u32);
     // A thread killed inside a traced syscall never reached sys_exit: free its slot.
-    let _ = PENDING.remove(&pid_tgid);
+    let _ = PENDING.remove(pid_tgid);
     let off = OFF_EXIT_GROUP_DEAD.load();
     let group_dead = if off != 0 {
         // SAFETY: a bounded read of the tracepoint record at a tracefs-given offset.
@@ -171,7 +172,7 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     }
     submit(slot, false);
     if known.is_some() {
-        let _ = PROCS.remove(&tgid);
+        let _ = PROCS.remove(tgid);
     }
     0
 }

@@ -4,6 +4,7 @@
 //!   event's work of summing per-CPU counters and formatting a record, so it costs less
 //!   on the page-fault path. It reads the counter itself at BTF-derived offsets.
 //! - `rss_stat` (classic tracepoint): fallback when the kernel's BTF is unavailable.
+//!
 //! Either way `curr=0` changes (reclaim, fork, exit: another task touches this mm) are
 //! attributed through `MM_OWNER`, learnt from `curr=1` changes.
 use aya_ebpf::{
@@ -125,7 +126,7 @@ fn update(mm_key: u64, is_current: bool, member: usize, bytes: u64, mm: u64) {
         // Learn (or correct, after mm reuse) the owner; lookups are cheap, writes rare.
         // SAFETY: the u32 is copied out at once; a concurrent update can only make it stale,
         // and the insert below corrects it.
-        let known = unsafe { MM_OWNER.get(&mm_key) }.copied();
+        let known = unsafe { MM_OWNER.get(mm_key) }.copied();
         if known != Some(tgid) {
             let _ = MM_OWNER.insert(mm_key, tgid, 0);
         }
@@ -133,7 +134,7 @@ fn update(mm_key: u64, is_current: bool, member: usize, bytes: u64, mm: u64) {
     } else {
         // SAFETY: the u32 is copied out at once; a stale owner only misattributes one event,
         // which the owner's next curr=1 event corrects.
-        let Some(tgid) = (unsafe { MM_OWNER.get(&mm_key) }).copied() else {
+        let Some(tgid) = (unsafe { MM_OWNER.get(mm_key) }).copied() else {
             bump(CTR_RSS_UNATTRIBUTED);
             return;
         };

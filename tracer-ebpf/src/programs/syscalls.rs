@@ -156,14 +156,14 @@ fn on_exit(ctx: &TracePointContext, expected_kind: usize) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     // SAFETY: the value is copied out at once; only this thread (pid_tgid) writes its key, and
     // the entry is removed right after.
-    let call = match unsafe { PENDING.get(&pid_tgid) } {
+    let call = match unsafe { PENDING.get(pid_tgid) } {
         Some(c) => *c,
         None => {
             bump(CTR_EXIT_WITHOUT_ENTRY);
             return 0;
         }
     };
-    let _ = PENDING.remove(&pid_tgid);
+    let _ = PENDING.remove(pid_tgid);
     if call.kind as usize != expected_kind {
         return 0;
     }
