@@ -5,6 +5,9 @@
 //! with a message naming what is missing, unless `LEAKTRACER_SKIP_PRIVILEGED=1` is set,
 //! in which case they print that they were skipped and append a line to $LEAKTRACER_SKIP_LOG,
 //! which `cargo xtask test` counts (and `.ci/run` refuses any).
+// The end-to-end harness: every helper here runs inside a test, where a panic with a
+// message is the intended way to fail it (setting up a workload, reading leaktracer's output).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::{
     io::{BufRead as _, BufReader},
     path::{Path, PathBuf},

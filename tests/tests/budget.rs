@@ -7,6 +7,8 @@
 //!   huge pages) rss_stat itself is paused: RSS is read from /proc each interval meanwhile, so
 //!   the leaker's samples keep growing and it is judged leaking, and after the storm the hook
 //!   resumes and the kernel's figures are exact again.
+// An integration test crate: a panic (unwrap, expect) is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::{
     process::{Command, Stdio},
     time::Duration,

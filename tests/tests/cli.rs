@@ -1,4 +1,6 @@
 //! The CLI's answers to bad input and missing pieces: one clear line, exit code 2.
+// An integration test crate: a panic (unwrap, expect) is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::process::Command;
 
 use leaktracer_tests::*;

@@ -3,6 +3,8 @@
 //! container (its 64-hex id, from the cgroup path podman made) on the process and on the OOM
 //! kill, with the container's cgroup and limit. Kubernetes pods are covered by
 //! tests/kubernetes.rs on Kubernetes-shaped cgroup paths; no kubelet or CRI runs here.
+// An integration test crate: a panic (unwrap, expect) is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output},

@@ -13,6 +13,8 @@
 //! from the CRI. A second run with `--cri-socket none` shows them missing. Then a `record` runs
 //! while a second container (`late`) starts in the pod: its process record, written once at
 //! first sight, must already carry its names (the per-id query path, not the list at start).
+// An integration test crate: a panic (unwrap, expect) is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},

@@ -1,4 +1,6 @@
 //! Foundation scenarios: the real leaktracer, real eBPF programs, real processes.
+// An integration test crate: a panic (unwrap, expect) is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::{process::Command, time::Duration};
 
 use leaktracer_tests::*;

@@ -2,6 +2,8 @@
 //! cgroup with a Kubernetes-shaped path, with the kubelet's /var/log/pods directory under a
 //! test host root, is reported with its pod UID, container ID, namespace, pod and container
 //! name; `daemon` serves /metrics that parse as Prometheus text and stops cleanly on SIGTERM.
+// An integration test crate: a panic (unwrap, expect) is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::{
     io::{BufRead as _, BufReader, Read as _, Write as _},
     net::TcpStream,

@@ -2,6 +2,8 @@
 //! the running kernel: they create memory cgroups, so they need root (see `privileged`). v1
 //! tests say they do not apply on a host whose memory controller is on v2, and the v2 test
 //! on a v1 host.
+// An integration test crate: a panic (unwrap, expect) is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 // The privileged() guard serialises the privileged tests of this binary across its test
 // threads; each test runs its own current-thread runtime, so no other task awaits that lock.
 #![allow(clippy::await_holding_lock)]

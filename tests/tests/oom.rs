@@ -1,6 +1,8 @@
 //! OOM kills for real: memory cgroups (v1 on this host) with small limits and processes that
 //! outgrow them. leaktracer must name the right victim and trigger, the cgroup and its limit,
 //! and keep the victim's history from before the kill. (cgroup v2: the QEMU guest tests.)
+// An integration test crate: a panic (unwrap, expect) is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::{
     io::{BufRead as _, BufReader},
     process::{Command, Stdio},

@@ -2,6 +2,8 @@
 //! cache and then stayed flat ranks below steady leakers with a growth near 0 (its rate
 //! follows the curve, not the stored samples), and a process is named by its thread-group
 //! leader with its real RSS from the first sample, even when renamed threads act first.
+// An integration test crate: a panic (unwrap, expect) is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::{
     io::{BufRead as _, BufReader, Write as _},
     process::{Command, Stdio},

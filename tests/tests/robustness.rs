@@ -8,6 +8,8 @@
 //!
 //! Environment:
 //! - `LEAKTRACER_SOAK_SECS`: length of the soak (`soak_keeps_own_memory_flat`), default 600.
+// An integration test crate: a panic (unwrap, expect) is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::{
     collections::{BTreeMap, BTreeSet},
     io::{Read as _, Write as _},

@@ -2,6 +2,8 @@
 //! the trace (at 1 s and 100 ms intervals, and under CPU load), `report`, `top --once` and the
 //! daemon's stdout. The workload (`brief`) forks children that make a known number of brk
 //! and mmap calls and live 5-50 ms; nothing here assumes a child outlives an interval.
+// An integration test crate: a panic (unwrap, expect) is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::{
     io::{BufRead as _, BufReader},
     process::{Command, Stdio},

@@ -2,6 +2,8 @@
 //! leakers are flagged `leaking` and ranked first within 60 s, while busy non-leakers (a
 //! healthy GC saw-tooth, a warming cache, a page-cache reader, stress-ng) are not — and the
 //! offline `report` of the recorded trace agrees with the live verdicts.
+// An integration test crate: a panic (unwrap, expect) is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::{
     collections::HashMap,
     process::{Command, Stdio},

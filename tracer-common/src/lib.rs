@@ -4,6 +4,9 @@
 //! kernel writes and userspace reads the very same bytes. Userspace enables the `user`
 //! feature to get `aya::Pod` for map values and ring-buffer records.
 #![no_std]
+// Unit tests may unwrap: a panic is how a test fails. Production code may not (see the
+// workspace lints in Cargo.toml).
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 /// Kernel `enum mm_counter` order: MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES.
 pub const RSS_FILE: usize = 0;
@@ -246,10 +249,15 @@ pub mod globals {
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: plain-old-data: repr(C), integer fields only, no padding that carries meaning.
+    // Plain old data: repr(C), integer fields only, no padding that carries meaning, so any
+    // bytes the kernel writes are a valid value (the layout tests below pin the sizes).
+    // SAFETY: as above, for each of the four types.
     unsafe impl aya::Pod for super::ProcStats {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::PendingCall {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::Event {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::ExitEvent {}
 }
 

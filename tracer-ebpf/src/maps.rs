@@ -72,6 +72,7 @@ pub fn leader_comm() -> [u8; 16] {
         // SAFETY: bpf_get_current_task has no preconditions; the reads go through
         // bpf_probe_read_kernel, which fails cleanly on a bad address.
         let task = unsafe { bpf_get_current_task() };
+        // SAFETY: a checked kernel read (bpf_probe_read_kernel); a bad address is an Err.
         let leader =
             unsafe { bpf_probe_read_kernel((task + off_leader as u64) as *const u64) }.unwrap_or(0);
         if leader != 0
@@ -102,9 +103,8 @@ pub fn fill_rss_from_mm(s: &mut ProcStats, mm: u64) -> bool {
     for member in 0..RSS_MEMBERS {
         // SAFETY: a checked kernel read; an mm freed under us reads garbage or fails, and
         // the next rss_stat event for the member overwrites it with the absolute value.
-        if let Ok(pages) =
-            unsafe { bpf_probe_read_kernel((base + member as u64 * stride) as *const i64) }
-        {
+        let read = unsafe { bpf_probe_read_kernel((base + member as u64 * stride) as *const i64) };
+        if let Ok(pages) = read {
             // Per-CPU batching can leave the shared count briefly negative: clamp.
             s.rss[member] = if pages > 0 { pages as u64 * page } else { 0 };
         }
@@ -142,6 +142,8 @@ pub fn current_mm() -> u64 {
 pub fn bump(counter: u32) {
     if let Some(slot) = COUNTERS.get_ptr_mut(counter) {
         // Per-CPU slot: no other CPU writes it, a plain add is enough.
+        // SAFETY: slot points into this CPU's value of COUNTERS, valid for the program's run
+        // and written by no one else while we run (programs are not preempted on a CPU).
         unsafe { *slot += 1 };
     }
 }
@@ -151,11 +153,14 @@ pub fn bump(counter: u32) {
 #[inline(always)]
 pub fn add(field: *mut u64, value: u64) {
     // The result is unused, so LLVM emits the plain (non-fetching) BPF atomic add.
+    // SAFETY: callers pass a field of a map value (valid and aligned for the program's run);
+    // the add is atomic, so concurrent writers on other CPUs are fine.
     unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(field, value) };
 }
 
 #[inline(always)]
 pub fn now() -> u64 {
+    // SAFETY: bpf_ktime_get_ns takes no arguments and has no preconditions.
     unsafe { bpf_ktime_get_ns() }
 }
 

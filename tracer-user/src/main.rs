@@ -1,4 +1,7 @@
 //! leaktracer: which process is leaking memory, how fast, since when — traced with eBPF.
+// Unit tests may unwrap: a panic is how a test fails. Production code may not (see the
+// workspace lints in Cargo.toml).
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 use clap::Parser as _;
 use leaktracer::{
     cli::Cli,

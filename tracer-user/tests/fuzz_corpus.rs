@@ -12,6 +12,8 @@
 //! A failing mutant is written to `fuzz-corpus/<target>/regression-<hash>` (so it is replayed
 //! by every later run, whatever the corpus then holds) and its proptest seed to
 //! `fuzz-corpus/regressions/<target>.txt`; commit both with the fix.
+// An integration test crate: a panic (unwrap, expect) is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::{
     collections::hash_map::DefaultHasher,
     hash::{Hash as _, Hasher as _},

@@ -2,10 +2,15 @@
 //!
 //! Every command first installs what it needs and is missing (see `needs`): `build` and `run`
 //! only the build prerequisites (nightly rust-src, bpf-linker built against LLVM 22, tracefs);
-//! `test`, `image`, `guest` and `bench` their workloads, peers and harnesses on top. A fresh
+//! `test`, `image`, `guest` and `bench` their workloads, peers and harnesses on top; `lint`
+//! and `test` clippy and rustfmt (clippy on nightly too, for the kernel programs). A fresh
 //! machine needs nothing else.
+// Unit tests may unwrap: a panic is how a test fails. Production code may not (see the
+// workspace lints in Cargo.toml).
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 mod bench;
 mod image;
+mod lint;
 mod prereqs;
 mod qemu;
 mod skips;
@@ -46,7 +51,11 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Unit tests, then the privileged end-to-end scenarios against the real kernel.
+    /// The code-habits gate: `cargo fmt --check`, then clippy with warnings as errors for the
+    /// host crates and for the kernel programs (bpf target, nightly). `test` runs it first.
+    Lint,
+    /// The lint gate, unit tests, then the privileged end-to-end scenarios against the real
+    /// kernel (--unit-only and --e2e-only skip the lint gate).
     Test {
         /// Only the unit tests (no BPF needed).
         #[arg(long)]
@@ -98,14 +107,27 @@ fn main() {
 /// The prerequisites of each command.
 fn needs(cmd: &Cmd) -> &'static [Need] {
     match cmd {
-        Cmd::Setup => &[Need::Build, Need::UnitTests, Need::Tests, Need::Bench],
+        Cmd::Setup => &[
+            Need::Build,
+            Need::UnitTests,
+            Need::Tests,
+            Need::Bench,
+            Need::Lint,
+        ],
+        Cmd::Lint => &[Need::Build, Need::Lint],
         Cmd::Build { .. } | Cmd::Run { .. } => &[Need::Build],
         Cmd::Test {
             unit_only: true, ..
         } => &[Need::Build, Need::UnitTests],
         Cmd::Test { e2e_only: true, .. } => &[Need::Build, Need::Tests],
-        // The full test ends with the bench smoke run.
-        Cmd::Test { .. } => &[Need::Build, Need::UnitTests, Need::Tests, Need::Bench],
+        // The full test starts with the lint gate and ends with the bench smoke run.
+        Cmd::Test { .. } => &[
+            Need::Build,
+            Need::UnitTests,
+            Need::Tests,
+            Need::Bench,
+            Need::Lint,
+        ],
         Cmd::Image | Cmd::Guest => &[Need::Build, Need::Tests],
         Cmd::Bench { .. } => &[Need::Build, Need::Bench],
     }
@@ -116,6 +138,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     prereqs::ensure(needs(&cli.cmd))?;
     match cli.cmd {
         Cmd::Setup => Ok(()),
+        Cmd::Lint => lint::run(&root),
         Cmd::Build { release } => build(&root, release),
         Cmd::Run { release, args } => {
             build(&root, release)?;
@@ -171,6 +194,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+#[expect(
+    clippy::expect_used,
+    reason = "CARGO_MANIFEST_DIR is <workspace>/xtask, fixed at compile time: it has a parent"
+)]
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -245,6 +272,11 @@ fn test_steps(
     filter: Option<&str>,
     skip_log: &Path,
 ) -> anyhow::Result<()> {
+    if scope == Scope::All {
+        // Cheapest first: a formatting slip or a clippy warning fails in a minute, not after
+        // the end-to-end scenarios.
+        lint::run(root)?;
+    }
     if scope != Scope::EndToEnd {
         // Unit tests of every host crate. tracer-common holds the ABI checks: its
         // binary is the kernel object and builds for the bpf target only.
@@ -324,10 +356,17 @@ mod tests {
             [Need::Build, Need::Tests]
         );
         // .ci/run's command: everything the suite and its bench smoke run use.
-        let all = [Need::Build, Need::UnitTests, Need::Tests, Need::Bench];
+        let all = [
+            Need::Build,
+            Need::UnitTests,
+            Need::Tests,
+            Need::Bench,
+            Need::Lint,
+        ];
         assert_eq!(needs_of(&["test", "--forbid-skips"]), all);
         assert_eq!(needs_of(&["test"]), all);
         assert_eq!(needs_of(&["setup"]), all);
+        assert_eq!(needs_of(&["lint"]), [Need::Build, Need::Lint]);
         assert_eq!(needs_of(&["image"]), [Need::Build, Need::Tests]);
         assert_eq!(needs_of(&["guest"]), [Need::Build, Need::Tests]);
         assert_eq!(needs_of(&["bench", "--smoke"]), [Need::Build, Need::Bench]);

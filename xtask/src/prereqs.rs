@@ -20,6 +20,9 @@ pub enum Need {
     Tests,
     /// `cargo xtask bench` (and the smoke run that ends `cargo xtask test`): workloads and peers.
     Bench,
+    /// `cargo xtask lint` (and the gate that starts `cargo xtask test`): rustfmt and clippy on
+    /// stable for the host crates, clippy on nightly for the kernel programs.
+    Lint,
 }
 
 /// LLVM 22, which bpf-linker is built against (nightly rustc's LLVM).
@@ -85,6 +88,7 @@ pub fn apt_packages(needs: &[Need]) -> Vec<&'static str> {
             Need::UnitTests => UNIT_TEST_APT,
             Need::Tests => TEST_APT,
             Need::Bench => BENCH_APT,
+            Need::Lint => &[],
         };
         for p in list {
             if !out.contains(p) {
@@ -179,22 +183,13 @@ pub fn ensure(needs: &[Need]) -> anyhow::Result<()> {
             "minimal",
         ]))?;
     }
-    let comps = Command::new("rustup")
-        .args(["component", "list", "--toolchain", "nightly", "--installed"])
-        .output()
-        .context("rustup component list")?;
-    if !String::from_utf8_lossy(&comps.stdout)
-        .lines()
-        .any(|l| l.starts_with("rust-src"))
-    {
-        eprintln!("xtask: adding rust-src to nightly");
-        check(Command::new("rustup").args([
-            "component",
-            "add",
-            "rust-src",
-            "--toolchain",
-            "nightly",
-        ]))?;
+    ensure_component("nightly", "rust-src")?;
+    if needs.contains(&Need::Lint) {
+        // A minimal nightly has no clippy; stable's default profile has both, but a machine
+        // set up with the minimal profile would not.
+        ensure_component("nightly", "clippy")?;
+        ensure_component("stable", "clippy")?;
+        ensure_component("stable", "rustfmt")?;
     }
 
     if needs_musl(needs) {
@@ -202,6 +197,28 @@ pub fn ensure(needs: &[Need]) -> anyhow::Result<()> {
     }
     ensure_bpf_linker()?;
     mount_tracefs()
+}
+
+/// Add a rustup component to a toolchain unless it is installed.
+fn ensure_component(toolchain: &str, component: &str) -> anyhow::Result<()> {
+    let comps = Command::new("rustup")
+        .args(["component", "list", "--toolchain", toolchain, "--installed"])
+        .output()
+        .context("rustup component list")?;
+    if !String::from_utf8_lossy(&comps.stdout)
+        .lines()
+        .any(|l| l.starts_with(component))
+    {
+        eprintln!("xtask: adding {component} to {toolchain}");
+        check(Command::new("rustup").args([
+            "component",
+            "add",
+            component,
+            "--toolchain",
+            toolchain,
+        ]))?;
+    }
+    Ok(())
 }
 
 /// The image's binary is built for musl with the default (stable) toolchain.

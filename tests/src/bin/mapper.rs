@@ -83,10 +83,8 @@ fn main() {
             );
             touch(p, len);
             // SAFETY: advising on our own mapping.
-            assert_eq!(
-                unsafe { libc::madvise(p.cast(), len, libc::MADV_DONTNEED) },
-                0
-            );
+            let rc = unsafe { libc::madvise(p.cast(), len, libc::MADV_DONTNEED) };
+            assert_eq!(rc, 0);
         }
         other => {
             eprintln!(

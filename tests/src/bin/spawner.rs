@@ -1,5 +1,7 @@
 //! Process churn: `spawner COUNT [PARALLEL]` runs COUNT short-lived processes
 //! (fork + exec of /bin/true), PARALLEL at a time, and prints how many succeeded.
+// A test workload: it exists to be run by a scenario, which reports its panic as a failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::process::{Child, Command};
 
 fn main() {

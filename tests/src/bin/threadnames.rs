@@ -3,6 +3,8 @@
 //! PR_SET_NAME "tn-worker-N") and loop on mmap/munmap of untouched anonymous memory, so
 //! after a tracer attaches, the first kernel event of this process comes from a worker, and
 //! no RSS counter moves. `threadnames [LEADER_MIB] [WORKERS]`; prints "ready".
+// A test workload: it exists to be run by a scenario, which reports its panic as a failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::{ffi::CString, io::Write as _, time::Duration};
 
 fn main() {

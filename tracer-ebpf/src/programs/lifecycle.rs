@@ -43,6 +43,8 @@ static RSS_KEYS_ARE_POINTERS: Global<u32> = Global::new(0);
 #[raw_tracepoint(tracepoint = "sched_process_fork")]
 pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     let child: u64 = ctx.arg(1);
+    // SAFETY: a checked kernel read (bpf_probe_read_kernel) inside the child task the
+    // tracepoint hands us; a bad address is an Err and the event is skipped.
     let read_u32 = |off: u32| unsafe { bpf_probe_read_kernel((child + off as u64) as *const u32) };
     let (Ok(pid), Ok(tgid)) = (
         read_u32(OFF_TASK_PID.load()),
@@ -69,8 +71,9 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     fresh.flags = PROC_FLAG_FORK_SEEN;
     // This program is attached only when the task offsets are known (OFF_TASK_MM is set).
     // SAFETY: a checked kernel read of the child task's mm pointer.
-    if let Ok(mm) =
-        unsafe { bpf_probe_read_kernel((child + OFF_TASK_MM.load() as u64) as *const u64) }
+    let child_mm =
+        unsafe { bpf_probe_read_kernel((child + OFF_TASK_MM.load() as u64) as *const u64) };
+    if let Ok(mm) = child_mm
         && mm != 0
     {
         if RSS_KEYS_ARE_POINTERS.load() != 0 {
@@ -88,6 +91,7 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let comm = bpf_get_current_comm().unwrap_or_default();
     if let Some(stats) = current_proc(tgid) {
+        // SAFETY: stats points into a PROCS map value, valid for the program's run.
         let s = unsafe { &mut *stats };
         s.comm = comm;
         s.flags |= PROC_FLAG_EXEC_SEEN;
@@ -95,6 +99,7 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
         // each member's next rss_stat event.
         fill_rss_from_mm(s, current_mm());
     }
+    // SAFETY: read_at goes through bpf_probe_read_kernel: a bad offset is an Err (pid 0).
     let old_pid = unsafe { ctx.read_at::<u32>(OFF_EXEC_OLD_PID.load() as usize) }.unwrap_or(0);
     emit(
         &Event {
@@ -115,7 +120,7 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let (tid, tgid) = (pid_tgid as u32, (pid_tgid >> 32) as u32);
     // A thread killed inside a traced syscall never reached sys_exit: free its slot.
-    let _ = PENDING.remove(&pid_tgid);
+    let _ = PENDING.remove(pid_tgid);
     let off = OFF_EXIT_GROUP_DEAD.load();
     let group_dead = if off != 0 {
         // SAFETY: a bounded read of the tracepoint record at a tracefs-given offset.
@@ -167,7 +172,7 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     }
     submit(slot, false);
     if known.is_some() {
-        let _ = PROCS.remove(&tgid);
+        let _ = PROCS.remove(tgid);
     }
     0
 }

@@ -37,12 +37,15 @@ pub fn mark_victim(ctx: TracePointContext) -> u32 {
         if off == 0 {
             0
         } else {
+            // SAFETY: read_at goes through bpf_probe_read_kernel: a bad offset is an Err.
             unsafe { ctx.read_at::<u64>(off as usize) }.unwrap_or(0)
         }
     };
+    // SAFETY: read_at is a checked kernel read; a bad offset is an Err (pid 0).
+    let victim = unsafe { ctx.read_at::<u32>(OFF_OOM_PID.load() as usize) }.unwrap_or(0);
     let mut ev = Event {
         kind: EVENT_OOM_VICTIM,
-        tgid: unsafe { ctx.read_at::<u32>(OFF_OOM_PID.load() as usize) }.unwrap_or(0),
+        tgid: victim,
         ts_ns: now(),
         aux: (bpf_get_current_pid_tgid() >> 32) as u32,
         oom_total_vm_kb: opt_u64(&OFF_OOM_TOTAL_VM),
@@ -58,8 +61,11 @@ pub fn mark_victim(ctx: TracePointContext) -> u32 {
     let comm_off = OFF_OOM_COMM.load();
     if comm_off != 0 {
         // __data_loc: low 16 bits = offset of the string in the record, high 16 = length.
+        // SAFETY: read_at is a checked kernel read; a bad offset is an Err.
         if let Ok(loc) = unsafe { ctx.read_at::<u32>(comm_off as usize) } {
             let src = (ctx.as_ptr() as u64 + (loc & 0xffff) as u64) as *const u8;
+            // SAFETY: a checked kernel string read into a buffer we own, bounded by its
+            // length; an address outside the record is an Err, leaving comm empty.
             let _ = unsafe { bpf_probe_read_kernel_str_bytes(src, &mut ev.comm) };
         }
     }

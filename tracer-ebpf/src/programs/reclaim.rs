@@ -36,11 +36,12 @@ pub fn memcg_reclaim_begin(_ctx: TracePointContext) -> u32 {
 pub fn memcg_reclaim_end(ctx: TracePointContext) -> u32 {
     let id = bpf_get_current_pid_tgid();
     // SAFETY: a copy of a u64 out of the map value; the entry is removed right after.
-    let Some(start) = (unsafe { RECLAIM_START.get(&id) }).copied() else {
+    let Some(start) = (unsafe { RECLAIM_START.get(id) }).copied() else {
         return 0;
     };
-    let _ = RECLAIM_START.remove(&id);
+    let _ = RECLAIM_START.remove(id);
     bump(CTR_RECLAIM_EVENTS);
+    // SAFETY: read_at goes through bpf_probe_read_kernel: a bad offset is an Err, counted.
     let pages = match unsafe { ctx.read_at::<u64>(OFF_RECLAIM_NR_RECLAIMED.load() as usize) } {
         Ok(v) => v,
         Err(_) => {

@@ -4,6 +4,7 @@
 //!   event's work of summing per-CPU counters and formatting a record, so it costs less
 //!   on the page-fault path. It reads the counter itself at BTF-derived offsets.
 //! - `rss_stat` (classic tracepoint): fallback when the kernel's BTF is unavailable.
+//!
 //! Either way `curr=0` changes (reclaim, fork, exit: another task touches this mm) are
 //! attributed through `MM_OWNER`, learnt from `curr=1` changes.
 use aya_ebpf::{
@@ -50,7 +51,10 @@ pub fn rss_stat_raw(ctx: RawTracePointContext) -> i32 {
     if member >= RSS_MEMBERS as u64 || mm == 0 {
         return 0;
     }
+    // SAFETY: bpf_get_current_task takes no arguments and has no preconditions.
     let task = unsafe { bpf_get_current_task() };
+    // SAFETY: a checked kernel read (bpf_probe_read_kernel) of current's mm pointer; a bad
+    // address is an Err, read as "not current's mm".
     let current_mm =
         unsafe { bpf_probe_read_kernel((task + OFF_TASK_MM.load() as u64) as *const u64) }
             .unwrap_or(0);
@@ -58,6 +62,8 @@ pub fn rss_stat_raw(ctx: RawTracePointContext) -> i32 {
         + OFF_MM_RSS_STAT.load() as u64
         + member * RSS_STAT_STRIDE.load() as u64
         + OFF_RSS_STAT_COUNT.load() as u64;
+    // SAFETY: a checked kernel read of the counter inside the mm the tracepoint hands us
+    // (alive while its counter changes); a bad address is an Err, counted.
     let pages = match unsafe { bpf_probe_read_kernel(counter as *const i64) } {
         Ok(p) => p,
         Err(_) => {
@@ -78,6 +84,8 @@ pub fn rss_stat_raw(ctx: RawTracePointContext) -> i32 {
 
 #[tracepoint]
 pub fn rss_stat(ctx: TracePointContext) -> u32 {
+    // SAFETY: read_at goes through bpf_probe_read_kernel: an offset outside the record reads
+    // as an Err (counted below), never as undefined behaviour.
     let read = |off: &Global<u32>| unsafe { ctx.read_at::<u64>(off.load() as usize) };
     let (Ok(mm_id), Ok(member), Ok(size)) = (
         read(&OFF_RSS_MM_ID),
@@ -116,13 +124,17 @@ fn update(mm_key: u64, is_current: bool, member: usize, bytes: u64, mm: u64) {
     let stats = if is_current {
         let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
         // Learn (or correct, after mm reuse) the owner; lookups are cheap, writes rare.
-        let known = unsafe { MM_OWNER.get(&mm_key) }.copied();
+        // SAFETY: the u32 is copied out at once; a concurrent update can only make it stale,
+        // and the insert below corrects it.
+        let known = unsafe { MM_OWNER.get(mm_key) }.copied();
         if known != Some(tgid) {
             let _ = MM_OWNER.insert(mm_key, tgid, 0);
         }
         current_proc(tgid)
     } else {
-        let Some(tgid) = (unsafe { MM_OWNER.get(&mm_key) }).copied() else {
+        // SAFETY: the u32 is copied out at once; a stale owner only misattributes one event,
+        // which the owner's next curr=1 event corrects.
+        let Some(tgid) = (unsafe { MM_OWNER.get(mm_key) }).copied() else {
             bump(CTR_RSS_UNATTRIBUTED);
             return;
         };
@@ -130,6 +142,7 @@ fn update(mm_key: u64, is_current: bool, member: usize, bytes: u64, mm: u64) {
         PROCS.get_ptr_mut(tgid)
     };
     let Some(stats) = stats else { return };
+    // SAFETY: stats points into a PROCS map value, valid for the program's run.
     let s = unsafe { &mut *stats };
     if s.flags & PROC_FLAG_EXITED != 0 {
         // Address-space teardown after exit: keep the last live figures for the post-mortem.

@@ -54,6 +54,8 @@ const PAGE_MASK: u64 = 4095;
 fn field(ctx: &TracePointContext, off: &Global<u32>) -> u64 {
     // A helper read, not a direct context load: the verifier only allows ctx accesses at an
     // instruction's immediate offset, and these offsets come from tracefs at load time.
+    // SAFETY: read_at goes through bpf_probe_read_kernel: an offset outside the record reads
+    // as an Err (counted), never as undefined behaviour.
     match unsafe { ctx.read_at::<u64>(off.load() as usize) } {
         Ok(v) => v,
         Err(_) => {
@@ -152,14 +154,16 @@ pub fn sys_enter_madvise(ctx: TracePointContext) -> u32 {
 #[inline(always)]
 fn on_exit(ctx: &TracePointContext, expected_kind: usize) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
-    let call = match unsafe { PENDING.get(&pid_tgid) } {
+    // SAFETY: the value is copied out at once; only this thread (pid_tgid) writes its key, and
+    // the entry is removed right after.
+    let call = match unsafe { PENDING.get(pid_tgid) } {
         Some(c) => *c,
         None => {
             bump(CTR_EXIT_WITHOUT_ENTRY);
             return 0;
         }
     };
-    let _ = PENDING.remove(&pid_tgid);
+    let _ = PENDING.remove(pid_tgid);
     if call.kind as usize != expected_kind {
         return 0;
     }
@@ -170,6 +174,7 @@ fn on_exit(ctx: &TracePointContext, expected_kind: usize) -> u32 {
     };
     // Errors come back as -errno, i.e. the top 4095 values of an unsigned long.
     let failed = ret > (-4096i64) as u64;
+    // SAFETY: stats points into a PROCS map value, valid for the program's run.
     let s = unsafe { &mut *stats };
     if failed {
         add(&mut s.failed_calls, 1);
@@ -244,6 +249,7 @@ pub fn sys_exit_brk(ctx: TracePointContext) -> u32 {
     let Some(stats) = current_proc(tgid) else {
         return 0;
     };
+    // SAFETY: stats points into a PROCS map value, valid for the program's run.
     let s = unsafe { &mut *stats };
     add(&mut s.calls[CALL_BRK], 1);
     let before = s.brk_current;

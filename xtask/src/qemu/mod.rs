@@ -17,7 +17,7 @@ use std::{
     path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::{
-        Arc, Mutex,
+        Arc, Mutex, PoisonError,
         atomic::{AtomicU32, Ordering},
     },
     time::{Duration, Instant},
@@ -327,7 +327,7 @@ fn boot_once(kernel: &Kernel, initrd: &Path, timeout: Duration) -> anyhow::Resul
         .spawn()
         .context("starting qemu-system-x86_64 (apt-get install -y qemu-system-x86)")?;
     let console = Arc::new(Mutex::new(Vec::<u8>::new()));
-    let stdout = child.stdout.take().expect("piped");
+    let stdout = child.stdout.take().context("qemu's stdout was not piped")?;
     let reader = {
         let console = Arc::clone(&console);
         std::thread::spawn(move || {
@@ -337,17 +337,24 @@ fn boot_once(kernel: &Kernel, initrd: &Path, timeout: Duration) -> anyhow::Resul
                 if n == 0 {
                     break;
                 }
-                console.lock().unwrap().extend_from_slice(&buf[..n]);
+                // A poisoned lock only means another thread panicked: the bytes are whole.
+                console
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .extend_from_slice(&buf[..n]);
             }
         })
     };
-    let mut stderr = child.stderr.take().expect("piped");
+    let mut stderr = child.stderr.take().context("qemu's stderr was not piped")?;
     let err_reader = std::thread::spawn(move || {
         let mut s = String::new();
         let _ = stderr.read_to_string(&mut s);
         s
     });
-    let text = |c: &Mutex<Vec<u8>>| clean_console(&String::from_utf8_lossy(&c.lock().unwrap()));
+    let text = |c: &Mutex<Vec<u8>>| {
+        let bytes = c.lock().unwrap_or_else(PoisonError::into_inner);
+        clean_console(&String::from_utf8_lossy(&bytes))
+    };
 
     let status = loop {
         if let Some(status) = child.try_wait()? {

@@ -71,8 +71,9 @@ pub fn parse_inotify_events(buf: &[u8]) -> Vec<(i32, u32)> {
     const HEADER: usize = 16; // wd: i32, mask: u32, cookie: u32, len: u32, then the name
     let mut out = Vec::new();
     let mut at = 0;
-    while at + HEADER <= buf.len() {
-        let word = |i: usize| buf[at + i..at + i + 4].try_into().unwrap();
+    while let Some(header) = buf.get(at..at + HEADER) {
+        // In bounds: the header is HEADER bytes and i + 3 < HEADER for every call below.
+        let word = |i: usize| [header[i], header[i + 1], header[i + 2], header[i + 3]];
         let wd = i32::from_ne_bytes(word(0));
         let mask = u32::from_ne_bytes(word(4));
         let name_len = u32::from_ne_bytes(word(12)) as usize;

@@ -14,7 +14,7 @@ use std::{
     io::{self, Read, Write},
     os::fd::AsRawFd,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::{Duration, Instant},
 };
 
@@ -99,6 +99,13 @@ struct V2Entry {
     prev: MemoryEvents,
 }
 
+/// Lock the v2 watches. A poisoned lock only means a holder panicked between two whole map
+/// operations (a HashMap stays consistent across a panic): keep using it rather than take
+/// the watcher down with it.
+fn lock_entries(entries: &Mutex<HashMap<i32, V2Entry>>) -> MutexGuard<'_, HashMap<i32, V2Entry>> {
+    entries.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 fn inode(p: &Path) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(p).ok().map(|m| m.ino())
@@ -130,7 +137,9 @@ impl MemcgWatcher {
         self.clock += 1;
         match self.watched.get(&key).map(|w| self.alive(w)) {
             Some(true) => {
-                self.watched.get_mut(&key).unwrap().last_used = self.clock;
+                if let Some(w) = self.watched.get_mut(&key) {
+                    w.last_used = self.clock;
+                }
                 return Ok(());
             }
             Some(false) => {
@@ -218,7 +227,7 @@ impl MemcgWatcher {
         let (Some(wd), Some(v2)) = (w.v2_wd, &self.v2) else {
             return false;
         };
-        let entries = v2.entries.lock().unwrap();
+        let entries = lock_entries(&v2.entries);
         let Some(e) = entries.get(&wd) else {
             return false;
         };
@@ -236,7 +245,7 @@ impl MemcgWatcher {
             t.abort();
         }
         if let (Some(wd), Some(v2)) = (w.v2_wd, &self.v2) {
-            v2.entries.lock().unwrap().remove(&wd);
+            lock_entries(&v2.entries).remove(&wd);
             sys::inotify_rm_watch(v2.inotify.get_ref(), wd);
         }
     }
@@ -300,27 +309,30 @@ impl MemcgWatcher {
     }
 
     fn start_v2(&mut self, rt: &Handle, cgroup: &str, dir: &Path) -> Result<i32> {
-        if self.v2.is_none() {
-            let inotify = Arc::new(sys::async_fd(
-                sys::inotify_init().context("creating an inotify instance")?,
-                Interest::READABLE,
-            )?);
-            let entries = Arc::new(Mutex::new(HashMap::new()));
-            let task = rt.spawn(v2_reader(inotify.clone(), entries.clone(), self.tx.clone()));
-            self.v2 = Some(V2Notifier {
-                inotify,
-                entries,
-                task,
-            });
-        }
-        let v2 = self.v2.as_ref().unwrap();
+        let v2 = match self.v2.take() {
+            Some(v2) => v2,
+            None => {
+                let inotify = Arc::new(sys::async_fd(
+                    sys::inotify_init().context("creating an inotify instance")?,
+                    Interest::READABLE,
+                )?);
+                let entries = Arc::new(Mutex::new(HashMap::new()));
+                let task = rt.spawn(v2_reader(inotify.clone(), entries.clone(), self.tx.clone()));
+                V2Notifier {
+                    inotify,
+                    entries,
+                    task,
+                }
+            }
+        };
+        let v2 = self.v2.insert(v2);
         let events = dir.join("memory.events");
         // Baseline first: only changes after the watch starts are reported.
         let prev = read_memory_events(&events)?;
         let wd = sys::inotify_add_watch(v2.inotify.get_ref(), &events, libc::IN_MODIFY)
             .with_context(|| format!("inotify watch on {}", events.display()))?;
         let ino = inode(&events).with_context(|| format!("stat {}", events.display()))?;
-        v2.entries.lock().unwrap().insert(
+        lock_entries(&v2.entries).insert(
             wd,
             V2Entry {
                 cgroup: cgroup.to_owned(),
@@ -515,7 +527,7 @@ async fn v2_reader(
         let mut changed = BTreeSet::new();
         let mut overflow = false;
         {
-            let mut map = entries.lock().unwrap();
+            let mut map = lock_entries(&entries);
             for (wd, mask) in sys::parse_inotify_events(&buf[..n]) {
                 if mask & libc::IN_Q_OVERFLOW != 0 {
                     overflow = true;
@@ -534,7 +546,7 @@ async fn v2_reader(
         }
         let mut out = Vec::new();
         for wd in changed {
-            let mut map = entries.lock().unwrap();
+            let mut map = lock_entries(&entries);
             let Some(e) = map.get_mut(&wd) else {
                 continue;
             };
