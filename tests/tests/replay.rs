@@ -4,6 +4,8 @@
 //! and the replayed table holds the very series the live one did (session time at millisecond
 //! precision on both sides). Real processes: two leakers at different rates, one that leaks
 //! and exits mid-recording, and a busy process that does not grow.
+// An integration test crate: a panic (unwrap, expect) is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::{process::Command, time::Duration};
 
 use leaktracer_tests::*;
