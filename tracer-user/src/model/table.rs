@@ -7,13 +7,11 @@ use std::{
 };
 
 use hdrhistogram::Histogram;
-use tracer_common::{
-    CALL_KINDS, MMAP_HIST_BUCKETS, MMAP_HIST_MIN_SHIFT, PROC_FLAG_EXITED, ProcStats,
-};
 
 use crate::{
-    host::procfs::{Procfs, comm_from_bytes},
+    host::procfs::Procfs,
     kernel::sampler::Snapshot,
+    model::counters::{Calls, Counters, MMAP_SIZE_CLASSES, MMAP_SIZE_MIN_SHIFT},
     model::rates,
     model::series::{Bucket, Ring, Sample},
 };
@@ -58,9 +56,9 @@ pub struct Process {
     pub first_seen: f64,
     pub fine: Ring<Sample>,
     pub coarse: Ring<Bucket>,
-    /// Latest kernel counters (for trace output and deltas).
-    pub stats: ProcStats,
-    /// Whether `stats` changed in the latest sampling round.
+    /// Latest cumulative counters (for trace output and deltas).
+    pub counters: Counters,
+    /// Whether `counters` changed in the latest sampling round.
     pub changed: bool,
     pub exited_at: Option<f64>,
     /// It lived and died between two sampling rounds: its exit brought all its counters.
@@ -140,13 +138,13 @@ impl Process {
     }
 }
 
-pub fn sample_of(t: f64, st: &ProcStats) -> Sample {
+pub fn sample_of(t: f64, st: &Counters) -> Sample {
     Sample {
         t,
         rss: st.rss,
-        alloc: st.mapped_anon + st.mapped_file + st.brk_grown + st.mremap_grown,
-        freed: st.unmapped + st.released + st.brk_shrunk + st.mremap_shrunk,
-        calls: st.calls.iter().take(CALL_KINDS).sum(),
+        alloc: st.alloc(),
+        freed: st.freed(),
+        calls: st.calls.total(),
     }
 }
 
@@ -194,7 +192,7 @@ pub struct ReclaimRound {
 impl ReclaimRound {
     pub const MAX_PIDS: usize = 8;
 
-    fn add(&mut self, pid: u32, prev: &ProcStats, now: &ProcStats) {
+    fn add(&mut self, pid: u32, prev: &Counters, now: &Counters) {
         let runs = now.reclaim_runs.saturating_sub(prev.reclaim_runs);
         if runs == 0 {
             return;
@@ -226,9 +224,9 @@ pub struct ProcessTable {
     ended_reclaim: BTreeMap<String, ReclaimRound>,
     /// Every process end, and the largest ends with their final counters.
     pub ended: crate::model::ended::EndedLog,
-    /// Traced syscalls of every process since the session started (see `CALL_*`),
-    /// short-lived ones included.
-    pub calls_total: [u64; CALL_KINDS],
+    /// Traced syscalls of every process since the session started, short-lived ones
+    /// included.
+    pub calls_total: Calls,
 }
 
 /// A process's end as the table folded it.
@@ -241,7 +239,7 @@ pub struct Ended {
 
 /// A process at its end (its final counters folded in), as the views list it.
 fn ended_process(p: &Process, t: f64, brief: bool) -> crate::model::ended::EndedProcess {
-    let last = sample_of(t, &p.stats);
+    let last = sample_of(t, &p.counters);
     crate::model::ended::EndedProcess {
         pid: p.pid,
         ppid: p.ppid,
@@ -249,12 +247,12 @@ fn ended_process(p: &Process, t: f64, brief: bool) -> crate::model::ended::Ended
         ended_at_secs: crate::trace::round_ms(t),
         brief,
         peak_private_bytes: p
-            .stats
+            .counters
             .peak_private
             .max(p.fine.iter().map(Sample::private).max().unwrap_or(0)),
         private_bytes: last.private(),
         alloc_bytes: last.alloc,
-        calls: crate::trace::Calls::from_kernel(&p.stats.calls),
+        calls: p.counters.calls,
         cgroup: p.memcg_path(),
     }
 }
@@ -262,25 +260,23 @@ fn ended_process(p: &Process, t: f64, brief: bool) -> crate::model::ended::Ended
 /// What every fold adds to besides the process itself.
 struct Totals<'a> {
     dists: &'a mut Distributions,
-    calls: &'a mut [u64; CALL_KINDS],
+    calls: &'a mut Calls,
     reclaim: &'a mut BTreeMap<String, ReclaimRound>,
 }
 
-/// Fold a kernel counter snapshot into a process: its sample, the session distributions,
+/// Fold a counter snapshot into a process: its sample, the session distributions,
 /// and its reclaim since the previous one (summed per memory cgroup into `reclaim`).
-fn fold(p: &mut Process, t: f64, st: &ProcStats, totals: &mut Totals<'_>) {
-    let prev = p.stats;
-    for (total, (now, before)) in totals.calls.iter_mut().zip(st.calls.iter().zip(prev.calls)) {
-        *total += now.saturating_sub(before);
-    }
+fn fold(p: &mut Process, t: f64, st: &Counters, totals: &mut Totals<'_>) {
+    let prev = p.counters;
+    totals.calls.add(&st.calls.since(&prev.calls));
     let (dists, reclaim) = (&mut *totals.dists, &mut *totals.reclaim);
     // mmap request sizes: the new counts in each log2 bucket since last round.
-    for b in 0..MMAP_HIST_BUCKETS {
+    for b in 0..MMAP_SIZE_CLASSES {
         let n = st.mmap_size_hist[b].saturating_sub(prev.mmap_size_hist[b]);
         if n > 0 {
             let _ = dists
                 .mmap_sizes
-                .record_n(1u64 << (b as u32 + MMAP_HIST_MIN_SHIFT), u64::from(n));
+                .record_n(1u64 << (b as u32 + MMAP_SIZE_MIN_SHIFT), u64::from(n));
         }
     }
     if st.reclaim_runs != prev.reclaim_runs {
@@ -294,7 +290,7 @@ fn fold(p: &mut Process, t: f64, st: &ProcStats, totals: &mut Totals<'_>) {
             let _ = dists.interval_growth.record(g);
         }
     }
-    p.stats = *st;
+    p.counters = *st;
     p.push(s);
 }
 
@@ -345,7 +341,7 @@ impl ProcessTable {
             exec_cgroups: HashMap::new(),
             strings: Interner::default(),
             ended_reclaim: BTreeMap::new(),
-            calls_total: [0; CALL_KINDS],
+            calls_total: Calls::default(),
             ended: crate::model::ended::EndedLog::default(),
         }
     }
@@ -369,7 +365,7 @@ impl ProcessTable {
             p.changed = false;
         }
         for (pid, st) in &snap.procs {
-            if st.flags & PROC_FLAG_EXITED != 0 {
+            if st.exited {
                 // Final counters left in the kernel map because the exit event found the
                 // ring buffer full: the same path as an exit event, minus its timestamp.
                 if let Some(ended) =
@@ -394,7 +390,7 @@ impl ProcessTable {
             let Some(p) = self.live.get_mut(pid) else {
                 continue;
             };
-            p.changed = p.stats != *st || p.fine.is_empty();
+            p.changed = p.counters != *st || p.fine.is_empty();
             if p.changed {
                 let mut totals = Totals {
                     dists: &mut self.dists,
@@ -415,19 +411,13 @@ impl ProcessTable {
     }
 
     /// A table entry for a process seen for the first time (alive, or at its end).
-    fn new_process(
-        &mut self,
-        pid: u32,
-        st: &ProcStats,
-        t: f64,
-        procfs: Option<&Procfs>,
-    ) -> Process {
+    fn new_process(&mut self, pid: u32, st: &Counters, t: f64, procfs: Option<&Procfs>) -> Process {
         let limits = self.limits;
         // /proc's comm is current (prctl renames, e.g. stress-ng's workers); the kernel
         // entry's is the one at fork or exec. A process already gone has only the latter.
         let comm = procfs
             .and_then(|p| p.comm(pid))
-            .unwrap_or_else(|| comm_from_bytes(&st.comm));
+            .unwrap_or_else(|| st.comm());
         let cgroup = procfs
             .and_then(|p| p.cgroup(pid))
             // Gone already: where it exec'ed, else where its parent is (a child starts in
@@ -447,7 +437,7 @@ impl ProcessTable {
             first_seen: t,
             fine: Ring::new(limits.fine),
             coarse: Ring::new(limits.coarse),
-            stats: ProcStats::default(),
+            counters: Counters::default(),
             changed: true,
             exited_at: None,
             brief: false,
@@ -461,16 +451,16 @@ impl ProcessTable {
     /// sample and it moves to the graveyard. A process never sampled alive (it lived less
     /// than one interval) is created from them first, so its counts are exact however
     /// short its life. Reclaim since the last round goes to the next round's report.
-    /// `stats` None: the kernel never had its counters (the exit is all there is).
+    /// `counters` None: the kernel never had its counters (the exit is all there is).
     pub fn end(
         &mut self,
         pid: u32,
         t_mono: f64,
-        stats: Option<&ProcStats>,
+        counters: Option<&Counters>,
         procfs: Option<&Procfs>,
     ) -> Option<Ended> {
         let mut reclaim = std::mem::take(&mut self.ended_reclaim);
-        let ended = self.end_with(pid, t_mono, stats, procfs, &mut reclaim);
+        let ended = self.end_with(pid, t_mono, counters, procfs, &mut reclaim);
         self.ended_reclaim = reclaim;
         ended
     }
@@ -479,7 +469,7 @@ impl ProcessTable {
         &mut self,
         pid: u32,
         t_mono: f64,
-        stats: Option<&ProcStats>,
+        counters: Option<&Counters>,
         procfs: Option<&Procfs>,
         reclaim: &mut BTreeMap<String, ReclaimRound>,
     ) -> Option<Ended> {
@@ -487,7 +477,7 @@ impl ProcessTable {
         let first_sight = !self.live.contains_key(&pid);
         if first_sight {
             // Not in the table and no counters: nothing to add (its exit is still written).
-            let st = stats?;
+            let st = counters?;
             if self.live.len() >= self.limits.live {
                 self.dropped += 1;
                 return None;
@@ -505,14 +495,14 @@ impl ProcessTable {
             self.live.insert(pid, p);
         }
         let p = self.live.get_mut(&pid)?;
-        if let Some(st) = stats {
+        if let Some(st) = counters {
             // Its name as it ended (its leader's, renamed since first sight by prctl).
-            let comm = comm_from_bytes(&st.comm);
+            let comm = st.comm();
             if !comm.is_empty() {
                 p.comm = comm;
             }
             let mut st = *st;
-            st.flags |= PROC_FLAG_EXITED;
+            st.exited = true;
             // Never before the last sample (a round may have read the entry between the
             // exit event's timestamp and the entry's removal).
             let t = p.last().map_or(t, |l| l.t.max(t));
@@ -524,7 +514,7 @@ impl ProcessTable {
             };
             fold(p, t, &st, &mut totals);
         }
-        if stats.is_some() {
+        if counters.is_some() {
             let e = ended_process(p, t, first_sight);
             self.ended.add(e);
         }
@@ -617,13 +607,13 @@ mod tests {
             procs: procs
                 .into_iter()
                 .map(|(pid, anon)| {
-                    let mut st = ProcStats::default();
-                    st.rss[tracer_common::RSS_ANON] = anon;
+                    let mut st = Counters::default();
+                    st.rss.anon = anon;
                     st.mapped_anon = anon;
                     (pid, st)
                 })
                 .collect(),
-            counters: [0; tracer_common::CTR_COUNT as usize],
+            counters: Default::default(),
             procs_capacity: 100,
         }
     }
@@ -631,18 +621,18 @@ mod tests {
     #[test]
     fn reclaim_is_summed_per_cgroup_as_deltas() {
         let mut t = ProcessTable::new(TableLimits::default(), 0.0);
-        let stats = |runs: u64, ns: u64, pages: u64| ProcStats {
+        let stats = |runs: u64, ns: u64, pages: u64| Counters {
             reclaim_runs: runs,
             reclaim_ns: ns,
             reclaimed_pages: pages,
-            ..ProcStats::default()
+            ..Counters::default()
         };
-        let round = |t: &mut ProcessTable, time: f64, a: ProcStats, b: ProcStats| {
+        let round = |t: &mut ProcessTable, time: f64, a: Counters, b: Counters| {
             t.update(
                 &Snapshot {
                     t_mono: time,
                     procs: vec![(1, a), (2, b)],
-                    counters: [0; tracer_common::CTR_COUNT as usize],
+                    counters: Default::default(),
                     procs_capacity: 100,
                 },
                 None,
@@ -670,19 +660,19 @@ mod tests {
     #[test]
     fn reclaim_of_a_short_lived_process_goes_to_its_exec_or_parent_cgroup() {
         let mut t = ProcessTable::new(TableLimits::default(), 0.0);
-        let proc_at = |ppid: u32, runs: u64, exited: bool| ProcStats {
+        let proc_at = |ppid: u32, runs: u64, exited: bool| Counters {
             ppid,
             reclaim_runs: runs,
             reclaim_ns: 1_000,
-            flags: if exited { PROC_FLAG_EXITED } else { 0 },
-            ..ProcStats::default()
+            exited,
+            ..Counters::default()
         };
-        let round = |t: &mut ProcessTable, time: f64, procs: Vec<(u32, ProcStats)>| {
+        let round = |t: &mut ProcessTable, time: f64, procs: Vec<(u32, Counters)>| {
             t.update(
                 &Snapshot {
                     t_mono: time,
                     procs,
-                    counters: [0; tracer_common::CTR_COUNT as usize],
+                    counters: Default::default(),
                     procs_capacity: 100,
                 },
                 None,
@@ -852,17 +842,17 @@ mod exit_tests {
     #[test]
     fn exited_process_keeps_its_final_sample_in_the_graveyard() {
         let mut t = ProcessTable::new(TableLimits::default(), 0.0);
-        let mut st = ProcStats::default();
-        st.rss[tracer_common::RSS_ANON] = 100;
-        let snap = |t_mono: f64, st: ProcStats| Snapshot {
+        let mut st = Counters::default();
+        st.rss.anon = 100;
+        let snap = |t_mono: f64, st: Counters| Snapshot {
             t_mono,
             procs: vec![(9, st)],
-            counters: [0; tracer_common::CTR_COUNT as usize],
+            counters: Default::default(),
             procs_capacity: 10,
         };
         t.update(&snap(1.0, st), None);
-        st.rss[tracer_common::RSS_ANON] = 200;
-        st.flags |= PROC_FLAG_EXITED;
+        st.rss.anon = 200;
+        st.exited = true;
         let r = t.update(&snap(2.0, st), None);
         assert_eq!(r.exited, vec![9]);
         assert!(t.live.is_empty());
@@ -871,44 +861,43 @@ mod exit_tests {
         assert_eq!(dead.exited_at, Some(2.0));
         // Born and dead between two samples (its exit event found the ring full): tracked at
         // its end with every count.
-        let mut brief = ProcStats {
-            flags: PROC_FLAG_EXITED,
-            ..ProcStats::default()
+        let mut brief = Counters {
+            exited: true,
+            ..Counters::default()
         };
-        brief.calls[tracer_common::CALL_BRK] = 500;
+        brief.calls.brk = 500;
         let r = t.update(&snap(3.0, brief), None);
         assert_eq!((r.exited.clone(), r.new_pids.clone()), (vec![9], vec![9]));
         let again = t.find(9).expect("the newer incarnation");
         assert!(again.brief);
-        assert_eq!(again.stats.calls[tracer_common::CALL_BRK], 500);
+        assert_eq!(again.counters.calls.brk, 500);
     }
 }
 
 #[cfg(test)]
 mod end_tests {
     use super::*;
-    use tracer_common::{CALL_BRK, CALL_MMAP, RSS_ANON};
 
-    fn stats(brk: u64, mmap: u64, anon: u64, peak: u64) -> ProcStats {
-        let mut st = ProcStats {
+    fn stats(brk: u64, mmap: u64, anon: u64, peak: u64) -> Counters {
+        let mut st = Counters {
             ppid: 1,
             first_seen_ns: 1,
             peak_private: peak,
-            ..ProcStats::default()
+            ..Counters::default()
         };
         st.comm[..5].copy_from_slice(b"brief");
-        st.calls[CALL_BRK] = brk;
-        st.calls[CALL_MMAP] = mmap;
-        st.rss[RSS_ANON] = anon;
+        st.calls.brk = brk;
+        st.calls.mmap = mmap;
+        st.rss.anon = anon;
         st
     }
 
-    fn round(t: &mut ProcessTable, t_mono: f64, procs: Vec<(u32, ProcStats)>) -> RoundReport {
+    fn round(t: &mut ProcessTable, t_mono: f64, procs: Vec<(u32, Counters)>) -> RoundReport {
         t.update(
             &Snapshot {
                 t_mono,
                 procs,
-                counters: [0; tracer_common::CTR_COUNT as usize],
+                counters: Default::default(),
                 procs_capacity: 100,
             },
             None,
@@ -930,14 +919,11 @@ mod end_tests {
         let p = t.find(42).expect("kept");
         assert!(p.brief && p.exited_at == Some(1.3));
         assert_eq!(p.comm, "brief");
-        assert_eq!(p.stats.calls[CALL_BRK], 500);
-        assert!(
-            p.stats.flags & PROC_FLAG_EXITED != 0,
-            "its sample says exited"
-        );
+        assert_eq!(p.counters.calls.brk, 500);
+        assert!(p.counters.exited, "its sample says exited");
         assert_eq!(p.fine.len(), 1);
-        assert_eq!(t.calls_total[CALL_BRK], 500);
-        assert_eq!(t.calls_total[CALL_MMAP], 50);
+        assert_eq!(t.calls_total.brk, 500);
+        assert_eq!(t.calls_total.mmap, 50);
         assert_eq!((t.ended.count, t.ended.brief), (1, 1));
         assert_eq!(t.ended.largest[0].peak_private_bytes, 9 << 20);
         assert_eq!(t.ended.largest[0].calls.brk, 500);
@@ -957,7 +943,7 @@ mod end_tests {
         assert!(!p.brief);
         assert_eq!(p.fine.len(), 3, "the end is a sample of its own");
         assert_eq!(p.last().unwrap().private(), 3 << 20);
-        assert_eq!(t.calls_total[CALL_BRK], 35, "deltas, not sums of totals");
+        assert_eq!(t.calls_total.brk, 35, "deltas, not sums of totals");
         // A round that read the entry after the exit's timestamp: never a step back in time.
         let mut t = ProcessTable::new(TableLimits::default(), 0.0);
         round(&mut t, 3.0, vec![(8, stats(1, 0, 0, 0))]);
