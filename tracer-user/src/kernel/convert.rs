@@ -1,6 +1,6 @@
-//! Kernel per-process entries (`ProcStats`) to the model's [`Counters`] and back (the seed of
-//! a process that predates us). Done once, where an entry is read: the sampler's snapshot and
-//! an exit event's final counters.
+//! Kernel per-process entries (`ProcStats`) to the model's [`Counters`], done once where an
+//! entry is read (the sampler's snapshot, an exit event's final counters); and the kernel
+//! entry that seeds a process that predates us, from what /proc says of it.
 use tracer_common::{
     CALL_BRK, CALL_KINDS, CALL_MADVISE, CALL_MMAP, CALL_MREMAP, CALL_MUNMAP, MMAP_HIST_BUCKETS,
     MMAP_HIST_MIN_SHIFT, PROC_FLAG_EXEC_SEEN, PROC_FLAG_EXITED, PROC_FLAG_FORK_SEEN, ProcStats,
@@ -18,7 +18,7 @@ const _: () = assert!(MMAP_SIZE_MIN_SHIFT == MMAP_HIST_MIN_SHIFT);
 const _: () = assert!(Calls::NAMES.len() == CALL_KINDS);
 
 /// The model's counters of one kernel entry. `rss_exact`: whether the entry's RSS figures
-/// are current (see `Sampler::rss_exact`); the kernel struct alone cannot tell.
+/// are current (see `RssGeneration::is_exact`); the kernel struct alone cannot tell.
 pub fn counters(st: &ProcStats, rss_exact: bool) -> Counters {
     Counters {
         comm: st.comm,

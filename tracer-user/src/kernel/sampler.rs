@@ -176,3 +176,30 @@ impl Sampler {
         let _ = self.procs.remove(&tgid);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rss_is_exact_only_at_the_current_non_zero_generation() {
+        let generation = RssGeneration::default();
+        let entry = |rss_gen| ProcStats {
+            rss_gen,
+            ..ProcStats::default()
+        };
+        assert!(!generation.is_exact(&entry(0)), "0: the hook is paused");
+        generation.set(3);
+        assert!(generation.is_exact(&entry(3)));
+        assert!(
+            !generation.is_exact(&entry(2)),
+            "not refilled since resumed"
+        );
+        let shared = generation.clone();
+        generation.set(0);
+        assert!(
+            !shared.is_exact(&entry(3)),
+            "the event reader sees the pause"
+        );
+    }
+}
