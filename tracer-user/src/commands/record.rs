@@ -15,8 +15,8 @@ use crate::{
     pipeline::context::Context,
     pipeline::session::{EndReason, Filter, Happening, SessionInfo, Sink, own_rss_bytes},
     trace::{
-        self, ExitRecord, Grower, Header, Health, ProcessInfo, Record, RssBytes, SampleRecord,
-        Summary, SuspectBrief, VerdictRecord,
+        self, ExitRecord, Grower, Header, Health, ProcessInfo, Record, SampleRecord, Summary,
+        SuspectBrief, VerdictRecord,
     },
     util::clock,
 };
@@ -26,7 +26,8 @@ pub struct RecordSink {
     path: PathBuf,
     filter: Filter,
     summary: Summary,
-    last_counters: Vec<u64>,
+    /// The kernel's health counters at the last health line (None before the first).
+    last_counters: Option<crate::kernel::health::Health>,
     last_health_t: f64,
     /// Hooks paused at the last health line (a change writes one at once).
     last_paused: Vec<crate::kernel::budget::Hook>,
@@ -49,7 +50,7 @@ impl RecordSink {
             path: path.to_path_buf(),
             filter,
             summary: Summary::default(),
-            last_counters: Vec::new(),
+            last_counters: None,
             last_health_t: f64::NEG_INFINITY,
             last_paused: Vec::new(),
             t0_mono: 0.0,
@@ -112,16 +113,16 @@ pub fn exit_records(
     ended: Option<crate::model::table::Ended>,
 ) -> (Option<SampleRecord>, ExitRecord) {
     let p = table.find(pid);
-    let final_stats = ended.and(p).map(|p| p.stats);
+    let final_counters = ended.and(p).map(|p| p.counters);
     let exit = ExitRecord {
         t,
         pid,
         comm: p.map_or_else(|| comm.to_string(), |p| p.comm.clone()),
-        last_rss: final_stats.map(|st| RssBytes::from_kernel(st.rss)),
-        peak_private_bytes: final_stats.map_or(0, |st| st.peak_private),
+        last_rss: final_counters.map(|c| c.rss),
+        peak_private_bytes: final_counters.map_or(0, |c| c.peak_private),
     };
     (
-        final_stats.map(|st| SampleRecord::from_stats(t, pid, &st)),
+        final_counters.map(|c| SampleRecord::from_counters(t, pid, &c)),
         exit,
     )
 }
@@ -198,7 +199,11 @@ impl Sink for RecordSink {
                         continue;
                     }
                     self.summary.samples += 1;
-                    self.write(&Record::Sample(SampleRecord::from_stats(t, pid, &p.stats)))?;
+                    self.write(&Record::Sample(SampleRecord::from_counters(
+                        t,
+                        pid,
+                        &p.counters,
+                    )))?;
                 }
                 for v in verdicts.iter() {
                     let Some(p) = table.find(v.pid) else { continue };
@@ -209,14 +214,14 @@ impl Sink for RecordSink {
                 }
                 // Health: whenever a kernel counter other than the event tallies moved, and
                 // at least every 10 s.
-                let counters = snap.counters.to_vec();
-                if counters != self.last_counters
+                let counters = snap.counters;
+                if Some(counters) != self.last_counters
                     || t - self.last_health_t >= 10.0
                     || overhead.paused != self.last_paused
                 {
                     self.write(&Record::Health(Health {
                         t,
-                        counters: trace::counters_map(&counters),
+                        counters: counters.to_map(),
                         procs_in_map: snap.procs.len(),
                         procs_capacity: snap.procs_capacity,
                         own_rss_bytes: own_rss_bytes(),
@@ -225,7 +230,7 @@ impl Sink for RecordSink {
                         rss_from_proc: overhead.rss_from_proc,
                     }))?;
                     self.last_paused = overhead.paused.clone();
-                    self.last_counters = counters;
+                    self.last_counters = Some(counters);
                     self.last_health_t = t;
                 }
                 self.flush()?;
@@ -320,7 +325,7 @@ impl Sink for RecordSink {
         self.summary.t = t;
         self.summary.end_unix_ms = clock::unix_millis();
         self.summary.ended_by = reason.as_str().to_string();
-        self.summary.counters = trace::counters_map(&self.last_counters);
+        self.summary.counters = self.last_counters.map(|h| h.to_map()).unwrap_or_default();
         self.summary.top_growers = table
             .ranked(now, window)
             .into_iter()

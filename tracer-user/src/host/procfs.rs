@@ -1,20 +1,11 @@
-//! Reading /proc: seeding processes that predate us, and identity at first sight
+//! Reading /proc: the memory of processes that predate us (to seed them), and identity at first sight
 //! (command line, cgroup), which must be captured before the process dies.
 use std::path::{Path, PathBuf};
-
-use tracer_common::{ProcStats, RSS_ANON, RSS_FILE, RSS_SHMEM, RSS_SWAP};
 
 /// A kernel comm (NUL-padded) as a String.
 pub fn comm_from_bytes(b: &[u8]) -> String {
     let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
     String::from_utf8_lossy(&b[..end]).into_owned()
-}
-
-fn comm_to_bytes(s: &str) -> [u8; 16] {
-    let mut out = [0u8; 16];
-    let n = s.len().min(15);
-    out[..n].copy_from_slice(&s.as_bytes()[..n]);
-    out
 }
 
 #[derive(Clone, Debug)]
@@ -120,26 +111,6 @@ impl Procfs {
             .ok()
             .map(|t| StatusMem::parse(&t))
     }
-
-    /// Kernel-map seed for a process that predates us: comm and RSS now.
-    pub fn seed_stats(&self, pid: u32, now_ns: u64) -> Option<ProcStats> {
-        let st = self.status(pid)?;
-        if !st.has_mm {
-            return None;
-        }
-        let mut s = ProcStats {
-            comm: comm_to_bytes(&self.comm(pid)?),
-            first_seen_ns: now_ns,
-            ppid: st.ppid,
-            ..ProcStats::default()
-        };
-        s.rss[RSS_ANON] = st.rss_anon;
-        s.rss[RSS_FILE] = st.rss_file;
-        s.rss[RSS_SHMEM] = st.rss_shmem;
-        s.rss[RSS_SWAP] = st.swap;
-        s.peak_private = st.rss_anon + st.rss_shmem + st.swap;
-        Some(s)
-    }
 }
 
 #[cfg(test)]
@@ -165,15 +136,9 @@ mod tests {
     }
 
     #[test]
-    fn comm_roundtrip() {
-        assert_eq!(
-            comm_from_bytes(&comm_to_bytes("stress-ng-brk")),
-            "stress-ng-brk"
-        );
-        assert_eq!(
-            comm_from_bytes(&comm_to_bytes("a-very-long-command-name")),
-            "a-very-long-com"
-        );
+    fn comm_from_kernel_bytes() {
+        assert_eq!(comm_from_bytes(b"stress-ng-brk\0\0\0"), "stress-ng-brk");
+        assert_eq!(comm_from_bytes(b"a-very-long-com\0"), "a-very-long-com");
         assert_eq!(comm_from_bytes(b"abc"), "abc");
     }
 }

@@ -4,9 +4,11 @@ use std::os::fd::AsRawFd as _;
 use anyhow::Context as _;
 use aya::maps::{MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
-use tracer_common::{EVENT_EXEC, EVENT_EXIT, EVENT_OOM_VICTIM, Event, ExitEvent, ProcStats};
+use tracer_common::{EVENT_EXEC, EVENT_EXIT, EVENT_OOM_VICTIM, Event, ExitEvent};
 
-use crate::host::procfs::comm_from_bytes;
+use crate::{
+    host::procfs::comm_from_bytes, kernel::sampler::RssGeneration, model::counters::Counters,
+};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum KernelEvent {
@@ -16,13 +18,13 @@ pub enum KernelEvent {
         old_pid: u32,
         t_mono: f64,
     },
-    /// A process ended. `stats` are its final counters (None when the kernel never had an
+    /// A process ended. `counters` are its final ones (None when the kernel never had an
     /// entry for it, e.g. its map was full); `comm` is theirs, else the exiting task's.
     Exit {
         tgid: u32,
         comm: String,
         t_mono: f64,
-        stats: Option<Box<ProcStats>>,
+        counters: Option<Box<Counters>>,
     },
     OomVictim(OomVictim),
 }
@@ -55,7 +57,9 @@ fn read_record<T: aya::Pod>(bytes: &[u8]) -> Option<T> {
     Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) })
 }
 
-pub fn decode(bytes: &[u8]) -> Option<KernelEvent> {
+/// One ring-buffer record as an event; an exit's RSS figures are judged exact or not by the
+/// RSS generation current now (see `RssGeneration`).
+pub fn decode(bytes: &[u8], rss_gen: &RssGeneration) -> Option<KernelEvent> {
     // Every record starts with its kind (u32); exits have a layout of their own.
     let kind = u32::from_ne_bytes(bytes.get(..4)?.try_into().ok()?);
     if kind == EVENT_EXIT {
@@ -64,7 +68,12 @@ pub fn decode(bytes: &[u8]) -> Option<KernelEvent> {
             tgid: ev.tgid,
             comm: comm_from_bytes(&ev.stats.comm),
             t_mono: ev.ts_ns as f64 / 1e9,
-            stats: (ev.has_stats == 1).then(|| Box::new(ev.stats)),
+            counters: (ev.has_stats == 1).then(|| {
+                Box::new(crate::kernel::convert::counters(
+                    &ev.stats,
+                    rss_gen.is_exact(&ev.stats),
+                ))
+            }),
         });
     }
     let ev: Event = read_record(bytes)?;
@@ -104,6 +113,7 @@ pub fn spawn_reader(
     ebpf: &mut aya::Ebpf,
     tx: tokio::sync::mpsc::Sender<KernelEvent>,
     mut flush: tokio::sync::mpsc::Receiver<FlushRequest>,
+    rss_gen: RssGeneration,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("map EVENTS missing")?)?;
     // SAFETY: the AsyncFd owns the RingBuf, which owns the map fd: the fd outlives the
@@ -122,7 +132,7 @@ pub fn spawn_reader(
             let mut ack = None;
             tokio::select! {
                 Some(req) = flush.recv() => {
-                    drain(fd.get_mut(), &mut batch);
+                    drain(fd.get_mut(), &rss_gen, &mut batch);
                     ack = Some(req);
                 }
                 guard = fd.readable_mut() => {
@@ -133,10 +143,10 @@ pub fn spawn_reader(
                             return;
                         }
                     };
-                    drain(guard.get_inner_mut(), &mut batch);
+                    drain(guard.get_inner_mut(), &rss_gen, &mut batch);
                     guard.clear_ready();
                 }
-                _ = tick.tick() => drain(fd.get_mut(), &mut batch),
+                _ = tick.tick() => drain(fd.get_mut(), &rss_gen, &mut batch),
             }
             for ev in batch {
                 if tx.send(ev).await.is_err() {
@@ -153,9 +163,9 @@ pub fn spawn_reader(
 /// How often the ring is drained when nothing woke the reader.
 const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
-fn drain(ring: &mut RingBuf<MapData>, batch: &mut Vec<KernelEvent>) {
+fn drain(ring: &mut RingBuf<MapData>, rss_gen: &RssGeneration, batch: &mut Vec<KernelEvent>) {
     while let Some(item) = ring.next() {
-        if let Some(ev) = decode(&item) {
+        if let Some(ev) = decode(&item, rss_gen) {
             batch.push(ev);
         }
     }
@@ -175,7 +185,8 @@ mod tests {
 
     #[test]
     fn decodes_exit_and_oom() {
-        let mut stats = ProcStats::default();
+        let generation = RssGeneration::default();
+        let mut stats = tracer_common::ProcStats::default();
         stats.comm[..4].copy_from_slice(b"leak");
         stats.rss = [1, 2, 3, 4];
         stats.peak_private = 9;
@@ -188,26 +199,30 @@ mod tests {
             stats,
             ..ExitEvent::default()
         };
-        match decode(&bytes_of(&ev)) {
+        match decode(&bytes_of(&ev), &generation) {
             Some(KernelEvent::Exit {
                 tgid: 42,
                 comm,
-                stats: Some(st),
+                counters: Some(c),
                 t_mono,
             }) => {
                 assert_eq!(comm, "leak");
-                assert_eq!(*st, stats, "the final counters, whole");
+                assert_eq!(
+                    *c,
+                    crate::kernel::convert::counters(&stats, false),
+                    "the final counters, whole"
+                );
                 assert!((t_mono - 2.0).abs() < 1e-9);
             }
             other => panic!("unexpected {other:?}"),
         }
         let unknown = ExitEvent { has_stats: 0, ..ev };
         assert!(matches!(
-            decode(&bytes_of(&unknown)),
-            Some(KernelEvent::Exit { stats: None, .. })
+            decode(&bytes_of(&unknown), &generation),
+            Some(KernelEvent::Exit { counters: None, .. })
         ));
         // A record cut short is refused, not read past its end.
-        assert_eq!(decode(&bytes_of(&ev)[..100]), None);
+        assert_eq!(decode(&bytes_of(&ev)[..100], &generation), None);
         let oom = Event {
             kind: EVENT_OOM_VICTIM,
             tgid: 7,
@@ -216,7 +231,7 @@ mod tests {
             oom_score_adj: -500,
             ..Event::default()
         };
-        let Some(KernelEvent::OomVictim(v)) = decode(&bytes_of(&oom)) else {
+        let Some(KernelEvent::OomVictim(v)) = decode(&bytes_of(&oom), &generation) else {
             panic!()
         };
         assert_eq!(
@@ -227,12 +242,13 @@ mod tests {
 
     #[test]
     fn rejects_short_or_unknown() {
-        assert_eq!(decode(&[0u8; 8]), None);
-        assert_eq!(decode(&[]), None);
+        let generation = RssGeneration::default();
+        assert_eq!(decode(&[0u8; 8], &generation), None);
+        assert_eq!(decode(&[], &generation), None);
         let ev = Event {
             kind: 99,
             ..Event::default()
         };
-        assert_eq!(decode(&bytes_of(&ev)), None);
+        assert_eq!(decode(&bytes_of(&ev), &generation), None);
     }
 }

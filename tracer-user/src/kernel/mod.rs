@@ -3,7 +3,9 @@
 //! tracefs). Kernel structs become the model's counters here.
 pub mod btf;
 pub mod budget;
+pub mod convert;
 pub mod events;
+pub mod health;
 pub mod loader;
 pub mod logging;
 pub mod preflight;

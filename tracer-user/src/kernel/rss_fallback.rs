@@ -1,10 +1,11 @@
 //! RSS from /proc for the entries whose kernel figures are not exact: while the overhead
 //! budget has the rss_stat hook paused (a page-fault storm), and for an entry not yet refilled
-//! since it was resumed (see `ProcStats::rss_gen`). /proc/PID/status is exact at the moment it
+//! since it was resumed (see `RssGeneration`). /proc/PID/status is exact at the moment it
 //! is read; its cost is one read per such process and interval, whatever the fault rate.
-use tracer_common::{ProcStats, RSS_ANON, RSS_FILE, RSS_SHMEM, RSS_SWAP};
-
-use crate::host::procfs::StatusMem;
+use crate::{
+    host::procfs::StatusMem,
+    model::counters::{Counters, Rss},
+};
 
 /// Where an entry's RSS came from this round.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,13 +22,15 @@ pub enum RssOrigin {
 /// Replace `st`'s RSS by `now` (from /proc) or else by the previous sample's `prev`. The
 /// private peak never goes down: it is the highest of the kernel's (exact until the pause),
 /// the previous sample's and the new figures.
-pub fn patch(st: &mut ProcStats, now: Option<&StatusMem>, prev: Option<&ProcStats>) -> RssOrigin {
+pub fn patch(st: &mut Counters, now: Option<&StatusMem>, prev: Option<&Counters>) -> RssOrigin {
     let origin = match (now.filter(|m| m.has_mm), prev) {
         (Some(m), _) => {
-            st.rss[RSS_ANON] = m.rss_anon;
-            st.rss[RSS_FILE] = m.rss_file;
-            st.rss[RSS_SHMEM] = m.rss_shmem;
-            st.rss[RSS_SWAP] = m.swap;
+            st.rss = Rss {
+                anon: m.rss_anon,
+                file: m.rss_file,
+                shmem: m.rss_shmem,
+                swap: m.swap,
+            };
             RssOrigin::Proc
         }
         (None, Some(p)) => {
@@ -36,7 +39,7 @@ pub fn patch(st: &mut ProcStats, now: Option<&StatusMem>, prev: Option<&ProcStat
         }
         (None, None) => RssOrigin::Kernel,
     };
-    let private = st.rss[RSS_ANON] + st.rss[RSS_SHMEM] + st.rss[RSS_SWAP];
+    let private = st.rss.private();
     st.peak_private = st
         .peak_private
         .max(private)
@@ -50,10 +53,10 @@ mod tests {
 
     const MIB: u64 = 1 << 20;
 
-    fn stale() -> ProcStats {
-        let mut st = ProcStats::default();
-        st.rss[RSS_ANON] = 10 * MIB;
-        st.rss[RSS_FILE] = 3 * MIB;
+    fn stale() -> Counters {
+        let mut st = Counters::default();
+        st.rss.anon = 10 * MIB;
+        st.rss.file = 3 * MIB;
         st.peak_private = 10 * MIB;
         st
     }
@@ -70,10 +73,10 @@ mod tests {
             has_mm: true,
         };
         assert_eq!(patch(&mut st, Some(&now), None), RssOrigin::Proc);
-        assert_eq!(st.rss[RSS_ANON], 50 * MIB);
-        assert_eq!(st.rss[RSS_FILE], 4 * MIB);
-        assert_eq!(st.rss[RSS_SHMEM], MIB);
-        assert_eq!(st.rss[RSS_SWAP], 2 * MIB);
+        assert_eq!(st.rss.anon, 50 * MIB);
+        assert_eq!(st.rss.file, 4 * MIB);
+        assert_eq!(st.rss.shmem, MIB);
+        assert_eq!(st.rss.swap, 2 * MIB);
         assert_eq!(st.peak_private, 53 * MIB);
     }
 
@@ -88,14 +91,14 @@ mod tests {
             ..StatusMem::default()
         };
         patch(&mut st, Some(&now), Some(&prev));
-        assert_eq!(st.rss[RSS_ANON], 20 * MIB);
+        assert_eq!(st.rss.anon, 20 * MIB);
         assert_eq!(st.peak_private, 80 * MIB);
     }
 
     #[test]
     fn without_an_address_space_the_last_sample_stands() {
         let mut prev = stale();
-        prev.rss[RSS_ANON] = 70 * MIB;
+        prev.rss.anon = 70 * MIB;
         prev.peak_private = 70 * MIB;
         let mut st = stale();
         let exiting = StatusMem::default();
@@ -103,7 +106,7 @@ mod tests {
             patch(&mut st, Some(&exiting), Some(&prev)),
             RssOrigin::LastSample
         );
-        assert_eq!(st.rss[RSS_ANON], 70 * MIB);
+        assert_eq!(st.rss.anon, 70 * MIB);
         assert_eq!(st.peak_private, 70 * MIB);
         let mut alone = stale();
         assert_eq!(patch(&mut alone, None, None), RssOrigin::Kernel);

@@ -1,22 +1,51 @@
 //! The only code that reads kernel maps: turns the kernel's cumulative per-process
 //! counters into a snapshot each interval, and keeps the kernel map tidy (seeding
 //! processes that predate us, removing entries whose exit was missed).
+use std::sync::{
+    Arc,
+    atomic::{AtomicU32, Ordering},
+};
+
 use anyhow::Context as _;
 use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use tracer_common::{CTR_COUNT, ProcStats};
+
+use crate::{host::procfs::StatusMem, kernel::health::Health, model::counters::Counters};
 
 /// One read of the kernel state.
 pub struct Snapshot {
     /// CLOCK_MONOTONIC seconds when the read started.
     pub t_mono: f64,
-    pub procs: Vec<(u32, ProcStats)>,
-    /// Kernel health counters summed over CPUs, indexed like `COUNTER_NAMES`.
-    pub counters: [u64; CTR_COUNT as usize],
+    /// Each process's counters; `rss_exact` tells whether their RSS is current.
+    pub procs: Vec<(u32, Counters)>,
+    /// Kernel health counters summed over CPUs.
+    pub counters: Health,
     /// Capacity of the kernel's per-process map.
     pub procs_capacity: u32,
 }
 
-impl Snapshot {}
+/// The RSS generation userspace last wrote to `RSS_GEN` (see `ProcStats::rss_gen`), shared
+/// by the sampler (which writes it) and the event reader (which judges an exit's final
+/// counters by it as it decodes them).
+#[derive(Clone, Debug, Default)]
+pub struct RssGeneration(Arc<AtomicU32>);
+
+impl RssGeneration {
+    /// Whether an entry's RSS figures are exact: filled whole since rss_stat was last
+    /// (re)attached, and kept current by it since. Otherwise read /proc.
+    pub fn is_exact(&self, stats: &ProcStats) -> bool {
+        let current = self.0.load(Ordering::Relaxed);
+        current != 0 && stats.rss_gen == current
+    }
+
+    fn current(&self) -> u32 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, generation: u32) {
+        self.0.store(generation, Ordering::Relaxed);
+    }
+}
 
 pub struct Sampler {
     procs: HashMap<MapData, u32, ProcStats>,
@@ -24,7 +53,7 @@ pub struct Sampler {
     capacity: u32,
     /// `RSS_GEN`, and the value userspace last wrote there (see `ProcStats::rss_gen`).
     rss_gen_map: Array<MapData, u32>,
-    rss_gen: u32,
+    rss_gen: RssGeneration,
     /// The last non-zero generation written.
     last_gen: u32,
 }
@@ -43,21 +72,22 @@ impl Sampler {
             PerCpuArray::try_from(ebpf.take_map("COUNTERS").context("map COUNTERS missing")?)?;
         let rss_gen_map =
             Array::try_from(ebpf.take_map("RSS_GEN").context("map RSS_GEN missing")?)?;
-        let rss_gen = rss_gen_map.get(&0, 0).context("reading RSS_GEN")?;
+        let generation = rss_gen_map.get(&0, 0).context("reading RSS_GEN")?;
+        let rss_gen = RssGeneration::default();
+        rss_gen.set(generation);
         Ok(Self {
             procs,
             counters,
             capacity,
             rss_gen_map,
             rss_gen,
-            last_gen: rss_gen,
+            last_gen: generation,
         })
     }
 
-    /// Whether the kernel's RSS figures of this entry are exact: filled whole since rss_stat
-    /// was last (re)attached, and kept current by it since. Otherwise read /proc.
-    pub fn rss_exact(&self, stats: &ProcStats) -> bool {
-        self.rss_gen != 0 && stats.rss_gen == self.rss_gen
+    /// The current RSS generation, for the event reader.
+    pub fn rss_generation(&self) -> RssGeneration {
+        self.rss_gen.clone()
     }
 
     /// The overhead budget paused the rss_stat hook: no kernel RSS figure is exact from now.
@@ -77,7 +107,7 @@ impl Sampler {
         self.rss_gen_map
             .set(0, generation, 0)
             .context("writing RSS_GEN")?;
-        self.rss_gen = generation;
+        self.rss_gen.set(generation);
         Ok(())
     }
 
@@ -86,7 +116,10 @@ impl Sampler {
         let mut procs = Vec::with_capacity(256);
         for item in self.procs.iter() {
             match item {
-                Ok(kv) => procs.push(kv),
+                Ok((pid, st)) => procs.push((
+                    pid,
+                    crate::kernel::convert::counters(&st, self.rss_gen.is_exact(&st)),
+                )),
                 // An entry removed between get_next_key and lookup: the process just exited.
                 Err(_) => continue,
             }
@@ -100,27 +133,33 @@ impl Sampler {
         Snapshot {
             t_mono,
             procs,
-            counters,
+            counters: Health::from_kernel(counters),
             procs_capacity: self.capacity,
         }
     }
 
     /// Put a process that predates us into the kernel map so later RSS changes made on
     /// its behalf (curr=0) and its exit are tracked. Never overwrites a kernel entry.
-    pub fn seed(&mut self, tgid: u32, stats: &ProcStats) {
+    /// `comm` and `mem` are what /proc says now; false for a process without an address
+    /// space (a kernel thread), which is not tracked.
+    pub fn seed(&mut self, tgid: u32, comm: &str, mem: &StatusMem, now_ns: u64) -> bool {
+        let Some(stats) = crate::kernel::convert::seed(comm, mem, now_ns) else {
+            return false;
+        };
         // Read whole from /proc just now: as exact as a kernel fill.
         let stats = ProcStats {
-            rss_gen: self.rss_gen,
-            ..*stats
+            rss_gen: self.rss_gen.current(),
+            ..stats
         };
         let _ = self.procs.insert(tgid, stats, 1 /* BPF_NOEXIST */);
+        true
     }
 
     /// Delete the kernel entries the exit program flagged (their exit event found the ring
     /// buffer full), now that their final counters have been read.
     pub fn forget_exited(&mut self, snap: &Snapshot) {
         for (pid, st) in &snap.procs {
-            if st.flags & tracer_common::PROC_FLAG_EXITED != 0 {
+            if st.exited {
                 let _ = self.procs.remove(pid);
             }
         }
@@ -135,5 +174,32 @@ impl Sampler {
     /// died before we attached).
     pub fn forget(&mut self, tgid: u32) {
         let _ = self.procs.remove(&tgid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rss_is_exact_only_at_the_current_non_zero_generation() {
+        let generation = RssGeneration::default();
+        let entry = |rss_gen| ProcStats {
+            rss_gen,
+            ..ProcStats::default()
+        };
+        assert!(!generation.is_exact(&entry(0)), "0: the hook is paused");
+        generation.set(3);
+        assert!(generation.is_exact(&entry(3)));
+        assert!(
+            !generation.is_exact(&entry(2)),
+            "not refilled since resumed"
+        );
+        let shared = generation.clone();
+        generation.set(0);
+        assert!(
+            !shared.is_exact(&entry(3)),
+            "the event reader sees the pause"
+        );
     }
 }

@@ -4,7 +4,7 @@
 //! 2 GiB and died between two samples.
 use serde::{Deserialize, Serialize};
 
-use crate::{trace::Calls, util::format};
+use crate::{model::counters::Calls, util::format};
 
 /// One ended process, as the views show it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -1,5 +1,6 @@
 //! The bounded model: the process table with its per-process series and graveyard, rates
 //! on those series, the one ranking of suspects, and the log of ended processes.
+pub mod counters;
 pub mod ended;
 pub mod rank;
 pub mod rates;

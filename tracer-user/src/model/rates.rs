@@ -180,7 +180,7 @@ mod tests {
                 t,
                 ..Sample::default()
             };
-            s.rss[tracer_common::RSS_ANON] = v;
+            s.rss.anon = v;
             s.alloc = v;
             r.push(s);
         }

@@ -67,8 +67,8 @@ impl<T> Ring<T> {
 pub struct Sample {
     /// Seconds since the session started.
     pub t: f64,
-    /// RSS by kind (bytes), `tracer_common::RSS_*` order.
-    pub rss: [u64; 4],
+    /// RSS by kind (bytes).
+    pub rss: crate::model::counters::Rss,
     /// Cumulative bytes obtained: mmap (anon+file, committed), brk and mremap growth.
     pub alloc: u64,
     /// Cumulative bytes given back: munmap, madvise releases, brk and mremap shrink.
@@ -81,15 +81,11 @@ impl Sample {
     /// Leak-relevant memory: anonymous + shared-memory + swapped-out pages. File pages are
     /// reclaimable page cache and are left out.
     pub fn private(&self) -> u64 {
-        self.rss[tracer_common::RSS_ANON]
-            + self.rss[tracer_common::RSS_SHMEM]
-            + self.rss[tracer_common::RSS_SWAP]
+        self.rss.private()
     }
 
     pub fn total_rss(&self) -> u64 {
-        self.rss[tracer_common::RSS_ANON]
-            + self.rss[tracer_common::RSS_SHMEM]
-            + self.rss[tracer_common::RSS_FILE]
+        self.rss.total()
     }
 }
 
@@ -133,7 +129,12 @@ mod tests {
     #[test]
     fn private_excludes_file_pages() {
         let s = Sample {
-            rss: [100, 10, 1, 5],
+            rss: crate::model::counters::Rss {
+                file: 100,
+                anon: 10,
+                swap: 1,
+                shmem: 5,
+            },
             ..Sample::default()
         };
         assert_eq!(s.private(), 16);

@@ -89,13 +89,13 @@ mod tests {
             procs: procs
                 .into_iter()
                 .map(|(pid, anon)| {
-                    let mut st = tracer_common::ProcStats::default();
-                    st.rss[tracer_common::RSS_ANON] = anon;
+                    let mut st = crate::model::counters::Counters::default();
+                    st.rss.anon = anon;
                     st.mapped_anon = anon;
                     (pid, st)
                 })
                 .collect(),
-            counters: [0; tracer_common::CTR_COUNT as usize],
+            counters: Default::default(),
             procs_capacity: 100,
         }
     }

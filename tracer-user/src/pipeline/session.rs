@@ -191,7 +191,8 @@ impl Session {
         // kernel ring buffer filling.
         let (tx, rx) = mpsc::channel(65536);
         let (flush_tx, flush_rx) = mpsc::channel(1);
-        let reader = events::spawn_reader(&mut probes.ebpf, tx, flush_rx)?;
+        let reader =
+            events::spawn_reader(&mut probes.ebpf, tx, flush_rx, sampler.rss_generation())?;
         let t0_mono = clock::monotonic_secs();
         let info = SessionInfo {
             start_unix_ms: clock::unix_millis(),
@@ -208,8 +209,9 @@ impl Session {
             if pid == std::process::id() {
                 continue;
             }
-            if let Some(st) = procfs.seed_stats(pid, now_ns) {
-                sampler.seed(pid, &st);
+            if let (Some(mem), Some(comm)) = (procfs.status(pid), procfs.comm(pid))
+                && sampler.seed(pid, &comm, &mem, now_ns)
+            {
                 seeded += 1;
             }
         }
@@ -385,13 +387,13 @@ impl Session {
     fn patch_inexact_rss(&self, snap: &mut Snapshot) -> u32 {
         let mut from_proc = 0;
         for (pid, st) in &mut snap.procs {
-            if self.sampler.rss_exact(st) {
+            if st.rss_exact {
                 continue;
             }
-            let prev = self.table.live.get(pid).map(|p| &p.stats);
+            let prev = self.table.live.get(pid).map(|p| &p.counters);
             // An entry flagged exited is a process that is gone: its pid may already be
             // another process's, never read /proc for it.
-            let now = if st.flags & tracer_common::PROC_FLAG_EXITED == 0 {
+            let now = if !st.exited {
                 self.procfs.status(*pid)
             } else {
                 None
@@ -502,20 +504,20 @@ impl Session {
                 tgid,
                 comm,
                 t_mono,
-                stats,
+                counters,
             } => {
                 // Its RSS as last known exactly, when the kernel's is not (rss_stat paused).
-                let stats = stats.as_deref().map(|st| {
-                    let mut st = *st;
-                    if !self.sampler.rss_exact(&st) {
-                        let prev = self.table.live.get(tgid).map(|p| &p.stats);
-                        crate::kernel::rss_fallback::patch(&mut st, None, prev);
+                let counters = counters.as_deref().map(|c| {
+                    let mut c = *c;
+                    if !c.rss_exact {
+                        let prev = self.table.live.get(tgid).map(|p| &p.counters);
+                        crate::kernel::rss_fallback::patch(&mut c, None, prev);
                     }
-                    st
+                    c
                 });
                 let ended = self
                     .table
-                    .end(*tgid, *t_mono, stats.as_ref(), Some(&self.procfs));
+                    .end(*tgid, *t_mono, counters.as_ref(), Some(&self.procfs));
                 return sink.handle(
                     &mut self.ctx,
                     &self.table,

@@ -3,10 +3,12 @@
 pub mod reader;
 use std::collections::BTreeMap;
 
+pub use crate::model::counters::Calls;
+use crate::{
+    kernel::events::OomVictim,
+    model::counters::{Counters, Rss},
+};
 use serde::{Deserialize, Serialize};
-use tracer_common::{COUNTER_NAMES, ProcStats, RSS_ANON, RSS_FILE, RSS_SHMEM, RSS_SWAP};
-
-use crate::{host::procfs::comm_from_bytes, kernel::events::OomVictim};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -149,34 +151,12 @@ pub struct SampleRecord {
     pub exited: bool,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Calls {
-    pub mmap: u64,
-    pub munmap: u64,
-    pub brk: u64,
-    pub mremap: u64,
-    pub madvise: u64,
-}
-
 fn is_zero(v: &u64) -> bool {
     *v == 0
 }
 
-impl Calls {
-    /// From the kernel's per-syscall counters (`CALL_*` order).
-    pub fn from_kernel(calls: &[u64; tracer_common::CALL_KINDS]) -> Self {
-        Self {
-            mmap: calls[tracer_common::CALL_MMAP],
-            munmap: calls[tracer_common::CALL_MUNMAP],
-            brk: calls[tracer_common::CALL_BRK],
-            mremap: calls[tracer_common::CALL_MREMAP],
-            madvise: calls[tracer_common::CALL_MADVISE],
-        }
-    }
-}
-
 impl SampleRecord {
-    pub fn from_stats(t: f64, pid: u32, st: &ProcStats) -> Self {
+    pub fn from_counters(t: f64, pid: u32, st: &Counters) -> Self {
         let mut hist: Vec<u32> = st.mmap_size_hist.to_vec();
         while hist.last() == Some(&0) {
             hist.pop();
@@ -184,11 +164,11 @@ impl SampleRecord {
         Self {
             t: round_ms(t),
             pid,
-            comm: comm_from_bytes(&st.comm),
-            rss_anon: st.rss[RSS_ANON],
-            rss_file: st.rss[RSS_FILE],
-            rss_shmem: st.rss[RSS_SHMEM],
-            rss_swap: st.rss[RSS_SWAP],
+            comm: st.comm(),
+            rss_anon: st.rss.anon,
+            rss_file: st.rss.file,
+            rss_shmem: st.rss.shmem,
+            rss_swap: st.rss.swap,
             mapped_anon: st.mapped_anon,
             mapped_file: st.mapped_file,
             reserved: st.reserved,
@@ -198,23 +178,30 @@ impl SampleRecord {
             brk_shrunk: st.brk_shrunk,
             mremap_grown: st.mremap_grown,
             mremap_shrunk: st.mremap_shrunk,
-            calls: Calls::from_kernel(&st.calls),
+            calls: st.calls,
             failed_calls: st.failed_calls,
             peak_private_bytes: st.peak_private,
             mmap_size_log2: hist,
-            exited: st.flags & tracer_common::PROC_FLAG_EXITED != 0,
+            exited: st.exited,
         }
     }
 
-    /// Back to kernel-counter form, so `report` feeds the same process table as live runs.
-    pub fn to_stats(&self) -> ProcStats {
-        let mut st = ProcStats::default();
-        let n = self.comm.len().min(15);
-        st.comm[..n].copy_from_slice(&self.comm.as_bytes()[..n]);
-        st.rss[RSS_ANON] = self.rss_anon;
-        st.rss[RSS_FILE] = self.rss_file;
-        st.rss[RSS_SHMEM] = self.rss_shmem;
-        st.rss[RSS_SWAP] = self.rss_swap;
+    /// Back to counters, so `report` feeds the same process table as live runs. (What a
+    /// sample does not record stays 0; its RSS is what was recorded, so exact.)
+    pub fn to_counters(&self) -> Counters {
+        let mut st = Counters {
+            rss: Rss {
+                anon: self.rss_anon,
+                file: self.rss_file,
+                shmem: self.rss_shmem,
+                swap: self.rss_swap,
+            },
+            calls: self.calls,
+            exited: self.exited,
+            rss_exact: true,
+            ..Counters::default()
+        };
+        st.set_comm(&self.comm);
         st.mapped_anon = self.mapped_anon;
         st.mapped_file = self.mapped_file;
         st.reserved = self.reserved;
@@ -224,20 +211,10 @@ impl SampleRecord {
         st.brk_shrunk = self.brk_shrunk;
         st.mremap_grown = self.mremap_grown;
         st.mremap_shrunk = self.mremap_shrunk;
-        st.calls = [
-            self.calls.mmap,
-            self.calls.munmap,
-            self.calls.brk,
-            self.calls.mremap,
-            self.calls.madvise,
-        ];
         st.failed_calls = self.failed_calls;
         st.peak_private = self.peak_private_bytes;
         for (slot, v) in st.mmap_size_hist.iter_mut().zip(&self.mmap_size_log2) {
             *slot = *v;
-        }
-        if self.exited {
-            st.flags |= tracer_common::PROC_FLAG_EXITED;
         }
         st
     }
@@ -250,27 +227,8 @@ pub struct ExitRecord {
     pub comm: String,
     /// Last RSS by kind (bytes) when the kernel still had the process's counters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_rss: Option<RssBytes>,
+    pub last_rss: Option<Rss>,
     pub peak_private_bytes: u64,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RssBytes {
-    pub anon: u64,
-    pub file: u64,
-    pub shmem: u64,
-    pub swap: u64,
-}
-
-impl RssBytes {
-    pub fn from_kernel(rss: [u64; 4]) -> Self {
-        Self {
-            anon: rss[RSS_ANON],
-            file: rss[RSS_FILE],
-            shmem: rss[RSS_SHMEM],
-            swap: rss[RSS_SWAP],
-        }
-    }
 }
 
 /// An OOM kill (filled further by the OOM post-mortem work).
@@ -365,14 +323,6 @@ fn is_zero_u32(n: &u32) -> bool {
     *n == 0
 }
 
-pub fn counters_map(counters: &[u64]) -> BTreeMap<String, u64> {
-    COUNTER_NAMES
-        .iter()
-        .zip(counters)
-        .map(|(n, v)| ((*n).to_string(), *v))
-        .collect()
-}
-
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub t: f64,
@@ -426,25 +376,68 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sample_roundtrips_through_json_and_stats() {
-        let mut st = ProcStats::default();
-        st.comm[..4].copy_from_slice(b"leak");
-        st.rss = [1, 2, 3, 4];
-        st.mapped_anon = 10;
-        st.calls = [1, 2, 3, 4, 5];
+    fn sample_roundtrips_through_json_and_counters() {
+        let mut st = Counters {
+            rss: Rss {
+                file: 1,
+                anon: 2,
+                swap: 3,
+                shmem: 4,
+            },
+            mapped_anon: 10,
+            calls: Calls {
+                mmap: 1,
+                munmap: 2,
+                brk: 3,
+                mremap: 4,
+                madvise: 5,
+            },
+            rss_exact: true,
+            ..Counters::default()
+        };
+        st.set_comm("leak");
         st.mmap_size_hist[3] = 7;
-        let rec = Record::Sample(SampleRecord::from_stats(1.23456, 42, &st));
+        let rec = Record::Sample(SampleRecord::from_counters(1.23456, 42, &st));
         let line = serde_json::to_string(&rec).unwrap();
         assert!(
             line.starts_with("{\"type\":\"sample\",\"t\":1.235,"),
             "{line}"
         );
+        assert!(
+            line.contains("\"rss_anon\":2,\"rss_file\":1,\"rss_shmem\":4,\"rss_swap\":3,"),
+            "{line}"
+        );
+        assert!(
+            line.contains(
+                "\"calls\":{\"mmap\":1,\"munmap\":2,\"brk\":3,\"mremap\":4,\"madvise\":5}"
+            ),
+            "{line}"
+        );
         let back: Record = serde_json::from_str(&line).unwrap();
         let Record::Sample(s) = back else { panic!() };
         assert_eq!(s.mmap_size_log2, vec![0, 0, 0, 7]);
-        let mut expect = st;
-        expect.first_seen_ns = 0;
-        assert_eq!(s.to_stats(), expect);
+        assert_eq!(s.to_counters(), st);
+    }
+
+    #[test]
+    fn exit_record_rss_keeps_its_field_order() {
+        let rec = Record::Exit(ExitRecord {
+            t: 1.0,
+            pid: 1,
+            comm: "x".into(),
+            last_rss: Some(Rss {
+                anon: 1,
+                file: 2,
+                shmem: 3,
+                swap: 4,
+            }),
+            peak_private_bytes: 0,
+        });
+        let line = serde_json::to_string(&rec).unwrap();
+        assert!(
+            line.contains("\"last_rss\":{\"anon\":1,\"file\":2,\"shmem\":3,\"swap\":4}"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -96,10 +96,10 @@ pub struct DaemonSink {
     shared: Arc<Mutex<Shared>>,
     top: usize,
     t0_mono: f64,
-    last_counters: Vec<u64>,
+    last_counters: crate::kernel::health::Health,
     last_cpu_secs: f64,
     /// Node-wide syscall totals already added to the metric.
-    last_calls: [u64; tracer_common::CALL_KINDS],
+    last_calls: crate::model::counters::Calls,
     /// Exits whose peak private memory reaches this many bytes are written to stdout.
     exit_min_peak: u64,
 }
@@ -110,9 +110,9 @@ impl DaemonSink {
             shared,
             top,
             t0_mono: 0.0,
-            last_counters: Vec::new(),
+            last_counters: Default::default(),
             last_cpu_secs: 0.0,
-            last_calls: [0; tracer_common::CALL_KINDS],
+            last_calls: Default::default(),
             exit_min_peak,
         }
     }
@@ -230,7 +230,7 @@ impl Sink for DaemonSink {
                         });
                     }
                 }
-                let counters = snap.counters.to_vec();
+                let counters = snap.counters;
                 let cpu = own_cpu_secs();
                 let Ok(s) = self.shared.lock() else {
                     return Ok(());
@@ -254,22 +254,13 @@ impl Sink for DaemonSink {
                 for v in verdict_series {
                     m.leak_verdict.get_or_create(&v).set(1);
                 }
-                for (i, name) in tracer_common::COUNTER_NAMES.iter().enumerate() {
-                    let lossy = [
-                        tracer_common::CTR_PROCS_FULL,
-                        tracer_common::CTR_PENDING_FULL,
-                        tracer_common::CTR_RINGBUF_FULL,
-                        tracer_common::CTR_READ_ERRORS,
-                    ];
-                    if lossy.contains(&(i as u32)) {
-                        let prev = self.last_counters.get(i).copied().unwrap_or(0);
-                        let delta = counters.get(i).copied().unwrap_or(0).saturating_sub(prev);
-                        m.events_lost
-                            .get_or_create(&ReasonLabels {
-                                reason: (*name).to_string(),
-                            })
-                            .inc_by(delta);
-                    }
+                for (name, now) in counters.lossy() {
+                    let delta = now.saturating_sub(self.last_counters.get(name));
+                    m.events_lost
+                        .get_or_create(&ReasonLabels {
+                            reason: name.to_string(),
+                        })
+                        .inc_by(delta);
                 }
                 m.map_entries
                     .get_or_create(&MapLabels {
@@ -292,11 +283,11 @@ impl Sink for DaemonSink {
                         })
                         .set(i64::from(overhead.paused.contains(&hook)));
                 }
-                for (i, name) in tracer_common::CALL_NAMES.iter().enumerate() {
-                    let delta = table.calls_total[i].saturating_sub(self.last_calls[i]);
+                let new_calls = table.calls_total.since(&self.last_calls);
+                for (name, delta) in new_calls.named() {
                     m.syscalls
                         .get_or_create(&crate::commands::daemon::metrics::CallLabels {
-                            call: (*name).to_string(),
+                            call: name.to_string(),
                         })
                         .inc_by(delta);
                 }
@@ -368,7 +359,7 @@ impl Sink for DaemonSink {
                 let peak = table
                     .find(pid)
                     .filter(|_| ended.is_some())
-                    .map_or(0, |p| p.stats.peak_private);
+                    .map_or(0, |p| p.counters.peak_private);
                 if ended.is_some() && peak >= self.exit_min_peak {
                     let t = round_ms(t_mono - self.t0_mono);
                     let (sample, exit) =

@@ -86,7 +86,7 @@ pub struct Report {
 /// Fold a trace into a table: samples of one round share a `t` and become one snapshot.
 struct Replay {
     table: ProcessTable,
-    pending: Vec<(u32, tracer_common::ProcStats)>,
+    pending: Vec<(u32, crate::model::counters::Counters)>,
     pending_t: f64,
     infos: HashMap<u32, ProcessInfo>,
     /// Kubernetes names recorded at first sight, for pods' processes (bounded by the table).
@@ -103,7 +103,7 @@ impl Replay {
         let snap = Snapshot {
             t_mono: self.pending_t,
             procs: std::mem::take(&mut self.pending),
-            counters: [0; tracer_common::CTR_COUNT as usize],
+            counters: Default::default(),
             procs_capacity: 0,
         };
         let report = self.table.update(&snap, None);
@@ -234,7 +234,7 @@ pub fn build(
                 }
                 rp.last_t = rp.last_t.max(s.t);
                 rp.samples += 1;
-                rp.pending.push((s.pid, s.to_stats()));
+                rp.pending.push((s.pid, s.to_counters()));
             }
             Record::Process(info) => {
                 rp.flush();
@@ -355,7 +355,7 @@ fn suspect(
     header: &Header,
     names: Option<&PodRef>,
 ) -> Suspect {
-    let hist = &p.stats.mmap_size_hist;
+    let hist = &p.counters.mmap_size_hist;
     let time_to_limit_secs = p
         .limit_bytes
         .and_then(|l| {
@@ -433,7 +433,7 @@ fn log2_percentile(hist: &[u32], q: f64) -> Option<u64> {
     for (i, &c) in hist.iter().enumerate() {
         if c > 0 {
             let _ = h.record_n(
-                1u64 << (i as u32 + tracer_common::MMAP_HIST_MIN_SHIFT + 1),
+                1u64 << (i as u32 + crate::model::counters::MMAP_SIZE_MIN_SHIFT + 1),
                 u64::from(c),
             );
         }
@@ -538,9 +538,7 @@ pub fn render_text(r: &Report) -> String {
         let losses: Vec<String> = sum
             .counters
             .iter()
-            .filter(|(k, v)| {
-                **v > 0 && k.as_str() != "rss_unattributed" && k.as_str() != "reclaim_events"
-            })
+            .filter(|(k, v)| **v > 0 && crate::kernel::health::is_lossy(k))
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         s.push_str(&format!(

@@ -70,20 +70,6 @@ pub struct Row {
     pub cgroup: Option<String>,
 }
 
-/// Kernel-side losses worth an operator's attention (full maps, lost events, failed reads);
-/// `rss_unattributed` is normal (changes to an mm whose owner was never seen).
-pub fn kernel_losses(counters: &[u64]) -> u64 {
-    [
-        tracer_common::CTR_PROCS_FULL,
-        tracer_common::CTR_PENDING_FULL,
-        tracer_common::CTR_RINGBUF_FULL,
-        tracer_common::CTR_READ_ERRORS,
-    ]
-    .iter()
-    .filter_map(|&i| counters.get(i as usize))
-    .sum()
-}
-
 /// Column titles of the table and the live view, in `Row::cells` order.
 pub const COLUMNS: [&str; 10] = [
     "PID",
@@ -138,10 +124,10 @@ pub fn row(p: &Process, now: f64, window: f64, limits: &mut LimitCache, ids: &mu
         comm: p.comm.clone(),
         rss_bytes: last.total_rss(),
         private_bytes: last.private(),
-        rss_anon_bytes: last.rss[tracer_common::RSS_ANON],
-        rss_file_bytes: last.rss[tracer_common::RSS_FILE],
-        rss_shmem_bytes: last.rss[tracer_common::RSS_SHMEM],
-        rss_swap_bytes: last.rss[tracer_common::RSS_SWAP],
+        rss_anon_bytes: last.rss.anon,
+        rss_file_bytes: last.rss.file,
+        rss_shmem_bytes: last.rss.shmem,
+        rss_swap_bytes: last.rss.swap,
         growth_bytes_per_sec: growth.round(),
         growth_bytes_per_min: (growth * 60.0).round(),
         alloc_bytes_per_sec: p.alloc_rate(now, window).round(),
@@ -222,7 +208,8 @@ pub struct TopSink {
     pub window: f64,
     pub limit: usize,
     info: Option<SessionInfo>,
-    counters: Vec<u64>,
+    /// The kernel's health counters at the latest round (None before the first).
+    counters: Option<crate::kernel::health::Health>,
     tui: Option<crate::commands::top::tui::Tui>,
     batch: bool,
     /// The most recent OOM kill, one line, for the view's header.
@@ -281,7 +268,7 @@ impl TopSink {
             window,
             limit,
             info: None,
-            counters: Vec::new(),
+            counters: None,
             tui: None,
             batch,
             last_oom: None,
@@ -333,7 +320,7 @@ impl Sink for TopSink {
             self.last_oom = Some(line);
         }
         if let Happening::Round { snap, overhead, .. } = what {
-            self.counters = snap.counters.to_vec();
+            self.counters = Some(snap.counters);
             self.overhead = overhead.clone();
             let now = self.now();
             if let Some(tui) = &mut self.tui {
@@ -349,7 +336,7 @@ impl Sink for TopSink {
                 tui.draw(
                     &rows,
                     table,
-                    &self.counters,
+                    &self.counters.unwrap_or_default(),
                     now,
                     self.last_oom.as_deref(),
                     &self.overhead,
@@ -438,7 +425,7 @@ impl Sink for TopSink {
                     processes: &rows,
                     overhead: &self.overhead,
                     ended,
-                    kernel_counters: crate::trace::counters_map(&self.counters),
+                    kernel_counters: self.counters.map(|h| h.to_map()).unwrap_or_default(),
                 };
                 serde_json::to_writer_pretty(&mut stdout, &doc)?;
                 stdout.write_all(b"\n")?;

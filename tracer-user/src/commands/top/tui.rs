@@ -38,7 +38,7 @@ impl Tui {
         &mut self,
         rows: &[Row],
         table: &ProcessTable,
-        counters: &[u64],
+        counters: &crate::kernel::health::Health,
         now: f64,
         last_oom: Option<&str>,
         overhead: &crate::kernel::budget::OverheadStatus,
@@ -51,7 +51,7 @@ impl Tui {
             format::duration(now),
             crate::commands::top::overhead_line(overhead)
         );
-        let lost = crate::commands::top::kernel_losses(counters);
+        let lost = counters.losses();
         let health = if lost == 0 {
             " kernel: no losses".to_string()
         } else {

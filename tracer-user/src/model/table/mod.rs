@@ -7,13 +7,11 @@ use std::{
 };
 
 use hdrhistogram::Histogram;
-use tracer_common::{
-    CALL_KINDS, MMAP_HIST_BUCKETS, MMAP_HIST_MIN_SHIFT, PROC_FLAG_EXITED, ProcStats,
-};
 
 use crate::{
-    host::procfs::{Procfs, comm_from_bytes},
+    host::procfs::Procfs,
     kernel::sampler::Snapshot,
+    model::counters::{Calls, Counters, MMAP_SIZE_CLASSES, MMAP_SIZE_MIN_SHIFT},
     model::rates,
     model::series::{Bucket, Ring, Sample},
 };
@@ -58,9 +56,9 @@ pub struct Process {
     pub first_seen: f64,
     pub fine: Ring<Sample>,
     pub coarse: Ring<Bucket>,
-    /// Latest kernel counters (for trace output and deltas).
-    pub stats: ProcStats,
-    /// Whether `stats` changed in the latest sampling round.
+    /// Latest cumulative counters (for trace output and deltas).
+    pub counters: Counters,
+    /// Whether `counters` changed in the latest sampling round.
     pub changed: bool,
     pub exited_at: Option<f64>,
     /// It lived and died between two sampling rounds: its exit brought all its counters.
@@ -80,7 +78,7 @@ impl Process {
     /// Highest private memory it reached: the kernel's high-water mark (which sees peaks
     /// between samples) or the highest sample.
     pub fn peak_private(&self) -> u64 {
-        self.stats
+        self.counters
             .peak_private
             .max(self.fine.iter().map(Sample::private).max().unwrap_or(0))
     }
@@ -148,13 +146,13 @@ impl Process {
     }
 }
 
-pub fn sample_of(t: f64, st: &ProcStats) -> Sample {
+pub fn sample_of(t: f64, st: &Counters) -> Sample {
     Sample {
         t,
         rss: st.rss,
-        alloc: st.mapped_anon + st.mapped_file + st.brk_grown + st.mremap_grown,
-        freed: st.unmapped + st.released + st.brk_shrunk + st.mremap_shrunk,
-        calls: st.calls.iter().take(CALL_KINDS).sum(),
+        alloc: st.alloc(),
+        freed: st.freed(),
+        calls: st.calls.total(),
     }
 }
 
@@ -209,7 +207,7 @@ pub struct ReclaimRound {
 impl ReclaimRound {
     pub const MAX_PIDS: usize = 8;
 
-    fn add(&mut self, pid: u32, prev: &ProcStats, now: &ProcStats) {
+    fn add(&mut self, pid: u32, prev: &Counters, now: &Counters) {
         let runs = now.reclaim_runs.saturating_sub(prev.reclaim_runs);
         if runs == 0 {
             return;
@@ -241,9 +239,9 @@ pub struct ProcessTable {
     ended_reclaim: BTreeMap<String, ReclaimRound>,
     /// Every process end, and the largest ends with their final counters.
     pub ended: crate::model::ended::EndedLog,
-    /// Traced syscalls of every process since the session started (see `CALL_*`),
-    /// short-lived ones included.
-    pub calls_total: [u64; CALL_KINDS],
+    /// Traced syscalls of every process since the session started, short-lived ones
+    /// included.
+    pub calls_total: Calls,
 }
 
 /// A process's end as the table folded it.
@@ -256,7 +254,7 @@ pub struct Ended {
 
 /// A process at its end (its final counters folded in), as the views list it.
 fn ended_process(p: &Process, t: f64, brief: bool) -> crate::model::ended::EndedProcess {
-    let last = sample_of(t, &p.stats);
+    let last = sample_of(t, &p.counters);
     crate::model::ended::EndedProcess {
         pid: p.pid,
         ppid: p.ppid,
@@ -266,7 +264,7 @@ fn ended_process(p: &Process, t: f64, brief: bool) -> crate::model::ended::Ended
         peak_private_bytes: p.peak_private(),
         private_bytes: last.private(),
         alloc_bytes: last.alloc,
-        calls: crate::trace::Calls::from_kernel(&p.stats.calls),
+        calls: p.counters.calls,
         cgroup: p.memcg_path(),
     }
 }
@@ -274,25 +272,23 @@ fn ended_process(p: &Process, t: f64, brief: bool) -> crate::model::ended::Ended
 /// What every fold adds to besides the process itself.
 struct Totals<'a> {
     dists: &'a mut Distributions,
-    calls: &'a mut [u64; CALL_KINDS],
+    calls: &'a mut Calls,
     reclaim: &'a mut BTreeMap<String, ReclaimRound>,
 }
 
-/// Fold a kernel counter snapshot into a process: its sample, the session distributions,
+/// Fold a counter snapshot into a process: its sample, the session distributions,
 /// and its reclaim since the previous one (summed per memory cgroup into `reclaim`).
-fn fold(p: &mut Process, t: f64, st: &ProcStats, totals: &mut Totals<'_>) {
-    let prev = p.stats;
-    for (total, (now, before)) in totals.calls.iter_mut().zip(st.calls.iter().zip(prev.calls)) {
-        *total += now.saturating_sub(before);
-    }
+fn fold(p: &mut Process, t: f64, st: &Counters, totals: &mut Totals<'_>) {
+    let prev = p.counters;
+    totals.calls.add(&st.calls.since(&prev.calls));
     let (dists, reclaim) = (&mut *totals.dists, &mut *totals.reclaim);
     // mmap request sizes: the new counts in each log2 bucket since last round.
-    for b in 0..MMAP_HIST_BUCKETS {
+    for b in 0..MMAP_SIZE_CLASSES {
         let n = st.mmap_size_hist[b].saturating_sub(prev.mmap_size_hist[b]);
         if n > 0 {
             let _ = dists
                 .mmap_sizes
-                .record_n(1u64 << (b as u32 + MMAP_HIST_MIN_SHIFT), u64::from(n));
+                .record_n(1u64 << (b as u32 + MMAP_SIZE_MIN_SHIFT), u64::from(n));
         }
     }
     if st.reclaim_runs != prev.reclaim_runs {
@@ -306,7 +302,7 @@ fn fold(p: &mut Process, t: f64, st: &ProcStats, totals: &mut Totals<'_>) {
             let _ = dists.interval_growth.record(g);
         }
     }
-    p.stats = *st;
+    p.counters = *st;
     p.push(s);
 }
 
@@ -357,7 +353,7 @@ impl ProcessTable {
             exec_cgroups: HashMap::new(),
             strings: Interner::default(),
             ended_reclaim: BTreeMap::new(),
-            calls_total: [0; CALL_KINDS],
+            calls_total: Calls::default(),
             ended: crate::model::ended::EndedLog::default(),
         }
     }
@@ -383,7 +379,7 @@ impl ProcessTable {
             p.changed = false;
         }
         for (pid, st) in &snap.procs {
-            if st.flags & PROC_FLAG_EXITED != 0 {
+            if st.exited {
                 // Final counters left in the kernel map because the exit event found the
                 // ring buffer full: the same path as an exit event, minus its timestamp.
                 if let Some(ended) =
@@ -408,7 +404,7 @@ impl ProcessTable {
             let Some(p) = self.live.get_mut(pid) else {
                 continue;
             };
-            p.changed = p.stats != *st || p.fine.is_empty();
+            p.changed = p.counters != *st || p.fine.is_empty();
             if p.changed {
                 let mut totals = Totals {
                     dists: &mut self.dists,
@@ -429,19 +425,13 @@ impl ProcessTable {
     }
 
     /// A table entry for a process seen for the first time (alive, or at its end).
-    fn new_process(
-        &mut self,
-        pid: u32,
-        st: &ProcStats,
-        t: f64,
-        procfs: Option<&Procfs>,
-    ) -> Process {
+    fn new_process(&mut self, pid: u32, st: &Counters, t: f64, procfs: Option<&Procfs>) -> Process {
         let limits = self.limits;
         // /proc's comm is current (prctl renames, e.g. stress-ng's workers); the kernel
         // entry's is the one at fork or exec. A process already gone has only the latter.
         let comm = procfs
             .and_then(|p| p.comm(pid))
-            .unwrap_or_else(|| comm_from_bytes(&st.comm));
+            .unwrap_or_else(|| st.comm());
         let cgroup = procfs
             .and_then(|p| p.cgroup(pid))
             // Gone already: where it exec'ed, else where its parent is (a child starts in
@@ -461,7 +451,7 @@ impl ProcessTable {
             first_seen: t,
             fine: Ring::new(limits.fine),
             coarse: Ring::new(limits.coarse),
-            stats: ProcStats::default(),
+            counters: Counters::default(),
             changed: true,
             exited_at: None,
             brief: false,
@@ -475,16 +465,16 @@ impl ProcessTable {
     /// sample and it moves to the graveyard. A process never sampled alive (it lived less
     /// than one interval) is created from them first, so its counts are exact however
     /// short its life. Reclaim since the last round goes to the next round's report.
-    /// `stats` None: the kernel never had its counters (the exit is all there is).
+    /// `counters` None: the kernel never had its counters (the exit is all there is).
     pub fn end(
         &mut self,
         pid: u32,
         t_mono: f64,
-        stats: Option<&ProcStats>,
+        counters: Option<&Counters>,
         procfs: Option<&Procfs>,
     ) -> Option<Ended> {
         let mut reclaim = std::mem::take(&mut self.ended_reclaim);
-        let ended = self.end_with(pid, t_mono, stats, procfs, &mut reclaim);
+        let ended = self.end_with(pid, t_mono, counters, procfs, &mut reclaim);
         self.ended_reclaim = reclaim;
         ended
     }
@@ -493,7 +483,7 @@ impl ProcessTable {
         &mut self,
         pid: u32,
         t_mono: f64,
-        stats: Option<&ProcStats>,
+        counters: Option<&Counters>,
         procfs: Option<&Procfs>,
         reclaim: &mut BTreeMap<String, ReclaimRound>,
     ) -> Option<Ended> {
@@ -501,7 +491,7 @@ impl ProcessTable {
         let first_sight = !self.live.contains_key(&pid);
         if first_sight {
             // Not in the table and no counters: nothing to add (its exit is still written).
-            let st = stats?;
+            let st = counters?;
             if self.live.len() >= self.limits.live {
                 self.dropped += 1;
                 return None;
@@ -519,14 +509,14 @@ impl ProcessTable {
             self.live.insert(pid, p);
         }
         let p = self.live.get_mut(&pid)?;
-        if let Some(st) = stats {
+        if let Some(st) = counters {
             // Its name as it ended (its leader's, renamed since first sight by prctl).
-            let comm = comm_from_bytes(&st.comm);
+            let comm = st.comm();
             if !comm.is_empty() {
                 p.comm = comm;
             }
             let mut st = *st;
-            st.flags |= PROC_FLAG_EXITED;
+            st.exited = true;
             // Never before the last sample (a round may have read the entry between the
             // exit event's timestamp and the entry's removal).
             let t = p.last().map_or(t, |l| l.t.max(t));
@@ -538,7 +528,7 @@ impl ProcessTable {
             };
             fold(p, t, &st, &mut totals);
         }
-        if stats.is_some() {
+        if counters.is_some() {
             let e = ended_process(p, t, first_sight);
             self.ended.add(e);
         }

@@ -6,13 +6,13 @@ fn snap(t: f64, procs: Vec<(u32, u64)>) -> Snapshot {
         procs: procs
             .into_iter()
             .map(|(pid, anon)| {
-                let mut st = ProcStats::default();
-                st.rss[tracer_common::RSS_ANON] = anon;
+                let mut st = Counters::default();
+                st.rss.anon = anon;
                 st.mapped_anon = anon;
                 (pid, st)
             })
             .collect(),
-        counters: [0; tracer_common::CTR_COUNT as usize],
+        counters: Default::default(),
         procs_capacity: 100,
     }
 }
@@ -20,18 +20,18 @@ fn snap(t: f64, procs: Vec<(u32, u64)>) -> Snapshot {
 #[test]
 fn reclaim_is_summed_per_cgroup_as_deltas() {
     let mut t = ProcessTable::new(TableLimits::default(), 0.0);
-    let stats = |runs: u64, ns: u64, pages: u64| ProcStats {
+    let stats = |runs: u64, ns: u64, pages: u64| Counters {
         reclaim_runs: runs,
         reclaim_ns: ns,
         reclaimed_pages: pages,
-        ..ProcStats::default()
+        ..Counters::default()
     };
-    let round = |t: &mut ProcessTable, time: f64, a: ProcStats, b: ProcStats| {
+    let round = |t: &mut ProcessTable, time: f64, a: Counters, b: Counters| {
         t.update(
             &Snapshot {
                 t_mono: time,
                 procs: vec![(1, a), (2, b)],
-                counters: [0; tracer_common::CTR_COUNT as usize],
+                counters: Default::default(),
                 procs_capacity: 100,
             },
             None,
@@ -59,19 +59,19 @@ fn reclaim_is_summed_per_cgroup_as_deltas() {
 #[test]
 fn reclaim_of_a_short_lived_process_goes_to_its_exec_or_parent_cgroup() {
     let mut t = ProcessTable::new(TableLimits::default(), 0.0);
-    let proc_at = |ppid: u32, runs: u64, exited: bool| ProcStats {
+    let proc_at = |ppid: u32, runs: u64, exited: bool| Counters {
         ppid,
         reclaim_runs: runs,
         reclaim_ns: 1_000,
-        flags: if exited { PROC_FLAG_EXITED } else { 0 },
-        ..ProcStats::default()
+        exited,
+        ..Counters::default()
     };
-    let round = |t: &mut ProcessTable, time: f64, procs: Vec<(u32, ProcStats)>| {
+    let round = |t: &mut ProcessTable, time: f64, procs: Vec<(u32, Counters)>| {
         t.update(
             &Snapshot {
                 t_mono: time,
                 procs,
-                counters: [0; tracer_common::CTR_COUNT as usize],
+                counters: Default::default(),
                 procs_capacity: 100,
             },
             None,
@@ -239,17 +239,17 @@ mod exit_tests {
     #[test]
     fn exited_process_keeps_its_final_sample_in_the_graveyard() {
         let mut t = ProcessTable::new(TableLimits::default(), 0.0);
-        let mut st = ProcStats::default();
-        st.rss[tracer_common::RSS_ANON] = 100;
-        let snap = |t_mono: f64, st: ProcStats| Snapshot {
+        let mut st = Counters::default();
+        st.rss.anon = 100;
+        let snap = |t_mono: f64, st: Counters| Snapshot {
             t_mono,
             procs: vec![(9, st)],
-            counters: [0; tracer_common::CTR_COUNT as usize],
+            counters: Default::default(),
             procs_capacity: 10,
         };
         t.update(&snap(1.0, st), None);
-        st.rss[tracer_common::RSS_ANON] = 200;
-        st.flags |= PROC_FLAG_EXITED;
+        st.rss.anon = 200;
+        st.exited = true;
         let r = t.update(&snap(2.0, st), None);
         assert_eq!(r.exited, vec![9]);
         assert!(t.live.is_empty());
@@ -258,43 +258,42 @@ mod exit_tests {
         assert_eq!(dead.exited_at, Some(2.0));
         // Born and dead between two samples (its exit event found the ring full): tracked at
         // its end with every count.
-        let mut brief = ProcStats {
-            flags: PROC_FLAG_EXITED,
-            ..ProcStats::default()
+        let mut brief = Counters {
+            exited: true,
+            ..Counters::default()
         };
-        brief.calls[tracer_common::CALL_BRK] = 500;
+        brief.calls.brk = 500;
         let r = t.update(&snap(3.0, brief), None);
         assert_eq!((r.exited.clone(), r.new_pids.clone()), (vec![9], vec![9]));
         let again = t.find(9).expect("the newer incarnation");
         assert!(again.brief);
-        assert_eq!(again.stats.calls[tracer_common::CALL_BRK], 500);
+        assert_eq!(again.counters.calls.brk, 500);
     }
 }
 
 mod end_tests {
     use super::*;
-    use tracer_common::{CALL_BRK, CALL_MMAP, RSS_ANON};
 
-    fn stats(brk: u64, mmap: u64, anon: u64, peak: u64) -> ProcStats {
-        let mut st = ProcStats {
+    fn stats(brk: u64, mmap: u64, anon: u64, peak: u64) -> Counters {
+        let mut st = Counters {
             ppid: 1,
             first_seen_ns: 1,
             peak_private: peak,
-            ..ProcStats::default()
+            ..Counters::default()
         };
         st.comm[..5].copy_from_slice(b"brief");
-        st.calls[CALL_BRK] = brk;
-        st.calls[CALL_MMAP] = mmap;
-        st.rss[RSS_ANON] = anon;
+        st.calls.brk = brk;
+        st.calls.mmap = mmap;
+        st.rss.anon = anon;
         st
     }
 
-    fn round(t: &mut ProcessTable, t_mono: f64, procs: Vec<(u32, ProcStats)>) -> RoundReport {
+    fn round(t: &mut ProcessTable, t_mono: f64, procs: Vec<(u32, Counters)>) -> RoundReport {
         t.update(
             &Snapshot {
                 t_mono,
                 procs,
-                counters: [0; tracer_common::CTR_COUNT as usize],
+                counters: Default::default(),
                 procs_capacity: 100,
             },
             None,
@@ -316,14 +315,11 @@ mod end_tests {
         let p = t.find(42).expect("kept");
         assert!(p.brief && p.exited_at == Some(1.3));
         assert_eq!(p.comm, "brief");
-        assert_eq!(p.stats.calls[CALL_BRK], 500);
-        assert!(
-            p.stats.flags & PROC_FLAG_EXITED != 0,
-            "its sample says exited"
-        );
+        assert_eq!(p.counters.calls.brk, 500);
+        assert!(p.counters.exited, "its sample says exited");
         assert_eq!(p.fine.len(), 1);
-        assert_eq!(t.calls_total[CALL_BRK], 500);
-        assert_eq!(t.calls_total[CALL_MMAP], 50);
+        assert_eq!(t.calls_total.brk, 500);
+        assert_eq!(t.calls_total.mmap, 50);
         assert_eq!((t.ended.count, t.ended.brief), (1, 1));
         assert_eq!(t.ended.largest[0].peak_private_bytes, 9 << 20);
         assert_eq!(t.ended.largest[0].calls.brk, 500);
@@ -343,7 +339,7 @@ mod end_tests {
         assert!(!p.brief);
         assert_eq!(p.fine.len(), 3, "the end is a sample of its own");
         assert_eq!(p.last().unwrap().private(), 3 << 20);
-        assert_eq!(t.calls_total[CALL_BRK], 35, "deltas, not sums of totals");
+        assert_eq!(t.calls_total.brk, 35, "deltas, not sums of totals");
         // A round that read the entry after the exit's timestamp: never a step back in time.
         let mut t = ProcessTable::new(TableLimits::default(), 0.0);
         round(&mut t, 3.0, vec![(8, stats(1, 0, 0, 0))]);
