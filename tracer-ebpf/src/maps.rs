@@ -11,10 +11,6 @@ use aya_ebpf::{
 };
 use tracer_common::{CTR_COUNT, CTR_PROCS_FULL, PendingCall, ProcStats, RSS_MEMBERS};
 
-use crate::programs::rss::{
-    OFF_MM_RSS_STAT, OFF_RSS_STAT_COUNT, OFF_TASK_MM, PAGE_SIZE, RSS_STAT_STRIDE,
-};
-
 /// Per-process aggregates. A plain hash map, not LRU: entries are removed explicitly at
 /// exit (and by the userspace sweeper for processes whose exit was missed), and a full map
 /// is counted in `CTR_PROCS_FULL` instead of silently evicting a live process.
@@ -51,6 +47,19 @@ pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(CTR_COUNT,
 /// Rare events (exec, exit, OOM victim).
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+
+/// Field offsets of the RSS counters (BTF-derived; set by the loader), shared by the rss_stat
+/// programs and every program that creates an entry (see `fill_rss_from_mm`).
+#[unsafe(no_mangle)]
+pub static OFF_TASK_MM: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+pub static OFF_MM_RSS_STAT: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+pub static RSS_STAT_STRIDE: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+pub static OFF_RSS_STAT_COUNT: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+pub static PAGE_SIZE: Global<u64> = Global::new(4096);
 
 #[unsafe(no_mangle)]
 pub static SELF_TGID: Global<u32> = Global::new(0);

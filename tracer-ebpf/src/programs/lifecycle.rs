@@ -14,12 +14,9 @@ use tracer_common::{
     PROC_FLAG_EXITED, PROC_FLAG_FORK_SEEN,
 };
 
-use crate::{
-    maps::{
-        EVENTS, MM_OWNER, PENDING, PROCS, SELF_TGID, ZERO_STATS, bump, current_mm, current_proc,
-        fill_rss_from_mm, leader_comm, new_proc, now,
-    },
-    programs::rss::OFF_TASK_MM,
+use crate::maps::{
+    EVENTS, MM_OWNER, OFF_TASK_MM, PENDING, PROCS, SELF_TGID, ZERO_STATS, bump, current_mm,
+    current_proc, fill_rss_from_mm, leader_comm, new_proc, now,
 };
 
 #[unsafe(no_mangle)]

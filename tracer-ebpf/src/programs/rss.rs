@@ -18,7 +18,10 @@ use tracer_common::{
     RSS_SWAP,
 };
 
-use crate::maps::{MM_OWNER, PROCS, bump, current_mm, current_proc, fill_rss_from_mm, rss_gen};
+use crate::maps::{
+    MM_OWNER, OFF_MM_RSS_STAT, OFF_RSS_STAT_COUNT, OFF_TASK_MM, PAGE_SIZE, PROCS, RSS_STAT_STRIDE,
+    bump, current_mm, current_proc, fill_rss_from_mm, rss_gen,
+};
 
 #[unsafe(no_mangle)]
 static OFF_RSS_MM_ID: Global<u32> = Global::new(0);
@@ -28,16 +31,6 @@ static OFF_RSS_CURR: Global<u32> = Global::new(0);
 static OFF_RSS_MEMBER: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 static OFF_RSS_SIZE: Global<u32> = Global::new(0);
-#[unsafe(no_mangle)]
-pub static OFF_TASK_MM: Global<u32> = Global::new(0);
-#[unsafe(no_mangle)]
-pub static OFF_MM_RSS_STAT: Global<u32> = Global::new(0);
-#[unsafe(no_mangle)]
-pub static RSS_STAT_STRIDE: Global<u32> = Global::new(0);
-#[unsafe(no_mangle)]
-pub static OFF_RSS_STAT_COUNT: Global<u32> = Global::new(0);
-#[unsafe(no_mangle)]
-pub static PAGE_SIZE: Global<u64> = Global::new(4096);
 
 /// Keys of `MM_OWNER` from the classic event (a 32-bit hash of the mm) are tagged so they
 /// can never collide with kernel pointers used by the raw program.

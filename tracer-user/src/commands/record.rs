@@ -72,7 +72,7 @@ impl RecordSink {
     }
 
     fn t(&self, t_mono: f64) -> f64 {
-        trace::round_ms(t_mono - self.t0_mono)
+        crate::util::clock::round_ms(t_mono - self.t0_mono)
     }
 }
 

@@ -131,6 +131,14 @@ impl fmt::Display for Verdict {
     }
 }
 
+/// A process's verdict that changed at a round (the pipeline reports these as they happen).
+#[derive(Clone, Debug)]
+pub struct VerdictChange {
+    pub pid: u32,
+    pub previous: Option<Verdict>,
+    pub now: Assessment,
+}
+
 /// The detector's judgement of one series.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Assessment {

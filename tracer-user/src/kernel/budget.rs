@@ -324,7 +324,7 @@ pub fn summarize(events: &[(f64, BudgetEvent)], end: f64) -> Vec<HookSummary> {
         if let Some(since) = open.get(&h.hook) {
             h.paused_secs += (end - since).max(0.0);
         }
-        h.paused_secs = crate::trace::round_ms(h.paused_secs);
+        h.paused_secs = crate::util::clock::round_ms(h.paused_secs);
     }
     out.sort_by_key(|h| h.hook);
     out

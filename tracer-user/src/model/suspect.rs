@@ -55,7 +55,7 @@ impl Suspect {
             verdict: a.verdict,
             confidence: round_confidence(a.confidence),
             growth_bytes_per_sec: a.growth_bytes_per_sec.round(),
-            since_secs: a.since.map(crate::trace::round_ms),
+            since_secs: a.since.map(crate::util::clock::round_ms),
             private_bytes: p.last().map_or(0, |s| s.private()),
             peak_private_bytes: p.peak_private(),
             reason: a.reason.clone(),

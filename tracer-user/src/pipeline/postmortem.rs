@@ -4,11 +4,8 @@
 //! victim (and often its container) is gone by the time anyone looks. Built once by the
 //! session when the kernel reports the victim, so every sink shows the same record.
 use crate::{
-    host::identity::parse_proc_cgroup,
-    kernel::events::OomVictim,
-    model::table::ProcessTable,
-    pipeline::context::Context,
-    trace::{OomRecord, round_ms},
+    host::identity::parse_proc_cgroup, kernel::events::OomVictim, model::table::ProcessTable,
+    pipeline::context::Context, trace::OomRecord, util::clock::round_ms,
 };
 
 /// How much of the victim's history goes into the record, and at what resolution.

@@ -100,7 +100,7 @@ pub enum Happening<'a> {
         snap: &'a Snapshot,
         report: &'a RoundReport,
         /// Verdicts that changed this round.
-        verdicts: &'a [crate::pipeline::verdicts::VerdictChange],
+        verdicts: &'a [crate::detector::VerdictChange],
         /// The kernel programs' cost and the hooks the budget has paused.
         overhead: &'a crate::kernel::budget::OverheadStatus,
     },

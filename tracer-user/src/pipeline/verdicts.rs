@@ -69,13 +69,7 @@ pub fn assess(p: &Process, now: f64, cfg: &DetectorConfig) -> Assessment {
     }
 }
 
-/// A verdict that changed this round.
-#[derive(Clone, Debug)]
-pub struct VerdictChange {
-    pub pid: u32,
-    pub previous: Option<Verdict>,
-    pub now: Assessment,
-}
+pub use crate::detector::VerdictChange;
 
 /// Re-assess processes whose memory changed this round, and the others every
 /// `REASSESS_SECS` (their carried-forward flat stretch also changes the verdict, slowly).
@@ -126,5 +120,5 @@ pub fn limit_and_time(
         .assessment
         .as_ref()
         .and_then(|a| a.time_to_limit(current, limit.bytes as f64));
-    (Some(limit.bytes), ttl.map(crate::trace::round_ms))
+    (Some(limit.bytes), ttl.map(crate::util::clock::round_ms))
 }

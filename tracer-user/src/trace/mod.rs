@@ -4,6 +4,7 @@ pub mod reader;
 use std::collections::BTreeMap;
 
 pub use crate::model::counters::Calls;
+use crate::util::clock::round_ms;
 use crate::{
     kernel::events::OomVictim,
     model::counters::{Counters, Rss},
@@ -282,7 +283,7 @@ pub struct VerdictRecord {
 
 impl VerdictRecord {
     /// The record of a verdict change (the same in traces and on the daemon's stdout).
-    pub fn from_change(t: f64, comm: &str, v: &crate::pipeline::verdicts::VerdictChange) -> Self {
+    pub fn from_change(t: f64, comm: &str, v: &crate::detector::VerdictChange) -> Self {
         Self {
             t,
             pid: v.pid,
@@ -364,11 +365,6 @@ pub struct Grower {
     pub comm: String,
     pub growth_bytes_per_sec: f64,
     pub private_bytes: u64,
-}
-
-/// Times are written with millisecond precision: more would be noise, and it keeps lines short.
-pub fn round_ms(t: f64) -> f64 {
-    (t * 1000.0).round() / 1000.0
 }
 
 #[cfg(test)]

@@ -23,3 +23,8 @@ pub fn rfc3339(unix_ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + std::time::Duration::from_millis(unix_ms))
         .to_string()
 }
+
+/// Times are written with millisecond precision: more would be noise, and it keeps lines short.
+pub fn round_ms(t: f64) -> f64 {
+    (t * 1000.0).round() / 1000.0
+}

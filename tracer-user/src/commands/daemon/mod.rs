@@ -21,7 +21,8 @@ use crate::{
     model::table::ProcessTable,
     pipeline::context::Context,
     pipeline::session::{EndReason, Happening, SessionInfo, Sink},
-    trace::{Record, VerdictRecord, round_ms},
+    trace::{Record, VerdictRecord},
+    util::clock::round_ms,
     util::error::UsageError,
 };
 

@@ -322,7 +322,7 @@ pub fn build(
         .map(|(s, p)| crate::commands::report::plot::Series::of(p, &s.comm))
         .collect();
     let report = Report {
-        duration_secs: crate::trace::round_ms(now),
+        duration_secs: crate::util::clock::round_ms(now),
         processes: rp.table.live.len() + rp.table.graveyard.len(),
         samples: rp.samples,
         suspects: suspects.into_iter().map(|(s, _)| s).collect(),
@@ -362,7 +362,7 @@ fn suspect(
             core.assessment
                 .time_to_limit(core.private_bytes as f64, l as f64)
         })
-        .map(crate::trace::round_ms);
+        .map(crate::util::clock::round_ms);
     Suspect {
         since: core
             .since_secs

@@ -131,8 +131,8 @@ pub fn row(p: &Process, now: f64, window: f64, limits: &mut LimitCache, ids: &mu
         growth_bytes_per_sec: growth.round(),
         growth_bytes_per_min: (growth * 60.0).round(),
         alloc_bytes_per_sec: p.alloc_rate(now, window).round(),
-        growing_for_secs: crate::trace::round_ms(growing_for),
-        observed_secs: crate::trace::round_ms(now - p.first_seen),
+        growing_for_secs: crate::util::clock::round_ms(growing_for),
+        observed_secs: crate::util::clock::round_ms(now - p.first_seen),
         verdict: p.assessment.as_ref().map(|a| a.verdict),
         confidence: p
             .assessment
@@ -414,8 +414,8 @@ impl Sink for TopSink {
             OutputFormat::Json => {
                 let info = self.info.as_ref();
                 let doc = OnceDocument {
-                    observed_secs: crate::trace::round_ms(now),
-                    window_secs: crate::trace::round_ms(window),
+                    observed_secs: crate::util::clock::round_ms(now),
+                    window_secs: crate::util::clock::round_ms(window),
                     interval_ms: info.map_or(0, |i| i.interval.as_millis() as u64),
                     host: std::fs::read_to_string("/proc/sys/kernel/hostname")
                         .unwrap_or_default()

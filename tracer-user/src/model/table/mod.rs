@@ -259,7 +259,7 @@ fn ended_process(p: &Process, t: f64, brief: bool) -> crate::model::ended::Ended
         pid: p.pid,
         ppid: p.ppid,
         comm: p.comm.clone(),
-        ended_at_secs: crate::trace::round_ms(t),
+        ended_at_secs: crate::util::clock::round_ms(t),
         brief,
         peak_private_bytes: p.peak_private(),
         private_bytes: last.private(),
@@ -361,7 +361,7 @@ impl ProcessTable {
     pub fn session_time(&self, t_mono: f64) -> f64 {
         // Millisecond precision, as the trace writes it: a replayed trace then rebuilds the
         // very series the live table held, and judges them alike.
-        crate::trace::round_ms(t_mono - self.t0_mono)
+        crate::util::clock::round_ms(t_mono - self.t0_mono)
     }
 
     /// Fold one kernel snapshot in. `procfs` is used only at first sight of a pid
