@@ -131,6 +131,11 @@ impl fmt::Display for Verdict {
     }
 }
 
+/// Confidence as every output shows it: two decimal places.
+pub fn round_confidence(c: f64) -> f64 {
+    (c * 100.0).round() / 100.0
+}
+
 /// A process's verdict that changed at a round (the pipeline reports these as they happen).
 #[derive(Clone, Debug)]
 pub struct VerdictChange {

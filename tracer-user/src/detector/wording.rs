@@ -1,24 +1,8 @@
 //! Numbers as the one-sentence reason of an [`Assessment`](super::Assessment) shows them.
 
-use super::{KIB, MIB};
-
-/// "1.5 MiB", "-300 KiB", "12 B".
+/// "1.5 MiB", "-300 KiB", "12 B": the one byte formatter (crate::util::format::bytes).
 pub(super) fn fmt_bytes(b: f64) -> String {
-    let a = b.abs();
-    let (v, unit) = if a >= 1024.0 * 1024.0 * 1024.0 {
-        (b / (1024.0 * 1024.0 * 1024.0), "GiB")
-    } else if a >= MIB {
-        (b / MIB, "MiB")
-    } else if a >= KIB {
-        (b / KIB, "KiB")
-    } else {
-        return format!("{b:.0} B");
-    };
-    if v.abs() >= 100.0 {
-        format!("{v:.0} {unit}")
-    } else {
-        format!("{v:.1} {unit}")
-    }
+    crate::util::format::bytes(b)
 }
 
 pub(super) fn fmt_rate(r: f64) -> String {

@@ -38,10 +38,7 @@ pub struct Suspect {
     pub assessment: Assessment,
 }
 
-/// Confidence as every output shows it: two decimal places.
-pub fn round_confidence(c: f64) -> f64 {
-    (c * 100.0).round() / 100.0
-}
+use crate::detector::round_confidence;
 
 impl Suspect {
     /// `p` as judged by `a`; None unless `a` says leaking or growing.

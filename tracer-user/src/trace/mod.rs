@@ -290,7 +290,7 @@ impl VerdictRecord {
             comm: comm.to_string(),
             verdict: v.now.verdict,
             previous: v.previous,
-            confidence: (v.now.confidence * 100.0).round() / 100.0,
+            confidence: crate::detector::round_confidence(v.now.confidence),
             growth_bytes_per_sec: v.now.growth_bytes_per_sec.round(),
             since: v.now.since.map(round_ms),
             reason: v.now.reason.clone(),

@@ -1,8 +1,9 @@
 //! Human renderings of bytes, rates and durations for tables.
 
-/// 1536 -> "1.5Ki", binary units as `free -h` and `top` use.
+/// 1536 -> "1.5 KiB": binary units, one decimal below 10. The one byte formatter: tables,
+/// headers and the detector's reason sentences all show sizes this way.
 pub fn bytes(b: f64) -> String {
-    const UNITS: [&str; 6] = ["B", "Ki", "Mi", "Gi", "Ti", "Pi"];
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let neg = b < 0.0;
     let mut v = b.abs();
     let mut i = 0;
@@ -11,11 +12,11 @@ pub fn bytes(b: f64) -> String {
         i += 1;
     }
     let s = if i == 0 {
-        format!("{v:.0}{}", UNITS[i])
+        format!("{v:.0} {}", UNITS[i])
     } else if v < 10.0 {
-        format!("{v:.1}{}", UNITS[i])
+        format!("{v:.1} {}", UNITS[i])
     } else {
-        format!("{v:.0}{}", UNITS[i])
+        format!("{v:.0} {}", UNITS[i])
     };
     if neg { format!("-{s}") } else { s }
 }
@@ -40,10 +41,10 @@ mod tests {
 
     #[test]
     fn renders() {
-        assert_eq!(bytes(0.0), "0B");
-        assert_eq!(bytes(1536.0), "1.5Ki");
-        assert_eq!(bytes(100.0 * 1048576.0), "100Mi");
-        assert_eq!(bytes(-2048.0), "-2.0Ki");
+        assert_eq!(bytes(0.0), "0 B");
+        assert_eq!(bytes(1536.0), "1.5 KiB");
+        assert_eq!(bytes(100.0 * 1048576.0), "100 MiB");
+        assert_eq!(bytes(-2048.0), "-2.0 KiB");
         assert_eq!(duration(45.2), "45s");
         assert_eq!(duration(754.0), "12m34s");
         assert_eq!(duration(3.0 * 3600.0 + 300.0), "3h05m");

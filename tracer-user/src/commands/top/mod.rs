@@ -137,7 +137,7 @@ pub fn row(p: &Process, now: f64, window: f64, limits: &mut LimitCache, ids: &mu
         confidence: p
             .assessment
             .as_ref()
-            .map_or(0.0, |a| (a.confidence * 100.0).round() / 100.0),
+            .map_or(0.0, |a| crate::detector::round_confidence(a.confidence)),
         limit_bytes,
         time_to_limit_secs,
         namespace: id.namespace,
