@@ -152,6 +152,12 @@ fn update(mm_key: u64, is_current: bool, member: usize, bytes: u64, mm: u64) {
         };
         fill_rss_from_mm(s, mm);
     }
+    // The caller's bound check on `member` is lost on older verifiers (6.1) when the refill
+    // branch above spills it to the stack: LLVM drops this check as redundant, and the 6.1
+    // verifier then refuses an unbounded write. A volatile reload keeps the check next to the
+    // write, where every verifier sees it.
+    // SAFETY: a plain read of a local through a reference to it.
+    let member = unsafe { core::ptr::read_volatile(&member) };
     if let Some(slot) = s.rss.get_mut(member) {
         // An absolute value: last writer wins, no atomics needed.
         *slot = bytes;
