@@ -89,6 +89,11 @@ pub struct ProcStats {
     /// resumes it, so an entry not refilled since is read from /proc instead.
     pub rss_gen: u32,
     pub _pad: u32,
+    /// The key under which this process owns its mm in `MM_OWNER` (the mm's address for the
+    /// raw rss_stat program, its tagged hash for the classic one; 0 until learnt). An rss_stat
+    /// event for this very key is the process's own: the kernel program then skips the owner
+    /// map, the costliest part of the page-fault path. Kernel-private; userspace ignores it.
+    pub mm_key: u64,
 }
 
 /// The process was created while tracing (fork seen), so its counters are complete.
@@ -269,10 +274,10 @@ mod tests {
     fn abi_sizes_are_stable() {
         // The kernel and userspace builds must agree on these sizes; a change here is an
         // ABI change and must be deliberate.
-        assert_eq!(core::mem::size_of::<ProcStats>(), 328);
+        assert_eq!(core::mem::size_of::<ProcStats>(), 336);
         assert_eq!(core::mem::size_of::<PendingCall>() % 8, 0);
         assert_eq!(core::mem::size_of::<Event>() % 8, 0);
-        assert_eq!(core::mem::size_of::<ExitEvent>(), 24 + 328);
+        assert_eq!(core::mem::size_of::<ExitEvent>(), 24 + 336);
         assert_eq!(core::mem::offset_of!(ExitEvent, kind), 0);
         assert_eq!(core::mem::offset_of!(Event, kind), 0);
         assert!(

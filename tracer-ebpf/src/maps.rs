@@ -129,6 +129,33 @@ pub fn fill_rss_from_mm(s: &mut ProcStats, mm: u64) -> bool {
     true
 }
 
+/// The process `tgid` no longer uses the mm its entry knows (exec, exit): release its
+/// `MM_OWNER` entry, so that the owner map holds the mms of live processes only. Entries are no
+/// longer refreshed by every event (see rss.rs), so stale ones must not crowd a live one out
+/// of the LRU. A CLONE_VM child (vfork, posix_spawn, Go's os/exec) shares its parent's mm
+/// until it execs or exits, and may have claimed it meanwhile: the mm goes back to the parent.
+#[inline(always)]
+pub fn forget_mm(s: &mut ProcStats, tgid: u32) {
+    let key = s.mm_key;
+    if key == 0 {
+        return;
+    }
+    s.mm_key = 0;
+    // SAFETY: the u32 is copied out at once.
+    if unsafe { MM_OWNER.get(key) }.copied() != Some(tgid) {
+        return; // owned by another process since (an mm address reused, a CLONE_VM child)
+    }
+    let parent = s.ppid;
+    // SAFETY: the field is copied out at once from a PROCS map value.
+    let parent_shares =
+        parent != 0 && unsafe { PROCS.get(parent) }.is_some_and(|p| p.mm_key == key);
+    if parent_shares {
+        let _ = MM_OWNER.insert(key, parent, 0);
+    } else {
+        let _ = MM_OWNER.remove(key);
+    }
+}
+
 /// The current RSS generation (see `RSS_GEN`).
 #[inline(always)]
 pub fn rss_gen() -> u32 {

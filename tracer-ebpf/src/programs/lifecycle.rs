@@ -16,7 +16,7 @@ use tracer_common::{
 
 use crate::maps::{
     EVENTS, MM_OWNER, OFF_TASK_MM, PENDING, PROCS, SELF_TGID, ZERO_STATS, bump, current_mm,
-    current_proc, fill_rss_from_mm, leader_comm, new_proc, now,
+    current_proc, fill_rss_from_mm, forget_mm, leader_comm, new_proc, now,
 };
 
 #[unsafe(no_mangle)]
@@ -73,8 +73,11 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     if let Ok(mm) = child_mm
         && mm != 0
     {
-        if RSS_KEYS_ARE_POINTERS.load() != 0 {
+        // A copied mm is the child's own; a shared one (CLONE_VM: vfork, posix_spawn) stays
+        // its parent's, and the child learns it from its own events if it touches memory.
+        if RSS_KEYS_ARE_POINTERS.load() != 0 && mm != current_mm() {
             let _ = MM_OWNER.insert(mm, tgid, 0);
+            fresh.mm_key = mm;
         }
         // The pages copied at fork were counted before the mm had an owner here (and the
         // classic event's mm_id is not known yet): take them from the child's mm.
@@ -92,6 +95,8 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
         let s = unsafe { &mut *stats };
         s.comm = comm;
         s.flags |= PROC_FLAG_EXEC_SEEN;
+        // The old mm is gone; the new one is learnt at its first rss_stat event.
+        forget_mm(s, tgid);
         // A new mm: its counters, not the old one's (or the parent's, filled at fork), until
         // each member's next rss_stat event.
         fill_rss_from_mm(s, current_mm());
@@ -128,7 +133,7 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     if !group_dead || tgid == SELF_TGID.load() {
         return 0;
     }
-    // The final counters travel with the exit, written in place (352 bytes: too big for
+    // The final counters travel with the exit, written in place (360 bytes: too big for
     // the stack), and the entry is freed now: a process shorter than one sampling interval
     // is counted exactly, and the map holds live processes only.
     let Some(mut slot) = EVENTS.reserve::<ExitEvent>(0) else {
@@ -137,12 +142,18 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
         // (and then deletes it). Only the exit's timestamp is lost.
         if let Some(p) = PROCS.get_ptr_mut(tgid) {
             // SAFETY: p points into a PROCS map value, valid for the program's run.
-            unsafe { (*p).flags |= PROC_FLAG_EXITED };
+            let s = unsafe { &mut *p };
+            s.flags |= PROC_FLAG_EXITED;
+            forget_mm(s, tgid);
         }
         return 0;
     };
     let ev = slot.as_mut_ptr();
-    let known = PROCS.get_ptr(tgid);
+    let known = PROCS.get_ptr_mut(tgid);
+    if let Some(p) = known {
+        // SAFETY: p points into a PROCS map value, valid for the program's run.
+        forget_mm(unsafe { &mut *p }, tgid);
+    }
     // SAFETY: `ev` points to a reserved ring-buffer record of size_of::<ExitEvent>() bytes,
     // ours until submitted; `known` and the ZERO_STATS value point into map values, valid for
     // the program's run. Every field of the record is written (ring memory is not zeroed).
@@ -152,7 +163,7 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
         (*ev).ts_ns = now();
         (*ev)._pad = 0;
         let src = match known {
-            Some(p) => p,
+            Some(p) => p as *const _,
             None => match ZERO_STATS.get_ptr(0) {
                 Some(z) => z,
                 None => {

@@ -1,4 +1,5 @@
 //! One module per hook family.
+mod fields;
 mod lifecycle;
 mod oom;
 mod reclaim;

@@ -6,21 +6,24 @@
 //! - `rss_stat` (classic tracepoint): fallback when the kernel's BTF is unavailable.
 //!
 //! Either way `curr=0` changes (reclaim, fork, exit: another task touches this mm) are
-//! attributed through `MM_OWNER`, learnt from `curr=1` changes.
+//! attributed through `MM_OWNER`, learnt from `curr=1` changes. Each entry remembers the key
+//! of its own mm (`ProcStats::mm_key`), so a process's own page faults, nearly every event,
+//! cost one map lookup and no owner lookup (see `update`).
 use aya_ebpf::{
     Global,
-    helpers::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_kernel},
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel},
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
 };
 use tracer_common::{
-    CTR_READ_ERRORS, CTR_RSS_UNATTRIBUTED, PROC_FLAG_EXITED, RSS_ANON, RSS_MEMBERS, RSS_SHMEM,
-    RSS_SWAP,
+    CTR_READ_ERRORS, CTR_RSS_UNATTRIBUTED, PROC_FLAG_EXITED, ProcStats, RSS_ANON, RSS_MEMBERS,
+    RSS_SHMEM, RSS_SWAP,
 };
 
+use super::fields::{field, try_at};
 use crate::maps::{
-    MM_OWNER, OFF_MM_RSS_STAT, OFF_RSS_STAT_COUNT, OFF_TASK_MM, PAGE_SIZE, PROCS, RSS_STAT_STRIDE,
-    bump, current_mm, current_proc, fill_rss_from_mm, rss_gen,
+    MM_OWNER, OFF_MM_RSS_STAT, OFF_RSS_STAT_COUNT, PAGE_SIZE, PROCS, RSS_STAT_STRIDE, bump,
+    current_mm, current_proc, fill_rss_from_mm, rss_gen,
 };
 
 #[unsafe(no_mangle)]
@@ -44,13 +47,6 @@ pub fn rss_stat_raw(ctx: RawTracePointContext) -> i32 {
     if member >= RSS_MEMBERS as u64 || mm == 0 {
         return 0;
     }
-    // SAFETY: bpf_get_current_task takes no arguments and has no preconditions.
-    let task = unsafe { bpf_get_current_task() };
-    // SAFETY: a checked kernel read (bpf_probe_read_kernel) of current's mm pointer; a bad
-    // address is an Err, read as "not current's mm".
-    let current_mm =
-        unsafe { bpf_probe_read_kernel((task + OFF_TASK_MM.load() as u64) as *const u64) }
-            .unwrap_or(0);
     let counter = mm
         + OFF_MM_RSS_STAT.load() as u64
         + member * RSS_STAT_STRIDE.load() as u64
@@ -71,27 +67,27 @@ pub fn rss_stat_raw(ctx: RawTracePointContext) -> i32 {
     } else {
         0
     };
-    update(mm, current_mm == mm, member as usize, bytes, mm);
+    update(mm, Curr::FromTask, member as usize, bytes, mm);
     0
 }
 
 #[tracepoint]
 pub fn rss_stat(ctx: TracePointContext) -> u32 {
-    // SAFETY: read_at goes through bpf_probe_read_kernel: an offset outside the record reads
-    // as an Err (counted below), never as undefined behaviour.
-    let read = |off: &Global<u32>| unsafe { ctx.read_at::<u64>(off.load() as usize) };
-    let (Ok(mm_id), Ok(member), Ok(size)) = (
-        read(&OFF_RSS_MM_ID),
-        read(&OFF_RSS_MEMBER),
-        read(&OFF_RSS_SIZE),
+    // Direct loads at the layout of every kernel since 5.5 (mm_id and curr are adjacent u32s,
+    // member an int, size a long), helper reads otherwise: see fields.rs.
+    let (Some(mm_id), Some(member), Some(size)) = (
+        try_at::<8>(&ctx, &OFF_RSS_MM_ID),
+        try_at::<16>(&ctx, &OFF_RSS_MEMBER),
+        try_at::<24>(&ctx, &OFF_RSS_SIZE),
     ) else {
-        bump(CTR_READ_ERRORS);
         return 0;
     };
-    // mm_id and curr are adjacent u32s; member is an int: keep the low 32 bits of each.
-    let curr = match read(&OFF_RSS_CURR) {
-        Ok(c) => c & 0xffff_ffff != 0,
-        Err(_) => false,
+    // curr is the u32 after mm_id: the 8-byte load above holds it (a context load must be
+    // aligned to its size, so it cannot be read alone at 12).
+    let curr = if OFF_RSS_MM_ID.load() == 8 && OFF_RSS_CURR.load() == 12 {
+        mm_id >> 32 != 0
+    } else {
+        field(&ctx, &OFF_RSS_CURR).is_some_and(|c| c & 0xffff_ffff != 0)
     };
     let member = (member & 0xffff_ffff) as usize;
     if member >= RSS_MEMBERS {
@@ -100,7 +96,7 @@ pub fn rss_stat(ctx: TracePointContext) -> u32 {
     let size = size as i64;
     update(
         MM_ID_TAG | (mm_id & 0xffff_ffff),
-        curr,
+        Curr::Given(curr),
         member,
         if size > 0 { size as u64 } else { 0 },
         // The classic event names the mm by a hash only (`update` reads current's mm when
@@ -110,31 +106,29 @@ pub fn rss_stat(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// Whether the changed mm is the current task's: given by the classic event, read from the
+/// task by the raw program (only when the fast path did not already answer it).
+#[derive(Clone, Copy)]
+enum Curr {
+    Given(bool),
+    FromTask,
+}
+
 /// `mm`: the mm's address when the event gave it (0 otherwise), to refill every member
 /// after the hook was paused.
 #[inline(always)]
-fn update(mm_key: u64, is_current: bool, member: usize, bytes: u64, mm: u64) {
-    let stats = if is_current {
-        let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-        // Learn (or correct, after mm reuse) the owner; lookups are cheap, writes rare.
-        // SAFETY: the u32 is copied out at once; a concurrent update can only make it stale,
-        // and the insert below corrects it.
-        let known = unsafe { MM_OWNER.get(mm_key) }.copied();
-        if known != Some(tgid) {
-            let _ = MM_OWNER.insert(mm_key, tgid, 0);
-        }
-        current_proc(tgid)
-    } else {
-        // SAFETY: the u32 is copied out at once; a stale owner only misattributes one event,
-        // which the owner's next curr=1 event corrects.
-        let Some(tgid) = (unsafe { MM_OWNER.get(mm_key) }).copied() else {
-            bump(CTR_RSS_UNATTRIBUTED);
-            return;
-        };
-        // Never create an entry from another task's context: the owner may be gone.
-        PROCS.get_ptr_mut(tgid)
+fn update(mm_key: u64, curr: Curr, member: usize, bytes: u64, mm: u64) {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // The fast path, nearly every event: a page fault of a process in its own mm, whose key
+    // its entry already knows. One map lookup; no owner map, no task read.
+    let (stats, is_current) = match PROCS.get_ptr_mut(tgid) {
+        // SAFETY: p points into a PROCS map value, valid for the program's run.
+        Some(p) if unsafe { (*p).mm_key } == mm_key => (p, true),
+        _ => match owner_entry(tgid, mm_key, curr, mm) {
+            Some(found) => found,
+            None => return,
+        },
     };
-    let Some(stats) = stats else { return };
     // SAFETY: stats points into a PROCS map value, valid for the program's run.
     let s = unsafe { &mut *stats };
     if s.flags & PROC_FLAG_EXITED != 0 {
@@ -166,4 +160,34 @@ fn update(mm_key: u64, is_current: bool, member: usize, bytes: u64, mm: u64) {
     if private > s.peak_private {
         s.peak_private = private;
     }
+}
+
+/// The slow path: the entry of the process that owns the changed mm, and whether that is
+/// the current process. The current task's own mm teaches `MM_OWNER` (first event of a
+/// process, or after exec); another task's change (`curr=0`: reclaim, fork, exit) is
+/// attributed through it.
+#[inline(always)]
+fn owner_entry(tgid: u32, mm_key: u64, curr: Curr, mm: u64) -> Option<(*mut ProcStats, bool)> {
+    let is_current = match curr {
+        Curr::Given(c) => c,
+        Curr::FromTask => current_mm() == mm,
+    };
+    if is_current {
+        let p = current_proc(tgid)?;
+        // SAFETY: p points into a PROCS map value, valid for the program's run.
+        let s = unsafe { &mut *p };
+        if s.mm_key != mm_key {
+            let _ = MM_OWNER.insert(mm_key, tgid, 0);
+            s.mm_key = mm_key;
+        }
+        return Some((p, true));
+    }
+    // SAFETY: the u32 is copied out at once; a stale owner only misattributes one event,
+    // which the owner's next curr=1 event corrects.
+    let Some(owner) = (unsafe { MM_OWNER.get(mm_key) }).copied() else {
+        bump(CTR_RSS_UNATTRIBUTED);
+        return None;
+    };
+    // Never create an entry from another task's context: the owner may be gone.
+    Some((PROCS.get_ptr_mut(owner)?, false))
 }

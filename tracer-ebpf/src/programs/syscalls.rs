@@ -9,15 +9,14 @@
 //!   succeeded (mmap fails for real under memory pressure, and its PROT_NONE reservations
 //!   must not be counted as memory).
 use aya_ebpf::{
-    EbpfContext as _, Global, helpers::bpf_get_current_pid_tgid, macros::tracepoint,
-    programs::TracePointContext,
+    Global, helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
 };
 use tracer_common::{
     CALL_BRK, CALL_MADVISE, CALL_MMAP, CALL_MREMAP, CALL_MUNMAP, CTR_EXIT_WITHOUT_ENTRY,
-    CTR_PENDING_FULL, CTR_READ_ERRORS, MMAP_HIST_BUCKETS, MMAP_HIST_MIN_SHIFT, PendingCall,
-    ProcStats,
+    CTR_PENDING_FULL, MMAP_HIST_BUCKETS, MMAP_HIST_MIN_SHIFT, PendingCall, ProcStats,
 };
 
+use super::fields::at;
 use crate::maps::{PENDING, add, bump, current_proc};
 
 // Field offsets from tracefs format files (set by the loader).
@@ -51,37 +50,6 @@ const MADV_DONTNEED_LOCKED: u64 = 24;
 const PAGE_MASK: u64 = 4095;
 
 #[inline(always)]
-fn field(ctx: &TracePointContext, off: &Global<u32>) -> u64 {
-    // A helper read, not a direct context load: the verifier only allows ctx accesses at an
-    // instruction's immediate offset, and these offsets come from tracefs at load time.
-    // SAFETY: read_at goes through bpf_probe_read_kernel: an offset outside the record reads
-    // as an Err (counted), never as undefined behaviour.
-    match unsafe { ctx.read_at::<u64>(off.load() as usize) } {
-        Ok(v) => v,
-        Err(_) => {
-            bump(CTR_READ_ERRORS);
-            0
-        }
-    }
-}
-
-/// A field of a syscall record at the offset every kernel since 4.x uses (`AT`: the 8-byte
-/// common header, the syscall number, then one 8-byte slot per argument from offset 16, the
-/// return value at 16 in exit records): a direct context load, no helper call. The loader's
-/// tracefs offset still decides: the globals are frozen at load time, so the verifier knows
-/// which branch runs and drops the other; a kernel with another layout gets the helper read.
-#[inline(always)]
-fn arg<const AT: usize>(ctx: &TracePointContext, off: &Global<u32>) -> u64 {
-    if off.load() as usize == AT {
-        // SAFETY: a read inside the tracepoint record at a constant offset the verifier
-        // checks against the record's size at attach time.
-        unsafe { core::ptr::read((ctx.as_ptr() as *const u8).add(AT) as *const u64) }
-    } else {
-        field(ctx, off)
-    }
-}
-
-#[inline(always)]
 fn save(call: PendingCall) -> u32 {
     if PENDING.insert(bpf_get_current_pid_tgid(), call, 0).is_err() {
         bump(CTR_PENDING_FULL);
@@ -93,10 +61,10 @@ fn save(call: PendingCall) -> u32 {
 pub fn sys_enter_mmap(ctx: TracePointContext) -> u32 {
     save(PendingCall {
         kind: CALL_MMAP as u32,
-        len: arg::<24>(&ctx, &OFF_MMAP_LEN),
-        arg2: arg::<32>(&ctx, &OFF_MMAP_PROT),
-        arg3: arg::<40>(&ctx, &OFF_MMAP_FLAGS),
-        arg4: arg::<48>(&ctx, &OFF_MMAP_FD),
+        len: at::<24>(&ctx, &OFF_MMAP_LEN),
+        arg2: at::<32>(&ctx, &OFF_MMAP_PROT),
+        arg3: at::<40>(&ctx, &OFF_MMAP_FLAGS),
+        arg4: at::<48>(&ctx, &OFF_MMAP_FD),
         ..PendingCall::default()
     })
 }
@@ -110,10 +78,7 @@ pub fn sys_enter_munmap(ctx: TracePointContext) -> u32 {
     // SAFETY: stats points into a PROCS map value, valid for the program's run.
     let s = unsafe { &mut *stats };
     add(&mut s.calls[CALL_MUNMAP], 1);
-    add(
-        &mut s.unmapped,
-        page_align(arg::<24>(&ctx, &OFF_MUNMAP_LEN)),
-    );
+    add(&mut s.unmapped, page_align(at::<24>(&ctx, &OFF_MUNMAP_LEN)));
     0
 }
 
@@ -121,8 +86,8 @@ pub fn sys_enter_munmap(ctx: TracePointContext) -> u32 {
 pub fn sys_enter_mremap(ctx: TracePointContext) -> u32 {
     save(PendingCall {
         kind: CALL_MREMAP as u32,
-        len: arg::<24>(&ctx, &OFF_MREMAP_OLD_LEN),
-        arg2: arg::<32>(&ctx, &OFF_MREMAP_NEW_LEN),
+        len: at::<24>(&ctx, &OFF_MREMAP_OLD_LEN),
+        arg2: at::<32>(&ctx, &OFF_MREMAP_NEW_LEN),
         ..PendingCall::default()
     })
 }
@@ -137,14 +102,14 @@ pub fn sys_enter_madvise(ctx: TracePointContext) -> u32 {
     let s = unsafe { &mut *stats };
     add(&mut s.calls[CALL_MADVISE], 1);
     // `behavior` is an int in an 8-byte slot: keep the low 32 bits.
-    let behavior = arg::<32>(&ctx, &OFF_MADVISE_BEHAVIOR) & 0xffff_ffff;
+    let behavior = at::<32>(&ctx, &OFF_MADVISE_BEHAVIOR) & 0xffff_ffff;
     if matches!(
         behavior,
         MADV_DONTNEED | MADV_FREE | MADV_REMOVE | MADV_DONTNEED_LOCKED
     ) {
         add(
             &mut s.released,
-            page_align(arg::<24>(&ctx, &OFF_MADVISE_LEN)),
+            page_align(at::<24>(&ctx, &OFF_MADVISE_LEN)),
         );
     }
     0
@@ -167,7 +132,7 @@ fn on_exit(ctx: &TracePointContext, expected_kind: usize) -> u32 {
     if call.kind as usize != expected_kind {
         return 0;
     }
-    let ret = arg::<16>(ctx, &OFF_SYS_EXIT_RET);
+    let ret = at::<16>(ctx, &OFF_SYS_EXIT_RET);
     let tgid = (pid_tgid >> 32) as u32;
     let Some(stats) = current_proc(tgid) else {
         return 0;
@@ -244,7 +209,7 @@ pub fn sys_exit_mmap(ctx: TracePointContext) -> u32 {
 /// of an enter/exit pair. A failed brk counts as a call with no change.
 #[tracepoint]
 pub fn sys_exit_brk(ctx: TracePointContext) -> u32 {
-    let ret = arg::<16>(&ctx, &OFF_SYS_EXIT_RET);
+    let ret = at::<16>(&ctx, &OFF_SYS_EXIT_RET);
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let Some(stats) = current_proc(tgid) else {
         return 0;
