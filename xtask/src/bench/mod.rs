@@ -5,11 +5,13 @@
 //!
 //! 1. workload slowdown (`slowdown`): throughput per CPU-second of stress-ng brk, mmap, malloc
 //!    and vm, redis-server under redis-benchmark, a C malloc churn and a Go allocation loop,
-//!    untraced and under leaktracer `record`, bpftrace on the same hooks and bcc memleak, in 5
+//!    untraced and under leaktracer `record`, bpftrace on the same hooks, bcc memleak, and
+//!    empty programs on leaktracer's hooks (the floor any tracer of them pays), in 5
 //!    alternating rounds pinned with taskset;
-//! 2. cost per event of every eBPF program (kernel.bpf_stats_enabled, `bpf`);
-//! 3. leaktracer's own footprint: idle, ~100k events/s, 10,000 live processes, start-up
-//!    (`footprint`);
+//! 2. cost per event of every eBPF program (kernel.bpf_stats_enabled, `bpf`), beside the
+//!    empty program's on the same hook;
+//! 3. leaktracer's own footprint: idle, ~100k events/s, a malloc storm (over 1M events/s),
+//!    10,000 live processes, start-up (`footprint`);
 //! 4. detection latency of leaks of 10 MiB/s, 1 MiB/s and 1 MiB/min (`latency`).
 //!
 //! Results go to bench/results/latest.{md,json} (smoke.{md,json} with `--smoke`, which runs
@@ -341,6 +343,7 @@ pub fn run(root: &Path, bin: &Path, opts: &Options) -> anyhow::Result<()> {
         for (what, err) in [
             ("idle", f.idle.as_ref().err()),
             ("at 100k events/s", f.at_rate.as_ref().err()),
+            ("at 1M events/s", f.at_storm.as_ref().err()),
             ("many processes", f.many_procs.as_ref().err()),
             ("start-up", f.startup.as_ref().err()),
         ] {

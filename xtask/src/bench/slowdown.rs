@@ -317,7 +317,8 @@ fn run_cell(env: &Env, s: &mut Samples, tracer: Tracer, w: &Workload, round: usi
         Ok(r) => r,
         Err(e) => {
             // bpftrace not installed is a gap of the environment, reported once from there.
-            let harness = !(tracer == Tracer::Bpftrace && env.bpftrace_missing.is_some());
+            let harness = !(matches!(tracer, Tracer::Bpftrace | Tracer::Floor)
+                && env.bpftrace_missing.is_some());
             s.fail(None, tracer, format!("{e:#}"), harness);
             return;
         }

@@ -27,10 +27,19 @@ pub enum Tracer {
     Leaktracer,
     Bpftrace,
     Memleak,
+    /// Programs that do nothing, on leaktracer's hooks (bench/floor.bt): the least any tracer
+    /// of these hooks costs here.
+    Floor,
 }
 
 impl Tracer {
-    pub const ALL: [Tracer; 4] = [Self::None, Self::Leaktracer, Self::Bpftrace, Self::Memleak];
+    pub const ALL: [Tracer; 5] = [
+        Self::None,
+        Self::Leaktracer,
+        Self::Bpftrace,
+        Self::Memleak,
+        Self::Floor,
+    ];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -38,6 +47,7 @@ impl Tracer {
             Self::Leaktracer => "leaktracer record",
             Self::Bpftrace => "bpftrace, same hooks",
             Self::Memleak => "bcc memleak -p",
+            Self::Floor => "empty programs, same hooks",
         }
     }
 }
@@ -107,7 +117,8 @@ pub fn start(tracer: Tracer, env: &Env, tag: &str) -> anyhow::Result<Option<Runn
     match tracer {
         Tracer::None | Tracer::Memleak => Ok(None),
         Tracer::Leaktracer => record(env, &[], tag).map(Some),
-        Tracer::Bpftrace => bpftrace(env, tag).map(Some),
+        Tracer::Bpftrace => bpftrace(env, tag, "bench/peer.bt", 6).map(Some),
+        Tracer::Floor => bpftrace(env, tag, "bench/floor.bt", 8).map(Some),
     }
 }
 
@@ -126,14 +137,15 @@ pub fn record(env: &Env, extra: &[&str], tag: &str) -> anyhow::Result<Running> {
     Ok(r)
 }
 
-fn bpftrace(env: &Env, tag: &str) -> anyhow::Result<Running> {
+/// bpftrace running `script`, once its `programs` programs are attached.
+fn bpftrace(env: &Env, tag: &str, script: &str, programs: usize) -> anyhow::Result<Running> {
     if let Some(why) = &env.bpftrace_missing {
         bail!("{why}");
     }
     let mut cmd = env.command("bpftrace");
-    cmd.arg(env.root.join("bench/peer.bt"));
+    cmd.arg(env.root.join(script));
     let r = spawn(cmd, env, tag)?;
-    wait_programs(r, env, tag, 6)
+    wait_programs(r, env, tag, programs)
 }
 
 /// Spawn a tracer with stdout discarded and stderr kept in `<work>/<tag>.stderr`.
@@ -251,5 +263,34 @@ mod tests {
                 "bench/peer.bt lacks {hook}"
             );
         }
+    }
+
+    /// The floor runs an empty program on each of leaktracer's own hooks (the ones the
+    /// per-event table lists), exit programs included.
+    #[test]
+    fn the_floor_script_covers_leaktracers_hooks() {
+        let script = include_str!("../../../bench/floor.bt");
+        let probes: Vec<&str> = script
+            .lines()
+            .filter(|l| l.starts_with("tracepoint:"))
+            .collect();
+        for hook in [
+            "syscalls:sys_enter_mmap",
+            "syscalls:sys_exit_mmap",
+            "syscalls:sys_enter_munmap",
+            "syscalls:sys_enter_mremap",
+            "syscalls:sys_exit_mremap",
+            "syscalls:sys_enter_madvise",
+            "syscalls:sys_exit_brk",
+            "kmem:rss_stat",
+        ] {
+            assert!(
+                probes
+                    .iter()
+                    .any(|l| l.starts_with(&format!("tracepoint:{hook} {{ $x = 1; }}"))),
+                "bench/floor.bt lacks an empty program on {hook}"
+            );
+        }
+        assert_eq!(probes.len(), 8, "one empty program per hook, nothing else");
     }
 }
