@@ -9,6 +9,7 @@ const LEAKER: &str = env!("CARGO_BIN_EXE_leaker");
 const STEADY: &str = env!("CARGO_BIN_EXE_steady");
 const MAPPER: &str = env!("CARGO_BIN_EXE_mapper");
 const SPAWNER: &str = env!("CARGO_BIN_EXE_spawner");
+const SPAWNEE: &str = env!("CARGO_BIN_EXE_spawnee");
 
 fn stress_ng(args: &[&str]) -> Proc {
     let mut c = Command::new("stress-ng");
@@ -252,6 +253,81 @@ fn rss_matches_proc_status() {
 fn rss_matches_proc_status_with_raw_tracepoint() {
     let Some(_serial) = privileged() else { return };
     rss_matches("raw");
+}
+
+/// Memory another process faults into a process (rss_stat's curr=0: here process_vm_writev;
+/// on a node, reclaim and swap) is that process's, even after it spawned children that shared
+/// its mm (posix_spawn). The kernel program remembers each process's own mm and updates the
+/// owner map only when that changes: a child sharing the mm claims it, and must hand it back
+/// when it execs, or these faults are lost (`rss_unattributed`) and RSS stays low.
+fn foreign_faults_count_after_spawning(rss_source: &str) {
+    let rec = Recording::start(
+        &format!("foreign-faults-{rss_source}"),
+        &["--interval", "500ms", "--rss-source", rss_source],
+    );
+    let mut target = Proc::spawn(
+        Command::new(SPAWNEE)
+            .args(["64", "5"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit()),
+    );
+    let line = {
+        use std::io::BufRead as _;
+        let mut l = String::new();
+        std::io::BufReader::new(target.0.stdout.take().unwrap())
+            .read_line(&mut l)
+            .unwrap();
+        l
+    };
+    let mut words = line.split_whitespace().skip(1);
+    let addr: usize = words.next().unwrap().parse().unwrap();
+    let len: usize = words.next().unwrap().parse().unwrap();
+    let before = status_field_kib(target.pid(), "RssAnon").unwrap();
+    // Write the whole buffer from this process: every fault is in the target's mm, from here.
+    let data = vec![0x5au8; len];
+    let local = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: len,
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: len,
+    };
+    // SAFETY: both iovecs describe `len` bytes: ours a live Vec, the target's its own mapping
+    // (the kernel checks it); nothing in this process is written.
+    let written = unsafe { libc::process_vm_writev(target.pid() as i32, &local, 1, &remote, 1, 0) };
+    assert_eq!(written, len as isize, "process_vm_writev into the target");
+    let after = status_field_kib(target.pid(), "RssAnon").unwrap();
+    assert!(
+        after >= before + (len as u64 >> 10) * 9 / 10,
+        "the writes made the target's RssAnon grow: {before} -> {after} KiB"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let trace = rec.stop();
+    let last = last_sample(&trace, target.pid()).expect("samples of the target");
+    let rss_anon_kib = last["rss_anon"].as_u64().unwrap() >> 10;
+    eprintln!(
+        "{rss_source}: target RssAnon /proc {after} KiB, leaktracer {rss_anon_kib} KiB (before the writes {before} KiB)"
+    );
+    // The raw program lags by the kernel's per-CPU batches (a few hundred KiB at most here).
+    assert!(
+        rss_anon_kib + 1024 >= after && rss_anon_kib <= after + 1024,
+        "leaktracer's rss_anon {rss_anon_kib} KiB vs /proc RssAnon {after} KiB: the faults another \
+         process made in its mm were not counted as its own"
+    );
+}
+
+#[test]
+fn memory_another_process_faults_in_is_counted_after_spawning_children() {
+    let Some(_serial) = privileged() else { return };
+    foreign_faults_count_after_spawning("tracepoint");
+}
+
+#[test]
+fn memory_another_process_faults_in_is_counted_after_spawning_children_raw() {
+    let Some(_serial) = privileged() else { return };
+    foreign_faults_count_after_spawning("raw");
 }
 
 /// With a deliberately tiny process map, overflow is counted, not silent.

@@ -129,7 +129,8 @@ pub fn fill_rss_from_mm(s: &mut ProcStats, mm: u64) -> bool {
     true
 }
 
-/// The process `tgid` no longer uses the mm its entry knows (exec, exit): release its
+/// The process `tgid` no longer uses the mm its entry knows (exec, exit, or a new mm seen in
+/// its own events, which during exec come before the exec event): release its
 /// `MM_OWNER` entry, so that the owner map holds the mms of live processes only. Entries are no
 /// longer refreshed by every event (see rss.rs), so stale ones must not crowd a live one out
 /// of the LRU. A CLONE_VM child (vfork, posix_spawn, Go's os/exec) shares its parent's mm

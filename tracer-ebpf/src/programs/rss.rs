@@ -23,7 +23,7 @@ use tracer_common::{
 use super::fields::{field, try_at};
 use crate::maps::{
     MM_OWNER, OFF_MM_RSS_STAT, OFF_RSS_STAT_COUNT, PAGE_SIZE, PROCS, RSS_STAT_STRIDE, bump,
-    current_mm, current_proc, fill_rss_from_mm, rss_gen,
+    current_mm, current_proc, fill_rss_from_mm, forget_mm, rss_gen,
 };
 
 #[unsafe(no_mangle)]
@@ -177,6 +177,9 @@ fn owner_entry(tgid: u32, mm_key: u64, curr: Curr, mm: u64) -> Option<(*mut Proc
         // SAFETY: p points into a PROCS map value, valid for the program's run.
         let s = unsafe { &mut *p };
         if s.mm_key != mm_key {
+            // The mm it knew is no longer its own (exec: the new image faults pages in before
+            // the exec event): release it, or give it back to the parent it was shared with.
+            forget_mm(s, tgid);
             let _ = MM_OWNER.insert(mm_key, tgid, 0);
             s.mm_key = mm_key;
         }
