@@ -17,11 +17,14 @@ use tracer_common::{CTR_COUNT, CTR_PROCS_FULL, PendingCall, ProcStats, RSS_MEMBE
 #[map]
 pub static PROCS: HashMap<u32, ProcStats> = HashMap::with_max_entries(32768, 0);
 
-/// Syscalls in flight, keyed by pid_tgid. A plain (preallocated) hash, cheaper to update
-/// than an LRU; a thread killed inside a syscall never reaches sys_exit, so its entry is
-/// removed when the thread exits (sched_process_exit).
+/// One slot per thread for the arguments of its mmap or mremap in flight, keyed by pid_tgid,
+/// written in place at sys_enter and marked consumed at sys_exit. Slots persist (a map insert
+/// and delete per call cost several times an in-place write): an LRU, so that on a node with
+/// more threads than slots the idle threads' slots are the ones recycled; a slot recycled
+/// while its call is in flight is counted at the exit (`exit_without_enter`). A thread's slot
+/// is removed when it exits (sched_process_exit).
 #[map]
-pub static PENDING: HashMap<u64, PendingCall> = HashMap::with_max_entries(16384, 0);
+pub static PENDING: LruHashMap<u64, PendingCall> = LruHashMap::with_max_entries(16384, 0);
 
 /// mm (pointer for the raw program, mm_id hash for the classic one) -> owning tgid, so RSS
 /// changes made by another task (reclaim, fork, exit: `curr=0`) reach the right process.

@@ -7,7 +7,8 @@
 //! - brk is counted at sys_exit alone: its return value is the new break.
 //! - mmap and mremap save their arguments at sys_enter and are counted at sys_exit when they
 //!   succeeded (mmap fails for real under memory pressure, and its PROT_NONE reservations
-//!   must not be counted as memory).
+//!   must not be counted as memory). The arguments wait in a per-thread slot written in place
+//!   (see `PENDING`), not in a map entry inserted and deleted per call.
 use aya_ebpf::{
     Global, helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
 };
@@ -49,9 +50,20 @@ const MADV_REMOVE: u64 = 9;
 const MADV_DONTNEED_LOCKED: u64 = 24;
 const PAGE_MASK: u64 = 4095;
 
+/// `PendingCall::kind` of a slot whose call has been counted (no `CALL_*` value).
+const CONSUMED: u32 = u32::MAX;
+
 #[inline(always)]
 fn save(call: PendingCall) -> u32 {
-    if PENDING.insert(bpf_get_current_pid_tgid(), call, 0).is_err() {
+    let key = bpf_get_current_pid_tgid();
+    if let Some(slot) = PENDING.get_ptr_mut(key) {
+        // SAFETY: slot points into this thread's PENDING value, valid for the program's run;
+        // only this thread writes its own slot.
+        unsafe { *slot = call };
+        return 0;
+    }
+    // The thread's first mmap or mremap (or its slot was recycled): a slot of its own.
+    if PENDING.insert(key, call, 0).is_err() {
         bump(CTR_PENDING_FULL);
     }
     0
@@ -119,16 +131,19 @@ pub fn sys_enter_madvise(ctx: TracePointContext) -> u32 {
 #[inline(always)]
 fn on_exit(ctx: &TracePointContext, expected_kind: usize) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
-    // SAFETY: the value is copied out at once; only this thread (pid_tgid) writes its key, and
-    // the entry is removed right after.
-    let call = match unsafe { PENDING.get(pid_tgid) } {
-        Some(c) => *c,
-        None => {
-            bump(CTR_EXIT_WITHOUT_ENTRY);
-            return 0;
-        }
+    let Some(slot) = PENDING.get_ptr_mut(pid_tgid) else {
+        bump(CTR_EXIT_WITHOUT_ENTRY);
+        return 0;
     };
-    let _ = PENDING.remove(pid_tgid);
+    // SAFETY: slot points into this thread's PENDING value, valid for the program's run; only
+    // this thread writes its own slot.
+    let call = unsafe { *slot };
+    // SAFETY: as above.
+    unsafe { (*slot).kind = CONSUMED };
+    if call.kind == CONSUMED {
+        bump(CTR_EXIT_WITHOUT_ENTRY);
+        return 0;
+    }
     if call.kind as usize != expected_kind {
         return 0;
     }
