@@ -1,0 +1,124 @@
+//! Zombie memory cgroups: removed (no directory left) but still held by the kernel, usually by
+//! page cache charged to them. Each one keeps its per-CPU statistics and its charged pages; a
+//! node that creates and removes cgroups (every pod, every cron job) can pile up thousands.
+use std::path::Path;
+
+use anyhow::Context as _;
+
+/// How many memory cgroups the kernel holds that have no directory any more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Zombies {
+    /// Memory cgroups the kernel counts (v1: /proc/cgroups; v2: live + dying).
+    pub in_kernel: u64,
+    /// Directories of the hierarchy (live cgroups).
+    pub directories: u64,
+    /// Removed but not released.
+    pub zombies: u64,
+}
+
+/// cgroup v1: `/proc/cgroups`' `num_cgroups` for the memory controller against the
+/// directories under its hierarchy (`v1_memory`, e.g. /sys/fs/cgroup/memory).
+pub fn v1(proc_cgroups: &str, v1_memory: &Path) -> anyhow::Result<Zombies> {
+    let in_kernel =
+        memory_cgroups(proc_cgroups).context("/proc/cgroups has no memory controller line")?;
+    let directories =
+        count_dirs(v1_memory).with_context(|| format!("walking {}", v1_memory.display()))?;
+    Ok(Zombies {
+        in_kernel,
+        directories,
+        zombies: in_kernel.saturating_sub(directories),
+    })
+}
+
+/// cgroup v2: the root's `cgroup.stat` (`nr_descendants`, `nr_dying_descendants`).
+pub fn v2(cgroup_stat: &str) -> anyhow::Result<Zombies> {
+    let field = |key: &str| {
+        cgroup_stat.lines().find_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            (k == key).then(|| v.trim().parse::<u64>().ok()).flatten()
+        })
+    };
+    let live = field("nr_descendants").context("cgroup.stat has no nr_descendants")?;
+    let dying = field("nr_dying_descendants").context("cgroup.stat has no nr_dying_descendants")?;
+    Ok(Zombies {
+        // The root counts too, on both sides.
+        in_kernel: live + dying + 1,
+        directories: live + 1,
+        zombies: dying,
+    })
+}
+
+/// `num_cgroups` of the memory line of /proc/cgroups (`subsys hierarchy num_cgroups enabled`).
+fn memory_cgroups(proc_cgroups: &str) -> Option<u64> {
+    proc_cgroups.lines().find_map(|l| {
+        let mut f = l.split_whitespace();
+        (f.next()? == "memory").then(|| f.nth(1)?.parse().ok())?
+    })
+}
+
+/// Directories in the tree under `root`, `root` included. Bounded by what the hierarchy
+/// holds (cgroupfs has no loops: no symlinks, no bind mounts inside it).
+fn count_dirs(root: &Path) -> std::io::Result<u64> {
+    let mut count = 0;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        count += 1;
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            // A cgroup removed while we walk: it is gone, not an error.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir != root => {
+                count -= 1;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(entry.path());
+            }
+        }
+    }
+    Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v1_counts_kernel_cgroups_against_directories() {
+        let dir = std::env::temp_dir().join(format!("lt-zombies-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for d in ["a", "a/b", "c"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        std::fs::write(dir.join("a/memory.usage_in_bytes"), "0").unwrap();
+        let proc_cgroups = "#subsys_name\thierarchy\tnum_cgroups\tenabled\n\
+                            cpuset\t3\t3\t1\nmemory\t4\t37\t1\npids\t8\t9\t1\n";
+        let z = v1(proc_cgroups, &dir).unwrap();
+        assert_eq!(
+            z,
+            Zombies {
+                in_kernel: 37,
+                directories: 4,
+                zombies: 33
+            }
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn v1_without_a_memory_controller_is_an_error() {
+        assert!(v1("cpu\t1\t3\t1\n", Path::new("/nonexistent")).is_err());
+    }
+
+    #[test]
+    fn v2_reads_dying_descendants() {
+        let stat = "nr_descendants 41\nnr_dying_descendants 312\nnr_subsys_memory 300\n";
+        let z = v2(stat).unwrap();
+        assert_eq!(z.zombies, 312);
+        assert_eq!(z.directories, 42);
+        assert_eq!(z.in_kernel, 354);
+        assert!(v2("nr_descendants 1\n").is_err());
+    }
+}
