@@ -7,6 +7,9 @@
 //                                   per-pid tracer such as bcc's memleak attach first
 //   helpers pace OPS_PER_SEC SECONDS  mmap + touch + munmap of one page, paced to OPS_PER_SEC;
 //                                   prints "ops N"
+//   helpers madvise SECONDS         madvise(DONTNEED) on one page as fast as it goes, the page
+//                                   touched again one call in 64 (so the call has work to do
+//                                   now and then): about one event per call; prints "ops N"
 //   helpers forkpause N             forks N children that pause(), prints "ready N" and pauses;
 //                                   the bench kills the whole process group
 #define _GNU_SOURCE
@@ -94,6 +97,24 @@ static int pace(double rate, double secs) {
     return 0;
 }
 
+static int madvise_storm(double secs) {
+    char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return 1;
+    double end = now() + secs;
+    uint64_t done = 0;
+    do {
+        for (int i = 0; i < 1024; i++) {
+            if ((i & 63) == 0)
+                *(volatile char *)p = 1;
+            madvise(p, 4096, MADV_DONTNEED);
+        }
+        done += 1024;
+    } while (now() < end);
+    printf("ops %llu\n", (unsigned long long)done);
+    return 0;
+}
+
 static _Noreturn void forkpause(long n) {
     long made = 0;
     for (; made < n; made++) {
@@ -118,8 +139,10 @@ int main(int argc, char **argv) {
         return malloc_churn(atof(argv[2]));
     if (argc >= 4 && !strcmp(argv[1], "pace"))
         return pace(atof(argv[2]), atof(argv[3]));
+    if (argc >= 3 && !strcmp(argv[1], "madvise"))
+        return madvise_storm(atof(argv[2]));
     if (argc >= 3 && !strcmp(argv[1], "forkpause"))
         forkpause(atol(argv[2]));
-    fprintf(stderr, "usage: helpers malloc SECS | pace OPS_PER_SEC SECS | forkpause N\n");
+    fprintf(stderr, "usage: helpers malloc SECS | pace OPS_PER_SEC SECS | madvise SECS | forkpause N\n");
     return 2;
 }

@@ -10,7 +10,7 @@
 //!    alternating rounds pinned with taskset;
 //! 2. cost per event of every eBPF program (kernel.bpf_stats_enabled, `bpf`), beside the
 //!    empty program's on the same hook;
-//! 3. leaktracer's own footprint: idle, ~100k events/s, a malloc storm (over 1M events/s),
+//! 3. leaktracer's own footprint: idle, ~100k events/s, a madvise storm (over 1M events/s),
 //!    10,000 live processes, start-up (`footprint`);
 //! 4. detection latency of leaks of 10 MiB/s, 1 MiB/s and 1 MiB/min (`latency`).
 //!

@@ -343,7 +343,7 @@ fn footprint(s: &mut String, r: &Results) {
     load_row(
         s,
         &mut notes,
-        "stress-ng malloc (madvise + page-fault storm)",
+        "madvise storm (`helpers madvise`, one per CPU)",
         &f.at_storm,
         &storm_target,
         |l| storm_verdict(l, f.storm_events_per_sec),

@@ -435,6 +435,20 @@ pub fn pace(helpers: &Helpers, ops_per_sec: f64, secs: f64) -> anyhow::Result<Ch
         .context("starting helpers pace")
 }
 
+/// `helpers madvise SECS`, one per CPU, not pinned: the event storm of the footprint section
+/// (a madvise syscall costs about 1.8 µs on this VM, so one CPU alone stays near 550k events/s).
+pub fn madvise_storm(helpers: &Helpers, secs: f64) -> anyhow::Result<Vec<Child>> {
+    (0..super::sys::cpus().max(1))
+        .map(|_| {
+            Command::new(&helpers.c)
+                .args(["madvise", &format!("{secs}")])
+                .stdout(Stdio::null())
+                .spawn()
+                .context("starting helpers madvise")
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -138,7 +138,10 @@ HugePages_Total:       0
     #[test]
     fn this_machines_meminfo_adds_up() {
         let m = NodeMemory::parse(&std::fs::read_to_string("/proc/meminfo").unwrap());
-        assert!(m.total > 0 && m.free <= m.total && m.used() <= m.total, "{m:?}");
+        assert!(
+            m.total > 0 && m.free <= m.total && m.used() <= m.total,
+            "{m:?}"
+        );
         assert!(m.slab_unreclaimable > 0 && m.page_tables > 0, "{m:?}");
     }
 
