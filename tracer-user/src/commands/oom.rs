@@ -5,7 +5,8 @@ use std::io::Write as _;
 use crate::{
     model::table::ProcessTable,
     pipeline::context::Context,
-    pipeline::session::{EndReason, Happening, SessionInfo, Sink},
+    pipeline::filter::Filter,
+    pipeline::sink::{Happening, SessionEnd, SessionInfo, Sink},
     trace::OomRecord,
     util::format,
 };
@@ -94,11 +95,11 @@ pub struct OomSink {
     pub format: OomFormat,
     info: Option<SessionInfo>,
     pub seen: u64,
-    filter: crate::pipeline::session::Filter,
+    filter: Filter,
 }
 
 impl OomSink {
-    pub fn new(format: OomFormat, filter: crate::pipeline::session::Filter) -> Self {
+    pub fn new(format: OomFormat, filter: Filter) -> Self {
         Self {
             format,
             filter,
@@ -154,7 +155,7 @@ impl Sink for OomSink {
         &mut self,
         _ctx: &mut Context,
         _table: &ProcessTable,
-        _reason: EndReason,
+        _end: SessionEnd,
     ) -> anyhow::Result<()> {
         eprintln!("leaktracer: {} OOM kill(s) seen", self.seen);
         Ok(())

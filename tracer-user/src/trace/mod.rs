@@ -118,6 +118,20 @@ impl From<crate::host::identity::Identity> for PodRef {
     }
 }
 
+impl From<PodRef> for crate::host::identity::Identity {
+    /// What a record says of a process's identity (offline, nothing else is known of it).
+    fn from(p: PodRef) -> Self {
+        Self {
+            namespace: p.namespace,
+            pod: p.pod,
+            container: p.container,
+            pod_uid: p.pod_uid,
+            container_id: p.container_id,
+            ..Self::default()
+        }
+    }
+}
+
 /// Cumulative kernel counters of one process at time `t`; written when they changed.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SampleRecord {

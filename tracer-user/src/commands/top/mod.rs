@@ -12,7 +12,8 @@ use crate::{
     host::memcg::LimitCache,
     model::table::{Process, ProcessTable},
     pipeline::context::Context,
-    pipeline::session::{EndReason, Filter, Happening, SessionInfo, Sink},
+    pipeline::filter::Filter,
+    pipeline::sink::{Happening, SessionEnd, SessionInfo, Sink},
     util::clock,
     util::format,
 };
@@ -374,7 +375,7 @@ impl Sink for TopSink {
         &mut self,
         ctx: &mut Context,
         table: &ProcessTable,
-        _reason: EndReason,
+        _end: SessionEnd,
     ) -> anyhow::Result<()> {
         if let Some(tui) = self.tui.take() {
             tui.leave()?;
