@@ -462,3 +462,27 @@ fn a_replay_refreshes_verdicts_round_by_round() {
         sink.0
     );
 }
+
+/// The JSON shape of `report --format json`'s suspects: field names and order.
+#[test]
+fn suspect_json_shape() {
+    let r = report(&minute_of_a_node().text(), &Filter::default());
+    let fast = serde_json::to_string(&r.suspects[0]).unwrap();
+    let reason = &r.suspects[0].reason;
+    let p99 = r.suspects[0].mmap_size_p99_bytes.unwrap();
+    let p50 = r.suspects[0].mmap_size_p50_bytes.unwrap();
+    assert_eq!(
+        fast,
+        format!(
+            r#"{{"pid":10,"comm":"fast","verdict":"leaking","confidence":1.0,"growth_bytes_per_sec":4194304.0,"since_secs":1.0,"since":"2023-11-14T22:13:21.000Z","private_bytes":257949696,"peak_private_bytes":257949696,"reason":"{reason}","exited":false,"limit_bytes":1073741824,"time_to_limit_secs":194.5,"mmap_size_p50_bytes":{p50},"mmap_size_p99_bytes":{p99},"cmdline":"/bin/fast","cgroup":"/kubepods.slice/kubepods-pod1a2b3c4d_5e6f_7081_92a3_b4c5d6e7f809.slice/cri-containerd-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope","namespace":"shop","pod":"web-1","container":"app"}}"#
+        )
+    );
+    let slow = serde_json::to_string(&r.suspects[2]).unwrap();
+    let reason = &r.suspects[2].reason;
+    assert_eq!(
+        slow,
+        format!(
+            r#"{{"pid":11,"comm":"slow","verdict":"leaking","confidence":1.0,"growth_bytes_per_sec":1048576.0,"since_secs":1.0,"since":"2023-11-14T22:13:21.000Z","private_bytes":72351744,"peak_private_bytes":72351744,"reason":"{reason}","exited":false,"limit_bytes":null,"time_to_limit_secs":null,"mmap_size_p50_bytes":{p50},"mmap_size_p99_bytes":{p99},"cmdline":"/bin/slow","cgroup":"/system.slice/app.service"}}"#
+        )
+    );
+}

@@ -436,3 +436,64 @@ impl Sink for TopSink {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The JSON shape of `top --once --format json`'s rows: field names and order.
+    #[test]
+    fn row_json_shape() {
+        let full = Row {
+            pid: 42,
+            ppid: 1,
+            comm: "web".into(),
+            rss_bytes: 5,
+            private_bytes: 4,
+            rss_anon_bytes: 3,
+            rss_file_bytes: 1,
+            rss_shmem_bytes: 1,
+            rss_swap_bytes: 0,
+            growth_bytes_per_sec: 10.0,
+            growth_bytes_per_min: 600.0,
+            alloc_bytes_per_sec: 20.0,
+            growing_for_secs: 1.5,
+            observed_secs: 2.5,
+            verdict: Some(Verdict::Leaking),
+            confidence: 0.93,
+            limit_bytes: Some(100),
+            time_to_limit_secs: Some(9.6),
+            namespace: Some("shop".into()),
+            pod: Some("web-1".into()),
+            container: Some("app".into()),
+            pod_uid: Some("uid".into()),
+            container_id: Some("cid".into()),
+            qos: Some(crate::host::identity::QosClass::Burstable),
+            systemd_unit: Some("x.service".into()),
+            cgroup: Some("/kubepods".into()),
+        };
+        assert_eq!(
+            serde_json::to_string(&full).unwrap(),
+            r#"{"pid":42,"ppid":1,"comm":"web","rss_bytes":5,"private_bytes":4,"rss_anon_bytes":3,"rss_file_bytes":1,"rss_shmem_bytes":1,"rss_swap_bytes":0,"growth_bytes_per_sec":10.0,"growth_bytes_per_min":600.0,"alloc_bytes_per_sec":20.0,"growing_for_secs":1.5,"observed_secs":2.5,"verdict":"leaking","confidence":0.93,"limit_bytes":100,"time_to_limit_secs":9.6,"namespace":"shop","pod":"web-1","container":"app","pod_uid":"uid","container_id":"cid","qos":"Burstable","systemd_unit":"x.service","cgroup":"/kubepods"}"#
+        );
+        let sparse = Row {
+            verdict: None,
+            confidence: 0.0,
+            limit_bytes: None,
+            time_to_limit_secs: None,
+            namespace: None,
+            pod: None,
+            container: None,
+            pod_uid: None,
+            container_id: None,
+            qos: None,
+            systemd_unit: None,
+            cgroup: None,
+            ..full
+        };
+        assert_eq!(
+            serde_json::to_string(&sparse).unwrap(),
+            r#"{"pid":42,"ppid":1,"comm":"web","rss_bytes":5,"private_bytes":4,"rss_anon_bytes":3,"rss_file_bytes":1,"rss_shmem_bytes":1,"rss_swap_bytes":0,"growth_bytes_per_sec":10.0,"growth_bytes_per_min":600.0,"alloc_bytes_per_sec":20.0,"growing_for_secs":1.5,"observed_secs":2.5,"verdict":null,"confidence":0.0,"limit_bytes":null,"time_to_limit_secs":null}"#
+        );
+    }
+}
