@@ -32,17 +32,18 @@ pub fn render_block(r: &OomRecord, start_unix_ms: u64) -> String {
         "  triggered  by {} ({})\n",
         v.trigger_pid, v.trigger_comm
     ));
-    if r.pod.pod.is_some() || r.pod.pod_uid.is_some() {
+    let names = &r.pod.names;
+    if names.pod.is_some() || r.pod.pod_uid.is_some() {
         let short_id = r.pod.container_id.as_deref().map(|c| &c[..c.len().min(12)]);
         s.push_str(&format!(
             "  pod        {}/{}/{}\n",
-            r.pod.namespace.as_deref().unwrap_or("?"),
-            r.pod
+            names.namespace.as_deref().unwrap_or("?"),
+            names
                 .pod
                 .as_deref()
                 .or(r.pod.pod_uid.as_deref())
                 .unwrap_or("?"),
-            r.pod.container.as_deref().or(short_id).unwrap_or("?")
+            names.container.as_deref().or(short_id).unwrap_or("?")
         ));
     }
     match (&r.cgroup, r.cgroup_limit_bytes) {

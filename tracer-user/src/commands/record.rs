@@ -33,6 +33,8 @@ pub struct RecordSink {
     /// Hooks paused at the last health line (a change writes one at once).
     last_paused: Vec<crate::kernel::budget::Hook>,
     t0_mono: f64,
+    /// Wall clock at session start (dates the summary's suspects).
+    start_unix_ms: u64,
 }
 
 impl RecordSink {
@@ -55,6 +57,7 @@ impl RecordSink {
             last_health_t: f64::NEG_INFINITY,
             last_paused: Vec::new(),
             t0_mono: 0.0,
+            start_unix_ms: 0,
         })
     }
 
@@ -163,6 +166,7 @@ impl RecordSink {
 impl Sink for RecordSink {
     fn start(&mut self, info: &SessionInfo) -> anyhow::Result<()> {
         self.t0_mono = info.t0_mono;
+        self.start_unix_ms = info.start_unix_ms;
         self.write(&Record::Header(header(info, &self.filter)))?;
         self.flush()
     }
@@ -331,24 +335,14 @@ impl Sink for RecordSink {
                 private_bytes: p.last().map_or(0, |s| s.private()),
             })
             .collect();
-        // The one list of suspects (crate::model::suspect), judged now: `report` on this trace
-        // judges the same series at the same moment and lists the same.
-        let cfg = crate::detector::DetectorConfig::default();
-        let (filter, ids) = (&self.filter, &mut ctx.ids);
-        let suspects: Vec<SuspectBrief> =
-            crate::model::suspect::judge(table, now, &cfg, |p| filter.wants(p, ids))
-                .into_iter()
-                .take(20)
-                .map(|(s, _)| SuspectBrief {
-                    pid: s.pid,
-                    comm: s.comm,
-                    verdict: s.verdict,
-                    confidence: s.confidence,
-                    growth_bytes_per_sec: s.growth_bytes_per_sec,
-                    since: s.since_secs,
-                })
-                .collect();
-        self.summary.suspects = suspects;
+        // Judged now: `report` on this trace judges the same series at the same moment.
+        self.summary.suspects = self
+            .filter
+            .suspects(table, now, self.start_unix_ms, &mut ctx.ids)
+            .iter()
+            .take(20)
+            .map(|(s, _)| SuspectBrief::from(s))
+            .collect();
         let summary = Record::Summary(self.summary.clone());
         self.write(&summary)?;
         self.flush()

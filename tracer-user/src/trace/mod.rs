@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 pub use crate::model::counters::Calls;
 use crate::util::clock::round_ms;
 use crate::{
+    host::identity::PodNames,
     kernel::events::OomVictim,
     model::counters::{Counters, Rss},
 };
@@ -94,12 +95,8 @@ pub struct ProcessInfo {
 /// kubelet's log directories); every field is absent outside pods.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PodRef {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pod: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub container: Option<String>,
+    #[serde(flatten)]
+    pub names: PodNames,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_uid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -109,9 +106,7 @@ pub struct PodRef {
 impl From<crate::host::identity::Identity> for PodRef {
     fn from(id: crate::host::identity::Identity) -> Self {
         Self {
-            namespace: id.namespace,
-            pod: id.pod,
-            container: id.container,
+            names: id.names,
             pod_uid: id.pod_uid,
             container_id: id.container_id,
         }
@@ -122,9 +117,7 @@ impl From<PodRef> for crate::host::identity::Identity {
     /// What a record says of a process's identity (offline, nothing else is known of it).
     fn from(p: PodRef) -> Self {
         Self {
-            namespace: p.namespace,
-            pod: p.pod,
-            container: p.container,
+            names: p.names,
             pod_uid: p.pod_uid,
             container_id: p.container_id,
             ..Self::default()
@@ -362,6 +355,8 @@ pub struct Summary {
     pub suspects: Vec<SuspectBrief>,
 }
 
+/// A suspect as the summary records it (the trace's schema; built from the one suspect,
+/// [`crate::model::suspect::Suspect`]). `since` is session seconds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SuspectBrief {
     pub pid: u32,
@@ -371,6 +366,20 @@ pub struct SuspectBrief {
     pub growth_bytes_per_sec: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<f64>,
+}
+
+impl From<&crate::model::suspect::Suspect> for SuspectBrief {
+    /// The summary's line of a suspect: the one suspect, briefly.
+    fn from(s: &crate::model::suspect::Suspect) -> Self {
+        Self {
+            pid: s.pid,
+            comm: s.comm.clone(),
+            verdict: s.verdict,
+            confidence: s.confidence,
+            growth_bytes_per_sec: s.growth_bytes_per_sec,
+            since: s.since_secs,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -455,9 +464,11 @@ mod tests {
     #[test]
     fn identity_and_suspect_records_keep_their_shape() {
         let pod = PodRef {
-            namespace: Some("shop".into()),
-            pod: Some("web-1".into()),
-            container: Some("app".into()),
+            names: PodNames {
+                namespace: Some("shop".into()),
+                pod: Some("web-1".into()),
+                container: Some("app".into()),
+            },
             pod_uid: Some("uid".into()),
             container_id: Some("cid".into()),
         };

@@ -137,13 +137,15 @@ impl DaemonSink {
 pub fn labels_of(id: &Identity) -> ContainerLabels {
     if id.pod_uid.is_some() || id.container_id.is_some() {
         ContainerLabels {
-            namespace: id.namespace.clone().unwrap_or_default(),
+            namespace: id.names.namespace.clone().unwrap_or_default(),
             pod: id
+                .names
                 .pod
                 .clone()
                 .or_else(|| id.pod_uid.clone())
                 .unwrap_or_default(),
             container: id
+                .names
                 .container
                 .clone()
                 .or_else(|| id.short_container_id().map(str::to_string))

@@ -18,7 +18,7 @@ pub use render::render_text;
 pub use sink::ReportSink;
 
 use crate::{
-    detector::Verdict,
+    host::identity::PodNames,
     pipeline::{context::Context, filter::Filter, session::Session, source::replay::ReplaySource},
     trace::{Header, OomRecord, Summary},
     util::error::UsageError,
@@ -30,21 +30,13 @@ pub enum ReportFormat {
     Json,
 }
 
-/// A ranked suspect, also the JSON shape of `report --format json`.
+/// The report's row of a suspect, also the JSON shape of `report --format json`'s
+/// suspects: the one suspect (crate::model::suspect), then what the trace recorded of its
+/// process.
 #[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct Suspect {
-    pub pid: u32,
-    pub comm: String,
-    pub verdict: Verdict,
-    pub confidence: f64,
-    pub growth_bytes_per_sec: f64,
-    /// Trace time (s) and wall-clock time at which the growth began.
-    pub since_secs: Option<f64>,
-    pub since: Option<String>,
-    pub private_bytes: u64,
-    pub peak_private_bytes: u64,
-    pub reason: String,
-    pub exited: bool,
+pub struct SuspectRow {
+    #[serde(flatten)]
+    pub suspect: crate::model::suspect::Suspect,
     /// The memory limit recorded for the process and the time until its private memory
     /// reaches it at the assessed growth (leaking/growing only; offline the cgroup's other
     /// members are not known, so this is an upper bound when a cgroup limit applies).
@@ -56,12 +48,8 @@ pub struct Suspect {
     pub cmdline: Option<String>,
     /// Memory cgroup path at first sight (to relate suspects to OOM kills).
     pub cgroup: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pod: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub container: Option<String>,
+    #[serde(flatten)]
+    pub names: PodNames,
 }
 
 #[derive(Serialize)]
@@ -70,7 +58,7 @@ pub struct Report {
     pub duration_secs: f64,
     pub processes: usize,
     pub samples: u64,
-    pub suspects: Vec<Suspect>,
+    pub suspects: Vec<SuspectRow>,
     /// Processes that ended during the trace (all counted; the largest with their final
     /// counters), short-lived ones included.
     pub ended: crate::model::ended::EndedLog,

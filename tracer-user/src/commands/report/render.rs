@@ -1,14 +1,14 @@
 //! `report`'s text: the header, the suspects table, the ended processes, OOM kills with
 //! their context, memory-cgroup activity, kernel-side losses and the overhead budget.
 use crate::{
-    commands::report::{Report, Suspect},
+    commands::report::{Report, SuspectRow},
     trace::OomRecord,
     util::format,
 };
 
 /// The rest of an OOM line: cgroup and limit, the victim's growth before death, and the
 /// suspects that share its cgroup (they are the likely culprits of a cgroup OOM).
-fn oom_context(o: &OomRecord, suspects: &[Suspect]) -> String {
+fn oom_context(o: &OomRecord, suspects: &[SuspectRow]) -> String {
     let mut s = String::new();
     if let Some(c) = &o.cgroup {
         s.push_str(&format!("\n             cgroup {c}"));
@@ -28,8 +28,11 @@ fn oom_context(o: &OomRecord, suspects: &[Suspect]) -> String {
     }
     let same: Vec<String> = suspects
         .iter()
-        .filter(|x| x.cgroup.is_some() && x.cgroup == o.cgroup && x.pid != o.victim.pid)
-        .map(|x| format!("{} ({}, {})", x.pid, x.comm, x.verdict.as_str()))
+        .filter(|x| x.cgroup.is_some() && x.cgroup == o.cgroup && x.suspect.pid != o.victim.pid)
+        .map(|x| {
+            let s = &x.suspect;
+            format!("{} ({}, {})", s.pid, s.comm, s.verdict.as_str())
+        })
         .collect();
     if !same.is_empty() {
         s.push_str(&format!(
@@ -80,8 +83,9 @@ pub fn render_text(r: &Report) -> String {
     if r.suspects.is_empty() {
         s.push_str("  (none: no process was judged leaking or growing)\n");
     }
-    for x in &r.suspects {
-        let mmap = match (x.mmap_size_p50_bytes, x.mmap_size_p99_bytes) {
+    for row in &r.suspects {
+        let x = &row.suspect;
+        let mmap = match (row.mmap_size_p50_bytes, row.mmap_size_p99_bytes) {
             (Some(a), Some(b)) => {
                 format!("{}/{}", format::bytes(a as f64), format::bytes(b as f64))
             }
@@ -98,7 +102,7 @@ pub fn render_text(r: &Report) -> String {
             x.since_secs
                 .map_or("-".into(), |t| format!("+{}", format::duration(t))),
             format::bytes(x.private_bytes as f64),
-            x.time_to_limit_secs.map_or("-".into(), format::duration),
+            row.time_to_limit_secs.map_or("-".into(), format::duration),
             mmap,
             x.reason,
             if x.exited { " (exited)" } else { "" }

@@ -3,12 +3,11 @@
 //! suspects (the one list, crate::model::suspect) and takes the ended processes from the
 //! table, as `record` judged them for its summary at the same moment.
 use crate::{
-    commands::report::{Built, Report, Suspect, plot},
-    detector::DetectorConfig,
+    commands::report::{Built, Report, SuspectRow, plot},
     host::identity::Identity,
     host::memcg::{ActivityFold, CgroupActivity},
     kernel::budget::{BudgetEvent, HookSummary},
-    model::{ended::EndedLog, table::Process, table::ProcessTable},
+    model::{ended::EndedLog, suspect::Suspect, table::Process, table::ProcessTable},
     pipeline::{
         context::Context,
         filter::Filter,
@@ -43,7 +42,7 @@ pub struct ReportSink {
 struct Findings {
     now: f64,
     processes: usize,
-    suspects: Vec<Suspect>,
+    suspects: Vec<SuspectRow>,
     plot_series: Vec<plot::Series>,
     ended: EndedLog,
     overhead_budget: Vec<HookSummary>,
@@ -139,11 +138,9 @@ impl Sink for ReportSink {
         end: SessionEnd,
     ) -> anyhow::Result<()> {
         let now = end.t;
-        // The one list of suspects (crate::model::suspect): judged at the trace's end, as
-        // `record` judged them for its summary, so both list the same processes in one order.
-        let cfg = DetectorConfig::default();
-        let (filter, ids) = (&self.filter, &mut ctx.ids);
-        let mut judged = crate::model::suspect::judge(table, now, &cfg, |p| filter.wants(p, ids));
+        // Judged at the trace's end, as `record` judged them for its summary.
+        let start = self.header.start_unix_ms;
+        let mut judged = self.filter.suspects(table, now, start, &mut ctx.ids);
         judged.truncate(self.limit);
         let plot_series = judged
             .iter()
@@ -152,7 +149,7 @@ impl Sink for ReportSink {
             .collect();
         let suspects = judged
             .into_iter()
-            .map(|(core, p)| suspect(core, p, &self.header, &ctx.ids.get(p)))
+            .map(|(s, p)| row(s, p, ctx.ids.get(p)))
             .collect();
         let cgroups = std::mem::replace(&mut self.cgroups, ActivityFold::new(MAX_CGROUPS));
         self.findings = Some(Findings {
@@ -176,43 +173,25 @@ impl Sink for ReportSink {
 
 /// The report's row of a suspect: the one judgement plus what the trace recorded of the
 /// process (limit, mmap sizes, command line, cgroup, Kubernetes names).
-fn suspect(
-    core: crate::model::suspect::Suspect,
-    p: &Process,
-    header: &Header,
-    id: &Identity,
-) -> Suspect {
+fn row(suspect: Suspect, p: &Process, id: Identity) -> SuspectRow {
     let hist = &p.counters.mmap_size_hist;
     let time_to_limit_secs = p
         .limit_bytes
         .and_then(|l| {
-            core.assessment
-                .time_to_limit(core.private_bytes as f64, l as f64)
+            suspect
+                .assessment
+                .time_to_limit(suspect.private_bytes as f64, l as f64)
         })
         .map(clock::round_ms);
-    Suspect {
-        since: core
-            .since_secs
-            .map(|t| clock::rfc3339(header.start_unix_ms + (t.max(0.0) * 1000.0) as u64)),
-        pid: core.pid,
-        comm: core.comm,
-        verdict: core.verdict,
-        confidence: core.confidence,
-        growth_bytes_per_sec: core.growth_bytes_per_sec,
-        since_secs: core.since_secs,
-        private_bytes: core.private_bytes,
-        peak_private_bytes: core.peak_private_bytes,
-        reason: core.reason,
-        exited: core.exited,
+    SuspectRow {
+        suspect,
         limit_bytes: p.limit_bytes,
         time_to_limit_secs,
         mmap_size_p50_bytes: log2_percentile(hist, 0.50),
         mmap_size_p99_bytes: log2_percentile(hist, 0.99),
         cmdline: p.cmdline.clone(),
         cgroup: p.memcg_path(),
-        namespace: id.namespace.clone(),
-        pod: id.pod.clone(),
-        container: id.container.clone(),
+        names: id.names,
     }
 }
 

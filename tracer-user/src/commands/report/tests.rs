@@ -6,7 +6,9 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::{
+    detector::Verdict,
     detector::VerdictChange,
+    host::identity::PodNames,
     model::table::ProcessTable,
     pipeline::sink::{Happening, SessionEnd, Sink},
 };
@@ -174,7 +176,10 @@ fn suspects_are_judged_at_the_end_in_the_one_ranking() {
     let ranked: Vec<(u32, &str, Verdict, bool)> = r
         .suspects
         .iter()
-        .map(|s| (s.pid, s.comm.as_str(), s.verdict, s.exited))
+        .map(|row| {
+            let s = &row.suspect;
+            (s.pid, s.comm.as_str(), s.verdict, s.exited)
+        })
         .collect();
     // Leaking first, then by slope: 4 MiB/s, the exited 2 MiB/s, 1 MiB/s. The steady one
     // and the brief one are no suspects.
@@ -187,11 +192,14 @@ fn suspects_are_judged_at_the_end_in_the_one_ranking() {
         ]
     );
     let fast = &r.suspects[0];
-    assert_eq!(fast.growth_bytes_per_sec, (4 * MIB) as f64);
-    assert!(fast.confidence >= 0.9, "{fast:?}");
-    assert_eq!(fast.since_secs, Some(1.0));
-    assert_eq!(fast.since.as_deref(), Some("2023-11-14T22:13:21.000Z"));
-    assert_eq!(fast.private_bytes, 246 * MIB);
+    assert_eq!(fast.suspect.growth_bytes_per_sec, (4 * MIB) as f64);
+    assert!(fast.suspect.confidence >= 0.9, "{fast:?}");
+    assert_eq!(fast.suspect.since_secs, Some(1.0));
+    assert_eq!(
+        fast.suspect.since.as_deref(),
+        Some("2023-11-14T22:13:21.000Z")
+    );
+    assert_eq!(fast.suspect.private_bytes, 246 * MIB);
     // What the trace recorded at first sight: limit, command line, cgroup, pod names.
     assert_eq!(fast.limit_bytes, Some(1024 * MIB));
     assert_eq!(fast.time_to_limit_secs, Some(194.5));
@@ -203,9 +211,9 @@ fn suspects_are_judged_at_the_end_in_the_one_ranking() {
     );
     assert_eq!(
         (
-            fast.namespace.as_deref(),
-            fast.pod.as_deref(),
-            fast.container.as_deref()
+            fast.names.namespace.as_deref(),
+            fast.names.pod.as_deref(),
+            fast.names.container.as_deref()
         ),
         (Some("shop"), Some("web-1"), Some("app"))
     );
@@ -215,8 +223,12 @@ fn suspects_are_judged_at_the_end_in_the_one_ranking() {
             .is_some_and(|b| (2 * MIB..2 * MIB + MIB / 50).contains(&b)),
         "{fast:?}"
     );
-    assert_eq!(r.suspects[1].private_bytes, 90 * MIB, "its final counters");
-    assert_eq!(r.suspects[2].namespace, None);
+    assert_eq!(
+        r.suspects[1].suspect.private_bytes,
+        90 * MIB,
+        "its final counters"
+    );
+    assert_eq!(r.suspects[2].names, PodNames::default());
 }
 
 #[test]
@@ -281,7 +293,10 @@ fn filters_apply_to_suspects_and_ended_processes() {
         },
     );
     assert_eq!(
-        pods.suspects.iter().map(|s| s.pid).collect::<Vec<_>>(),
+        pods.suspects
+            .iter()
+            .map(|s| s.suspect.pid)
+            .collect::<Vec<_>>(),
         [10]
     );
     let comms = report(
@@ -292,7 +307,11 @@ fn filters_apply_to_suspects_and_ended_processes() {
         },
     );
     assert_eq!(
-        comms.suspects.iter().map(|s| s.pid).collect::<Vec<_>>(),
+        comms
+            .suspects
+            .iter()
+            .map(|s| s.suspect.pid)
+            .collect::<Vec<_>>(),
         [13]
     );
     assert_eq!(
@@ -324,7 +343,7 @@ fn an_exit_without_final_counters_ends_the_process() {
         .summary(60.0);
     let r = report(&tr.text(), &Filter::default());
     assert_eq!(r.suspects.len(), 1);
-    assert!(r.suspects[0].exited, "{:?}", r.suspects[0]);
+    assert!(r.suspects[0].suspect.exited, "{:?}", r.suspects[0]);
     // Not an end with final counters: counted nowhere in the ended log.
     assert_eq!(r.ended.count, 0);
     assert_eq!(r.processes, 2);
@@ -346,8 +365,8 @@ fn a_reused_pid_does_not_keep_the_previous_pod_names() {
     assert_eq!(r.suspects.len(), 1);
     assert_eq!(
         (
-            r.suspects[0].comm.as_str(),
-            r.suspects[0].namespace.as_deref()
+            r.suspects[0].suspect.comm.as_str(),
+            r.suspects[0].names.namespace.as_deref()
         ),
         ("new", None)
     );
@@ -468,7 +487,7 @@ fn a_replay_refreshes_verdicts_round_by_round() {
 fn suspect_json_shape() {
     let r = report(&minute_of_a_node().text(), &Filter::default());
     let fast = serde_json::to_string(&r.suspects[0]).unwrap();
-    let reason = &r.suspects[0].reason;
+    let reason = &r.suspects[0].suspect.reason;
     let p99 = r.suspects[0].mmap_size_p99_bytes.unwrap();
     let p50 = r.suspects[0].mmap_size_p50_bytes.unwrap();
     assert_eq!(
@@ -478,7 +497,7 @@ fn suspect_json_shape() {
         )
     );
     let slow = serde_json::to_string(&r.suspects[2]).unwrap();
-    let reason = &r.suspects[2].reason;
+    let reason = &r.suspects[2].suspect.reason;
     assert_eq!(
         slow,
         format!(

@@ -8,12 +8,13 @@ use serde::Serialize;
 
 use crate::{
     detector::Verdict,
-    host::identity::Resolver,
+    host::identity::{Identity, Resolver},
     host::memcg::LimitCache,
     model::table::{Process, ProcessTable},
     pipeline::context::Context,
     pipeline::filter::Filter,
     pipeline::sink::{Happening, SessionEnd, SessionInfo, Sink},
+    trace::PodRef,
     util::clock,
     util::format,
 };
@@ -45,7 +46,8 @@ pub struct Row {
     pub growing_for_secs: f64,
     /// Seconds this process has been observed.
     pub observed_secs: f64,
-    /// Leak verdict (see docs/verdicts.md) and its confidence (0..1).
+    /// Latest leak verdict (see docs/verdicts.md) and its confidence (0..1), as every view
+    /// shows them (crate::model::suspect::latest_verdict).
     pub verdict: Option<Verdict>,
     pub confidence: f64,
     /// The memory limit that applies (memory cgroup, else the node) and the time until the
@@ -53,16 +55,8 @@ pub struct Row {
     pub limit_bytes: Option<u64>,
     pub time_to_limit_secs: Option<f64>,
     /// Kubernetes / systemd identity from the cgroup path (absent fields are unknown).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pod: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub container: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pod_uid: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub container_id: Option<String>,
+    #[serde(flatten)]
+    pub kubernetes: PodRef,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub qos: Option<crate::host::identity::QosClass>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -114,11 +108,20 @@ impl Row {
 }
 
 pub fn row(p: &Process, now: f64, window: f64, limits: &mut LimitCache, ids: &mut Resolver) -> Row {
-    let id = ids.get(p);
+    let Identity {
+        cgroup,
+        pod_uid,
+        container_id,
+        qos,
+        systemd_unit,
+        names,
+        ..
+    } = ids.get(p);
     let (limit_bytes, time_to_limit_secs) = crate::pipeline::verdicts::limit_and_time(p, limits);
     let last = p.last().copied().unwrap_or_default();
     let growth = p.growth_rate(now, window);
     let growing_for = p.growing_for(now, window);
+    let (verdict, confidence) = crate::model::suspect::latest_verdict(p);
     Row {
         pid: p.pid,
         ppid: p.ppid,
@@ -134,21 +137,18 @@ pub fn row(p: &Process, now: f64, window: f64, limits: &mut LimitCache, ids: &mu
         alloc_bytes_per_sec: p.alloc_rate(now, window).round(),
         growing_for_secs: crate::util::clock::round_ms(growing_for),
         observed_secs: crate::util::clock::round_ms(now - p.first_seen),
-        verdict: p.assessment.as_ref().map(|a| a.verdict),
-        confidence: p
-            .assessment
-            .as_ref()
-            .map_or(0.0, |a| crate::detector::round_confidence(a.confidence)),
+        verdict,
+        confidence,
         limit_bytes,
         time_to_limit_secs,
-        namespace: id.namespace,
-        pod: id.pod,
-        container: id.container,
-        pod_uid: id.pod_uid,
-        container_id: id.container_id,
-        qos: id.qos,
-        systemd_unit: id.systemd_unit,
-        cgroup: (!id.cgroup.is_empty()).then_some(id.cgroup),
+        kubernetes: PodRef {
+            names,
+            pod_uid,
+            container_id,
+        },
+        qos,
+        systemd_unit,
+        cgroup: (!cgroup.is_empty()).then_some(cgroup),
     }
 }
 
@@ -463,11 +463,15 @@ mod tests {
             confidence: 0.93,
             limit_bytes: Some(100),
             time_to_limit_secs: Some(9.6),
-            namespace: Some("shop".into()),
-            pod: Some("web-1".into()),
-            container: Some("app".into()),
-            pod_uid: Some("uid".into()),
-            container_id: Some("cid".into()),
+            kubernetes: PodRef {
+                names: crate::host::identity::PodNames {
+                    namespace: Some("shop".into()),
+                    pod: Some("web-1".into()),
+                    container: Some("app".into()),
+                },
+                pod_uid: Some("uid".into()),
+                container_id: Some("cid".into()),
+            },
             qos: Some(crate::host::identity::QosClass::Burstable),
             systemd_unit: Some("x.service".into()),
             cgroup: Some("/kubepods".into()),
@@ -481,11 +485,7 @@ mod tests {
             confidence: 0.0,
             limit_bytes: None,
             time_to_limit_secs: None,
-            namespace: None,
-            pod: None,
-            container: None,
-            pod_uid: None,
-            container_id: None,
+            kubernetes: PodRef::default(),
             qos: None,
             systemd_unit: None,
             cgroup: None,

@@ -67,7 +67,7 @@ impl Resolver {
         let path = p.memcg_path();
         if let Some((seen, id)) = self.cache.get(&p.pid)
             && *seen == path
-            && (id.pod_uid.is_none() || id.pod.is_some())
+            && (id.pod_uid.is_none() || id.names.pod.is_some())
         {
             return id.clone();
         }
