@@ -8,4 +8,5 @@ pub mod postmortem;
 pub mod session;
 pub mod sink;
 pub mod source;
+pub mod step;
 pub mod verdicts;

@@ -9,10 +9,11 @@ use crate::{
     pipeline::core::Pipeline,
     pipeline::sink::{EndReason, Happening, Sink},
     pipeline::source::{
-        Source, Step,
+        Source,
         live::{LiveOptions, LiveSource},
         replay::ReplaySource,
     },
+    pipeline::step::Step,
 };
 
 pub struct Session<'s> {

@@ -22,7 +22,7 @@ use crate::{
     model::table::{ProcessTable, RoundReport, TableLimits},
     pipeline::core::Pipeline,
     pipeline::sink::{EndReason, SessionEnd, SessionInfo},
-    pipeline::source::Step,
+    pipeline::step::Step,
     util::clock,
 };
 

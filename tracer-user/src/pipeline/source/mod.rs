@@ -5,54 +5,13 @@ pub mod live;
 pub mod replay;
 
 use crate::{
-    host::memcg::MemcgEvent,
     host::procfs::Procfs,
-    kernel::budget::{BudgetEvent, OverheadStatus},
-    kernel::events::OomVictim,
     kernel::sampler::Snapshot,
-    model::counters::Counters,
     model::table::{Ended, ProcessTable, RoundReport},
     pipeline::core::Pipeline,
     pipeline::sink::{EndReason, SessionEnd, SessionInfo},
-    trace::OomRecord,
+    pipeline::step::Step,
 };
-
-/// One thing that happened, as a source says it.
-pub enum Step {
-    /// A sampling round's counters, and the kernel programs' cost at that round.
-    Round {
-        snap: Snapshot,
-        overhead: OverheadStatus,
-    },
-    /// A process exec'ed: its new name and, when known, its command line and /proc cgroup
-    /// file.
-    Exec {
-        pid: u32,
-        comm: String,
-        t_mono: f64,
-        cmdline: Option<String>,
-        cgroup: Option<String>,
-    },
-    /// A process ended; `counters` are its final ones (None: the kernel had none).
-    Exit {
-        pid: u32,
-        comm: String,
-        t_mono: f64,
-        counters: Option<Counters>,
-    },
-    /// The kernel chose an OOM victim: the pipeline builds its post-mortem.
-    OomVictim(OomVictim),
-    /// An OOM post-mortem built before (a replayed trace's record): handed on as it is.
-    OomRecord(OomRecord),
-    Memcg {
-        t_mono: f64,
-        event: MemcgEvent,
-    },
-    Budget {
-        t_mono: f64,
-        event: BudgetEvent,
-    },
-}
 
 /// The source of one session.
 pub enum Source<'s> {

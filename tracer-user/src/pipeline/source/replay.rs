@@ -20,7 +20,7 @@ use crate::{
     model::table::{ProcessTable, TableLimits},
     pipeline::core::Pipeline,
     pipeline::sink::{EndReason, SessionEnd, SessionInfo},
-    pipeline::source::Step,
+    pipeline::step::Step,
     trace::{Header, ProcessInfo, Record, SampleRecord, Summary, reader::TraceReader},
     util::error::UsageError,
 };
