@@ -29,7 +29,8 @@ impl Context {
     }
 
     /// For a replayed trace: its host is not this one, so no cgroup hierarchy and no name
-    /// source of this machine is consulted; identities are the ones the trace recorded.
+    /// source of this machine is consulted (no hierarchy is given, and the host root names
+    /// nothing); identities are the ones the trace recorded.
     pub fn offline() -> Self {
         Self::from_parts(
             CgroupRoots::new(None, None, Path::new("/nonexistent")),

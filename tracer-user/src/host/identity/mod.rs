@@ -105,7 +105,7 @@ pub struct Identity {
 /// The Kubernetes names of a process's workload, each absent when unknown (outside pods, or
 /// before the runtime or the kubelet's log directories named it). Declared once and
 /// flattened wherever a record or a view shows them.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PodNames {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
