@@ -28,7 +28,7 @@ use proptest::{
 };
 
 use leaktracer::{
-    host::identity::{Identity, parse_cgroup_path, parse_proc_cgroup},
+    host::identity::{Identity, PodNames, parse_cgroup_path, parse_proc_cgroup},
     kernel::btf::{KernelBtf, rss_layout, task_layout},
     kernel::tracefs::{Format, MAX_RECORD_SIZE},
     trace::Record,
@@ -231,7 +231,7 @@ fn check_identity(id: &Identity, path: &str) -> Result<(), String> {
             return Err(format!("bad unit {unit:?}"));
         }
     }
-    if id.namespace.is_some() || id.pod.is_some() || id.container.is_some() {
+    if id.names != PodNames::default() {
         return Err(format!("names filled by the path parser: {id:?}"));
     }
     if id.is_container() != id.container_id.is_some() {

@@ -14,11 +14,7 @@ use std::{
 
 use anyhow::{Context as _, bail, ensure};
 
-use crate::{cargo, check};
-
-/// Rust target of the image's binary: musl, linked statically by rustc's self-contained musl
-/// CRT (tracer-user has no C dependency, so no musl-gcc is needed).
-pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
+use crate::{cargo, check, prereqs::MUSL_TARGET};
 
 /// The workspace version (xtask takes `version.workspace = true`): what `--version` must print.
 const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -221,6 +221,11 @@ fn ensure_component(toolchain: &str, component: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Rust target of the image's binary: musl, linked statically by rustc's self-contained musl
+/// CRT (tracer-user has no C dependency, so no musl-gcc is needed). Declared with the
+/// prerequisite that installs it; `image` builds for it.
+pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
+
 /// The image's binary is built for musl with the default (stable) toolchain.
 fn add_musl_target() -> anyhow::Result<()> {
     let targets = Command::new("rustup")
@@ -229,16 +234,13 @@ fn add_musl_target() -> anyhow::Result<()> {
         .context("rustup target list")?;
     if !String::from_utf8_lossy(&targets.stdout)
         .lines()
-        .any(|l| l.trim() == crate::image::MUSL_TARGET)
+        .any(|l| l.trim() == MUSL_TARGET)
     {
-        eprintln!(
-            "xtask: adding the {} target to stable",
-            crate::image::MUSL_TARGET
-        );
+        eprintln!("xtask: adding the {} target to stable", MUSL_TARGET);
         check(Command::new("rustup").args([
             "target",
             "add",
-            crate::image::MUSL_TARGET,
+            MUSL_TARGET,
             "--toolchain",
             "stable",
         ]))?;

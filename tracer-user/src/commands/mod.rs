@@ -1,5 +1,5 @@
 //! The commands: each builds its sink and runs the one session pipeline into it, with one
-//! context of lookups built here (`report` replays a trace instead of reading the kernel).
+//! context of lookups built here (`report` over a replayed trace instead of the kernel).
 pub mod daemon;
 pub mod oom;
 pub mod record;
@@ -13,7 +13,9 @@ use crate::{
     kernel::loader::{self, LoadOptions, MapSizes},
     model::table::TableLimits,
     pipeline::context::Context,
-    pipeline::session::{Filter, Session, SessionOptions},
+    pipeline::filter::Filter,
+    pipeline::session::Session,
+    pipeline::source::live::LiveOptions,
     util::error::UsageError,
 };
 
@@ -64,8 +66,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     .unwrap_or(Duration::from_secs(60));
                 let mut sink =
                     top::TopSink::new(filter(&trace), format, once, window.as_secs_f64(), limit)?;
-                let mut session =
-                    Session::start(session_options(&cli.global, &trace, duration), ctx)?;
+                let mut session = Session::live(live_options(&cli.global, &trace, duration), ctx)?;
                 session.run(&mut sink).await?;
             }
             Command::Record {
@@ -74,8 +75,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 duration,
             } => {
                 let mut sink = record::RecordSink::create(&output, filter(&trace))?;
-                let mut session =
-                    Session::start(session_options(&cli.global, &trace, duration), ctx)?;
+                let mut session = Session::live(live_options(&cli.global, &trace, duration), ctx)?;
                 let reason = session.run(&mut sink).await?;
                 log::info!("recording ended ({})", reason.as_str());
             }
@@ -85,8 +85,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 duration,
             } => {
                 let mut sink = oom::OomSink::new(format, filter(&trace));
-                let mut session =
-                    Session::start(session_options(&cli.global, &trace, duration), ctx)?;
+                let mut session = Session::live(live_options(&cli.global, &trace, duration), ctx)?;
                 session.run(&mut sink).await?;
             }
             Command::Daemon {
@@ -108,7 +107,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     top as usize,
                     exit_min_peak_mib.saturating_mul(1 << 20),
                 );
-                let mut session = Session::start(session_options(&cli.global, &trace, None), ctx)?;
+                let mut session = Session::live(live_options(&cli.global, &trace, None), ctx)?;
                 session.run(&mut sink).await?;
                 drop(session); // detaches the programs
                 let _ = stop_tx.send(());
@@ -131,8 +130,8 @@ fn filter(t: &TraceArgs) -> Filter {
     }
 }
 
-fn session_options(g: &cli::Global, t: &TraceArgs, duration: Option<Duration>) -> SessionOptions {
-    SessionOptions {
+fn live_options(g: &cli::Global, t: &TraceArgs, duration: Option<Duration>) -> LiveOptions {
+    LiveOptions {
         load: LoadOptions {
             host_root: g.host_root.clone(),
             rss_source: t.rss_source,

@@ -5,7 +5,8 @@ use std::io::Write as _;
 use crate::{
     model::table::ProcessTable,
     pipeline::context::Context,
-    pipeline::session::{EndReason, Happening, SessionInfo, Sink},
+    pipeline::filter::Filter,
+    pipeline::sink::{Happening, SessionEnd, SessionInfo, Sink},
     trace::OomRecord,
     util::format,
 };
@@ -31,17 +32,18 @@ pub fn render_block(r: &OomRecord, start_unix_ms: u64) -> String {
         "  triggered  by {} ({})\n",
         v.trigger_pid, v.trigger_comm
     ));
-    if r.pod.pod.is_some() || r.pod.pod_uid.is_some() {
+    let names = &r.pod.names;
+    if names.pod.is_some() || r.pod.pod_uid.is_some() {
         let short_id = r.pod.container_id.as_deref().map(|c| &c[..c.len().min(12)]);
         s.push_str(&format!(
             "  pod        {}/{}/{}\n",
-            r.pod.namespace.as_deref().unwrap_or("?"),
-            r.pod
+            names.namespace.as_deref().unwrap_or("?"),
+            names
                 .pod
                 .as_deref()
                 .or(r.pod.pod_uid.as_deref())
                 .unwrap_or("?"),
-            r.pod.container.as_deref().or(short_id).unwrap_or("?")
+            names.container.as_deref().or(short_id).unwrap_or("?")
         ));
     }
     match (&r.cgroup, r.cgroup_limit_bytes) {
@@ -94,11 +96,11 @@ pub struct OomSink {
     pub format: OomFormat,
     info: Option<SessionInfo>,
     pub seen: u64,
-    filter: crate::pipeline::session::Filter,
+    filter: Filter,
 }
 
 impl OomSink {
-    pub fn new(format: OomFormat, filter: crate::pipeline::session::Filter) -> Self {
+    pub fn new(format: OomFormat, filter: Filter) -> Self {
         Self {
             format,
             filter,
@@ -154,7 +156,7 @@ impl Sink for OomSink {
         &mut self,
         _ctx: &mut Context,
         _table: &ProcessTable,
-        _reason: EndReason,
+        _end: SessionEnd,
     ) -> anyhow::Result<()> {
         eprintln!("leaktracer: {} OOM kill(s) seen", self.seen);
         Ok(())

@@ -10,10 +10,11 @@ use std::{
 use anyhow::Context as _;
 
 use crate::{
-    kernel::events::KernelEvent,
+    host::procfs::own_rss_bytes,
     model::table::ProcessTable,
     pipeline::context::Context,
-    pipeline::session::{EndReason, Filter, Happening, SessionInfo, Sink, own_rss_bytes},
+    pipeline::filter::Filter,
+    pipeline::sink::{Happening, SessionEnd, SessionInfo, Sink},
     trace::{
         self, ExitRecord, Grower, Header, Health, ProcessInfo, Record, SampleRecord, Summary,
         SuspectBrief, VerdictRecord,
@@ -32,6 +33,8 @@ pub struct RecordSink {
     /// Hooks paused at the last health line (a change writes one at once).
     last_paused: Vec<crate::kernel::budget::Hook>,
     t0_mono: f64,
+    /// Wall clock at session start (dates the summary's suspects).
+    start_unix_ms: u64,
 }
 
 impl RecordSink {
@@ -54,6 +57,7 @@ impl RecordSink {
             last_health_t: f64::NEG_INFINITY,
             last_paused: Vec::new(),
             t0_mono: 0.0,
+            start_unix_ms: 0,
         })
     }
 
@@ -162,6 +166,7 @@ impl RecordSink {
 impl Sink for RecordSink {
     fn start(&mut self, info: &SessionInfo) -> anyhow::Result<()> {
         self.t0_mono = info.t0_mono;
+        self.start_unix_ms = info.start_unix_ms;
         self.write(&Record::Header(header(info, &self.filter)))?;
         self.flush()
     }
@@ -263,45 +268,37 @@ impl Sink for RecordSink {
                 self.summary.exits += 1;
                 self.write(&Record::Exit(exit))?;
             }
-            Happening::Budget(ev) => {
-                let t = self.t(crate::util::clock::monotonic_secs());
+            Happening::Budget { t, event } => {
                 self.summary.budget_pauses +=
-                    u64::from(ev.action == crate::kernel::budget::BudgetAction::Pause);
+                    u64::from(event.action == crate::kernel::budget::BudgetAction::Pause);
                 self.write(&Record::Budget {
                     t,
-                    event: ev.clone(),
+                    event: event.clone(),
                 })?;
                 self.flush()?;
             }
-            Happening::Memcg(ev) => {
-                let t = self.t(crate::util::clock::monotonic_secs());
+            Happening::Memcg { t, event } => {
                 self.write(&Record::Memcg {
                     t,
-                    event: ev.clone(),
+                    event: event.clone(),
                 })?;
                 self.flush()?;
             }
-            Happening::Kernel(ev) => match ev {
-                KernelEvent::Exec {
-                    tgid, comm, t_mono, ..
-                } => {
-                    if self.filter.matches(*tgid, comm) {
-                        let t = self.t(*t_mono);
-                        let p = table.live.get(tgid);
-                        self.write(&Record::Exec {
-                            t,
-                            pid: *tgid,
-                            comm: comm.clone(),
-                            cmdline: p.and_then(|p| p.cmdline.clone()),
-                            cgroup: p.and_then(|p| {
-                                p.cgroup_raw.as_deref().map(|s| s.trim_end().to_string())
-                            }),
-                        })?;
-                    }
+            Happening::Exec { pid, comm, t_mono } => {
+                if self.filter.matches(pid, comm) {
+                    let t = self.t(t_mono);
+                    let p = table.live.get(&pid);
+                    self.write(&Record::Exec {
+                        t,
+                        pid,
+                        comm: comm.to_string(),
+                        cmdline: p.and_then(|p| p.cmdline.clone()),
+                        cgroup: p.and_then(|p| {
+                            p.cgroup_raw.as_deref().map(|s| s.trim_end().to_string())
+                        }),
+                    })?;
                 }
-                // Exits and OOM kills come as their own happenings.
-                KernelEvent::Exit { .. } | KernelEvent::OomVictim(_) => {}
-            },
+            }
             Happening::Oom(rec) => {
                 // OOM kills are always written: the filter must not hide what killed a
                 // filtered process's neighbour.
@@ -317,14 +314,14 @@ impl Sink for RecordSink {
         &mut self,
         ctx: &mut Context,
         table: &ProcessTable,
-        reason: EndReason,
+        end: SessionEnd,
     ) -> anyhow::Result<()> {
-        let t = self.t(clock::monotonic_secs());
+        let t = end.t;
         let now = t;
         let window = 60.0;
         self.summary.t = t;
         self.summary.end_unix_ms = clock::unix_millis();
-        self.summary.ended_by = reason.as_str().to_string();
+        self.summary.ended_by = end.reason.as_str().to_string();
         self.summary.counters = self.last_counters.map(|h| h.to_map()).unwrap_or_default();
         self.summary.top_growers = table
             .ranked(now, window)
@@ -338,24 +335,14 @@ impl Sink for RecordSink {
                 private_bytes: p.last().map_or(0, |s| s.private()),
             })
             .collect();
-        // The one list of suspects (crate::model::suspect), judged now: `report` on this trace
-        // judges the same series at the same moment and lists the same.
-        let cfg = crate::detector::DetectorConfig::default();
-        let (filter, ids) = (&self.filter, &mut ctx.ids);
-        let suspects: Vec<SuspectBrief> =
-            crate::model::suspect::judge(table, now, &cfg, |p| filter.wants(p, ids))
-                .into_iter()
-                .take(20)
-                .map(|(s, _)| SuspectBrief {
-                    pid: s.pid,
-                    comm: s.comm,
-                    verdict: s.verdict,
-                    confidence: s.confidence,
-                    growth_bytes_per_sec: s.growth_bytes_per_sec,
-                    since: s.since_secs,
-                })
-                .collect();
-        self.summary.suspects = suspects;
+        // Judged now: `report` on this trace judges the same series at the same moment.
+        self.summary.suspects = self
+            .filter
+            .suspects(table, now, self.start_unix_ms, &mut ctx.ids)
+            .iter()
+            .take(20)
+            .map(|(s, _)| SuspectBrief::from(s))
+            .collect();
         let summary = Record::Summary(self.summary.clone());
         self.write(&summary)?;
         self.flush()

@@ -113,6 +113,13 @@ impl Procfs {
     }
 }
 
+/// leaktracer's own resident memory (bytes), for health reports.
+pub fn own_rss_bytes() -> u64 {
+    Procfs::new(Path::new("/"))
+        .status(std::process::id())
+        .map_or(0, |s| s.rss_anon + s.rss_file + s.rss_shmem)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

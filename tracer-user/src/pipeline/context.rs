@@ -28,6 +28,16 @@ impl Context {
         )
     }
 
+    /// For a replayed trace: its host is not this one, so no cgroup hierarchy and no name
+    /// source of this machine is consulted (no hierarchy is given, and the host root names
+    /// nothing); identities are the ones the trace recorded.
+    pub fn offline() -> Self {
+        Self::from_parts(
+            CgroupRoots::new(None, None, Path::new("/nonexistent")),
+            Resolver::recorded(),
+        )
+    }
+
     /// From explicit parts (tests, unusual layouts).
     pub fn from_parts(roots: CgroupRoots, ids: Resolver) -> Self {
         Self {

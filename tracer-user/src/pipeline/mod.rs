@@ -1,6 +1,12 @@
-//! One session loop: each round samples the kernel, updates the model, refreshes the
-//! verdicts and hands the result to the sinks, with the lookup services of one context.
+//! One session loop over a source (the kernel and the host live, or a recorded trace): each
+//! step updates the model, rounds refresh the verdicts, and every result goes to the sink,
+//! with the lookup services of one context.
 pub mod context;
+pub mod core;
+pub mod filter;
 pub mod postmortem;
 pub mod session;
+pub mod sink;
+pub mod source;
+pub mod step;
 pub mod verdicts;

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 pub use crate::model::counters::Calls;
 use crate::util::clock::round_ms;
 use crate::{
+    host::identity::PodNames,
     kernel::events::OomVictim,
     model::counters::{Counters, Rss},
 };
@@ -94,12 +95,8 @@ pub struct ProcessInfo {
 /// kubelet's log directories); every field is absent outside pods.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PodRef {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pod: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub container: Option<String>,
+    #[serde(flatten)]
+    pub names: PodNames,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_uid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -109,11 +106,21 @@ pub struct PodRef {
 impl From<crate::host::identity::Identity> for PodRef {
     fn from(id: crate::host::identity::Identity) -> Self {
         Self {
-            namespace: id.namespace,
-            pod: id.pod,
-            container: id.container,
+            names: id.names,
             pod_uid: id.pod_uid,
             container_id: id.container_id,
+        }
+    }
+}
+
+impl From<PodRef> for crate::host::identity::Identity {
+    /// What a record says of a process's identity (offline, nothing else is known of it).
+    fn from(p: PodRef) -> Self {
+        Self {
+            names: p.names,
+            pod_uid: p.pod_uid,
+            container_id: p.container_id,
+            ..Self::default()
         }
     }
 }
@@ -348,6 +355,8 @@ pub struct Summary {
     pub suspects: Vec<SuspectBrief>,
 }
 
+/// A suspect as the summary records it (the trace's schema; built from the one suspect,
+/// [`crate::model::suspect::Suspect`]). `since` is session seconds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SuspectBrief {
     pub pid: u32,
@@ -357,6 +366,20 @@ pub struct SuspectBrief {
     pub growth_bytes_per_sec: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<f64>,
+}
+
+impl From<&crate::model::suspect::Suspect> for SuspectBrief {
+    /// The summary's line of a suspect: the one suspect, briefly.
+    fn from(s: &crate::model::suspect::Suspect) -> Self {
+        Self {
+            pid: s.pid,
+            comm: s.comm.clone(),
+            verdict: s.verdict,
+            confidence: s.confidence,
+            growth_bytes_per_sec: s.growth_bytes_per_sec,
+            since: s.since_secs,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -433,6 +456,98 @@ mod tests {
         assert!(
             line.contains("\"last_rss\":{\"anon\":1,\"file\":2,\"shmem\":3,\"swap\":4}"),
             "{line}"
+        );
+    }
+
+    /// The records that carry a process's Kubernetes identity and the summary's suspects:
+    /// field names and order as written.
+    #[test]
+    fn identity_and_suspect_records_keep_their_shape() {
+        let pod = PodRef {
+            names: PodNames {
+                namespace: Some("shop".into()),
+                pod: Some("web-1".into()),
+                container: Some("app".into()),
+            },
+            pod_uid: Some("uid".into()),
+            container_id: Some("cid".into()),
+        };
+        let info = Record::Process(ProcessInfo {
+            t: 1.0,
+            pid: 42,
+            ppid: 1,
+            comm: "web".into(),
+            cmdline: Some("/bin/web".into()),
+            cgroup: Some("0::/x".into()),
+            limit_bytes: Some(100),
+            limit_cgroup: Some("/x".into()),
+            pod: pod.clone(),
+        });
+        let line = serde_json::to_string(&info).unwrap();
+        assert_eq!(
+            line,
+            r#"{"type":"process","t":1.0,"pid":42,"ppid":1,"comm":"web","cmdline":"/bin/web","cgroup":"0::/x","limit_bytes":100,"limit_cgroup":"/x","namespace":"shop","pod":"web-1","container":"app","pod_uid":"uid","container_id":"cid"}"#
+        );
+        assert_eq!(serde_json::from_str::<Record>(&line).unwrap(), info);
+        let bare = r#"{"type":"process","t":1.0,"pid":42,"ppid":1,"comm":"web"}"#;
+        let Record::Process(back) = serde_json::from_str::<Record>(bare).unwrap() else {
+            panic!("not a process record")
+        };
+        assert_eq!(back.pod, PodRef::default());
+        assert_eq!(serde_json::to_string(&Record::Process(back)).unwrap(), bare);
+
+        let oom = Record::OomKill(OomRecord {
+            t: 2.0,
+            victim: OomVictim {
+                pid: 42,
+                comm: "web".into(),
+                trigger_pid: 43,
+                trigger_comm: "x".into(),
+                uid: 0,
+                total_vm_bytes: 1,
+                anon_rss_bytes: 2,
+                file_rss_bytes: 3,
+                shmem_rss_bytes: 4,
+                pgtables_bytes: 5,
+                oom_score_adj: 6,
+                t_mono: 0.0,
+            },
+            cgroup: Some("/x".into()),
+            cgroup_constrained: true,
+            cgroup_limit_bytes: Some(7),
+            cgroup_usage_bytes: None,
+            history: vec![(1.0, 8)],
+            last_verdict: Some(crate::detector::Verdict::Growing),
+            last_growth_bytes_per_sec: Some(9.0),
+            trigger_cgroup: None,
+            pod,
+        });
+        let line = serde_json::to_string(&oom).unwrap();
+        assert_eq!(
+            line,
+            r#"{"type":"oom_kill","t":2.0,"pid":42,"comm":"web","trigger_pid":43,"trigger_comm":"x","uid":0,"total_vm_bytes":1,"anon_rss_bytes":2,"file_rss_bytes":3,"shmem_rss_bytes":4,"pgtables_bytes":5,"oom_score_adj":6,"cgroup":"/x","cgroup_constrained":true,"cgroup_limit_bytes":7,"history":[[1.0,8]],"last_verdict":"growing","last_growth_bytes_per_sec":9.0,"namespace":"shop","pod":"web-1","container":"app","pod_uid":"uid","container_id":"cid"}"#
+        );
+        assert_eq!(serde_json::from_str::<Record>(&line).unwrap(), oom);
+
+        let brief = SuspectBrief {
+            pid: 42,
+            comm: "web".into(),
+            verdict: crate::detector::Verdict::Leaking,
+            confidence: 0.93,
+            growth_bytes_per_sec: 1024.0,
+            since: Some(3.5),
+        };
+        assert_eq!(
+            serde_json::to_string(&brief).unwrap(),
+            r#"{"pid":42,"comm":"web","verdict":"leaking","confidence":0.93,"growth_bytes_per_sec":1024.0,"since":3.5}"#
+        );
+        let no_since = SuspectBrief {
+            since: None,
+            ..brief
+        };
+        assert_eq!(
+            serde_json::to_string(&no_since).unwrap(),
+            r#"{"pid":42,"comm":"web","verdict":"leaking","confidence":0.93,"growth_bytes_per_sec":1024.0}"#
         );
     }
 

@@ -1,7 +1,7 @@
 //! bcc's memleak as a peer. Its kernel mode needs kernel allocator hooks; its user mode
 //! (`-p PID`) puts uprobes on the allocator functions of the libc that PID has mapped, so it
 //! follows one process: it is attached to each workload run separately, before the workload
-//! starts its timed loop.
+//! starts its timed loop (`Memleak::attach`, in tracers.rs with the other tracers' starts).
 //!
 //! bcc compiles its C program at start-up against the running kernel's headers. Kernels
 //! without headers (no /lib/modules/$(uname -r)/build, no CONFIG_IKHEADERS) get Debian's
@@ -14,15 +14,12 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use super::{
-    sys,
-    tracers::{self, Env, Running},
-};
+use super::sys;
 
 pub struct Memleak {
-    exe: PathBuf,
+    pub(super) exe: PathBuf,
     /// BCC_KERNEL_SOURCE, when the running kernel's own headers are missing.
-    headers: Option<PathBuf>,
+    pub(super) headers: Option<PathBuf>,
     /// How it runs here, for the report.
     pub note: String,
 }
@@ -70,20 +67,6 @@ pub fn detect(work: &Path) -> Result<Memleak, String> {
             headers_version(work)
         ),
     })
-}
-
-impl Memleak {
-    /// Attach `memleak -p pid` and wait for its uprobes.
-    pub fn attach(&self, env: &Env, pid: u32, tag: &str) -> anyhow::Result<Running> {
-        let mut cmd = env.command(&self.exe);
-        // Report every 3600 s: nothing printed while measuring.
-        cmd.args(["-p", &pid.to_string(), "3600"]);
-        if let Some(h) = &self.headers {
-            cmd.env("BCC_KERNEL_SOURCE", h);
-        }
-        let r = tracers::spawn(cmd, env, tag)?;
-        tracers::wait_programs(r, env, tag, 2)
-    }
 }
 
 /// Unpack linux-headers-cloud-amd64 (and its -common part) with `apt-get download` and

@@ -148,6 +148,20 @@ fn bpftrace(env: &Env, tag: &str, script: &str, programs: usize) -> anyhow::Resu
     wait_programs(r, env, tag, programs)
 }
 
+impl Memleak {
+    /// Attach `memleak -p pid` and wait for its uprobes.
+    pub fn attach(&self, env: &Env, pid: u32, tag: &str) -> anyhow::Result<Running> {
+        let mut cmd = env.command(&self.exe);
+        // Report every 3600 s: nothing printed while measuring.
+        cmd.args(["-p", &pid.to_string(), "3600"]);
+        if let Some(h) = &self.headers {
+            cmd.env("BCC_KERNEL_SOURCE", h);
+        }
+        let r = spawn(cmd, env, tag)?;
+        wait_programs(r, env, tag, 2)
+    }
+}
+
 /// Spawn a tracer with stdout discarded and stderr kept in `<work>/<tag>.stderr`.
 pub fn spawn(mut cmd: Command, env: &Env, tag: &str) -> anyhow::Result<Running> {
     let log = File::create(env.work.join(format!("{tag}.stderr")))

@@ -20,7 +20,7 @@ use crate::{
     host::identity::Identity,
     model::table::ProcessTable,
     pipeline::context::Context,
-    pipeline::session::{EndReason, Happening, SessionInfo, Sink},
+    pipeline::sink::{Happening, SessionEnd, SessionInfo, Sink},
     trace::{Record, VerdictRecord},
     util::clock::round_ms,
     util::error::UsageError,
@@ -137,13 +137,15 @@ impl DaemonSink {
 pub fn labels_of(id: &Identity) -> ContainerLabels {
     if id.pod_uid.is_some() || id.container_id.is_some() {
         ContainerLabels {
-            namespace: id.namespace.clone().unwrap_or_default(),
+            namespace: id.names.namespace.clone().unwrap_or_default(),
             pod: id
+                .names
                 .pod
                 .clone()
                 .or_else(|| id.pod_uid.clone())
                 .unwrap_or_default(),
             container: id
+                .names
                 .container
                 .clone()
                 .or_else(|| id.short_container_id().map(str::to_string))
@@ -293,8 +295,7 @@ impl Sink for DaemonSink {
                         .inc_by(delta);
                 }
                 self.last_calls = table.calls_total;
-                m.self_rss
-                    .set(crate::pipeline::session::own_rss_bytes() as i64);
+                m.self_rss.set(crate::host::procfs::own_rss_bytes() as i64);
                 m.self_cpu.inc_by((cpu - self.last_cpu_secs).max(0.0));
                 drop(s);
                 self.last_cpu_secs = cpu;
@@ -314,7 +315,7 @@ impl Sink for DaemonSink {
                 }
                 self.emit(&Record::OomKill(rec.clone()));
             }
-            Happening::Memcg(ev) => {
+            Happening::Memcg { t, event: ev } => {
                 if let Ok(s) = self.shared.lock() {
                     for (cgroup, event, n) in ev.counts() {
                         let labels = self.cgroup_labels(&cgroup);
@@ -340,7 +341,6 @@ impl Sink for DaemonSink {
                             .inc_by(stall_ms / 1e3);
                     }
                 }
-                let t = round_ms(crate::util::clock::monotonic_secs() - self.t0_mono);
                 self.emit(&Record::Memcg {
                     t,
                     event: ev.clone(),
@@ -371,7 +371,7 @@ impl Sink for DaemonSink {
                     self.emit(&Record::Exit(exit));
                 }
             }
-            Happening::Budget(ev) => {
+            Happening::Budget { t, event: ev } => {
                 if ev.action == crate::kernel::budget::BudgetAction::Pause
                     && let Ok(s) = self.shared.lock()
                 {
@@ -382,13 +382,12 @@ impl Sink for DaemonSink {
                         })
                         .inc();
                 }
-                let t = round_ms(crate::util::clock::monotonic_secs() - self.t0_mono);
                 self.emit(&Record::Budget {
                     t,
                     event: ev.clone(),
                 });
             }
-            Happening::Kernel(_) => {}
+            Happening::Exec { .. } => {}
         }
         Ok(())
     }
@@ -397,12 +396,12 @@ impl Sink for DaemonSink {
         &mut self,
         _ctx: &mut Context,
         _table: &ProcessTable,
-        reason: EndReason,
+        end: SessionEnd,
     ) -> anyhow::Result<()> {
         if let Ok(s) = self.shared.lock() {
             s.ready.store(false, Ordering::Relaxed);
         }
-        log::info!("daemon stopping ({})", reason.as_str());
+        log::info!("daemon stopping ({})", end.reason.as_str());
         std::io::stdout().flush().context("flushing stdout")
     }
 }

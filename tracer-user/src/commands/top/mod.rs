@@ -8,11 +8,13 @@ use serde::Serialize;
 
 use crate::{
     detector::Verdict,
-    host::identity::Resolver,
+    host::identity::{Identity, Resolver},
     host::memcg::LimitCache,
     model::table::{Process, ProcessTable},
     pipeline::context::Context,
-    pipeline::session::{EndReason, Filter, Happening, SessionInfo, Sink},
+    pipeline::filter::Filter,
+    pipeline::sink::{Happening, SessionEnd, SessionInfo, Sink},
+    trace::PodRef,
     util::clock,
     util::format,
 };
@@ -44,7 +46,8 @@ pub struct Row {
     pub growing_for_secs: f64,
     /// Seconds this process has been observed.
     pub observed_secs: f64,
-    /// Leak verdict (see docs/verdicts.md) and its confidence (0..1).
+    /// Latest leak verdict (see docs/verdicts.md) and its confidence (0..1), as every view
+    /// shows them (crate::model::suspect::latest_verdict).
     pub verdict: Option<Verdict>,
     pub confidence: f64,
     /// The memory limit that applies (memory cgroup, else the node) and the time until the
@@ -52,16 +55,8 @@ pub struct Row {
     pub limit_bytes: Option<u64>,
     pub time_to_limit_secs: Option<f64>,
     /// Kubernetes / systemd identity from the cgroup path (absent fields are unknown).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pod: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub container: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pod_uid: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub container_id: Option<String>,
+    #[serde(flatten)]
+    pub kubernetes: PodRef,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub qos: Option<crate::host::identity::QosClass>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -113,11 +108,20 @@ impl Row {
 }
 
 pub fn row(p: &Process, now: f64, window: f64, limits: &mut LimitCache, ids: &mut Resolver) -> Row {
-    let id = ids.get(p);
+    let Identity {
+        cgroup,
+        pod_uid,
+        container_id,
+        qos,
+        systemd_unit,
+        names,
+        ..
+    } = ids.get(p);
     let (limit_bytes, time_to_limit_secs) = crate::pipeline::verdicts::limit_and_time(p, limits);
     let last = p.last().copied().unwrap_or_default();
     let growth = p.growth_rate(now, window);
     let growing_for = p.growing_for(now, window);
+    let (verdict, confidence) = crate::model::suspect::latest_verdict(p);
     Row {
         pid: p.pid,
         ppid: p.ppid,
@@ -133,21 +137,18 @@ pub fn row(p: &Process, now: f64, window: f64, limits: &mut LimitCache, ids: &mu
         alloc_bytes_per_sec: p.alloc_rate(now, window).round(),
         growing_for_secs: crate::util::clock::round_ms(growing_for),
         observed_secs: crate::util::clock::round_ms(now - p.first_seen),
-        verdict: p.assessment.as_ref().map(|a| a.verdict),
-        confidence: p
-            .assessment
-            .as_ref()
-            .map_or(0.0, |a| crate::detector::round_confidence(a.confidence)),
+        verdict,
+        confidence,
         limit_bytes,
         time_to_limit_secs,
-        namespace: id.namespace,
-        pod: id.pod,
-        container: id.container,
-        pod_uid: id.pod_uid,
-        container_id: id.container_id,
-        qos: id.qos,
-        systemd_unit: id.systemd_unit,
-        cgroup: (!id.cgroup.is_empty()).then_some(id.cgroup),
+        kubernetes: PodRef {
+            names,
+            pod_uid,
+            container_id,
+        },
+        qos,
+        systemd_unit,
+        cgroup: (!cgroup.is_empty()).then_some(cgroup),
     }
 }
 
@@ -374,7 +375,7 @@ impl Sink for TopSink {
         &mut self,
         ctx: &mut Context,
         table: &ProcessTable,
-        _reason: EndReason,
+        _end: SessionEnd,
     ) -> anyhow::Result<()> {
         if let Some(tui) = self.tui.take() {
             tui.leave()?;
@@ -433,5 +434,66 @@ impl Sink for TopSink {
         }
         stdout.flush()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The JSON shape of `top --once --format json`'s rows: field names and order.
+    #[test]
+    fn row_json_shape() {
+        let full = Row {
+            pid: 42,
+            ppid: 1,
+            comm: "web".into(),
+            rss_bytes: 5,
+            private_bytes: 4,
+            rss_anon_bytes: 3,
+            rss_file_bytes: 1,
+            rss_shmem_bytes: 1,
+            rss_swap_bytes: 0,
+            growth_bytes_per_sec: 10.0,
+            growth_bytes_per_min: 600.0,
+            alloc_bytes_per_sec: 20.0,
+            growing_for_secs: 1.5,
+            observed_secs: 2.5,
+            verdict: Some(Verdict::Leaking),
+            confidence: 0.93,
+            limit_bytes: Some(100),
+            time_to_limit_secs: Some(9.6),
+            kubernetes: PodRef {
+                names: crate::host::identity::PodNames {
+                    namespace: Some("shop".into()),
+                    pod: Some("web-1".into()),
+                    container: Some("app".into()),
+                },
+                pod_uid: Some("uid".into()),
+                container_id: Some("cid".into()),
+            },
+            qos: Some(crate::host::identity::QosClass::Burstable),
+            systemd_unit: Some("x.service".into()),
+            cgroup: Some("/kubepods".into()),
+        };
+        assert_eq!(
+            serde_json::to_string(&full).unwrap(),
+            r#"{"pid":42,"ppid":1,"comm":"web","rss_bytes":5,"private_bytes":4,"rss_anon_bytes":3,"rss_file_bytes":1,"rss_shmem_bytes":1,"rss_swap_bytes":0,"growth_bytes_per_sec":10.0,"growth_bytes_per_min":600.0,"alloc_bytes_per_sec":20.0,"growing_for_secs":1.5,"observed_secs":2.5,"verdict":"leaking","confidence":0.93,"limit_bytes":100,"time_to_limit_secs":9.6,"namespace":"shop","pod":"web-1","container":"app","pod_uid":"uid","container_id":"cid","qos":"Burstable","systemd_unit":"x.service","cgroup":"/kubepods"}"#
+        );
+        let sparse = Row {
+            verdict: None,
+            confidence: 0.0,
+            limit_bytes: None,
+            time_to_limit_secs: None,
+            kubernetes: PodRef::default(),
+            qos: None,
+            systemd_unit: None,
+            cgroup: None,
+            ..full
+        };
+        assert_eq!(
+            serde_json::to_string(&sparse).unwrap(),
+            r#"{"pid":42,"ppid":1,"comm":"web","rss_bytes":5,"private_bytes":4,"rss_anon_bytes":3,"rss_file_bytes":1,"rss_shmem_bytes":1,"rss_swap_bytes":0,"growth_bytes_per_sec":10.0,"growth_bytes_per_min":600.0,"alloc_bytes_per_sec":20.0,"growing_for_secs":1.5,"observed_secs":2.5,"verdict":null,"confidence":0.0,"limit_bytes":null,"time_to_limit_secs":null}"#
+        );
     }
 }

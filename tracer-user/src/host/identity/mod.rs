@@ -98,8 +98,20 @@ pub struct Identity {
     /// set for a unit nested *inside* a container (a kind node's `kubelet.service`).
     pub systemd_unit: Option<String>,
     /// Filled by the pod-name resolver.
+    #[serde(flatten)]
+    pub names: PodNames,
+}
+
+/// The Kubernetes names of a process's workload, each absent when unknown (outside pods, or
+/// before the runtime or the kubelet's log directories named it). Declared once and
+/// flattened wherever a record or a view shows them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodNames {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
 }
 
@@ -135,8 +147,8 @@ impl Identity {
     /// finally the cgroup path itself.
     pub fn label(&self) -> String {
         let short = self.short_container_id();
-        if let (Some(ns), Some(pod)) = (&self.namespace, &self.pod) {
-            return match (&self.container, short) {
+        if let (Some(ns), Some(pod)) = (&self.names.namespace, &self.names.pod) {
+            return match (&self.names.container, short) {
                 (Some(c), _) => format!("{ns}/{pod}/{c}"),
                 (None, Some(id)) => format!("{ns}/{pod}/{id}"),
                 (None, None) => format!("{ns}/{pod}"),
@@ -194,10 +206,10 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(id.label(), format!("{UID}/0123456789ab"));
-        id.namespace = Some("default".into());
-        id.pod = Some("web-7f9c".into());
+        id.names.namespace = Some("default".into());
+        id.names.pod = Some("web-7f9c".into());
         assert_eq!(id.label(), "default/web-7f9c/0123456789ab");
-        id.container = Some("nginx".into());
+        id.names.container = Some("nginx".into());
         assert_eq!(id.label(), "default/web-7f9c/nginx");
         assert_eq!(id.to_string(), "default/web-7f9c/nginx");
 

@@ -115,9 +115,9 @@ impl PodLogIndex {
             found = self.lookup(&key, cid);
         }
         if let Some((namespace, pod, container)) = found {
-            id.namespace = Some(namespace);
-            id.pod = Some(pod);
-            id.container = container;
+            id.names.namespace = Some(namespace);
+            id.names.pod = Some(pod);
+            id.names.container = container;
         }
     }
 
@@ -296,9 +296,9 @@ mod tests {
 
     fn names(id: &Identity) -> (Option<&str>, Option<&str>, Option<&str>) {
         (
-            id.namespace.as_deref(),
-            id.pod.as_deref(),
-            id.container.as_deref(),
+            id.names.namespace.as_deref(),
+            id.names.pod.as_deref(),
+            id.names.container.as_deref(),
         )
     }
 
@@ -359,7 +359,7 @@ mod tests {
         let mut index = PodLogIndex::new(root.path());
         let mut old = ident(UID, Some(CID1));
         index.resolve(&mut old);
-        assert_eq!(old.container.as_deref(), Some("postgres"));
+        assert_eq!(old.names.container.as_deref(), Some("postgres"));
         let mut new = ident(UID2, Some(CID1));
         index.resolve(&mut new);
         assert_eq!(names(&new), (Some("db"), Some("pg-0"), None));
@@ -388,7 +388,7 @@ mod tests {
             ..Default::default()
         };
         index.resolve(&mut daemon);
-        assert_eq!(daemon.namespace, None);
+        assert_eq!(daemon.names.namespace, None);
     }
 
     #[test]
@@ -418,7 +418,7 @@ mod tests {
         assert!(index.links.is_empty());
         let mut id = ident(UID2, None);
         index.resolve(&mut id);
-        assert_eq!(id.namespace, None);
+        assert_eq!(id.names.namespace, None);
     }
 
     #[test]
@@ -444,17 +444,17 @@ mod tests {
         index.resolve(&mut id); // first call scans: nothing there yet
         pod_dir(root.path(), "default", "web-7f9c", UID, &["nginx"]);
         index.resolve(&mut id); // within the interval: no scan, still unknown
-        assert_eq!(id.pod, None);
+        assert_eq!(id.names.pod, None);
         index.rescan(); // an explicit rescan always reads
         index.resolve(&mut id);
-        assert_eq!(id.pod.as_deref(), Some("web-7f9c"));
+        assert_eq!(id.names.pod.as_deref(), Some("web-7f9c"));
 
         // With a zero interval, every miss scans; a removed pod disappears on the next scan.
         let mut index = PodLogIndex::new(root.path()).with_rescan_interval(Duration::ZERO);
         pod_dir(root.path(), "default", "late", UID2, &["c"]);
         let mut late = ident(UID2, None);
         index.resolve(&mut late);
-        assert_eq!(late.pod.as_deref(), Some("late"));
+        assert_eq!(late.names.pod.as_deref(), Some("late"));
         fs::remove_dir_all(
             root.path()
                 .join(format!("var/log/pods/default_late_{UID2}")),

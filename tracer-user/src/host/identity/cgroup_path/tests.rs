@@ -1,4 +1,5 @@
 use super::*;
+use crate::host::identity::PodNames;
 use proptest::prelude::*;
 
 const UID: &str = "1a2b3c4d-5e6f-7081-92a3-b4c5d6e7f809";
@@ -518,7 +519,7 @@ fn check_invariants(id: &Identity, input: &str) -> Result<(), TestCaseError> {
         );
     }
     // Names are only ever filled by the resolver.
-    prop_assert!(id.namespace.is_none() && id.pod.is_none() && id.container.is_none());
+    prop_assert_eq!(&id.names, &PodNames::default());
     let _ = id.label();
     Ok(())
 }

@@ -401,9 +401,9 @@ impl CriResolver {
         if id.pod_uid.is_none() {
             id.pod_uid = n.pod_uid;
         }
-        id.namespace = Some(n.namespace);
-        id.pod = Some(n.pod);
-        id.container = Some(n.container);
+        id.names.namespace = Some(n.namespace);
+        id.names.pod = Some(n.pod);
+        id.names.container = Some(n.container);
         true
     }
 }

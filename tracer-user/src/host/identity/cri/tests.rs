@@ -242,6 +242,6 @@ fn unreachable_socket_costs_one_bounded_wait_per_id() {
         ..Default::default()
     };
     assert!(!cri.resolve(&mut id));
-    assert_eq!(id.pod, None);
+    assert_eq!(id.names.pod, None);
     drop(cri);
 }

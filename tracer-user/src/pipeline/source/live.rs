@@ -1,0 +1,545 @@
+//! The live source: the kernel and the host. It loads the programs, seeds the kernel map from
+//! /proc, then says what happens: a sampling round every interval (RSS the kernel cannot
+//! give exactly read from /proc, the overhead budget enforced first), kernel events (exec,
+//! exit with final counters, OOM victims) and memory-cgroup events as they come, until a
+//! signal, the duration or the sink ends it; then it drains the kernel's ring buffer.
+use std::{collections::VecDeque, future::Future, pin::Pin, time::Duration};
+
+use anyhow::Context as _;
+use tokio::{
+    signal::unix::{Signal, SignalKind, signal},
+    sync::{mpsc, oneshot},
+};
+
+use crate::{
+    host::memcg::{MemcgEvent, MemcgWatcher, PsiTrigger, WatchConfig},
+    host::procfs::Procfs,
+    kernel::budget::{Budget, BudgetAction, Hook},
+    kernel::events::{self, KernelEvent},
+    kernel::loader::{LoadOptions, Probes},
+    kernel::rss_fallback::{self, RssOrigin},
+    kernel::sampler::{Sampler, Snapshot},
+    model::table::{ProcessTable, RoundReport, TableLimits},
+    pipeline::core::Pipeline,
+    pipeline::sink::{EndReason, SessionEnd, SessionInfo},
+    pipeline::step::Step,
+    util::clock,
+};
+
+#[derive(Clone, Debug)]
+pub struct LiveOptions {
+    pub load: LoadOptions,
+    /// Share of the node's CPU the kernel programs may use (0..1; 0: no budget).
+    pub max_overhead: f64,
+    pub interval: Duration,
+    pub duration: Option<Duration>,
+    pub limits: TableLimits,
+    pub oom_score_adj: i32,
+}
+
+/// How long a paused hook stays paused the first time (doubling while the storm goes on).
+const BUDGET_HOLD_SECS: f64 = 15.0;
+
+/// The overhead budget measures one interval in this many (see `LiveSource::enforce_budget`).
+const STATS_EVERY: u64 = 5;
+
+/// How long the kernel event reader may take to drain the ring at the end.
+const DRAIN_SECS: u64 = 2;
+
+/// Where the source is in its life.
+enum Phase {
+    /// Started; the clocks and signal handlers are armed at the first step asked for.
+    Idle,
+    Running(Clocks),
+    /// Ending: the kernel event reader is to drain the ring.
+    Flush(EndReason),
+    /// Waiting for the reader to say the ring is drained, handing on events meanwhile.
+    Draining {
+        reason: EndReason,
+        drained: oneshot::Receiver<()>,
+        give_up: Pin<Box<tokio::time::Sleep>>,
+    },
+    /// The ring is drained: what is left in the queue, then the end.
+    Emptying(EndReason),
+    Done(EndReason),
+}
+
+/// What wakes a running session.
+struct Clocks {
+    sigint: Signal,
+    sigterm: Signal,
+    ticker: tokio::time::Interval,
+    /// The end of `--duration` (pending forever without one).
+    deadline: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+impl Clocks {
+    fn arm(interval: Duration, duration: Option<Duration>) -> anyhow::Result<Self> {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let deadline = duration.map(|d| tokio::time::Instant::now() + d);
+        Ok(Self {
+            sigint: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            sigterm: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            ticker,
+            deadline: Box::pin(async move {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            }),
+        })
+    }
+}
+
+/// What woke the running loop.
+enum Woke {
+    End(EndReason),
+    /// The duration is over: one last round so the end of the window is in the data.
+    LastRound,
+    Tick,
+    Kernel(KernelEvent),
+    Memcg(MemcgEvent),
+}
+
+pub struct LiveSource {
+    /// Owns the loaded programs: dropping it detaches them all.
+    probes: Probes,
+    /// The overhead budget: pauses and resumes syscall hooks (see budget.rs).
+    budget: Budget,
+    /// The kernel's BPF statistics are on for a measurement window that ends next round.
+    stats_window_open: bool,
+    sampler: Sampler,
+    events: mpsc::Receiver<KernelEvent>,
+    /// Drain the kernel ring now (at the end of the session).
+    flush_events: mpsc::Sender<events::FlushRequest>,
+    _reader: tokio::task::JoinHandle<()>,
+    _log_task: Option<tokio::task::JoinHandle<()>>,
+    procfs: Procfs,
+    info: SessionInfo,
+    opts: LiveOptions,
+    memcg_events: mpsc::Receiver<MemcgEvent>,
+    watcher: MemcgWatcher,
+    phase: Phase,
+    /// Rounds taken on the ticker so far, and the number of the round being handed on (the
+    /// budget's measurement windows and the stale-entry sweep count them).
+    rounds: u64,
+    round_no: u64,
+    /// Steps decided together (the budget's decisions, then the round they precede).
+    queue: VecDeque<Step>,
+}
+
+impl LiveSource {
+    /// Load and attach the programs, seed the kernel map with the processes that predate us
+    /// and arm the memory-cgroup watchers. Returns the source and the session's table.
+    pub fn start(
+        opts: LiveOptions,
+        roots: &crate::host::memcg::CgroupRoots,
+    ) -> anyhow::Result<(Self, ProcessTable)> {
+        let mut probes = Probes::load(&opts.load)?;
+        release_load_memory();
+        protect_self(opts.oom_score_adj);
+        let log_task = crate::kernel::logging::spawn_ebpf_logger(&mut probes.ebpf);
+        let mut sampler = Sampler::new(&mut probes.ebpf, opts.load.sizes.procs)?;
+        // Events are rare; a deep queue lets a slow sink fall behind briefly without the
+        // kernel ring buffer filling.
+        let (tx, rx) = mpsc::channel(65536);
+        let (flush_tx, flush_rx) = mpsc::channel(1);
+        let reader =
+            events::spawn_reader(&mut probes.ebpf, tx, flush_rx, sampler.rss_generation())?;
+        let t0_mono = clock::monotonic_secs();
+        let info = SessionInfo {
+            start_unix_ms: clock::unix_millis(),
+            t0_mono,
+            interval: opts.interval,
+            rss_source: probes.rss_source,
+            attached: probes.attached.clone(),
+        };
+        let procfs = Procfs::new(&opts.load.host_root);
+        // Processes that predate us: seed the kernel map so they are tracked from now on.
+        let now_ns = (t0_mono * 1e9) as u64;
+        let mut seeded = 0;
+        for pid in procfs.pids() {
+            if pid == std::process::id() {
+                continue;
+            }
+            if let (Some(mem), Some(comm)) = (procfs.status(pid), procfs.comm(pid))
+                && sampler.seed(pid, &comm, &mem, now_ns)
+            {
+                seeded += 1;
+            }
+        }
+        log::info!("seeded {seeded} existing processes from /proc");
+        let table = ProcessTable::new(opts.limits, t0_mono);
+        let (mtx, memcg_events) = mpsc::channel(4096);
+        // v2: a PSI trigger on each watched (limited) cgroup's memory.pressure as well as the
+        // node's. Each armed cgroup gets a kernel "psimon" thread; max_watched bounds them.
+        let mut watcher = MemcgWatcher::with_config(
+            roots.clone(),
+            mtx,
+            WatchConfig {
+                cgroup_psi: Some(PsiTrigger::default()),
+                ..WatchConfig::default()
+            },
+        );
+        if let Err(e) = watcher.watch_node_pressure(&PsiTrigger::default()) {
+            log::warn!("node memory pressure (PSI) not watched: {e:#}");
+        }
+        let source = Self {
+            budget: Budget::new(
+                opts.max_overhead,
+                std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+                BUDGET_HOLD_SECS,
+            ),
+            probes,
+            stats_window_open: false,
+            sampler,
+            events: rx,
+            flush_events: flush_tx,
+            _reader: reader,
+            _log_task: log_task,
+            procfs,
+            info,
+            opts,
+            memcg_events,
+            watcher,
+            phase: Phase::Idle,
+            rounds: 0,
+            round_no: 0,
+            queue: VecDeque::new(),
+        };
+        Ok((source, table))
+    }
+
+    pub fn info(&self) -> &SessionInfo {
+        &self.info
+    }
+
+    pub fn procfs(&self) -> &Procfs {
+        &self.procfs
+    }
+
+    /// The next thing that happened, or None once the session has ended and the kernel's
+    /// ring is drained. `table` is the model as of the last step (for RSS fallbacks).
+    pub async fn next_step(&mut self, table: &ProcessTable) -> anyhow::Result<Option<Step>> {
+        loop {
+            if let Some(step) = self.queue.pop_front() {
+                return Ok(Some(step));
+            }
+            match &mut self.phase {
+                Phase::Idle => {
+                    self.phase =
+                        Phase::Running(Clocks::arm(self.opts.interval, self.opts.duration)?);
+                }
+                Phase::Running(clocks) => {
+                    let woke = tokio::select! {
+                        biased;
+                        _ = clocks.sigint.recv() => Woke::End(EndReason::Signal),
+                        _ = clocks.sigterm.recv() => Woke::End(EndReason::Signal),
+                        () = &mut clocks.deadline => Woke::LastRound,
+                        Some(ev) = self.events.recv() => Woke::Kernel(ev),
+                        Some(ev) = self.memcg_events.recv() => Woke::Memcg(ev),
+                        _ = clocks.ticker.tick() => Woke::Tick,
+                    };
+                    match woke {
+                        Woke::End(reason) => self.stop(reason),
+                        Woke::LastRound => {
+                            self.sample(table, self.rounds);
+                            self.stop(EndReason::Duration);
+                        }
+                        Woke::Tick => {
+                            self.sample(table, self.rounds);
+                            self.rounds += 1;
+                        }
+                        Woke::Kernel(ev) => return Ok(Some(self.kernel_step(ev, table))),
+                        Woke::Memcg(event) => {
+                            return Ok(Some(Step::Memcg {
+                                t_mono: clock::monotonic_secs(),
+                                event,
+                            }));
+                        }
+                    }
+                }
+                // Everything the kernel wrote before the end reaches the sink: the reader
+                // drains the ring on request (routine events do not wake it), then the queue
+                // is emptied. Events are handed on while waiting, so a full queue cannot hold
+                // the reader up.
+                Phase::Flush(reason) => {
+                    let reason = *reason;
+                    let (ack_tx, ack_rx) = oneshot::channel();
+                    self.phase = if self.flush_events.send(ack_tx).await.is_ok() {
+                        Phase::Draining {
+                            reason,
+                            drained: ack_rx,
+                            give_up: Box::pin(tokio::time::sleep(Duration::from_secs(DRAIN_SECS))),
+                        }
+                    } else {
+                        Phase::Emptying(reason)
+                    };
+                }
+                Phase::Draining {
+                    reason,
+                    drained,
+                    give_up,
+                } => {
+                    let reason = *reason;
+                    let ev = tokio::select! {
+                        biased;
+                        Some(ev) = self.events.recv() => Some(ev),
+                        _ = drained => None,
+                        () = give_up.as_mut() => {
+                            log::warn!("the kernel event reader did not finish draining within {DRAIN_SECS} s");
+                            None
+                        }
+                    };
+                    match ev {
+                        Some(ev) => return Ok(Some(self.kernel_step(ev, table))),
+                        None => self.phase = Phase::Emptying(reason),
+                    }
+                }
+                Phase::Emptying(reason) => {
+                    let reason = *reason;
+                    match self.events.try_recv() {
+                        Ok(ev) => return Ok(Some(self.kernel_step(ev, table))),
+                        Err(_) => self.phase = Phase::Done(reason),
+                    }
+                }
+                Phase::Done(_) => return Ok(None),
+            }
+        }
+    }
+
+    /// End the session (a signal, the duration, or the sink asked): the kernel's ring is
+    /// drained, then `next_step` says it is over. Once ending, later calls change nothing.
+    pub fn stop(&mut self, reason: EndReason) {
+        if matches!(self.phase, Phase::Idle | Phase::Running(_)) {
+            self.phase = Phase::Flush(reason);
+        }
+    }
+
+    /// Why and when it ended (session time now).
+    pub fn end(&self, table: &ProcessTable) -> SessionEnd {
+        let reason = match self.phase {
+            Phase::Flush(r)
+            | Phase::Draining { reason: r, .. }
+            | Phase::Emptying(r)
+            | Phase::Done(r) => r,
+            // Not ended by the source: the loop stopped asking.
+            Phase::Idle | Phase::Running(_) => EndReason::Sink,
+        };
+        SessionEnd {
+            reason,
+            t: table.session_time(clock::monotonic_secs()),
+        }
+    }
+
+    /// One sampling round: the kernel map read, inexact RSS read from /proc, the budget's
+    /// decisions (queued first: they apply before the round is folded), then the round.
+    fn sample(&mut self, table: &ProcessTable, round_no: u64) {
+        let mut snap = self.sampler.sample();
+        let polled = self.patch_inexact_rss(table, &mut snap);
+        self.budget.set_rss_from_proc(polled);
+        self.enforce_budget(snap.t_mono, round_no);
+        self.round_no = round_no;
+        self.queue.push_back(Step::Round {
+            snap,
+            overhead: self.budget.status().clone(),
+        });
+    }
+
+    /// After a round is folded into the table: the kernel map forgets the processes whose
+    /// final counters came in it, new processes' limiting cgroups are watched, and every few
+    /// rounds stale entries are retired.
+    pub fn after_round(&mut self, p: &mut Pipeline, snap: &Snapshot, report: &RoundReport) {
+        self.sampler.forget_exited(snap);
+        for pid in &report.new_pids {
+            self.watch_limiting_cgroup(p, *pid);
+        }
+        log::trace!(
+            "round {}: {} in kernel map, new {:?}, exited {:?}",
+            self.round_no,
+            snap.procs.len(),
+            report.new_pids,
+            report.exited
+        );
+        // Every few rounds, retire processes whose exit the kernel never saw (they died
+        // between the /proc scan and attach). A process reaped since the snapshot has had its
+        // exit program run, which removed its entry (its exit event brings the final counters):
+        // only an entry still there after /proc says the process is gone is stale.
+        if self.round_no % 5 == 4 {
+            let gone: Vec<u32> = snap
+                .procs
+                .iter()
+                .map(|(pid, _)| *pid)
+                .filter(|pid| !self.procfs.alive(*pid) && self.sampler.holds(*pid))
+                .collect();
+            for pid in gone {
+                self.sampler.forget(pid);
+                p.table.exit(pid, snap.t_mono);
+            }
+        }
+    }
+
+    /// After an exec: the process may have moved into its container's cgroup.
+    pub fn after_exec(&mut self, p: &Pipeline, pid: u32) {
+        self.watch_limiting_cgroup(p, pid);
+    }
+
+    /// Read from /proc the RSS of the entries whose kernel figures are not exact (the
+    /// rss_stat hook is paused, or was resumed since their last RSS change). Returns how many
+    /// were read.
+    fn patch_inexact_rss(&self, table: &ProcessTable, snap: &mut Snapshot) -> u32 {
+        let mut from_proc = 0;
+        for (pid, st) in &mut snap.procs {
+            if st.rss_exact {
+                continue;
+            }
+            let prev = table.live.get(pid).map(|p| &p.counters);
+            // An entry flagged exited is a process that is gone: its pid may already be
+            // another process's, never read /proc for it.
+            let now = if !st.exited {
+                self.procfs.status(*pid)
+            } else {
+                None
+            };
+            if rss_fallback::patch(st, now.as_ref(), prev) == RssOrigin::Proc {
+                from_proc += 1;
+            }
+        }
+        from_proc
+    }
+
+    /// Measure the kernel programs' cost since the last round and pause or resume syscall
+    /// hooks to keep it within `--max-overhead`; every decision is queued for the sinks.
+    ///
+    /// The kernel's statistics are on for one interval in every [`STATS_EVERY`] rounds
+    /// (they cost every program run two clock reads): a storm is caught within that many
+    /// intervals, and the figures in between are the last window's.
+    fn enforce_budget(&mut self, t_mono: f64, rounds: u64) {
+        let mut decided = Vec::new();
+        if self.stats_window_open {
+            let costs = self.probes.costs();
+            self.probes.set_stats(false);
+            self.stats_window_open = false;
+            decided = self.budget.observe(t_mono, &costs);
+        }
+        if self.opts.max_overhead > 0.0
+            && rounds.is_multiple_of(STATS_EVERY)
+            && self.probes.set_stats(true)
+        {
+            self.budget.baseline(t_mono, &self.probes.costs());
+            self.stats_window_open = true;
+        }
+        for ev in decided {
+            for prog in ev.hook.programs() {
+                let done = match ev.action {
+                    BudgetAction::Pause => self.probes.detach(prog),
+                    BudgetAction::Resume => self.probes.reattach(prog),
+                };
+                if let Err(e) = done {
+                    log::warn!("overhead budget: {e:#}");
+                }
+            }
+            // RSS figures: from /proc while paused, refilled entry by entry after resuming.
+            if ev.hook == Hook::Rss {
+                let done = match ev.action {
+                    BudgetAction::Pause => self.sampler.rss_paused(),
+                    BudgetAction::Resume => self.sampler.rss_resumed(),
+                };
+                if let Err(e) = done {
+                    log::warn!("overhead budget: {e:#}");
+                }
+            }
+            log::info!(
+                "overhead budget: {:?} {} (BPF {:.2}% of the node's CPU, {} {:.2}%, budget {:.2}%)",
+                ev.action,
+                ev.hook.as_str(),
+                ev.bpf_cpu_share * 100.0,
+                ev.hook.as_str(),
+                ev.hook_cpu_share * 100.0,
+                ev.budget * 100.0
+            );
+            self.queue.push_back(Step::Budget {
+                t_mono: clock::monotonic_secs(),
+                event: ev,
+            });
+        }
+    }
+
+    /// Watch the memory cgroup that limits a tracked process (idempotent, bounded): at first
+    /// sight and again at exec, since a process seen right after fork may not have been moved
+    /// into its container's cgroup yet.
+    fn watch_limiting_cgroup(&mut self, p: &Pipeline, pid: u32) {
+        let Some(c) = p.table.live.get(&pid).and_then(|p| p.memcg_path()) else {
+            return;
+        };
+        if let Some(limiting) = p.ctx.roots.effective_limit(Some(&c)).and_then(|l| l.cgroup)
+            && let Err(e) = self.watcher.watch(&limiting)
+        {
+            log::debug!("memory cgroup {limiting} not watched: {e:#}");
+        }
+    }
+
+    /// A kernel event as a step.
+    fn kernel_step(&self, ev: KernelEvent, table: &ProcessTable) -> Step {
+        match ev {
+            // A new program: runtimes fork, move the child into the container's cgroup, then
+            // exec, so identity is re-read here as well as at first sight.
+            KernelEvent::Exec {
+                tgid, comm, t_mono, ..
+            } => Step::Exec {
+                pid: tgid,
+                comm,
+                t_mono,
+                cmdline: self.procfs.cmdline(tgid),
+                cgroup: self.procfs.cgroup(tgid),
+            },
+            // The final counters came with the exit: folded in by the pipeline, whatever the
+            // process's lifetime (one shorter than an interval was never sampled alive).
+            KernelEvent::Exit {
+                tgid,
+                comm,
+                t_mono,
+                counters,
+            } => Step::Exit {
+                pid: tgid,
+                comm,
+                t_mono,
+                // Its RSS as last known exactly, when the kernel's is not (rss_stat paused).
+                counters: counters.map(|c| {
+                    let mut c = *c;
+                    if !c.rss_exact {
+                        let prev = table.live.get(&tgid).map(|p| &p.counters);
+                        rss_fallback::patch(&mut c, None, prev);
+                    }
+                    c
+                }),
+            },
+            // The post-mortem is built once, by the pipeline, for every sink.
+            KernelEvent::OomVictim(v) => Step::OomVictim(v),
+        }
+    }
+}
+
+/// Give the allocator's free memory back to the kernel once the programs are loaded. Loading
+/// parses the kernel's BTF (several MiB of small allocations, ours and aya's) and frees it,
+/// but glibc keeps freed heap memory below the highest live allocation: without this, an idle
+/// leaktracer held 16 MiB of heap it no longer used, for as long as it ran.
+fn release_load_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free heap memory to the kernel; it takes no pointers
+    // and is safe to call at any time from any thread.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Lower our own OOM score: a tracer killed by the storm it should report is useless.
+/// Lowering below the current value needs CAP_SYS_RESOURCE; without it this is a warning.
+fn protect_self(adj: i32) {
+    if let Err(e) = std::fs::write("/proc/self/oom_score_adj", adj.to_string()) {
+        log::warn!(
+            "could not set oom_score_adj to {adj} ({e}): leaktracer may be OOM-killed with its victims"
+        );
+    }
+}
