@@ -5,6 +5,8 @@
 //! under glibc) and waits for each, then prints "buffer ADDR LEN" and sleeps. Another process
 //! then writes the buffer with process_vm_writev: the page faults happen in this process's mm
 //! from the writer's context (rss_stat's curr=0), and must still be counted as this process's.
+// A test workload: a panic is how it reports a broken environment.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::io::Write as _;
 
 fn main() {
