@@ -1,5 +1,6 @@
 //! The bounded model: the process table with its per-process series and graveyard, rates
-//! on those series, the one ranking of suspects, and the log of ended processes.
+//! on those series, the verdicts on them (the bridge to the detector), the one ranking of
+//! suspects, and the log of ended processes.
 pub mod counters;
 pub mod ended;
 pub mod rank;
@@ -7,3 +8,4 @@ pub mod rates;
 pub mod series;
 pub mod suspect;
 pub mod table;
+pub mod verdicts;

@@ -8,11 +8,11 @@ use serde::Serialize;
 
 use crate::{
     detector::{Assessment, DetectorConfig, Verdict},
+    model::verdicts,
     model::{
         rank::{self, RankKey},
         table::{Process, ProcessTable},
     },
-    pipeline::verdicts,
 };
 
 /// A leaking or growing process, as judged at one moment.

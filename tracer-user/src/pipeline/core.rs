@@ -68,7 +68,7 @@ impl Pipeline {
             self.tell(sink, Happening::Memcg { t, event: &event })?;
         }
         let verdicts = if sink.follows_verdicts() {
-            crate::pipeline::verdicts::refresh(&mut self.table, t, &self.detector)
+            crate::model::verdicts::refresh(&mut self.table, t, &self.detector)
         } else {
             Vec::new()
         };

@@ -9,4 +9,3 @@ pub mod session;
 pub mod sink;
 pub mod source;
 pub mod step;
-pub mod verdicts;

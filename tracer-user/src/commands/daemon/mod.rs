@@ -208,7 +208,7 @@ impl Sink for DaemonSink {
                     };
                     let id = ctx.ids.get(p);
                     let labels = labels_of(&id);
-                    let (_, ttl) = crate::pipeline::verdicts::limit_and_time(p, &mut ctx.limits);
+                    let (_, ttl) = crate::model::verdicts::limit_and_time(p, &mut ctx.limits);
                     let a = p.assessment.as_ref();
                     let e =
                         per_container

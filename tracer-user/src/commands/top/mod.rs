@@ -117,7 +117,7 @@ pub fn row(p: &Process, now: f64, window: f64, limits: &mut LimitCache, ids: &mu
         names,
         ..
     } = ids.get(p);
-    let (limit_bytes, time_to_limit_secs) = crate::pipeline::verdicts::limit_and_time(p, limits);
+    let (limit_bytes, time_to_limit_secs) = crate::model::verdicts::limit_and_time(p, limits);
     let last = p.last().copied().unwrap_or_default();
     let growth = p.growth_rate(now, window);
     let growing_for = p.growing_for(now, window);

@@ -169,7 +169,7 @@ fn a_burst_then_flat_ranks_below_two_steady_leakers() {
             ),
             None,
         );
-        crate::pipeline::verdicts::refresh(&mut t, secs, &cfg);
+        crate::model::verdicts::refresh(&mut t, secs, &cfg);
     }
     assert_eq!(t.live[&burst].fine.len(), 31, "stored only on change");
     let now = 75.0;
