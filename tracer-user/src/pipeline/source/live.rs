@@ -137,7 +137,7 @@ impl LiveSource {
         roots: &crate::host::memcg::CgroupRoots,
     ) -> anyhow::Result<(Self, ProcessTable)> {
         let mut probes = Probes::load(&opts.load)?;
-        release_load_memory();
+        release_free_heap();
         protect_self(opts.oom_score_adj);
         let log_task = crate::kernel::logging::spawn_ebpf_logger(&mut probes.ebpf);
         let mut sampler = Sampler::new(&mut probes.ebpf, opts.load.sizes.procs)?;
@@ -378,6 +378,13 @@ impl LiveSource {
                 p.table.exit(pid, snap.t_mono);
             }
         }
+        // What a burst of processes allocated (table entries, identities, events) is freed
+        // when they are gone, but glibc keeps freed heap below its highest live allocation:
+        // hand it back now and then, so our own RSS comes back after a churn (the robustness
+        // test checks within 2 MiB).
+        if self.round_no % RELEASE_HEAP_EVERY == RELEASE_HEAP_EVERY - 1 {
+            release_free_heap();
+        }
     }
 
     /// After an exec: the process may have moved into its container's cgroup.
@@ -521,11 +528,15 @@ impl LiveSource {
     }
 }
 
-/// Give the allocator's free memory back to the kernel once the programs are loaded. Loading
-/// parses the kernel's BTF (several MiB of small allocations, ours and aya's) and frees it,
-/// but glibc keeps freed heap memory below the highest live allocation: without this, an idle
-/// leaktracer held 16 MiB of heap it no longer used, for as long as it ran.
-fn release_load_memory() {
+/// How often (in rounds) free heap memory is handed back to the kernel.
+const RELEASE_HEAP_EVERY: u64 = 10;
+
+/// Give the allocator's free memory back to the kernel: once the programs are loaded, and
+/// every [`RELEASE_HEAP_EVERY`] rounds. Loading parses the kernel's BTF (several MiB of small
+/// allocations, ours and aya's) and frees it, but glibc keeps freed heap memory below the
+/// highest live allocation: without this, an idle leaktracer held 16 MiB of heap it no longer
+/// used, for as long as it ran.
+fn release_free_heap() {
     #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim only returns free heap memory to the kernel; it takes no pointers
     // and is safe to call at any time from any thread.
