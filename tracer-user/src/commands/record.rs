@@ -316,10 +316,9 @@ impl Sink for RecordSink {
         table: &ProcessTable,
         end: SessionEnd,
     ) -> anyhow::Result<()> {
-        let t = end.t;
-        let now = t;
+        let now = end.t;
         let window = 60.0;
-        self.summary.t = t;
+        self.summary.t = now;
         self.summary.end_unix_ms = clock::unix_millis();
         self.summary.ended_by = end.reason.as_str().to_string();
         self.summary.counters = self.last_counters.map(|h| h.to_map()).unwrap_or_default();
