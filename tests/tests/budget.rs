@@ -266,3 +266,52 @@ fn read_trace_so_far(path: &std::path::Path) -> Vec<Value> {
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
 }
+
+/// The budget's guard pauses a storm between measurement windows: with 30 s intervals the
+/// first window measures at the second round (t = 30 s), so a brk storm started at once is
+/// paused by the guard, on the hooks' run counts (`estimated` in the record), well before any
+/// window could have seen it. (stress-ng's brk worker also calls madvise: that hook, first
+/// in the pause order, may go first.)
+#[test]
+fn the_guard_pauses_a_brk_storm_before_any_measurement_window() {
+    let Some(_serial) = privileged() else { return };
+    let rec = Recording::start(
+        "budget-guard",
+        &["--interval", "30s", "--max-overhead", "1%"],
+    );
+    let _storm = Proc::spawn(
+        Command::new("stress-ng")
+            .args(["--brk", "1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    // The pause reaches the trace at the latest with the round after it (30 s).
+    let first_pause = |trace: &[serde_json::Value]| {
+        trace
+            .iter()
+            .find(|r| r["type"] == "budget" && r["action"] == "pause" && r["hook"] == "brk")
+            .cloned()
+    };
+    let seen = wait_until(Duration::from_secs(120), || {
+        first_pause(&read_trace_so_far(&rec.path))
+    });
+    let trace = rec.stop();
+    let pause = seen
+        .or_else(|| first_pause(&trace))
+        .unwrap_or_else(|| panic!("brk not paused within 120 s of a brk storm"));
+    eprintln!("brk's pause: {pause}");
+    assert_eq!(
+        pause["estimated"], true,
+        "decided by the guard, not by a measurement window: {pause}"
+    );
+    let t = pause["t"].as_f64().expect("t");
+    assert!(
+        t < 30.0,
+        "paused at t={t}, not before the first measurement window: {pause}"
+    );
+    assert!(
+        pause["hook_cpu_share"].as_f64().unwrap_or(0.0) > 0.01 * 0.25,
+        "priced over a quarter of the budget: {pause}"
+    );
+}

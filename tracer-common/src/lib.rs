@@ -113,11 +113,23 @@ pub const CTR_RINGBUF_FULL: u32 = 2;
 pub const CTR_RSS_UNATTRIBUTED: u32 = 3;
 pub const CTR_EXIT_WITHOUT_ENTRY: u32 = 4;
 pub const CTR_READ_ERRORS: u32 = 5;
-/// Memory-cgroup direct reclaim runs seen (vmscan memcg_reclaim_end). (Per-event counters
-/// of the hot syscall and rss_stat paths are left out: a shared counter there costs more than
-/// it tells; the kernel's bpf_stats give run counts per program.)
+/// Memory-cgroup direct reclaim runs seen (vmscan memcg_reclaim_end). (Run counts of the hot
+/// syscall and rss_stat programs are kept apart, in `HOOK_RUNS`: they are activity, not
+/// health, and the overhead budget reads them several times a second.)
 pub const CTR_RECLAIM_EVENTS: u32 = 6;
 pub const CTR_COUNT: u32 = 7;
+
+/// Indices of the per-CPU `HOOK_RUNS` array: how many times each pausable hook's programs
+/// ran. The overhead budget reads them every few hundred milliseconds and multiplies them by
+/// the cost per run it measured, so a storm is paused within a fraction of a second without
+/// the kernel's run-time statistics (two clock reads per run) being on. The order is the
+/// budget's pause order.
+pub const HOOK_MADVISE: u32 = 0;
+pub const HOOK_MUNMAP: u32 = 1;
+pub const HOOK_MMAP: u32 = 2;
+pub const HOOK_BRK: u32 = 3;
+pub const HOOK_RSS: u32 = 4;
+pub const HOOK_COUNT: u32 = 5;
 
 /// Names of the counters above, in index order (for logs, JSON and metrics).
 pub const COUNTER_NAMES: [&str; CTR_COUNT as usize] = [

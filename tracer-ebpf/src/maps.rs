@@ -9,7 +9,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use tracer_common::{CTR_COUNT, CTR_PROCS_FULL, PendingCall, ProcStats, RSS_MEMBERS};
+use tracer_common::{CTR_COUNT, CTR_PROCS_FULL, HOOK_COUNT, PendingCall, ProcStats, RSS_MEMBERS};
 
 /// Per-process aggregates. A plain hash map, not LRU: entries are removed explicitly at
 /// exit (and by the userspace sweeper for processes whose exit was missed), and a full map
@@ -46,6 +46,10 @@ pub static RSS_GEN: Array<u32> = Array::with_max_entries(1, 0);
 /// Health counters, see `tracer_common::CTR_*`.
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(CTR_COUNT, 0);
+
+/// Runs of each pausable hook's programs, see `tracer_common::HOOK_*`.
+#[map]
+pub static HOOK_RUNS: PerCpuArray<u64> = PerCpuArray::with_max_entries(HOOK_COUNT, 0);
 
 /// Rare events (exec, exit, OOM victim).
 #[map]
@@ -184,6 +188,17 @@ pub fn bump(counter: u32) {
         // Per-CPU slot: no other CPU writes it, a plain add is enough.
         // SAFETY: slot points into this CPU's value of COUNTERS, valid for the program's run
         // and written by no one else while we run (programs are not preempted on a CPU).
+        unsafe { *slot += 1 };
+    }
+}
+
+/// Count one run of a pausable hook's program (see `HOOK_RUNS`). The kernel inlines per-CPU
+/// array lookups (since 6.10): a few instructions and a plain add, no helper call.
+#[inline(always)]
+pub fn count_run(hook: u32) {
+    if let Some(slot) = HOOK_RUNS.get_ptr_mut(hook) {
+        // SAFETY: slot points into this CPU's value of HOOK_RUNS, valid for the program's
+        // run and written by no one else while we run (programs are not preempted on a CPU).
         unsafe { *slot += 1 };
     }
 }

@@ -16,14 +16,14 @@ use aya_ebpf::{
     programs::{RawTracePointContext, TracePointContext},
 };
 use tracer_common::{
-    CTR_READ_ERRORS, CTR_RSS_UNATTRIBUTED, PROC_FLAG_EXITED, ProcStats, RSS_ANON, RSS_MEMBERS,
-    RSS_SHMEM, RSS_SWAP,
+    CTR_READ_ERRORS, CTR_RSS_UNATTRIBUTED, HOOK_RSS, PROC_FLAG_EXITED, ProcStats, RSS_ANON,
+    RSS_MEMBERS, RSS_SHMEM, RSS_SWAP,
 };
 
 use super::fields::{field, try_at};
 use crate::maps::{
     MM_OWNER, OFF_MM_RSS_STAT, OFF_RSS_STAT_COUNT, PAGE_SIZE, PROCS, RSS_STAT_STRIDE, bump,
-    current_mm, current_proc, fill_rss_from_mm, forget_mm, rss_gen,
+    count_run, current_mm, current_proc, fill_rss_from_mm, forget_mm, rss_gen,
 };
 
 #[unsafe(no_mangle)]
@@ -41,6 +41,7 @@ const MM_ID_TAG: u64 = 1 << 63;
 
 #[raw_tracepoint(tracepoint = "rss_stat")]
 pub fn rss_stat_raw(ctx: RawTracePointContext) -> i32 {
+    count_run(HOOK_RSS);
     let mm: u64 = ctx.arg(0);
     let member: u64 = ctx.arg(1);
     let member = member & 0xffff_ffff;
@@ -73,6 +74,7 @@ pub fn rss_stat_raw(ctx: RawTracePointContext) -> i32 {
 
 #[tracepoint]
 pub fn rss_stat(ctx: TracePointContext) -> u32 {
+    count_run(HOOK_RSS);
     // Direct loads at the layout of every kernel since 5.5 (mm_id and curr are adjacent u32s,
     // member an int, size a long), helper reads otherwise: see fields.rs.
     let (Some(mm_id), Some(member), Some(size)) = (

@@ -14,11 +14,12 @@ use aya_ebpf::{
 };
 use tracer_common::{
     CALL_BRK, CALL_MADVISE, CALL_MMAP, CALL_MREMAP, CALL_MUNMAP, CTR_EXIT_WITHOUT_ENTRY,
-    CTR_PENDING_FULL, MMAP_HIST_BUCKETS, MMAP_HIST_MIN_SHIFT, PendingCall, ProcStats,
+    CTR_PENDING_FULL, HOOK_BRK, HOOK_MADVISE, HOOK_MMAP, HOOK_MUNMAP, MMAP_HIST_BUCKETS,
+    MMAP_HIST_MIN_SHIFT, PendingCall, ProcStats,
 };
 
 use super::fields::at;
-use crate::maps::{PENDING, add, bump, current_proc};
+use crate::maps::{PENDING, add, bump, count_run, current_proc};
 
 // Field offsets from tracefs format files (set by the loader).
 #[unsafe(no_mangle)]
@@ -71,6 +72,7 @@ fn save(call: PendingCall) -> u32 {
 
 #[tracepoint]
 pub fn sys_enter_mmap(ctx: TracePointContext) -> u32 {
+    count_run(HOOK_MMAP);
     save(PendingCall {
         kind: CALL_MMAP as u32,
         len: at::<24>(&ctx, &OFF_MMAP_LEN),
@@ -84,6 +86,7 @@ pub fn sys_enter_mmap(ctx: TracePointContext) -> u32 {
 /// munmap at enter: the length is all there is to count.
 #[tracepoint]
 pub fn sys_enter_munmap(ctx: TracePointContext) -> u32 {
+    count_run(HOOK_MUNMAP);
     let Some(stats) = current_proc((bpf_get_current_pid_tgid() >> 32) as u32) else {
         return 0;
     };
@@ -96,6 +99,7 @@ pub fn sys_enter_munmap(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn sys_enter_mremap(ctx: TracePointContext) -> u32 {
+    count_run(HOOK_MMAP);
     save(PendingCall {
         kind: CALL_MREMAP as u32,
         len: at::<24>(&ctx, &OFF_MREMAP_OLD_LEN),
@@ -107,6 +111,7 @@ pub fn sys_enter_mremap(ctx: TracePointContext) -> u32 {
 /// madvise at enter: the advice decides whether memory is given back.
 #[tracepoint]
 pub fn sys_enter_madvise(ctx: TracePointContext) -> u32 {
+    count_run(HOOK_MADVISE);
     let Some(stats) = current_proc((bpf_get_current_pid_tgid() >> 32) as u32) else {
         return 0;
     };
@@ -216,6 +221,7 @@ fn log2_bucket(len: u64) -> usize {
 
 #[tracepoint]
 pub fn sys_exit_mmap(ctx: TracePointContext) -> u32 {
+    count_run(HOOK_MMAP);
     on_exit(&ctx, CALL_MMAP)
 }
 
@@ -224,6 +230,7 @@ pub fn sys_exit_mmap(ctx: TracePointContext) -> u32 {
 /// of an enter/exit pair. A failed brk counts as a call with no change.
 #[tracepoint]
 pub fn sys_exit_brk(ctx: TracePointContext) -> u32 {
+    count_run(HOOK_BRK);
     let ret = at::<16>(&ctx, &OFF_SYS_EXIT_RET);
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let Some(stats) = current_proc(tgid) else {
@@ -246,5 +253,6 @@ pub fn sys_exit_brk(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn sys_exit_mremap(ctx: TracePointContext) -> u32 {
+    count_run(HOOK_MMAP);
     on_exit(&ctx, CALL_MREMAP)
 }

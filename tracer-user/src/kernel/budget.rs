@@ -1,8 +1,14 @@
 //! The overhead budget (`--max-overhead`): leaktracer's kernel programs may use at most that
-//! share of the node's CPU, whatever the workload. Every round the programs' own run time
-//! (the kernel's bpf_stats) is measured; when it is over budget, syscall hooks are paused in a
-//! fixed order, from the most frequent and least telling to the least: madvise, munmap, mmap
-//! (with mremap), brk, and last rss_stat. A paused hook is resumed after a hold, which doubles
+//! share of the node's CPU, whatever the workload. Two readings decide:
+//! - A measurement window, one interval in five: the programs' own run time (the kernel's
+//!   bpf_stats, which cost each run two clock reads, so they are not left on). It gives the
+//!   real share, each hook's cost per run, and decides resumes.
+//! - The guard, every 200 ms in between: each hook's run count (the kernel's `HOOK_RUNS`, a
+//!   per-CPU add per run) priced at its last measured cost per run. A storm is paused within
+//!   a fraction of a second of starting instead of up to five intervals later.
+//!
+//! When over budget, syscall hooks are paused in a fixed order, from the most frequent and
+//! least telling to the least: madvise, munmap, mmap (with mremap), brk, and last rss_stat. A paused hook is resumed after a hold, which doubles
 //! each time the hook trips again soon after a resume (so a storm that goes on costs one
 //! interval per hold).
 //! The lifecycle hooks are never paused. A paused syscall hook leaves only its own call and
@@ -10,7 +16,7 @@
 //! samples: each interval the RSS of the processes it would have kept current is read from
 //! /proc/PID/status instead (a cost that scales with processes, not faults); only peaks
 //! between two samples are missed. Every pause and resume is reported.
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -92,6 +98,10 @@ pub struct BudgetEvent {
     /// Pause: how long before it is tried again (seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold_secs: Option<f64>,
+    /// Decided by the guard: the shares are run counts priced at measured costs per run,
+    /// not run times measured in that period.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub estimated: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,8 +136,17 @@ pub struct Budget {
     max_share: f64,
     ncpus: f64,
     base_hold: f64,
-    last: HashMap<String, u64>,
+    /// Each program's cumulative (run time in ns, runs) at the window's start.
+    last: HashMap<String, (u64, u64)>,
     last_t: Option<f64>,
+    /// What one run of each hook's programs cost in the last measurement window (ns).
+    run_cost: HashMap<Hook, f64>,
+    /// The other programs' share (lifecycle, OOM, ...) in the last window: never paused,
+    /// counted by the guard as they were.
+    unpausable_share: f64,
+    /// The guard's readings of the hooks' run counts (time, counts), oldest first, covering
+    /// the last [`GUARD_SPAN_SECS`] and one before.
+    guard_readings: VecDeque<(f64, HashMap<Hook, u64>)>,
     paused: HashMap<Hook, Paused>,
     /// Per hook: the hold its next pause gets, and when it was last resumed.
     hold: HashMap<Hook, f64>,
@@ -141,6 +160,18 @@ const MIN_PAUSE_FRACTION: f64 = 0.25;
 /// Longest hold: a hook comes back at least this often to see whether the storm is over.
 const MAX_HOLD_SECS: f64 = 600.0;
 
+/// The guard judges the run counts of this long a span (the length of a measurement window
+/// at the default interval).
+const GUARD_SPAN_SECS: f64 = 1.0;
+
+/// A window's cost per run is learnt only from this many runs or more.
+const MIN_RUNS_TO_LEARN: u64 = 1000;
+
+/// What the guard assumes one run costs before a measurement window has said (ns): above
+/// what any of these programs measured on the bench machine, so a storm at start-up is
+/// paused early rather than late.
+const UNMEASURED_RUN_NS: f64 = 300.0;
+
 impl Budget {
     /// `max_share` 0 turns the budget off (nothing is ever paused).
     pub fn new(max_share: f64, ncpus: u32, base_hold_secs: f64) -> Self {
@@ -150,6 +181,9 @@ impl Budget {
             base_hold: base_hold_secs,
             last: HashMap::new(),
             last_t: None,
+            run_cost: HashMap::new(),
+            unpausable_share: 0.0,
+            guard_readings: VecDeque::new(),
             paused: HashMap::new(),
             hold: HashMap::new(),
             resumed_at: HashMap::new(),
@@ -173,7 +207,7 @@ impl Budget {
     /// [`Budget::observe`] measures from here.
     pub fn baseline(&mut self, t: f64, costs: &[ProgCost]) {
         for c in costs {
-            self.last.insert(c.name.clone(), c.run_ns);
+            self.last.insert(c.name.clone(), (c.run_ns, c.runs));
         }
         self.last_t = Some(t);
     }
@@ -182,26 +216,35 @@ impl Budget {
     /// carries the decisions out (detach, attach) and reports them.
     pub fn observe(&mut self, t: f64, costs: &[ProgCost]) -> Vec<BudgetEvent> {
         let mut per_hook: HashMap<Hook, f64> = HashMap::new();
+        // Per hook: nanoseconds and runs in this window, for the guard's cost per run.
+        let mut spent: HashMap<Hook, (u64, u64)> = HashMap::new();
         let mut total = 0.0;
         let elapsed = self.last_t.map(|t0| t - t0).filter(|d| *d > 0.0);
         for c in costs {
-            let before = self.last.insert(c.name.clone(), c.run_ns);
-            let (Some(dt), Some(before)) = (elapsed, before) else {
+            let before = self.last.insert(c.name.clone(), (c.run_ns, c.runs));
+            let (Some(dt), Some((ns_before, runs_before))) = (elapsed, before) else {
                 continue;
             };
-            let share = c.run_ns.saturating_sub(before) as f64 / (dt * 1e9 * self.ncpus);
+            let ns = c.run_ns.saturating_sub(ns_before);
+            let share = ns as f64 / (dt * 1e9 * self.ncpus);
             total += share;
             if let Some(h) = Hook::of_program(&c.name) {
                 *per_hook.entry(h).or_default() += share;
+                let runs = c.runs.saturating_sub(runs_before);
+                let e = spent.entry(h).or_default();
+                *e = (e.0 + ns, e.1 + runs);
             }
         }
         self.last_t = Some(t);
+        if elapsed.is_some() {
+            self.learn_run_costs(total, &per_hook, &spent);
+        }
         let mut events = Vec::new();
         if elapsed.is_some() {
             self.status.bpf_cpu_share = Some(total);
             if self.max_share > 0.0 {
                 if total > self.max_share {
-                    self.pause_until_within(t, total, &per_hook, &mut events);
+                    self.pause_until_within(t, total, &per_hook, false, &mut events);
                 } else if let Some(hook) = self.due_for_resume(t) {
                     self.paused.remove(&hook);
                     self.resumed_at.insert(hook, t);
@@ -212,6 +255,7 @@ impl Budget {
                         hook_cpu_share: 0.0,
                         budget: self.max_share,
                         hold_secs: None,
+                        estimated: false,
                     });
                 }
             }
@@ -223,6 +267,70 @@ impl Budget {
         events
     }
 
+    /// Remember what a run of each hook cost in a measurement window (windows with too few
+    /// runs to tell keep the previous figure) and what the programs that are never paused
+    /// cost.
+    fn learn_run_costs(
+        &mut self,
+        total: f64,
+        per_hook: &HashMap<Hook, f64>,
+        spent: &HashMap<Hook, (u64, u64)>,
+    ) {
+        for (hook, (ns, runs)) in spent {
+            if *runs >= MIN_RUNS_TO_LEARN {
+                self.run_cost.insert(*hook, *ns as f64 / *runs as f64);
+            }
+        }
+        self.unpausable_share = (total - per_hook.values().sum::<f64>()).max(0.0);
+    }
+
+    /// The guard, between measurement windows: the hooks' run counts over the last
+    /// [`GUARD_SPAN_SECS`] (cumulative counts from the kernel's `HOOK_RUNS`, read at time
+    /// `t`), priced at each hook's last measured cost per run. A heavy storm is paused within
+    /// a reading or two of starting, without the kernel's run-time statistics on (they cost
+    /// two clock reads per run). Judging a whole span, like a measurement window, keeps a
+    /// burst of a fraction of a second (a process starting up) from pausing a hook. Resuming
+    /// stays with the measurement windows, which see the real cost.
+    pub fn guard(&mut self, t: f64, runs: &[(Hook, u64)]) -> Vec<BudgetEvent> {
+        let now: HashMap<Hook, u64> = runs.iter().copied().collect();
+        // Keep one reading at least a span old as the base, drop the ones before it.
+        while self.guard_readings.len() >= 2 && self.guard_readings[1].0 <= t - GUARD_SPAN_SECS {
+            self.guard_readings.pop_front();
+        }
+        let base = self.guard_readings.front().cloned();
+        self.guard_readings.push_back((t, now.clone()));
+        let Some((t0, before)) = base else {
+            return Vec::new();
+        };
+        // Less history than a span: what came before it counts as idle.
+        let span = (t - t0).max(GUARD_SPAN_SECS);
+        let mut per_hook: HashMap<Hook, f64> = HashMap::new();
+        let mut total = self.unpausable_share;
+        for (&hook, &count) in &now {
+            let Some(&count_before) = before.get(&hook) else {
+                continue;
+            };
+            let cost = self
+                .run_cost
+                .get(&hook)
+                .copied()
+                .unwrap_or(UNMEASURED_RUN_NS);
+            let share =
+                count.saturating_sub(count_before) as f64 * cost / (span * 1e9 * self.ncpus);
+            per_hook.insert(hook, share);
+            total += share;
+        }
+        let mut events = Vec::new();
+        if self.max_share > 0.0 && total > self.max_share {
+            self.pause_until_within(t, total, &per_hook, true, &mut events);
+            self.status.paused = Hook::ORDER
+                .into_iter()
+                .filter(|h| self.paused.contains_key(h))
+                .collect();
+        }
+        events
+    }
+
     /// Pause hooks in order until the measured cost minus theirs fits the budget. A hook
     /// that cost little this round is skipped: pausing it would not help.
     fn pause_until_within(
@@ -230,6 +338,7 @@ impl Budget {
         t: f64,
         total: f64,
         per_hook: &HashMap<Hook, f64>,
+        estimated: bool,
         events: &mut Vec<BudgetEvent>,
     ) {
         let mut excess = total - self.max_share;
@@ -264,6 +373,7 @@ impl Budget {
                 hook_cpu_share: share,
                 budget: self.max_share,
                 hold_secs: Some(hold),
+                estimated,
             });
         }
     }
@@ -473,6 +583,7 @@ mod tests {
             hook_cpu_share: 0.0,
             budget: 0.01,
             hold_secs: None,
+            estimated: false,
         };
         let events = vec![
             (1.0, ev(Hook::Madvise, BudgetAction::Pause, 0.05)),
@@ -552,6 +663,128 @@ mod tests {
         assert_eq!(Hook::of_program("rss_stat"), Some(Hook::Rss));
         assert_eq!(Hook::of_program("rss_stat_raw"), Some(Hook::Rss));
         assert_eq!(Hook::of_program("sched_process_exit"), None);
+    }
+
+    fn brk_cost(run_ns: u64, runs: u64) -> Vec<ProgCost> {
+        vec![ProgCost {
+            name: "sys_exit_brk".into(),
+            run_ns,
+            runs,
+        }]
+    }
+
+    /// Guard readings every 0.2 s from `t0`: `per_tick` more runs of `hook` each time; the
+    /// events of each reading.
+    fn guard_ticks(
+        b: &mut Budget,
+        hook: Hook,
+        t0: f64,
+        per_tick: u64,
+        ticks: u32,
+    ) -> Vec<Vec<BudgetEvent>> {
+        (0..=ticks)
+            .map(|i| b.guard(t0 + f64::from(i) * 0.2, &[(hook, u64::from(i) * per_tick)]))
+            .collect()
+    }
+
+    #[test]
+    fn the_guard_pauses_a_storm_within_a_reading_at_the_unmeasured_price() {
+        let mut b = Budget::new(0.01, 2, 10.0);
+        assert!(
+            b.guard(0.0, &[(Hook::Madvise, 0), (Hook::Brk, 0)])
+                .is_empty()
+        );
+        // 0.2 s: 100k madvise runs at 300 ns over a 1 s span: 1.5% of 2 CPUs.
+        let ev = b.guard(0.2, &[(Hook::Madvise, 100_000), (Hook::Brk, 1_000)]);
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        assert_eq!(
+            (ev[0].hook, ev[0].action),
+            (Hook::Madvise, BudgetAction::Pause)
+        );
+        assert!((ev[0].hook_cpu_share - 0.015).abs() < 1e-9, "{ev:?}");
+        assert!(ev[0].estimated);
+        assert_eq!(b.status().paused, vec![Hook::Madvise]);
+        // The guard never resumes: the paused hook's count stands still, nothing happens.
+        for i in 2..100 {
+            let t = f64::from(i) * 0.2;
+            assert!(
+                b.guard(t, &[(Hook::Madvise, 100_000), (Hook::Brk, 1_000)])
+                    .is_empty()
+            );
+        }
+        assert_eq!(b.status().paused, vec![Hook::Madvise]);
+    }
+
+    #[test]
+    fn the_guard_lets_a_short_burst_pass() {
+        let mut b = Budget::new(0.01, 2, 10.0);
+        b.guard(0.0, &[(Hook::Rss, 0)]);
+        // A process starting up: 50k page faults in 0.2 s (0.75% over the span), then calm.
+        assert!(b.guard(0.2, &[(Hook::Rss, 50_000)]).is_empty());
+        for i in 2..20 {
+            assert!(
+                b.guard(f64::from(i) * 0.2, &[(Hook::Rss, 50_000)])
+                    .is_empty()
+            );
+        }
+    }
+
+    #[test]
+    fn the_guard_prices_runs_at_the_cost_a_window_measured() {
+        let mut b = Budget::new(0.01, 2, 10.0);
+        // A window measures brk at 100 ns a run (the 300 ns prior no longer applies).
+        b.baseline(0.0, &brk_cost(0, 0));
+        assert!(b.observe(1.0, &brk_cost(2_000_000, 20_000)).is_empty());
+        // 150k runs/s at 100 ns: 0.75% of 2 CPUs, within 1%; at 300 ns it would not be.
+        let ev = guard_ticks(&mut b, Hook::Brk, 1.0, 30_000, 20);
+        assert!(ev.iter().all(Vec::is_empty), "{ev:?}");
+        // 250k runs/s at 100 ns: 1.25%, over once a full span has passed.
+        let mut b = Budget::new(0.01, 2, 10.0);
+        b.baseline(0.0, &brk_cost(0, 0));
+        b.observe(1.0, &brk_cost(2_000_000, 20_000));
+        let ev = guard_ticks(&mut b, Hook::Brk, 1.0, 50_000, 20);
+        let first = ev.iter().position(|e| !e.is_empty()).expect("a pause");
+        assert_eq!(
+            first, 5,
+            "paused at the reading that completes the span: {ev:?}"
+        );
+        let pause = &ev[first][0];
+        assert_eq!((pause.hook, pause.action), (Hook::Brk, BudgetAction::Pause));
+        assert!((pause.hook_cpu_share - 0.0125).abs() < 1e-9, "{pause:?}");
+    }
+
+    #[test]
+    fn the_guard_counts_the_programs_it_cannot_pause() {
+        let mut b = Budget::new(0.01, 2, 10.0);
+        // A window: exits cost 0.8% of the node, brk 100 ns a run.
+        let mut costs = brk_cost(0, 0);
+        costs.push(ProgCost {
+            name: "sched_process_exit".into(),
+            run_ns: 0,
+            runs: 0,
+        });
+        b.baseline(0.0, &costs);
+        costs[0].run_ns = 2_000_000;
+        costs[0].runs = 20_000;
+        costs[1].run_ns = 16_000_000;
+        b.observe(1.0, &costs);
+        // brk alone at 0.75% would fit; with the exits' 0.8% it does not.
+        let ev = guard_ticks(&mut b, Hook::Brk, 1.0, 30_000, 5);
+        let pause = ev.iter().flatten().next().expect("a pause");
+        assert_eq!(pause.hook, Hook::Brk);
+        assert!(pause.bpf_cpu_share > 0.01, "{pause:?}");
+    }
+
+    #[test]
+    fn a_window_with_few_runs_keeps_the_cost_it_had() {
+        let mut b = Budget::new(0.01, 2, 10.0);
+        b.baseline(0.0, &brk_cost(0, 0));
+        b.observe(1.0, &brk_cost(2_000_000, 20_000));
+        b.baseline(2.0, &brk_cost(2_000_000, 20_000));
+        // 10 runs at 5 µs each: too few to tell; the 100 ns figure stays.
+        b.observe(3.0, &brk_cost(2_050_000, 20_010));
+        let ev = guard_ticks(&mut b, Hook::Brk, 3.0, 30_000, 20);
+        assert!(ev.iter().all(Vec::is_empty), "{ev:?}");
     }
 
     #[test]

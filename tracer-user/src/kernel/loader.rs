@@ -7,15 +7,17 @@ use std::os::fd::{AsFd as _, AsRawFd as _};
 
 use aya::{
     Ebpf, EbpfLoader,
+    maps::PerCpuArray,
     programs::{
         RawTracePoint, TracePoint, raw_trace_point::RawTracePointLinkId,
         trace_point::TracePointLinkId,
     },
 };
-use tracer_common::globals as g;
+use tracer_common::{HOOK_BRK, HOOK_MADVISE, HOOK_MMAP, HOOK_MUNMAP, HOOK_RSS, globals as g};
 
 use crate::{
     kernel::btf::{self, KernelBtf},
+    kernel::budget::Hook,
     kernel::preflight,
     kernel::tracefs::TraceFs,
     util::error::UsageError,
@@ -373,6 +375,27 @@ impl Probes {
                 })
             })
             .collect()
+    }
+
+    /// Each pausable hook's cumulative run count (the kernel's `HOOK_RUNS`, summed over
+    /// CPUs), for the overhead budget's guard; empty if the map cannot be read.
+    pub fn hook_runs(&self) -> Vec<(Hook, u64)> {
+        let Some(map) = self.ebpf.map("HOOK_RUNS") else {
+            return Vec::new();
+        };
+        let Ok(runs) = PerCpuArray::<_, u64>::try_from(map) else {
+            return Vec::new();
+        };
+        [
+            (Hook::Madvise, HOOK_MADVISE),
+            (Hook::Munmap, HOOK_MUNMAP),
+            (Hook::Mmap, HOOK_MMAP),
+            (Hook::Brk, HOOK_BRK),
+            (Hook::Rss, HOOK_RSS),
+        ]
+        .into_iter()
+        .filter_map(|(hook, index)| Some((hook, runs.get(&index, 0).ok()?.iter().sum())))
+        .collect()
     }
 
     fn tracepoint(&mut self, name: &str) -> anyhow::Result<&mut TracePoint> {

@@ -14,7 +14,7 @@ use tokio::{
 use crate::{
     host::memcg::{MemcgEvent, MemcgWatcher, PsiTrigger, WatchConfig},
     host::procfs::Procfs,
-    kernel::budget::{Budget, BudgetAction, Hook},
+    kernel::budget::{Budget, BudgetAction, BudgetEvent, Hook},
     kernel::events::{self, KernelEvent},
     kernel::loader::{LoadOptions, Probes},
     kernel::rss_fallback::{self, RssOrigin},
@@ -43,8 +43,22 @@ const BUDGET_HOLD_SECS: f64 = 15.0;
 /// The overhead budget measures one interval in this many (see `LiveSource::enforce_budget`).
 const STATS_EVERY: u64 = 5;
 
+/// How often the overhead budget's guard prices the hooks' run counts (see
+/// `LiveSource::guard_budget`): a storm costs at most about this long at full rate.
+const GUARD_PERIOD: Duration = Duration::from_millis(200);
+
 /// How long the kernel event reader may take to drain the ring at the end.
 const DRAIN_SECS: u64 = 2;
+
+/// The next tick of an optional interval; pending forever without one.
+async fn tick_if(interval: Option<&mut tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
 
 /// Where the source is in its life.
 enum Phase {
@@ -69,19 +83,28 @@ struct Clocks {
     sigint: Signal,
     sigterm: Signal,
     ticker: tokio::time::Interval,
+    /// The overhead budget's guard (see `LiveSource::guard_budget`); never fires when the
+    /// budget is off.
+    guard: Option<tokio::time::Interval>,
     /// The end of `--duration` (pending forever without one).
     deadline: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
 impl Clocks {
-    fn arm(interval: Duration, duration: Option<Duration>) -> anyhow::Result<Self> {
+    fn arm(interval: Duration, duration: Option<Duration>, budget: bool) -> anyhow::Result<Self> {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let guard = budget.then(|| {
+            let mut guard = tokio::time::interval(GUARD_PERIOD.min(interval));
+            guard.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            guard
+        });
         let deadline = duration.map(|d| tokio::time::Instant::now() + d);
         Ok(Self {
             sigint: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
             sigterm: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
             ticker,
+            guard,
             deadline: Box::pin(async move {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d).await,
@@ -98,6 +121,7 @@ enum Woke {
     /// The duration is over: one last round so the end of the window is in the data.
     LastRound,
     Tick,
+    Guard,
     Kernel(KernelEvent),
     Memcg(MemcgEvent),
 }
@@ -228,8 +252,11 @@ impl LiveSource {
             }
             match &mut self.phase {
                 Phase::Idle => {
-                    self.phase =
-                        Phase::Running(Clocks::arm(self.opts.interval, self.opts.duration)?);
+                    self.phase = Phase::Running(Clocks::arm(
+                        self.opts.interval,
+                        self.opts.duration,
+                        self.opts.max_overhead > 0.0,
+                    )?);
                 }
                 Phase::Running(clocks) => {
                     let woke = tokio::select! {
@@ -240,6 +267,7 @@ impl LiveSource {
                         Some(ev) = self.events.recv() => Woke::Kernel(ev),
                         Some(ev) = self.memcg_events.recv() => Woke::Memcg(ev),
                         _ = clocks.ticker.tick() => Woke::Tick,
+                        _ = tick_if(clocks.guard.as_mut()) => Woke::Guard,
                     };
                     match woke {
                         Woke::End(reason) => self.stop(reason),
@@ -251,6 +279,7 @@ impl LiveSource {
                             self.sample(table, self.rounds);
                             self.rounds += 1;
                         }
+                        Woke::Guard => self.guard_budget(),
                         Woke::Kernel(ev) => return Ok(Some(self.kernel_step(ev, table))),
                         Woke::Memcg(event) => {
                             return Ok(Some(Step::Memcg {
@@ -437,6 +466,21 @@ impl LiveSource {
             self.budget.baseline(t_mono, &self.probes.costs());
             self.stats_window_open = true;
         }
+        self.carry_out(decided);
+    }
+
+    /// The budget's guard, several times an interval: the hooks' run counts priced at
+    /// their measured cost per run, so a storm is paused within [`GUARD_PERIOD`] rather
+    /// than at the next measurement window (up to [`STATS_EVERY`] intervals later).
+    fn guard_budget(&mut self) {
+        let runs = self.probes.hook_runs();
+        let decided = self.budget.guard(clock::monotonic_secs(), &runs);
+        self.carry_out(decided);
+    }
+
+    /// Carry out the budget's decisions (detach, attach, switch RSS to /proc and back) and
+    /// queue each for the sinks.
+    fn carry_out(&mut self, decided: Vec<BudgetEvent>) {
         for ev in decided {
             for prog in ev.hook.programs() {
                 let done = match ev.action {
