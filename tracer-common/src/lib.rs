@@ -264,6 +264,66 @@ pub mod globals {
     pub const SELF_TGID: &str = "SELF_TGID";
 }
 
+/// Growth-site profiling (`leaktracer profile`): user stacks of sampled page faults.
+///
+/// Frames kept per stack (deeper stacks are truncated, and counted).
+pub const STACK_MAX_FRAMES: usize = 64;
+/// Entries of the `EXP_QUANTILES` array: quantiles of the exponential distribution the
+/// sampling countdown draws from.
+pub const EXP_QUANTILE_COUNT: u32 = 256;
+/// `EXP_QUANTILES` values are multiples of the mean in 1/1024ths.
+pub const EXP_QUANTILE_SCALE: u64 = 1024;
+
+/// A profiled process (`PROFILE_TARGETS`, keyed by tgid).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProfileTarget {
+    /// Bytes of faulted-in memory until the next sample (below 1: take one).
+    pub countdown: i64,
+}
+
+/// A stack of a profiled process, keyed by its content: the hash of its frames (the
+/// frames themselves are in the value and compared, so a hash collision is counted, never
+/// merged).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct StackKey {
+    pub tgid: u32,
+    pub nframes: u32,
+    pub hash: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StackSamples {
+    /// Samples taken at this stack (each stands for the mean sampling interval in bytes).
+    pub samples: u64,
+    /// User return addresses, innermost first; `StackKey::nframes` are valid.
+    pub frames: [u64; STACK_MAX_FRAMES],
+}
+
+impl Default for StackSamples {
+    fn default() -> Self {
+        Self {
+            samples: 0,
+            frames: [0; STACK_MAX_FRAMES],
+        }
+    }
+}
+
+/// Indices of the per-CPU `PROFILE_COUNTERS` array.
+pub const PCTR_FAULTS: u32 = 0;
+pub const PCTR_SAMPLES: u32 = 1;
+/// Stacks deeper than `STACK_MAX_FRAMES` (kept truncated).
+pub const PCTR_TRUNCATED: u32 = 2;
+/// Two different stacks with one hash: the later sample is dropped, counted here.
+pub const PCTR_COLLISIONS: u32 = 3;
+/// `GROWTH_STACKS` full: the sample is dropped.
+pub const PCTR_STACKS_FULL: u32 = 4;
+/// bpf_get_stack failed (no user stack).
+pub const PCTR_STACK_ERRORS: u32 = 5;
+pub const PCTR_COUNT: u32 = 6;
+
 #[cfg(feature = "user")]
 mod pod {
     // Plain old data: repr(C), integer fields only, no padding that carries meaning, so any
@@ -276,6 +336,12 @@ mod pod {
     unsafe impl aya::Pod for super::Event {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::ExitEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ProfileTarget {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::StackKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::StackSamples {}
 }
 
 #[cfg(test)]

@@ -188,6 +188,48 @@ pub enum Command {
         #[arg(short, long, value_parser = parse_duration)]
         duration: Option<Duration>,
     },
+    /// Where in their code processes grow: sampled stacks of first-touched memory, as pprof.
+    ///
+    /// Page faults that make memory resident are sampled in the kernel, one per --rate bytes
+    /// on average (Poisson, like Go's heap profiler), for the chosen processes only; each
+    /// sample's user stack is taken by frame pointers (Go keeps them; C and C++ need
+    /// -fno-omit-frame-pointer) and named from the binary: Go's own symbol table (stripped
+    /// binaries too), else ELF symbols and DWARF. The top growth sites are printed (the first
+    /// frame outside the allocator), and the profile is written for `go tool pprof`, Grafana
+    /// Pyroscope or Parca (sample types alloc_samples, alloc_space). Nothing is attached
+    /// outside the run.
+    #[command(
+        after_help = "Example: sudo leaktracer profile --comm traefik --duration 30s --output growth.pb.gz\n         go tool pprof -top growth.pb.gz"
+    )]
+    Profile {
+        /// A process to profile (repeatable).
+        #[arg(long = "pid")]
+        pids: Vec<u32>,
+        /// Processes with this command name, including ones started during the run
+        /// (repeatable).
+        #[arg(long = "comm")]
+        comms: Vec<String>,
+        /// The processes of a pod, NAMESPACE/POD (repeatable; names from the kubelet's log
+        /// directories).
+        #[arg(long = "pod", value_parser = crate::commands::profile::parse_pod)]
+        pods: Vec<(String, String)>,
+        /// How long to sample.
+        #[arg(short, long, value_parser = parse_duration, default_value = "20s")]
+        duration: Duration,
+        /// The pprof file to write (gzipped protobuf).
+        #[arg(short, long)]
+        output: std::path::PathBuf,
+        /// Mean bytes of first-touched memory between two samples (smaller: more detail,
+        /// more cost).
+        #[arg(long, default_value = "512KiB", value_parser = parse_rate)]
+        rate: u64,
+        /// Summary on stdout: readable, or one JSON object.
+        #[arg(short, long, value_enum, default_value = "text")]
+        format: crate::commands::profile::ProfileFormat,
+        /// Growth sites in the summary.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+    },
     /// Run as a node agent (DaemonSet): Prometheus metrics, health endpoints, JSON events.
     ///
     /// Serves /metrics (OpenMetrics text), /healthz and /readyz (ready once the eBPF programs
@@ -305,6 +347,29 @@ pub fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
         "expected IP:PORT with a port of 1-65535, e.g. 127.0.0.1:9464, 0.0.0.0:9464 or [::]:9464"
             .to_owned()
     })
+}
+
+/// "512KiB", "4MiB", "65536": bytes between profile samples, at least one page.
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = [
+        ("KiB", 1u64 << 10),
+        ("MiB", 1 << 20),
+        ("GiB", 1 << 30),
+        ("B", 1),
+    ]
+    .iter()
+    .find_map(|(suffix, m)| s.strip_suffix(suffix).map(|n| (n, *m)))
+    .unwrap_or((s, 1));
+    let v: u64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a size like 512KiB, 4MiB or 65536, not {s:?}"))?;
+    let bytes = v.checked_mul(mult).ok_or("too large")?;
+    if !(4096..=1 << 40).contains(&bytes) {
+        return Err("must be between 4KiB and 1TiB".into());
+    }
+    Ok(bytes)
 }
 
 /// "30s", "5m", "1h30m", "500ms"; must be positive.

@@ -2,6 +2,7 @@
 mod fields;
 mod lifecycle;
 mod oom;
+mod profile;
 mod reclaim;
 pub(crate) mod rss;
 mod syscalls;

@@ -2,6 +2,7 @@
 //! context of lookups built here (`report` over a replayed trace instead of the kernel).
 pub mod daemon;
 pub mod oom;
+pub mod profile;
 pub mod record;
 pub mod report;
 pub mod top;
@@ -78,6 +79,26 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 let mut session = Session::live(live_options(&cli.global, &trace, duration), ctx)?;
                 let reason = session.run(&mut sink).await?;
                 log::info!("recording ended ({})", reason.as_str());
+            }
+            Command::Profile {
+                pids,
+                comms,
+                pods,
+                duration,
+                output,
+                rate,
+                format,
+                top,
+            } => {
+                let opts = profile::ProfileOptions {
+                    targets: profile::Targets { pids, comms, pods },
+                    duration,
+                    output,
+                    mean_bytes: rate,
+                    format,
+                    top,
+                };
+                profile::run(&cli.global.host_root, &opts).await?;
             }
             Command::Oom {
                 trace,

@@ -6,3 +6,5 @@ pub mod identity;
 pub mod memcg;
 pub mod node;
 pub mod procfs;
+pub mod procmaps;
+pub mod symbols;

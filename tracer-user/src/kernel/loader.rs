@@ -87,7 +87,8 @@ enum RssLink {
 }
 
 /// The compiled kernel object, built by build.rs through aya-build.
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ebpf"));
+pub(crate) static OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ebpf"));
 
 /// Syscall tracepoints, named like their programs. brk needs no enter program (its return
 /// value is the new break); the others save their arguments at enter and count at exit.
@@ -489,7 +490,7 @@ fn btf_problem(
     }
 }
 
-fn attach_tp(
+pub(crate) fn attach_tp(
     ebpf: &mut Ebpf,
     prog: &str,
     group: &str,

@@ -3,6 +3,7 @@
 //! suspects, and the log of ended processes.
 pub mod counters;
 pub mod ended;
+pub mod growth;
 pub mod rank;
 pub mod rates;
 pub mod series;

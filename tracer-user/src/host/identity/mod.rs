@@ -20,7 +20,7 @@
 
 mod cgroup_path;
 pub mod cri;
-mod pod_log;
+pub mod pod_log;
 mod proc_cgroup;
 mod resolver;
 

@@ -1,0 +1,192 @@
+//! Growth sites (`leaktracer profile`): user stacks where memory is first touched. Attached
+//! only while a profile runs, and only the processes in `PROFILE_TARGETS` are sampled.
+//!
+//! A page fault on a not-present page is where a process's memory really grows (the zero
+//! page or the page cache is mapped in). Faults are sampled by bytes, like Go's runtime and
+//! tcmalloc sample allocations: each target counts down a random number of bytes drawn from
+//! an exponential distribution (mean set by userspace, 512 KiB by default), and the fault
+//! that brings it below 1 is sampled. A sample then stands for the mean in bytes, without
+//! bias towards big or small faults. The stack is taken by frame pointers (Go keeps them on
+//! amd64; C code needs -fno-omit-frame-pointer) and counted per (process, stack content).
+use aya_ebpf::{
+    EbpfContext as _, Global,
+    bindings::{BPF_F_NO_PREALLOC, BPF_F_USER_STACK},
+    helpers::{bpf_get_current_pid_tgid, bpf_get_prandom_u32, generated::bpf_get_stack},
+    macros::{map, tracepoint},
+    maps::{Array, HashMap, PerCpuArray},
+    programs::TracePointContext,
+};
+use tracer_common::{
+    EXP_QUANTILE_COUNT, EXP_QUANTILE_SCALE, PCTR_COLLISIONS, PCTR_COUNT, PCTR_FAULTS, PCTR_SAMPLES,
+    PCTR_STACK_ERRORS, PCTR_STACKS_FULL, PCTR_TRUNCATED, ProfileTarget, STACK_MAX_FRAMES, StackKey,
+    StackSamples,
+};
+
+use super::fields::at;
+use crate::maps::add;
+
+/// The processes being profiled, with their sampling countdowns (set by userspace).
+#[map]
+static PROFILE_TARGETS: HashMap<u32, ProfileTarget> = HashMap::with_max_entries(1024, 0);
+
+/// Samples per (process, stack). Allocated as used: empty unless a profile runs.
+#[map]
+static GROWTH_STACKS: HashMap<StackKey, StackSamples> =
+    HashMap::with_max_entries(16384, BPF_F_NO_PREALLOC);
+
+/// Quantiles of the exponential distribution with mean 1, in 1/`EXP_QUANTILE_SCALE`ths
+/// (written by userspace): a random index gives the next countdown without floating point.
+#[map]
+static EXP_QUANTILES: Array<u32> = Array::with_max_entries(EXP_QUANTILE_COUNT, 0);
+
+/// A stack being taken (too big for the BPF stack).
+#[map]
+static STACK_SCRATCH: PerCpuArray<StackSamples> = PerCpuArray::with_max_entries(1, 0);
+
+/// See `tracer_common::PCTR_*`.
+#[map]
+static PROFILE_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(PCTR_COUNT, 0);
+
+/// Mean bytes between two samples (set by the loader).
+#[unsafe(no_mangle)]
+static PROFILE_MEAN_BYTES: Global<u64> = Global::new(512 * 1024);
+
+/// Offset of `error_code` in the page_fault_user record (set by the loader).
+#[unsafe(no_mangle)]
+static OFF_FAULT_ERROR_CODE: Global<u32> = Global::new(0);
+
+/// error_code bit 0: the page was present (a protection fault, e.g. copy-on-write), not
+/// memory being touched for the first time.
+const PF_PROT: u64 = 1;
+
+const PAGE_BYTES: i64 = 4096;
+
+#[inline(always)]
+fn count(counter: u32) {
+    if let Some(slot) = PROFILE_COUNTERS.get_ptr_mut(counter) {
+        // SAFETY: this CPU's slot of a per-CPU array, valid for the program's run and
+        // written by no one else meanwhile.
+        unsafe { *slot += 1 };
+    }
+}
+
+#[tracepoint]
+pub fn page_fault_user(ctx: TracePointContext) -> u32 {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let Some(target) = PROFILE_TARGETS.get_ptr_mut(tgid) else {
+        return 0;
+    };
+    if at::<24>(&ctx, &OFF_FAULT_ERROR_CODE) & PF_PROT != 0 {
+        return 0;
+    }
+    count(PCTR_FAULTS);
+    // SAFETY: target points into a PROFILE_TARGETS value, valid for the program's run.
+    // Threads of one process race on the countdown: a lost update shifts one sample by a
+    // page, which the sampling's randomness already dwarfs.
+    let t = unsafe { &mut *target };
+    t.countdown -= PAGE_BYTES;
+    if t.countdown > 0 {
+        return 0;
+    }
+    t.countdown += next_interval();
+    count(PCTR_SAMPLES);
+    take_stack(&ctx, tgid);
+    0
+}
+
+/// The next countdown: the mean times a random quantile of the exponential distribution.
+#[inline(always)]
+fn next_interval() -> i64 {
+    // SAFETY: bpf_get_prandom_u32 has no preconditions.
+    let r = unsafe { bpf_get_prandom_u32() } % EXP_QUANTILE_COUNT;
+    let q = EXP_QUANTILES
+        .get(r)
+        .copied()
+        .unwrap_or(EXP_QUANTILE_SCALE as u32);
+    (PROFILE_MEAN_BYTES.load() * u64::from(q) / EXP_QUANTILE_SCALE) as i64
+}
+
+#[inline(always)]
+fn take_stack(ctx: &TracePointContext, tgid: u32) {
+    let Some(scratch) = STACK_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: scratch points to this CPU's STACK_SCRATCH value, ours for the program's run.
+    let buf = unsafe { &mut *scratch };
+    let size = (STACK_MAX_FRAMES * 8) as u32;
+    // SAFETY: buf.frames is `size` bytes of map memory; the helper writes at most that.
+    let len = unsafe {
+        bpf_get_stack(
+            ctx.as_ptr(),
+            buf.frames.as_mut_ptr().cast(),
+            size,
+            u64::from(BPF_F_USER_STACK),
+        )
+    };
+    if len <= 0 {
+        count(PCTR_STACK_ERRORS);
+        return;
+    }
+    let nframes = (len as usize / 8).min(STACK_MAX_FRAMES);
+    if nframes == STACK_MAX_FRAMES {
+        count(PCTR_TRUNCATED);
+    }
+    let key = StackKey {
+        tgid,
+        nframes: nframes as u32,
+        hash: hash_frames(&buf.frames, nframes),
+    };
+    if let Some(existing) = GROWTH_STACKS.get_ptr_mut(&key) {
+        // SAFETY: existing points into a GROWTH_STACKS value, valid for the program's run.
+        let e = unsafe { &mut *existing };
+        if !same_frames(&e.frames, &buf.frames, nframes) {
+            count(PCTR_COLLISIONS);
+            return;
+        }
+        add(&mut e.samples, 1);
+        return;
+    }
+    buf.samples = 1;
+    // Zero what the helper did not write, so the stored stack is its frames only.
+    for i in 0..STACK_MAX_FRAMES {
+        if i >= nframes {
+            buf.frames[i] = 0;
+        }
+    }
+    // Another CPU may have inserted the same stack meanwhile: BPF_NOEXIST keeps its count,
+    // and this sample is added to it.
+    if GROWTH_STACKS.insert(&key, buf, 1).is_err() {
+        match GROWTH_STACKS.get_ptr_mut(&key) {
+            // SAFETY: as above.
+            Some(existing) => add(unsafe { &mut (*existing).samples }, 1),
+            None => count(PCTR_STACKS_FULL),
+        }
+    }
+}
+
+/// FNV-1a over the first `n` frames.
+#[inline(always)]
+fn hash_frames(frames: &[u64; STACK_MAX_FRAMES], n: usize) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (i, f) in frames.iter().enumerate() {
+        if i >= n {
+            break;
+        }
+        h ^= *f;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+#[inline(always)]
+fn same_frames(a: &[u64; STACK_MAX_FRAMES], b: &[u64; STACK_MAX_FRAMES], n: usize) -> bool {
+    for i in 0..STACK_MAX_FRAMES {
+        if i >= n {
+            break;
+        }
+        if a[i] != b[i] {
+            return false;
+        }
+    }
+    true
+}

@@ -1,0 +1,285 @@
+//! `leaktracer profile`: where in their code processes grow. First-touch page faults of the
+//! chosen processes are sampled by bytes in the kernel (kernel/profiler.rs), their user
+//! stacks named from each binary (Go's own symbol table for Go, blazesym otherwise), and the
+//! result written as pprof with the top growth sites printed. The mappings of each process
+//! are captured while it runs, so a process that exits before the end is still named.
+pub mod pprof;
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+
+use crate::{
+    host::{
+        identity::{Identity, pod_log::PodLogIndex},
+        procfs::Procfs,
+        procmaps::Maps,
+        symbols::Symbolizer,
+    },
+    kernel::profiler::{ProfileCounters, Profiler, SampledStack},
+    model::growth::{Frame, GrowthProfile, MappingInfo, ProcessStack, Site},
+    util::{clock, error::UsageError, format},
+};
+
+/// Which processes to profile: any that matches one of these.
+#[derive(Clone, Debug, Default)]
+pub struct Targets {
+    pub pids: Vec<u32>,
+    pub comms: Vec<String>,
+    /// NAMESPACE/POD.
+    pub pods: Vec<(String, String)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProfileFormat {
+    Text,
+    Json,
+}
+
+pub struct ProfileOptions {
+    pub targets: Targets,
+    pub duration: Duration,
+    pub output: PathBuf,
+    pub mean_bytes: u64,
+    pub format: ProfileFormat,
+    pub top: usize,
+}
+
+/// How often new matching processes are looked for and mappings captured again.
+const RESCAN: Duration = Duration::from_secs(1);
+
+/// Parse NAMESPACE/POD.
+pub fn parse_pod(s: &str) -> Result<(String, String), String> {
+    match s.split_once('/') {
+        Some((ns, pod)) if !ns.is_empty() && !pod.is_empty() && !pod.contains('/') => {
+            Ok((ns.to_string(), pod.to_string()))
+        }
+        _ => Err("expected NAMESPACE/POD, e.g. kube-system/traefik-6d8f7c9b5-x2x4q".into()),
+    }
+}
+
+/// A profiled process as last seen: its name and mappings (with each binary's path as
+/// readable from the host: through /proc/PID/root, so a container's files are found).
+struct Seen {
+    comm: String,
+    maps: Maps,
+    root: PathBuf,
+}
+
+pub async fn run(host_root: &Path, opts: &ProfileOptions) -> anyhow::Result<()> {
+    let t = &opts.targets;
+    if t.pids.is_empty() && t.comms.is_empty() && t.pods.is_empty() {
+        return Err(UsageError::new("profile needs at least one of --pid, --comm or --pod").into());
+    }
+    let procfs = Procfs::new(host_root);
+    let proc_root = host_root.join("proc");
+    let mut profiler = Profiler::start(host_root, opts.mean_bytes)?;
+    let mut pods = PodLogIndex::new(host_root);
+    let mut seen: HashMap<u32, Seen> = HashMap::new();
+    let start_unix_ns = clock::unix_millis() as i64 * 1_000_000;
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + opts.duration;
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("installing the SIGINT handler")?;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let mut tick = tokio::time::interval(RESCAN);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                for pid in matching(&procfs, t, &mut pods) {
+                    if !seen.contains_key(&pid) {
+                        profiler.add_target(pid, opts.mean_bytes)?;
+                        log::info!("profiling pid {pid}");
+                    }
+                    // Mappings change (libraries loaded, heaps grown): capture them again.
+                    if let Ok(maps) = Maps::read(&proc_root, pid) {
+                        let comm = procfs.comm(pid).unwrap_or_default();
+                        seen.insert(pid, Seen { comm, maps, root: proc_root.join(pid.to_string()).join("root") });
+                    }
+                }
+                if seen.is_empty() && started.elapsed() > RESCAN * 3 {
+                    return Err(UsageError::new("no running process matches --pid/--comm/--pod").into());
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => break,
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+        }
+    }
+    let stacks = profiler.stacks()?;
+    let counters = profiler.counters()?;
+    drop(profiler);
+    let profile = build(
+        &stacks,
+        &seen,
+        opts.mean_bytes,
+        start_unix_ns,
+        started.elapsed(),
+    );
+    pprof::write(&profile, &opts.output)?;
+    let sites = profile.top_sites(opts.top);
+    match opts.format {
+        ProfileFormat::Text => print_text(&profile, &sites, &counters, &opts.output),
+        ProfileFormat::Json => println!(
+            "{}",
+            serde_json::to_string(&serde_json::json!({
+                "output": opts.output,
+                "processes": seen.iter().map(|(pid, s)| serde_json::json!({"pid": pid, "comm": s.comm})).collect::<Vec<_>>(),
+                "mean_bytes": opts.mean_bytes,
+                "samples": profile.total_samples(),
+                "counters": counters,
+                "sites": sites,
+                "functions": profile.functions(opts.top),
+            }))?
+        ),
+    }
+    Ok(())
+}
+
+/// Running processes that match the targets.
+fn matching(procfs: &Procfs, t: &Targets, pods: &mut PodLogIndex) -> BTreeSet<u32> {
+    let me = std::process::id();
+    let mut out = BTreeSet::new();
+    for pid in procfs.pids() {
+        if pid == me {
+            continue;
+        }
+        let by_pid = t.pids.contains(&pid);
+        let by_comm = !t.comms.is_empty() && procfs.comm(pid).is_some_and(|c| t.comms.contains(&c));
+        let by_pod = !t.pods.is_empty()
+            && procfs
+                .cgroup(pid)
+                .and_then(|c| Identity::from_proc_cgroup(&c))
+                .is_some_and(|mut id| {
+                    pods.resolve(&mut id);
+                    let names = &id.names;
+                    t.pods.iter().any(|(ns, pod)| {
+                        names.namespace.as_deref() == Some(ns) && names.pod.as_deref() == Some(pod)
+                    })
+                });
+        if by_pid || by_comm || by_pod {
+            out.insert(pid);
+        }
+    }
+    out
+}
+
+/// Name every frame: its mapping from the process's captured maps, the binary read through
+/// the process's root while it lives (the host path once it is gone).
+fn build(
+    stacks: &[SampledStack],
+    seen: &HashMap<u32, Seen>,
+    mean_bytes: u64,
+    start_unix_ns: i64,
+    elapsed: Duration,
+) -> GrowthProfile {
+    let mut sym = Symbolizer::new();
+    let mut profile = GrowthProfile {
+        mean_bytes,
+        start_unix_ns,
+        duration_ns: elapsed.as_nanos() as i64,
+        comms: seen.iter().map(|(p, s)| (*p, s.comm.clone())).collect(),
+        ..GrowthProfile::default()
+    };
+    let mut mapping_ids: HashMap<(u32, u64), usize> = HashMap::new();
+    for st in stacks {
+        let Some(proc) = seen.get(&st.pid) else {
+            continue;
+        };
+        let mut frames = Vec::with_capacity(st.frames.len());
+        for (i, &addr) in st.frames.iter().enumerate() {
+            let mapping = proc
+                .maps
+                .find(addr)
+                .and_then(|m| Some((m, m.path.clone()?)));
+            let (mapping, resolved) = match mapping {
+                Some((m, path)) => {
+                    let readable = readable_path(&proc.root, &path);
+                    let resolved = sym.resolve(&readable, m.file_offset(addr), i > 0);
+                    let next = profile.mappings.len();
+                    let id = *mapping_ids.entry((st.pid, m.start)).or_insert(next);
+                    if id == next {
+                        let build_id = sym.binary(&readable).and_then(|b| b.build_id.clone());
+                        profile.mappings.push(MappingInfo {
+                            pid: st.pid,
+                            start: m.start,
+                            end: m.end,
+                            offset: m.offset,
+                            path,
+                            build_id,
+                        });
+                    }
+                    (Some(id), resolved)
+                }
+                None => (None, Default::default()),
+            };
+            frames.push(Frame {
+                address: addr,
+                mapping,
+                resolved,
+            });
+        }
+        profile.stacks.push(ProcessStack {
+            pid: st.pid,
+            samples: st.samples,
+            frames,
+        });
+    }
+    profile
+}
+
+/// The binary as the process sees it (through its root), if that is readable; else the
+/// path on the host.
+fn readable_path(root: &Path, path: &Path) -> PathBuf {
+    let inside = root.join(path.strip_prefix("/").unwrap_or(path));
+    if inside.exists() {
+        inside
+    } else {
+        path.to_path_buf()
+    }
+}
+
+fn print_text(p: &GrowthProfile, sites: &[Site], c: &ProfileCounters, output: &Path) {
+    let mut names: Vec<String> = p
+        .comms
+        .iter()
+        .map(|(pid, comm)| format!("{comm} ({pid})"))
+        .collect();
+    names.sort();
+    println!(
+        "Growth profile of {}: {} samples, one per {} of first-touched memory on average, {} estimated",
+        names.join(", "),
+        p.total_samples(),
+        format::bytes(p.mean_bytes as f64),
+        format::bytes((p.total_samples() * p.mean_bytes) as f64)
+    );
+    println!("{:>9}  {:>6}  SITE", "GROWTH", "SHARE");
+    for s in sites {
+        let at = match (&s.file, s.line) {
+            (Some(f), Some(l)) => format!("  {f}:{l}"),
+            (Some(f), None) => format!("  {f}"),
+            _ => String::new(),
+        };
+        println!(
+            "{:>9}  {:>5.1}%  {}{at}",
+            format::bytes(s.bytes as f64),
+            s.share * 100.0,
+            s.function
+        );
+    }
+    let dropped = c.collisions + c.stacks_full + c.stack_errors;
+    println!(
+        "Kernel: {} first-touch faults seen, {} samples, {} stacks truncated, {} samples dropped (hash collisions {}, table full {}, no user stack {})",
+        c.faults, c.samples, c.truncated, dropped, c.collisions, c.stacks_full, c.stack_errors
+    );
+    println!(
+        "Written: {} (go tool pprof -top {})",
+        output.display(),
+        output.display()
+    );
+}
