@@ -115,7 +115,8 @@ fn slowdown(s: &mut String, r: &Results) {
          otherwise inconclusive: the untraced runs alone vary more than the effect. \
          vs bpftrace: the difference in points, a tie when within the untraced spread. \
          Empty programs: bpftrace running a program that does nothing on each of leaktracer's hooks (bench/floor.bt), \
-         the least any tracer of these hooks costs the workload here. memleak: {}.\n",
+         the least any tracer of these hooks costs the workload here. \
+         leaktracer `profile`: growth-site sampling of the workload's own processes (a page-fault program, not under the overhead budget; its verdicts are not judged). memleak: {}.\n",
         sd.rounds,
         sd.seconds_per_run,
         sd.pinning.describe(),
@@ -125,8 +126,8 @@ fn slowdown(s: &mut String, r: &Results) {
         }
     );
     s.push_str(
-        "| workload | untraced, ops per CPU-s (median) | untraced spread | leaktracer `record` | bpftrace, same hooks | bcc memleak -p | empty programs, same hooks | verdict vs 3% | vs bpftrace |\n\
-         |---|---|---|---|---|---|---|---|---|\n",
+        "| workload | untraced, ops per CPU-s (median) | untraced spread | leaktracer `record` | bpftrace, same hooks | bcc memleak -p | empty programs, same hooks | leaktracer `profile` of the workload | verdict vs 3% | vs bpftrace |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
     );
     let mut notes = Notes::default();
     for row in &sd.rows {
@@ -144,6 +145,7 @@ fn slowdown(s: &mut String, r: &Results) {
             Tracer::Bpftrace,
             Tracer::Memleak,
             Tracer::Floor,
+            Tracer::Profile,
         ] {
             let _ = write!(s, " {} |", cell(row.cells.get(&t), &mut notes));
         }
@@ -213,7 +215,8 @@ fn per_event(s: &mut String, r: &Results) {
             .or_default()
             .insert(row.program.clone(), (row.ns_per_event, row.runs));
     }
-    let lt = [Tracer::Leaktracer];
+    // `profile`'s page-fault program is leaktracer's too: its row comes from that column.
+    let lt = [Tracer::Leaktracer, Tracer::Profile];
     let mut programs: Vec<&String> = lt
         .iter()
         .filter_map(|t| by.get(t))
@@ -230,15 +233,14 @@ fn per_event(s: &mut String, r: &Results) {
             .map(|t| by.get(t).and_then(|m| m.get(*p)).copied())
             .collect();
         let _ = write!(s, "| {p} |");
-        for v in &vals {
-            let _ = write!(s, " {} |", ns_cell(*v));
-        }
+        // One column: each program belongs to one of the two commands.
+        let _ = write!(s, " {} |", ns_cell(vals.iter().flatten().next().copied()));
         let peer = same_hook(p, &bpftrace).map_or("-".into(), |(n, v)| match v {
             (_, 0) => format!("no events ({n})"),
             (ns, _) => format!("{ns:.0} ns ({n})"),
         });
         let empty = floor_of(p, &floor);
-        let (floor_cell, above) = match (empty, vals.first().copied().flatten()) {
+        let (floor_cell, above) = match (empty, vals.iter().flatten().next().copied()) {
             (Some((ns, cnt)), Some((lt, lt_cnt))) if cnt > 0 && lt_cnt > 0 => {
                 (format!("{ns:.0} ns"), format!("{:.0} ns", lt - ns))
             }
@@ -258,11 +260,11 @@ fn per_event(s: &mut String, r: &Results) {
     other_peers(s, &by);
 }
 
-/// Whether a program runs per memory event (rss_stat and the syscall programs, which the
-/// per-event target is about), rather than once per process (fork, exec, exit) or per rare
+/// Whether a program runs per memory event (rss_stat, the syscall programs and profile's page
+/// faults), rather than once per process (fork, exec, exit) or per rare
 /// event (OOM kill, reclaim).
 fn per_memory_event(program: &str) -> bool {
-    program.starts_with("rss_stat") || program.starts_with("sys_")
+    program.starts_with("rss_stat") || program.starts_with("sys_") || program == "page_fault_user"
 }
 
 fn ns_cell(v: Option<(f64, u64)>) -> String {
@@ -621,6 +623,7 @@ mod tests {
                 (Tracer::Bpftrace, measured(25.9)),
                 (Tracer::Memleak, Cell::NotAvailable("forks".into())),
                 (Tracer::Floor, measured(20.1)),
+                (Tracer::Profile, measured(1.2)),
             ]
             .into(),
             verdict: Verdict::Misses { slowdown_pct: 30.8 },
@@ -667,7 +670,7 @@ mod tests {
             .expect("a row for the workload");
         assert_eq!(
             row,
-            "| stress-ng brk | 265079 | 2.0% | 30.8% (0.692) | 25.9% (0.741) | n/a [1] | 20.1% (0.799) | **no** (30.8%) | **worse** by 4.9 pts |"
+            "| stress-ng brk | 265079 | 2.0% | 30.8% (0.692) | 25.9% (0.741) | n/a [1] | 20.1% (0.799) | 1.2% (0.988) | **no** (30.8%) | **worse** by 4.9 pts |"
         );
         assert!(!md.contains("NOT QUIET"));
         assert!(md.contains("## 3. leaktracer's own footprint\n\nNot run"));

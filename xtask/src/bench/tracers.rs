@@ -30,15 +30,18 @@ pub enum Tracer {
     /// Programs that do nothing, on leaktracer's hooks (bench/floor.bt): the least any tracer
     /// of these hooks costs here.
     Floor,
+    /// `leaktracer profile` on the workload's processes (growth sites: sampled page faults).
+    Profile,
 }
 
 impl Tracer {
-    pub const ALL: [Tracer; 5] = [
+    pub const ALL: [Tracer; 6] = [
         Self::None,
         Self::Leaktracer,
         Self::Bpftrace,
         Self::Memleak,
         Self::Floor,
+        Self::Profile,
     ];
 
     pub fn label(self) -> &'static str {
@@ -48,6 +51,7 @@ impl Tracer {
             Self::Bpftrace => "bpftrace, same hooks",
             Self::Memleak => "bcc memleak -p",
             Self::Floor => "empty programs, same hooks",
+            Self::Profile => "leaktracer profile of the workload",
         }
     }
 }
@@ -119,7 +123,32 @@ pub fn start(tracer: Tracer, env: &Env, tag: &str) -> anyhow::Result<Option<Runn
         Tracer::Leaktracer => record(env, &[], tag).map(Some),
         Tracer::Bpftrace => bpftrace(env, tag, "bench/peer.bt", 6).map(Some),
         Tracer::Floor => bpftrace(env, tag, "bench/floor.bt", 8).map(Some),
+        Tracer::Profile => profile(env, tag).map(Some),
     }
+}
+
+/// The command names of every slowdown workload's processes: `profile` samples them all.
+const WORKLOAD_COMMS: [&str; 7] = [
+    "stress-ng-brk",
+    "stress-ng-mmap",
+    "stress-ng-malloc",
+    "stress-ng-vm",
+    "redis-server",
+    "helpers",
+    "allocbench",
+];
+
+/// `leaktracer profile` of the workloads' processes (they join as they start), until
+/// stopped; ready once its page-fault program is attached.
+fn profile(env: &Env, tag: &str) -> anyhow::Result<Running> {
+    let mut cmd = env.command(&env.bin);
+    cmd.args(["profile", "--duration", "1h", "--output"])
+        .arg(env.work.join(format!("{tag}.pb.gz")));
+    for comm in WORKLOAD_COMMS {
+        cmd.args(["--comm", comm]);
+    }
+    let r = spawn(cmd, env, tag)?;
+    wait_programs(r, env, tag, 1)
 }
 
 /// `leaktracer record` into a trace file under the work dir, with `extra` options on top of its

@@ -102,14 +102,18 @@ pub async fn run(host_root: &Path, opts: &ProfileOptions) -> anyhow::Result<()> 
                         seen.insert(pid, Seen { comm, maps, root: proc_root.join(pid.to_string()).join("root") });
                     }
                 }
-                if seen.is_empty() && started.elapsed() > RESCAN * 3 {
-                    return Err(UsageError::new("no running process matches --pid/--comm/--pod").into());
+                // Named pids are there or not; names and pods may still come.
+                if seen.is_empty() && t.comms.is_empty() && t.pods.is_empty() {
+                    return Err(UsageError::new("no process with the --pid given is running").into());
                 }
             }
             () = tokio::time::sleep_until(deadline) => break,
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
         }
+    }
+    if seen.is_empty() {
+        anyhow::bail!("no process matched --comm/--pod during the run: nothing to profile");
     }
     let stacks = profiler.stacks()?;
     let counters = profiler.counters()?;
