@@ -66,6 +66,7 @@
 mod cycles;
 mod input;
 mod judge;
+pub mod risk;
 pub mod segment;
 pub mod stats;
 mod wording;
@@ -79,6 +80,8 @@ use cycles::{Basis, choose_basis, find_cycles};
 use input::{current_size, sanitize, span, too_little};
 use judge::{Ctx, Mode, judge};
 use wording::{fmt_bytes, fmt_secs, fmt_t};
+
+pub use risk::{LimitRisk, RiskConfig, RiskKind, assess_risk};
 
 /// One observation. `t` is seconds since an arbitrary origin (monotonic, increasing); `bytes` is
 /// the process's leak-relevant memory (anon + shmem + swap RSS) at that time.
