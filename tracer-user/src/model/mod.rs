@@ -5,6 +5,7 @@ pub mod counters;
 pub mod ended;
 pub mod rank;
 pub mod rates;
+pub mod risk;
 pub mod series;
 pub mod suspect;
 pub mod table;

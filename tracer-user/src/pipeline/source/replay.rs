@@ -309,6 +309,7 @@ impl ReplaySource {
             proc_.cmdline = info.cmdline;
             proc_.cgroup_raw = cgroup;
             proc_.limit_bytes = info.limit_bytes;
+            proc_.limit_from_cgroup = info.limit_cgroup.is_some();
             let id = Identity::from(info.pod);
             p.ctx.ids.remember(proc_, id);
         }
