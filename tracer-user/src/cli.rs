@@ -119,6 +119,29 @@ pub struct TraceArgs {
     pub ringbuf_bytes: u32,
 }
 
+/// The limit-risk judgement's flag (top, record, daemon, report).
+#[derive(Debug, Args, Clone)]
+pub struct RiskArgs {
+    /// Flag a process as at risk of meeting its memory cgroup's limit when its recent peaks
+    /// of private memory come within this margin of the limit (10%: peaks at 90% of the limit
+    /// or more), or when its peaks rise towards the limit and would get there within the hour.
+    /// Not a leak verdict: a process that rises under load and falls back (GC, batch work,
+    /// backups) is at risk when its peaks nearly meet the limit, however steady it is.
+    /// Shown as top's RISK column, a `risk` object in JSON and traces, in `report`, as
+    /// leaktracer_limit_headroom_ratio and as `risk` events of the daemon.
+    #[arg(long, default_value = "10%", value_name = "PERCENT", value_parser = parse_percent)]
+    pub risk_margin: f64,
+}
+
+impl RiskArgs {
+    pub fn config(&self) -> crate::detector::RiskConfig {
+        crate::detector::RiskConfig {
+            margin: self.risk_margin,
+            ..Default::default()
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Live view of processes ranked by memory growth: leaking first, then growing, then by
@@ -135,6 +158,8 @@ pub enum Command {
     Top {
         #[command(flatten)]
         trace: TraceArgs,
+        #[command(flatten)]
+        risk: RiskArgs,
         /// Observe for --duration, print one table (or JSON document) and exit.
         #[arg(long)]
         once: bool,
@@ -163,6 +188,8 @@ pub enum Command {
     Record {
         #[command(flatten)]
         trace: TraceArgs,
+        #[command(flatten)]
+        risk: RiskArgs,
         /// Trace file to write (`-` for stdout).
         #[arg(short, long, value_name = "FILE")]
         output: PathBuf,
@@ -200,6 +227,8 @@ pub enum Command {
     Daemon {
         #[command(flatten)]
         trace: TraceArgs,
+        #[command(flatten)]
+        risk: RiskArgs,
         /// Address for /metrics, /healthz and /readyz.
         #[arg(long, default_value = "0.0.0.0:9464", value_parser = parse_listen)]
         listen: std::net::SocketAddr,
@@ -253,6 +282,8 @@ pub struct ReportArgs {
     pub pods: Vec<String>,
     #[arg(long = "container", value_name = "NAME", value_parser = parse_name)]
     pub containers: Vec<String>,
+    #[command(flatten)]
+    pub risk: RiskArgs,
 }
 
 /// A filter on names (namespace, pod, container): an empty one would match nothing.

@@ -94,7 +94,7 @@ pub fn assess_risk(points: &[Point], limit_bytes: u64, cfg: &RiskConfig) -> Opti
     let kind = if peak >= threshold {
         Some(RiskKind::NearLimit)
     } else {
-        trend_eta(&peaks, &pts, threshold, cfg)
+        trend_eta(&peaks, limit, threshold, cfg)
             .filter(|eta| *eta <= cfg.horizon_secs)
             .map(|_| RiskKind::Trending)
     };
@@ -104,7 +104,7 @@ pub fn assess_risk(points: &[Point], limit_bytes: u64, cfg: &RiskConfig) -> Opti
             mib(limit),
             peak_ratio * 100.0,
             (1.0 - cfg.margin) * 100.0,
-            fmt_secs(trend_eta(&peaks, &pts, threshold, cfg).unwrap_or(0.0)),
+            fmt_secs(trend_eta(&peaks, limit, threshold, cfg).unwrap_or(0.0)),
         ),
         _ => format!(
             "Peaks reach {:.0}% of the {} limit ({list})",
@@ -136,7 +136,11 @@ fn recent_peaks(pts: &[Point], cfg: &RiskConfig) -> Vec<Point> {
         .collect();
     match peaks.last() {
         None => {
-            if let Some(max) = pts.iter().copied().max_by(|a, b| a.bytes.total_cmp(&b.bytes)) {
+            if let Some(max) = pts
+                .iter()
+                .copied()
+                .max_by(|a, b| a.bytes.total_cmp(&b.bytes))
+            {
                 peaks.push(max);
             }
         }
@@ -167,30 +171,32 @@ fn recent_peaks(pts: &[Point], cfg: &RiskConfig) -> Vec<Point> {
     peaks
 }
 
-/// A swing smaller than this is noise on a plateau, not a new peak.
+/// A swing smaller than this is noise on a plateau, not a new peak: a quarter of the series'
+/// range (2nd to 98th percentile) and `min_swing_bytes`. Unlike the verdict's cycle finder it
+/// takes no noise estimate from first differences: samples are stored on change, so a
+/// process that jumps between two levels alternates and its "noise" would be the swing itself.
 fn swing_threshold(ys: &[f64], cfg: &RiskConfig) -> f64 {
-    let noise = stats::diff_sigma(ys).unwrap_or(0.0);
     let range = match (stats::quantile(ys, 0.98), stats::quantile(ys, 0.02)) {
         (Some(hi), Some(lo)) => hi - lo,
         _ => 0.0,
     };
-    (6.0 * noise).max(0.25 * range).max(cfg.min_swing_bytes)
+    (0.25 * range).max(cfg.min_swing_bytes)
 }
 
 /// Seconds until the rising peaks cross `threshold`, when every recent peak tops the one
-/// before by more than the noise; None when they do not rise so.
-fn trend_eta(peaks: &[Point], pts: &[Point], threshold: f64, cfg: &RiskConfig) -> Option<f64> {
+/// before by more than 1 % of the limit (noise on a plateau does not climb); None when they
+/// do not rise so.
+fn trend_eta(peaks: &[Point], limit: f64, threshold: f64, cfg: &RiskConfig) -> Option<f64> {
     if peaks.len() < cfg.recent_peaks.max(2) {
         return None;
     }
-    let ys: Vec<f64> = pts.iter().map(|p| p.bytes).collect();
-    let noise = stats::diff_sigma(&ys).unwrap_or(0.0).max(cfg.min_swing_bytes / 8.0);
-    if !peaks.windows(2).all(|w| w[1].bytes - w[0].bytes > noise) {
+    let step = (0.01 * limit).max(cfg.min_swing_bytes / 8.0);
+    if !peaks.windows(2).all(|w| w[1].bytes - w[0].bytes > step) {
         return None;
     }
     let trend = stats::theil_sen(peaks)?;
     let last = peaks.last()?;
-    if !(trend.slope > 0.0) {
+    if trend.slope.is_nan() || trend.slope <= 0.0 {
         return None;
     }
     let eta = (threshold - trend.at(last.t)) / trend.slope;
@@ -247,7 +253,9 @@ mod tests {
 
     #[test]
     fn the_webhook_case_is_at_risk_with_its_peaks_quoted() {
-        let pts = sawtooth(6, 40.0 * MB, |c| [230.0, 236.0, 238.0, 241.0, 240.0, 240.0][c] * MB);
+        let pts = sawtooth(6, 40.0 * MB, |c| {
+            [230.0, 236.0, 238.0, 241.0, 240.0, 240.0][c] * MB
+        });
         let r = assess_risk(&pts, (256.0 * MB) as u64, &RiskConfig::default()).unwrap();
         assert!(r.at_risk);
         assert_eq!(r.kind, Some(RiskKind::NearLimit));
@@ -291,7 +299,11 @@ mod tests {
             ..RiskConfig::default()
         };
         // 118 of 256 MiB is 46%: within a 60% margin.
-        assert!(assess_risk(&pts, (256.0 * MB) as u64, &cfg).unwrap().at_risk);
+        assert!(
+            assess_risk(&pts, (256.0 * MB) as u64, &cfg)
+                .unwrap()
+                .at_risk
+        );
     }
 
     #[test]
@@ -302,8 +314,9 @@ mod tests {
         assert!(r.at_risk, "{}", r.reason);
         assert_eq!(r.kind, Some(RiskKind::Trending));
         assert!(
-            r.reason
-                .starts_with("Peaks climb towards the 256 MiB limit (last 3 peaks: 140, 160, 180 MiB, 70% now)"),
+            r.reason.starts_with(
+                "Peaks climb towards the 256 MiB limit (last 3 peaks: 140, 160, 180 MiB, 70% now)"
+            ),
             "{}",
             r.reason
         );
@@ -312,7 +325,11 @@ mod tests {
             horizon_secs: 5.0,
             ..RiskConfig::default()
         };
-        assert!(!assess_risk(&pts, (256.0 * MB) as u64, &cfg).unwrap().at_risk);
+        assert!(
+            !assess_risk(&pts, (256.0 * MB) as u64, &cfg)
+                .unwrap()
+                .at_risk
+        );
     }
 
     #[test]
@@ -329,6 +346,21 @@ mod tests {
         assert!(r.reason.ends_with("(peak: 120 MiB)"), "{}", r.reason);
         let r = assess_risk(&flat, (1024.0 * MB) as u64, &RiskConfig::default()).unwrap();
         assert!(!r.at_risk);
+    }
+
+    /// Samples are stored on change: a process that jumps between two levels alternates
+    /// between them, with no ramp in between.
+    #[test]
+    fn peaks_of_a_series_that_jumps_between_two_levels_are_found() {
+        let pts: Vec<Point> = (0..12)
+            .map(|i| Point {
+                t: i as f64 * 4.0,
+                bytes: if i % 2 == 1 { 118.0 * MB } else { 40.0 * MB },
+            })
+            .collect();
+        let r = assess_risk(&pts, (128.0 * MB) as u64, &RiskConfig::default()).unwrap();
+        assert!(r.at_risk);
+        assert_eq!(r.recent_peaks_bytes.len(), 3, "{r:?}");
     }
 
     #[test]
@@ -349,7 +381,10 @@ mod tests {
     #[test]
     fn garbage_in_gives_no_answer_or_a_sane_one() {
         assert_eq!(assess_risk(&[], 100, &RiskConfig::default()), None);
-        let p = [Point { t: 1.0, bytes: 50.0 }];
+        let p = [Point {
+            t: 1.0,
+            bytes: 50.0,
+        }];
         assert_eq!(assess_risk(&p, 0, &RiskConfig::default()), None);
         let nan = [
             Point {

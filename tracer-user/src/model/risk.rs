@@ -39,7 +39,7 @@ pub struct RiskChange {
 }
 
 /// Re-judge the processes whose memory changed this round (a flat stretch does not move
-/// their peaks), keeping each one's latest judgement; returns those whose at-risk state
+/// their peaks, and the node's idle processes cost nothing), keeping each one's latest judgement; returns those whose at-risk state
 /// flipped. A process first judged not at risk is no change.
 pub fn refresh(
     table: &mut ProcessTable,
@@ -49,7 +49,7 @@ pub fn refresh(
 ) -> Vec<RiskChange> {
     let mut changes = Vec::new();
     for p in table.live.values_mut() {
-        if !p.changed && p.risk.is_some() {
+        if !p.changed {
             continue;
         }
         let risk = cgroup_limit(p, limits).and_then(|limit| judge(p, now, limit, cfg));
@@ -136,6 +136,8 @@ mod tests {
         let mut table = table_with(&saw, Some(128 * MIB));
         let mut limits = offline_limits();
         let cfg = RiskConfig::default();
+        // Judged when its memory changed in the round.
+        table.live.get_mut(&7).unwrap().changed = true;
         let first = refresh(&mut table, 40.0, &mut limits, &cfg);
         assert_eq!(first.len(), 1);
         assert!(first[0].at_risk);
@@ -144,6 +146,7 @@ mod tests {
         assert!(refresh(&mut table, 41.0, &mut limits, &cfg).is_empty());
         // The limit is raised to 512 MiB: the risk ends.
         table.live.get_mut(&7).unwrap().limit_bytes = Some(512 * MIB);
+        table.live.get_mut(&7).unwrap().changed = true;
         let ended = refresh(&mut table, 42.0, &mut limits, &cfg);
         assert_eq!(ended.len(), 1);
         assert!(!ended[0].at_risk);

@@ -63,10 +63,13 @@ pub struct Row {
     pub systemd_unit: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<String>,
+    /// Whether its recent peaks meet its memory cgroup's limit (None without one): see
+    /// docs/trace-format.md, `risk`.
+    pub risk: Option<crate::detector::LimitRisk>,
 }
 
 /// Column titles of the table and the live view, in `Row::cells` order.
-pub const COLUMNS: [&str; 10] = [
+pub const COLUMNS: [&str; 11] = [
     "PID",
     "COMMAND",
     "RSS",
@@ -77,11 +80,12 @@ pub const COLUMNS: [&str; 10] = [
     "GROWING",
     "VERDICT",
     "TO LIMIT",
+    "RISK",
 ];
 
 impl Row {
     /// The row rendered for humans, one string per column of `COLUMNS`.
-    pub fn cells(&self) -> [String; 10] {
+    pub fn cells(&self) -> [String; 11] {
         let dash = || "-".to_string();
         [
             self.pid.to_string(),
@@ -103,8 +107,22 @@ impl Row {
                 _ => v.as_str().to_string(),
             }),
             self.time_to_limit_secs.map_or_else(dash, format::duration),
+            self.risk.as_ref().map_or_else(dash, risk_cell),
         ]
     }
+}
+
+/// "!94%" at risk (the peak's share of the limit), "23%" otherwise.
+pub fn risk_cell(r: &crate::detector::LimitRisk) -> String {
+    let pct = format!("{:.0}%", r.peak_ratio * 100.0);
+    if r.at_risk { format!("!{pct}") } else { pct }
+}
+
+/// How many of `rows` are at risk of meeting their limit (the header's count).
+pub fn at_risk_count(rows: &[Row]) -> usize {
+    rows.iter()
+        .filter(|r| r.risk.as_ref().is_some_and(|x| x.at_risk))
+        .count()
 }
 
 pub fn row(p: &Process, now: f64, window: f64, limits: &mut LimitCache, ids: &mut Resolver) -> Row {
@@ -149,6 +167,7 @@ pub fn row(p: &Process, now: f64, window: f64, limits: &mut LimitCache, ids: &mu
         qos,
         systemd_unit,
         cgroup: (!cgroup.is_empty()).then_some(cgroup),
+        risk: p.risk.clone(),
     }
 }
 
@@ -176,8 +195,8 @@ pub fn rows(
 pub fn render_table(rows: &[Row]) -> String {
     let line = |c: &[String]| {
         format!(
-            "{:>7} {:<16} {:>8} {:>8} {:>9} {:>10} {:>9} {:>8} {:<12} {:>8}\n",
-            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9]
+            "{:>7} {:<16} {:>8} {:>8} {:>9} {:>10} {:>9} {:>8} {:<12} {:>8} {:>5}\n",
+            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10]
         )
     };
     let mut out = line(&COLUMNS.map(String::from));
@@ -355,9 +374,10 @@ impl Sink for TopSink {
                 let mut out = std::io::stdout().lock();
                 writeln!(
                     out,
-                    "--- {} — {} processes tracked — {}",
+                    "--- {} — {} processes tracked, {} at risk of their limit — {}",
                     clock::rfc3339(clock::unix_millis()),
                     table.live.len(),
+                    at_risk_count(&rows),
                     overhead_line(&self.overhead)
                 )?;
                 out.write_all(render_table(&rows).as_bytes())?;
@@ -475,10 +495,19 @@ mod tests {
             qos: Some(crate::host::identity::QosClass::Burstable),
             systemd_unit: Some("x.service".into()),
             cgroup: Some("/kubepods".into()),
+            risk: Some(crate::detector::LimitRisk {
+                at_risk: true,
+                kind: Some(crate::detector::RiskKind::NearLimit),
+                peak_ratio: 0.94,
+                peak_bytes: 94,
+                limit_bytes: 100,
+                recent_peaks_bytes: vec![93, 94],
+                reason: "why".into(),
+            }),
         };
         assert_eq!(
             serde_json::to_string(&full).unwrap(),
-            r#"{"pid":42,"ppid":1,"comm":"web","rss_bytes":5,"private_bytes":4,"rss_anon_bytes":3,"rss_file_bytes":1,"rss_shmem_bytes":1,"rss_swap_bytes":0,"growth_bytes_per_sec":10.0,"growth_bytes_per_min":600.0,"alloc_bytes_per_sec":20.0,"growing_for_secs":1.5,"observed_secs":2.5,"verdict":"leaking","confidence":0.93,"limit_bytes":100,"time_to_limit_secs":9.6,"namespace":"shop","pod":"web-1","container":"app","pod_uid":"uid","container_id":"cid","qos":"Burstable","systemd_unit":"x.service","cgroup":"/kubepods"}"#
+            r#"{"pid":42,"ppid":1,"comm":"web","rss_bytes":5,"private_bytes":4,"rss_anon_bytes":3,"rss_file_bytes":1,"rss_shmem_bytes":1,"rss_swap_bytes":0,"growth_bytes_per_sec":10.0,"growth_bytes_per_min":600.0,"alloc_bytes_per_sec":20.0,"growing_for_secs":1.5,"observed_secs":2.5,"verdict":"leaking","confidence":0.93,"limit_bytes":100,"time_to_limit_secs":9.6,"namespace":"shop","pod":"web-1","container":"app","pod_uid":"uid","container_id":"cid","qos":"Burstable","systemd_unit":"x.service","cgroup":"/kubepods","risk":{"at_risk":true,"kind":"near_limit","peak_ratio":0.94,"peak_bytes":94,"limit_bytes":100,"recent_peaks_bytes":[93,94],"reason":"why"}}"#
         );
         let sparse = Row {
             verdict: None,
@@ -489,11 +518,12 @@ mod tests {
             qos: None,
             systemd_unit: None,
             cgroup: None,
+            risk: None,
             ..full
         };
         assert_eq!(
             serde_json::to_string(&sparse).unwrap(),
-            r#"{"pid":42,"ppid":1,"comm":"web","rss_bytes":5,"private_bytes":4,"rss_anon_bytes":3,"rss_file_bytes":1,"rss_shmem_bytes":1,"rss_swap_bytes":0,"growth_bytes_per_sec":10.0,"growth_bytes_per_min":600.0,"alloc_bytes_per_sec":20.0,"growing_for_secs":1.5,"observed_secs":2.5,"verdict":null,"confidence":0.0,"limit_bytes":null,"time_to_limit_secs":null}"#
+            r#"{"pid":42,"ppid":1,"comm":"web","rss_bytes":5,"private_bytes":4,"rss_anon_bytes":3,"rss_file_bytes":1,"rss_shmem_bytes":1,"rss_swap_bytes":0,"growth_bytes_per_sec":10.0,"growth_bytes_per_min":600.0,"alloc_bytes_per_sec":20.0,"growing_for_secs":1.5,"observed_secs":2.5,"verdict":null,"confidence":0.0,"limit_bytes":null,"time_to_limit_secs":null,"risk":null}"#
         );
     }
 }

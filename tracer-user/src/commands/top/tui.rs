@@ -44,8 +44,9 @@ impl Tui {
         overhead: &crate::kernel::budget::OverheadStatus,
     ) -> anyhow::Result<()> {
         let header = format!(
-            " leaktracer — {} processes tracked, {} ended ({} short-lived), up {} — {} — q to quit",
+            " leaktracer — {} processes tracked, {} at risk of their limit, {} ended ({} short-lived), up {} — {} — q to quit",
             table.live.len(),
+            crate::commands::top::at_risk_count(rows),
             table.ended.count,
             table.ended.brief,
             format::duration(now),
@@ -69,6 +70,7 @@ impl Tui {
             Constraint::Length(9),
             Constraint::Length(13),
             Constraint::Length(9),
+            Constraint::Length(6),
         ];
         self.terminal.draw(|f| {
             let [top, main] =

@@ -250,7 +250,7 @@ impl ReplaySource {
                 self.reader.warnings.push(msg);
                 None
             }
-            Record::Sample(_) | Record::Health(_) | Record::Verdict(_) => None,
+            Record::Sample(_) | Record::Health(_) | Record::Verdict(_) | Record::Risk(_) => None,
         };
         self.queue.extend(step);
         Ok(())
