@@ -76,13 +76,16 @@ fn surging_process_near_its_cgroup_limit_is_at_risk_and_never_leaking() {
             risk_after_three_surges(&trace, far_pid)?,
         ))
     });
-    let (started, near_risk, far_risk) =
-        seen.expect("within 180 s: a risk record for the 128 MiB surger and three surges of each seen");
+    let (started, near_risk, far_risk) = seen
+        .expect("within 180 s: a risk record for the 128 MiB surger and three surges of each seen");
     eprintln!("risk started: {started}\nnear: {near_risk}\nfar: {far_risk}");
 
     // The tight one: at risk, its peaks ~118 of 128 MiB (92%; page-level jitter aside).
     let ratio = started["risk"]["peak_ratio"].as_f64().unwrap();
-    assert!((0.85..=1.0).contains(&ratio), "peak ratio {ratio}: {started}");
+    assert!(
+        (0.85..=1.0).contains(&ratio),
+        "peak ratio {ratio}: {started}"
+    );
     assert_eq!(started["risk"]["limit_bytes"].as_u64(), Some(128 * MIB));
     assert_eq!(started["risk"]["kind"], "near_limit");
     let reason = started["risk"]["reason"].as_str().unwrap();
@@ -143,7 +146,11 @@ fn surging_process_near_its_cgroup_limit_is_at_risk_and_never_leaking() {
         "{}",
         report["at_risk"]
     );
-    assert!(!at_risk.contains(&u64::from(far_pid)), "{}", report["at_risk"]);
+    assert!(
+        !at_risk.contains(&u64::from(far_pid)),
+        "{}",
+        report["at_risk"]
+    );
     let suspects = report["suspects"].as_array().unwrap();
     assert!(
         suspects

@@ -151,7 +151,10 @@ pub enum Command {
     /// GROWTH/s and GROWTH/min (robust slope of PRIVATE over --window, as a function of
     /// time), ALLOC/s (bytes obtained through mmap/brk/mremap), GROWING (length of the
     /// current rise, from the last trough to where it stopped rising; "-" when PRIVATE did
-    /// not grow over --window).
+    /// not grow over --window), VERDICT (docs/verdicts.md), TO LIMIT (time until the memory
+    /// limit at the current growth, while growing), RISK (the highest recent peak of PRIVATE
+    /// as a share of the memory cgroup's limit, "!" when at risk of meeting it: see
+    /// --risk-margin; the header counts them).
     #[command(
         after_help = "Example: sudo leaktracer top --once --duration 10s --format json | jq '.processes[0]'"
     )]
@@ -218,7 +221,7 @@ pub enum Command {
     /// Run as a node agent (DaemonSet): Prometheus metrics, health endpoints, JSON events.
     ///
     /// Serves /metrics (OpenMetrics text), /healthz and /readyz (ready once the eBPF programs
-    /// are attached) on --listen, and writes OOM kills and verdict changes as JSON Lines on
+    /// are attached) on --listen, and writes OOM kills, verdict changes and limit-risk changes as JSON Lines on
     /// stdout for the log pipeline (the same records as `record` writes). SIGTERM detaches the
     /// programs, flushes and exits 0. Metrics reference: deploy/README.md.
     #[command(
