@@ -88,12 +88,14 @@ fn surging_process_near_its_cgroup_limit_is_at_risk_and_never_leaking() {
     );
     assert_eq!(started["risk"]["limit_bytes"].as_u64(), Some(128 * MIB));
     assert_eq!(started["risk"]["kind"], "near_limit");
-    let reason = started["risk"]["reason"].as_str().unwrap();
+    // Flagged from its first peak on; after three surges the reason quotes them.
+    assert_eq!(near_risk["at_risk"], true, "{near_risk}");
+    let reason = near_risk["reason"].as_str().unwrap();
     assert!(
-        reason.starts_with("Peaks reach ") && reason.contains("of the 128 MiB limit (last "),
+        reason.starts_with("Peaks reach 9")
+            && reason.contains("% of the 128 MiB limit (last 3 peaks: 11"),
         "{reason}"
     );
-    assert_eq!(near_risk["at_risk"], true, "{near_risk}");
     // The roomy one: the same shape, 23% of its limit, never at risk.
     assert_eq!(far_risk["at_risk"], false, "{far_risk}");
     assert_eq!(far_risk["limit_bytes"].as_u64(), Some(512 * MIB));
