@@ -295,6 +295,17 @@ pub fn time_to_limit(current: f64, limit: f64, rate_bytes_per_sec: f64) -> Optio
 const KIB: f64 = 1024.0;
 const MIB: f64 = 1024.0 * 1024.0;
 
+/// The GC/cache troughs of `points` as the verdict finds them (step 2 of the method): what
+/// a view marks on the chart when the verdict was judged on them.
+pub fn troughs_of(points: &[Point], cfg: &DetectorConfig) -> Vec<Point> {
+    let pts = sanitize(points);
+    find_cycles(&pts, cfg)
+        .troughs
+        .iter()
+        .filter_map(|t| pts.get(t.index).copied())
+        .collect()
+}
+
 /// Judges one process's memory series. See the module documentation for the method.
 ///
 /// Accepts anything: non-finite values are dropped, points are sorted by `t`, and points with
