@@ -154,7 +154,18 @@ pub enum Command {
     /// not grow over --window), VERDICT (docs/verdicts.md), TO LIMIT (time until the memory
     /// limit at the current growth, while growing), RISK (the highest recent peak of PRIVATE
     /// as a share of the memory cgroup's limit, "!" when at risk of meeting it: see
-    /// --risk-margin; the header counts them).
+    /// --risk-margin; the header counts them), and in the live view TREND (a sparkline of
+    /// PRIVATE over --window) and NAMESPACE/POD.
+    ///
+    /// Keys of the live view: ↑/↓ (or k/j, PgUp/PgDn, Home/End) select a process; Enter
+    /// opens its detail (private memory over the window with the troughs its verdict was
+    /// judged on, the verdict's confidence and why, since when, time to limit, limit risk,
+    /// identity, mmap sizes, its cgroup's recent events and OOM kills) and Esc goes back; `/`
+    /// filters by command, namespace, pod or container; `s` sorts by growth, private memory,
+    /// verdict or time to limit; `p` shows or hides NAMESPACE/POD (shown when any process is
+    /// in a pod); `?` helps; `q` or Ctrl-C quits. Keys take effect at the next sampling round
+    /// or event (within --interval). Colours follow the verdict's severity; NO_COLOR=1 turns
+    /// them off. The terminal is restored on q, Ctrl-C, SIGTERM and panics.
     #[command(
         after_help = "Example: sudo leaktracer top --once --duration 10s --format json | jq '.processes[0]'"
     )]
