@@ -20,6 +20,9 @@ const STEADY: &str = env!("CARGO_BIN_EXE_steady");
 const AFTER: &str =
     r#"echo "top exited: $?"; stty -a | tr ' ' '\n' | grep -x -- '-\?icanon'; sleep 600"#;
 
+/// Only the table screen's header says this (the detail and help screens do not).
+const TABLE: &str = "processes tracked";
+
 /// A tmux server of our own (its own socket: other tmux users are not touched) with one
 /// detached session; killed when dropped.
 struct Tmux {
@@ -167,7 +170,7 @@ fn top_live_view_keys_filter_sort_detail_resize_and_restore() {
     t.type_text("?");
     t.wait_for("leaktracer top — keys", 30);
     t.keys(&["Escape"]);
-    t.wait_for("? help", 30);
+    t.wait_for(TABLE, 30);
 
     // Filter: only the steady one, then Esc clears it.
     t.type_text("/");
@@ -212,8 +215,11 @@ fn top_live_view_keys_filter_sort_detail_resize_and_restore() {
     assert!(detail.contains("mmap sizes"), "{detail}");
     assert!(detail.contains("cmdline "), "{detail}");
     t.keys(&["Escape"]);
-    t.wait_for("? help", 30);
+    t.wait_for(TABLE, 30);
     t.keys(&["Escape"]);
+    t.wait("the filter cleared", 30, |s| {
+        !s.contains("match \"leak\"") && s.contains("steady")
+    });
 
     // Narrow window: the least important columns go, the essential ones stay.
     let out = t.tmux(&["resize-window", "-t", "top", "-x", "70", "-y", "30"]);
@@ -242,13 +248,13 @@ fn top_live_view_restores_the_terminal_on_ctrl_c_and_sigterm() {
     args.extend(pids.iter().map(String::as_str));
 
     let t = Tmux::start_top("ctrlc", &args);
-    t.wait_for("? help", 90);
+    t.wait_for(TABLE, 90);
     t.keys(&["C-c"]);
     t.assert_restored("Ctrl-C");
     drop(t);
 
     let t = Tmux::start_top("sigterm", &args);
-    t.wait_for("? help", 90);
+    t.wait_for(TABLE, 90);
     let pid = t.top_pid();
     // SAFETY: signalling the leaktracer this test started in its tmux pane.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
