@@ -149,8 +149,8 @@ fn pid_args(pids: &[u32]) -> Vec<String> {
 #[test]
 fn top_live_view_keys_filter_sort_detail_resize_and_restore() {
     let Some(_serial) = privileged() else { return };
-    let leaker = Proc::spawn(&mut workload(LEAKER).arg("2048"));
-    let steady = Proc::spawn(&mut workload(STEADY).arg("8"));
+    let leaker = Proc::spawn(workload(LEAKER).arg("2048"));
+    let steady = Proc::spawn(workload(STEADY).arg("8"));
     let pids = pid_args(&[leaker.pid(), steady.pid()]);
     let mut args: Vec<&str> = vec!["--interval", "500ms"];
     args.extend(pids.iter().map(String::as_str));
@@ -242,7 +242,7 @@ fn top_live_view_keys_filter_sort_detail_resize_and_restore() {
 #[test]
 fn top_live_view_restores_the_terminal_on_ctrl_c_and_sigterm() {
     let Some(_serial) = privileged() else { return };
-    let steady = Proc::spawn(&mut workload(STEADY).arg("8"));
+    let steady = Proc::spawn(workload(STEADY).arg("8"));
     let pids = pid_args(&[steady.pid()]);
     let mut args: Vec<&str> = vec!["--interval", "500ms"];
     args.extend(pids.iter().map(String::as_str));

@@ -138,7 +138,7 @@ impl ViewState {
         // Stable sorts: ties keep the one ranking's order.
         match self.sort {
             SortKey::Growth => {}
-            SortKey::Private => out.sort_by(|a, b| b.private_bytes.cmp(&a.private_bytes)),
+            SortKey::Private => out.sort_by_key(|r| std::cmp::Reverse(r.private_bytes)),
             SortKey::Verdict => out.sort_by_key(|r| severity(r.verdict)),
             SortKey::TimeToLimit => {
                 out.sort_by(|a, b| match (a.time_to_limit_secs, b.time_to_limit_secs) {
