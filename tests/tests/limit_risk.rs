@@ -6,7 +6,9 @@
 // An integration test crate: a panic (unwrap, expect) is how a test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::{
+    io::{BufRead as _, BufReader, Read as _, Write as _},
     process::{Command, Stdio},
+    sync::mpsc,
     time::Duration,
 };
 
@@ -161,4 +163,96 @@ fn surging_process_near_its_cgroup_limit_is_at_risk_and_never_leaking() {
         "{suspects:?}"
     );
     drop((near, far));
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("binding an ephemeral port")
+        .port()
+}
+
+/// The body of GET /metrics on 127.0.0.1:`port`, if it answers.
+fn metrics(port: u16) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+/// The daemon says when risk starts and when it ends (here: the limit is raised from 128 to
+/// 512 MiB under the surging process), and serves the peak over the limit as
+/// leaktracer_limit_headroom_ratio.
+#[test]
+fn daemon_reports_risk_start_end_and_headroom() {
+    let Some(_serial) = privileged() else { return };
+    let tight = MemCgroup::v1("risk-daemon", 128 * MIB);
+    let surger = surger_in(&tight);
+    let pid = surger.pid();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut daemon = start_attached(&["daemon", "--listen", &listen, "--interval", "500ms"]);
+    let out = daemon.0.stdout.take().expect("piped");
+    let (tx, rx) = mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let risk_event = |at_risk: bool, secs: u64| -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let v = rx.recv_timeout(left).unwrap_or_else(|_| {
+                panic!("no daemon risk event (at_risk {at_risk}) for pid {pid} within {secs} s")
+            });
+            if v["type"] == "risk"
+                && v["pid"].as_u64() == Some(u64::from(pid))
+                && v["risk"]["at_risk"] == at_risk
+            {
+                return v;
+            }
+        }
+    };
+    let started = risk_event(true, 120);
+    eprintln!("started: {started}");
+    assert_eq!(started["risk"]["limit_bytes"].as_u64(), Some(128 * MIB));
+    let ratio = started["risk"]["peak_ratio"].as_f64().unwrap();
+    assert!((0.85..=1.0).contains(&ratio), "{started}");
+
+    // The gauge: the peak over the limit, for the surger's (unlabelled) group.
+    let gauge = wait_until(Duration::from_secs(30), || {
+        metrics(port)?
+            .lines()
+            .find(|l| l.starts_with("leaktracer_limit_headroom_ratio{"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .filter(|v| *v >= 0.85)
+    });
+    assert!(
+        gauge.is_some_and(|v| v <= 1.0),
+        "leaktracer_limit_headroom_ratio near 0.92 served: {gauge:?}"
+    );
+
+    // More room: the next peaks are 23% of the new limit, and the risk ends.
+    std::fs::write(
+        tight.dir.join("memory.limit_in_bytes"),
+        (512 * MIB).to_string(),
+    )
+    .expect("raising the limit");
+    let ended = risk_event(false, 120);
+    eprintln!("ended: {ended}");
+    assert_eq!(ended["risk"]["limit_bytes"].as_u64(), Some(512 * MIB));
+    assert_eq!(ended["risk"]["kind"], Value::Null);
+    daemon.signal(libc::SIGTERM);
+    let status = daemon.0.wait().expect("waiting for the daemon");
+    assert!(status.success(), "daemon exited with {status}");
+    drop(surger);
 }
