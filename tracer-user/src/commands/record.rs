@@ -206,7 +206,7 @@ impl Sink for RecordSink {
                     }
                     self.summary.samples += 1;
                     self.write(&Record::Sample(SampleRecord {
-                        risk: p.risk.clone(),
+                        risk: p.risk.as_deref().cloned(),
                         ..SampleRecord::from_counters(t, pid, &p.counters)
                     }))?;
                 }

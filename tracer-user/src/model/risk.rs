@@ -58,7 +58,7 @@ pub fn refresh(
         if was != is {
             // Losing the limit (the process left its cgroup) ends the risk with the last
             // judgement it had.
-            let shown = risk.clone().or_else(|| p.risk.clone());
+            let shown = risk.clone().or_else(|| p.risk.as_deref().cloned());
             if let Some(shown) = shown {
                 changes.push(RiskChange {
                     pid: p.pid,
@@ -71,7 +71,7 @@ pub fn refresh(
                 });
             }
         }
-        p.risk = risk;
+        p.risk = risk.map(Box::new);
     }
     changes
 }

@@ -196,7 +196,7 @@ pub fn row(p: &Process, now: f64, window: f64, limits: &mut LimitCache, ids: &mu
         qos,
         systemd_unit,
         cgroup: (!cgroup.is_empty()).then_some(cgroup),
-        risk: p.risk.clone(),
+        risk: p.risk.as_deref().cloned(),
         spark: spark_of(p, now, window, SPARK_POINTS),
     }
 }

@@ -71,7 +71,8 @@ pub struct Process {
     /// Whether that recorded limit is a memory cgroup's (else the node's memory).
     pub limit_from_cgroup: bool,
     /// Latest limit-risk judgement (model/risk.rs): None without a memory cgroup limit.
-    pub risk: Option<crate::detector::LimitRisk>,
+    /// Boxed: most processes have none, and the table holds tens of thousands.
+    pub risk: Option<Box<crate::detector::LimitRisk>>,
 }
 
 impl Process {
