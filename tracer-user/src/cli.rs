@@ -163,8 +163,8 @@ pub enum Command {
     /// identity, mmap sizes, its cgroup's recent events and OOM kills) and Esc goes back; `/`
     /// filters by command, namespace, pod or container; `s` sorts by growth, private memory,
     /// verdict or time to limit; `p` shows or hides NAMESPACE/POD (shown when any process is
-    /// in a pod); `?` helps; `q` or Ctrl-C quits. Keys take effect at the next sampling round
-    /// or event (within --interval). Colours follow the verdict's severity; NO_COLOR=1 turns
+    /// in a pod); `?` helps; `q` or Ctrl-C quits. Keys take effect at once; the figures are
+    /// refreshed every --interval. Colours follow the verdict's severity; NO_COLOR=1 turns
     /// them off. The terminal is restored on q, Ctrl-C, SIGTERM and panics.
     #[command(
         after_help = "Example: sudo leaktracer top --once --duration 10s --format json | jq '.processes[0]'"

@@ -444,7 +444,7 @@ impl Sink for TopSink {
                 let selected = self
                     .tui
                     .as_ref()
-                    .and_then(|t| t.state.selected)
+                    .and_then(|t| t.selected())
                     .or_else(|| rows.first().map(|r| r.pid));
                 let detail = selected.and_then(|pid| self.detail(table, pid, now));
                 if let Some(tui) = &mut self.tui {
@@ -477,11 +477,9 @@ impl Sink for TopSink {
     }
 
     fn wants_stop(&mut self) -> bool {
-        // Keys are read between the session's steps (rounds and events): a key takes effect
-        // within one --interval at most.
-        self.tui
-            .as_mut()
-            .is_some_and(|t| t.handle_input().unwrap_or(true))
+        // Keys are applied (and drawn) by the view's key reader as they come; the session
+        // notices a quit after its current step (within one --interval).
+        self.tui.as_ref().is_some_and(|t| t.quit_requested())
     }
 
     fn finish(

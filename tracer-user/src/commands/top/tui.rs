@@ -1,9 +1,18 @@
 //! The live full-screen view of `top` (ratatui on crossterm): the terminal's set-up and
 //! restoration, keys read into the view's state machine (state.rs), and the screens drawn from
-//! it. The terminal is restored on every exit path: `q`, Ctrl-C (a key in raw mode), SIGTERM
+//! it. A thread reads the keys and redraws at once from what the last round showed, so keys
+//! do not wait for the next sampling round. The terminal is restored on every exit path: `q`, Ctrl-C (a key in raw mode), SIGTERM
 //! and SIGINT (the session ends and the sink leaves), errors (Drop) and panics (a hook that
 //! restores before the panic message is printed).
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc, Mutex, MutexGuard, PoisonError,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::Context as _;
 
 use crossterm::{
     cursor::Show,
@@ -48,13 +57,54 @@ fn restore_terminal() {
     let _ = execute!(std::io::stdout(), LeaveAlternateScreen, Show);
 }
 
-pub struct Tui {
+/// What the key reader and the rounds share: the terminal and what it shows.
+struct View {
     terminal: Terminal<CrosstermBackend<std::io::Stdout>>,
-    active: bool,
-    pub state: ViewState,
+    state: ViewState,
     theme: Theme,
     header: Header,
     detail: Option<Detail>,
+}
+
+impl View {
+    fn draw(&mut self) -> std::io::Result<()> {
+        let (state, header, detail, theme) =
+            (&self.state, &self.header, self.detail.as_ref(), self.theme);
+        self.terminal
+            .draw(|f| render(f, state, header, detail, theme))?;
+        Ok(())
+    }
+
+    /// One terminal event: a key into the state machine, a resize; redrawn at once.
+    fn on_event(&mut self, ev: Event) -> std::io::Result<()> {
+        let redraw = match ev {
+            Event::Key(k) => keys::action(k, self.state.editing_filter)
+                .map(|a| self.state.apply(a))
+                .is_some(),
+            Event::Resize(..) => true,
+            _ => false,
+        };
+        if redraw && !self.state.quit {
+            self.draw()?;
+        }
+        Ok(())
+    }
+}
+
+/// The view survives a panic elsewhere (the panic hook has restored the terminal already).
+fn lock(view: &Mutex<View>) -> MutexGuard<'_, View> {
+    view.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// How often the key reader checks that the view is still up.
+const KEY_POLL: Duration = Duration::from_millis(100);
+
+pub struct Tui {
+    view: Arc<Mutex<View>>,
+    stop: Arc<AtomicBool>,
+    /// Reads keys and redraws at once, so keys do not wait for the next sampling round.
+    reader: Option<std::thread::JoinHandle<()>>,
+    active: bool,
 }
 
 impl Tui {
@@ -66,16 +116,30 @@ impl Tui {
             restore_terminal();
             previous(info);
         }));
-        enable_raw_mode()?;
-        execute!(std::io::stdout(), EnterAlternateScreen)?;
+        enable_raw_mode().context("switching the terminal to raw mode")?;
+        execute!(std::io::stdout(), EnterAlternateScreen)
+            .context("entering the alternate screen")?;
         let terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
-        Ok(Self {
+        let view = Arc::new(Mutex::new(View {
             terminal,
-            active: true,
             state: ViewState::default(),
             theme: Theme::from_env(),
             header: Header::default(),
             detail: None,
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (view, stop) = (view.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("top-keys".into())
+                .spawn(move || read_keys(&view, &stop))
+                .context("starting the key reader")?
+        };
+        Ok(Self {
+            view,
+            stop,
+            reader: Some(reader),
+            active: true,
         })
     }
 
@@ -86,43 +150,24 @@ impl Tui {
         header: Header,
         detail: Option<Detail>,
     ) -> anyhow::Result<()> {
-        self.state.set_rows(rows);
-        self.header = header;
-        self.detail = detail;
-        self.draw()
-    }
-
-    fn draw(&mut self) -> anyhow::Result<()> {
-        let (state, header, detail, theme) =
-            (&self.state, &self.header, self.detail.as_ref(), self.theme);
-        self.terminal
-            .draw(|f| render(f, state, header, detail, theme))?;
+        let mut v = lock(&self.view);
+        v.state.set_rows(rows);
+        v.header = header;
+        v.detail = detail;
+        if !v.state.quit {
+            v.draw()?;
+        }
         Ok(())
     }
 
-    /// Non-blocking: applies the keys pressed since the last call (redrawing at once, and on
-    /// a resize); true once the user asked to quit.
-    pub fn handle_input(&mut self) -> anyhow::Result<bool> {
-        let mut redraw = false;
-        while event::poll(Duration::ZERO)? {
-            match event::read()? {
-                Event::Key(k) => {
-                    if let Some(a) = keys::action(k, self.state.editing_filter) {
-                        self.state.apply(a);
-                        redraw = true;
-                    }
-                }
-                Event::Resize(..) => redraw = true,
-                _ => {}
-            }
-            if self.state.quit {
-                return Ok(true);
-            }
-        }
-        if redraw {
-            self.draw()?;
-        }
-        Ok(false)
+    /// The selected process (its detail is prepared every round).
+    pub fn selected(&self) -> Option<u32> {
+        lock(&self.view).state.selected
+    }
+
+    /// True once the user asked to quit.
+    pub fn quit_requested(&self) -> bool {
+        lock(&self.view).state.quit
     }
 
     pub fn leave(mut self) -> anyhow::Result<()> {
@@ -133,7 +178,36 @@ impl Tui {
     fn restore(&mut self) {
         if self.active {
             self.active = false;
+            self.stop.store(true, Ordering::Relaxed);
+            if let Some(r) = self.reader.take() {
+                let _ = r.join();
+            }
             restore_terminal();
+        }
+    }
+}
+
+/// The key reader: terminal events into the view until it is closed or the user quits. A
+/// terminal that cannot be read any more quits too (nothing could be typed).
+fn read_keys(view: &Mutex<View>, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        match event::poll(KEY_POLL) {
+            Ok(false) => continue,
+            Ok(true) => {}
+            Err(_) => {
+                lock(view).state.quit = true;
+                return;
+            }
+        }
+        let Ok(ev) = event::read() else {
+            lock(view).state.quit = true;
+            return;
+        };
+        let mut v = lock(view);
+        // A failed draw is retried by the next event or round.
+        let _ = v.on_event(ev);
+        if v.state.quit {
+            return;
         }
     }
 }
