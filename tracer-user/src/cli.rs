@@ -119,6 +119,29 @@ pub struct TraceArgs {
     pub ringbuf_bytes: u32,
 }
 
+/// The limit-risk judgement's flag (top, record, daemon, report).
+#[derive(Debug, Args, Clone)]
+pub struct RiskArgs {
+    /// Flag a process as at risk of meeting its memory cgroup's limit when its recent peaks
+    /// of private memory come within this margin of the limit (10%: peaks at 90% of the limit
+    /// or more), or when its peaks rise towards the limit and would get there within the hour.
+    /// Not a leak verdict: a process that rises under load and falls back (GC, batch work,
+    /// backups) is at risk when its peaks nearly meet the limit, however steady it is.
+    /// Shown as top's RISK column, a `risk` object in JSON and traces, in `report`, as
+    /// leaktracer_limit_headroom_ratio and as `risk` events of the daemon.
+    #[arg(long, default_value = "10%", value_name = "PERCENT", value_parser = parse_percent)]
+    pub risk_margin: f64,
+}
+
+impl RiskArgs {
+    pub fn config(&self) -> crate::detector::RiskConfig {
+        crate::detector::RiskConfig {
+            margin: self.risk_margin,
+            ..Default::default()
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Live view of processes ranked by memory growth: leaking first, then growing, then by
@@ -128,13 +151,29 @@ pub enum Command {
     /// GROWTH/s and GROWTH/min (robust slope of PRIVATE over --window, as a function of
     /// time), ALLOC/s (bytes obtained through mmap/brk/mremap), GROWING (length of the
     /// current rise, from the last trough to where it stopped rising; "-" when PRIVATE did
-    /// not grow over --window).
+    /// not grow over --window), VERDICT (docs/verdicts.md), TO LIMIT (time until the memory
+    /// limit at the current growth, while growing), RISK (the highest recent peak of PRIVATE
+    /// as a share of the memory cgroup's limit, "!" when at risk of meeting it: see
+    /// --risk-margin; the header counts them), and in the live view TREND (a sparkline of
+    /// PRIVATE over --window) and NAMESPACE/POD.
+    ///
+    /// Keys of the live view: ↑/↓ (or k/j, PgUp/PgDn, Home/End) select a process; Enter
+    /// opens its detail (private memory over the window with the troughs its verdict was
+    /// judged on, the verdict's confidence and why, since when, time to limit, limit risk,
+    /// identity, mmap sizes, its cgroup's recent events and OOM kills) and Esc goes back; `/`
+    /// filters by command, namespace, pod or container; `s` sorts by growth, private memory,
+    /// verdict or time to limit; `p` shows or hides NAMESPACE/POD (shown when any process is
+    /// in a pod); `?` helps; `q` or Ctrl-C quits. Keys take effect at once; the figures are
+    /// refreshed every --interval. Colours follow the verdict's severity; NO_COLOR=1 turns
+    /// them off. The terminal is restored on q, Ctrl-C, SIGTERM and panics.
     #[command(
         after_help = "Example: sudo leaktracer top --once --duration 10s --format json | jq '.processes[0]'"
     )]
     Top {
         #[command(flatten)]
         trace: TraceArgs,
+        #[command(flatten)]
+        risk: RiskArgs,
         /// Observe for --duration, print one table (or JSON document) and exit.
         #[arg(long)]
         once: bool,
@@ -163,6 +202,8 @@ pub enum Command {
     Record {
         #[command(flatten)]
         trace: TraceArgs,
+        #[command(flatten)]
+        risk: RiskArgs,
         /// Trace file to write (`-` for stdout).
         #[arg(short, long, value_name = "FILE")]
         output: PathBuf,
@@ -233,7 +274,7 @@ pub enum Command {
     /// Run as a node agent (DaemonSet): Prometheus metrics, health endpoints, JSON events.
     ///
     /// Serves /metrics (OpenMetrics text), /healthz and /readyz (ready once the eBPF programs
-    /// are attached) on --listen, and writes OOM kills and verdict changes as JSON Lines on
+    /// are attached) on --listen, and writes OOM kills, verdict changes and limit-risk changes as JSON Lines on
     /// stdout for the log pipeline (the same records as `record` writes). SIGTERM detaches the
     /// programs, flushes and exits 0. Metrics reference: deploy/README.md.
     #[command(
@@ -242,6 +283,8 @@ pub enum Command {
     Daemon {
         #[command(flatten)]
         trace: TraceArgs,
+        #[command(flatten)]
+        risk: RiskArgs,
         /// Address for /metrics, /healthz and /readyz.
         #[arg(long, default_value = "0.0.0.0:9464", value_parser = parse_listen)]
         listen: std::net::SocketAddr,
@@ -295,6 +338,8 @@ pub struct ReportArgs {
     pub pods: Vec<String>,
     #[arg(long = "container", value_name = "NAME", value_parser = parse_name)]
     pub containers: Vec<String>,
+    #[command(flatten)]
+    pub risk: RiskArgs,
 }
 
 /// A filter on names (namespace, pod, container): an empty one would match nothing.

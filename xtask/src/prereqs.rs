@@ -54,6 +54,9 @@ const TEST_APT: &[&str] = &[
     "python3",
     // promtool, to check that /metrics parses as Prometheus text.
     "prometheus",
+    // A real terminal emulator for the live view's test (tests/tests/top_tui.rs): keys with
+    // send-keys, the screen with capture-pane, resizes with resize-window.
+    "tmux",
     // cgroup v2 guests (software-emulated QEMU booting Debian cloud kernels); objcopy strips
     // the binaries put in their initramfs.
     "qemu-system-x86",
@@ -339,6 +342,7 @@ mod tests {
     use super::*;
 
     const HARNESS: &[&str] = &[
+        "tmux",
         "qemu-system-x86",
         "podman",
         "runc",

@@ -36,6 +36,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             lenient: args.lenient,
             limit: args.limit,
             plot: args.plot.clone(),
+            risk: args.risk.config(),
         };
         return report::run(&args.trace, &opts);
     }
@@ -50,6 +51,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         match cli.command {
             Command::Top {
                 trace,
+                risk,
                 once,
                 duration,
                 format,
@@ -67,16 +69,19 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     .unwrap_or(Duration::from_secs(60));
                 let mut sink =
                     top::TopSink::new(filter(&trace), format, once, window.as_secs_f64(), limit)?;
-                let mut session = Session::live(live_options(&cli.global, &trace, duration), ctx)?;
+                let mut session = Session::live(live_options(&cli.global, &trace, duration), ctx)?
+                    .with_risk_config(risk.config());
                 session.run(&mut sink).await?;
             }
             Command::Record {
                 trace,
+                risk,
                 output,
                 duration,
             } => {
                 let mut sink = record::RecordSink::create(&output, filter(&trace))?;
-                let mut session = Session::live(live_options(&cli.global, &trace, duration), ctx)?;
+                let mut session = Session::live(live_options(&cli.global, &trace, duration), ctx)?
+                    .with_risk_config(risk.config());
                 let reason = session.run(&mut sink).await?;
                 log::info!("recording ended ({})", reason.as_str());
             }
@@ -111,6 +116,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Command::Daemon {
                 trace,
+                risk,
                 listen,
                 top,
                 exit_min_peak_mib,
@@ -128,7 +134,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     top as usize,
                     exit_min_peak_mib.saturating_mul(1 << 20),
                 );
-                let mut session = Session::live(live_options(&cli.global, &trace, None), ctx)?;
+                let mut session = Session::live(live_options(&cli.global, &trace, None), ctx)?
+                    .with_risk_config(risk.config());
                 session.run(&mut sink).await?;
                 drop(session); // detaches the programs
                 let _ = stop_tx.send(());

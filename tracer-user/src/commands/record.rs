@@ -16,8 +16,8 @@ use crate::{
     pipeline::filter::Filter,
     pipeline::sink::{Happening, SessionEnd, SessionInfo, Sink},
     trace::{
-        self, ExitRecord, Grower, Header, Health, ProcessInfo, Record, SampleRecord, Summary,
-        SuspectBrief, VerdictRecord,
+        self, ExitRecord, Grower, Header, Health, ProcessInfo, Record, RiskRecord, SampleRecord,
+        Summary, SuspectBrief, VerdictRecord,
     },
     util::clock,
 };
@@ -182,6 +182,7 @@ impl Sink for RecordSink {
                 snap,
                 report,
                 verdicts,
+                risks,
                 overhead,
             } => {
                 self.summary.rounds += 1;
@@ -204,11 +205,10 @@ impl Sink for RecordSink {
                         continue;
                     }
                     self.summary.samples += 1;
-                    self.write(&Record::Sample(SampleRecord::from_counters(
-                        t,
-                        pid,
-                        &p.counters,
-                    )))?;
+                    self.write(&Record::Sample(SampleRecord {
+                        risk: p.risk.as_deref().cloned(),
+                        ..SampleRecord::from_counters(t, pid, &p.counters)
+                    }))?;
                 }
                 for v in verdicts.iter() {
                     let Some(p) = table.find(v.pid) else { continue };
@@ -216,6 +216,13 @@ impl Sink for RecordSink {
                         continue;
                     }
                     self.write(&Record::Verdict(VerdictRecord::from_change(t, &p.comm, v)))?;
+                }
+                for r in risks.iter() {
+                    let Some(p) = table.find(r.pid) else { continue };
+                    if !self.filter.wants(p, &mut ctx.ids) {
+                        continue;
+                    }
+                    self.write(&Record::Risk(RiskRecord::from_change(t, &p.comm, r)))?;
                 }
                 // Health: whenever a kernel counter other than the event tallies moved, and
                 // at least every 10 s.

@@ -66,6 +66,7 @@
 mod cycles;
 mod input;
 mod judge;
+pub mod risk;
 pub mod segment;
 pub mod stats;
 mod wording;
@@ -79,6 +80,8 @@ use cycles::{Basis, choose_basis, find_cycles};
 use input::{current_size, sanitize, span, too_little};
 use judge::{Ctx, Mode, judge};
 use wording::{fmt_bytes, fmt_secs, fmt_t};
+
+pub use risk::{LimitRisk, RiskConfig, RiskKind, assess_risk};
 
 /// One observation. `t` is seconds since an arbitrary origin (monotonic, increasing); `bytes` is
 /// the process's leak-relevant memory (anon + shmem + swap RSS) at that time.
@@ -291,6 +294,17 @@ pub fn time_to_limit(current: f64, limit: f64, rate_bytes_per_sec: f64) -> Optio
 
 const KIB: f64 = 1024.0;
 const MIB: f64 = 1024.0 * 1024.0;
+
+/// The GC/cache troughs of `points` as the verdict finds them (step 2 of the method): what
+/// a view marks on the chart when the verdict was judged on them.
+pub fn troughs_of(points: &[Point], cfg: &DetectorConfig) -> Vec<Point> {
+    let pts = sanitize(points);
+    find_cycles(&pts, cfg)
+        .troughs
+        .iter()
+        .filter_map(|t| pts.get(t.index).copied())
+        .collect()
+}
 
 /// Judges one process's memory series. See the module documentation for the method.
 ///

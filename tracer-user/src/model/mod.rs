@@ -6,6 +6,7 @@ pub mod ended;
 pub mod growth;
 pub mod rank;
 pub mod rates;
+pub mod risk;
 pub mod series;
 pub mod suspect;
 pub mod table;

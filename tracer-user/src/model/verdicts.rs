@@ -9,7 +9,7 @@ use crate::{
 
 /// Fine samples as a step function up to `now` (samples are stored only on change, so the
 /// last value is carried forward: a process that stopped growing is flat now).
-fn fine_points(p: &Process, now: f64) -> Vec<Point> {
+pub(crate) fn fine_points(p: &Process, now: f64) -> Vec<Point> {
     let mut pts: Vec<Point> = p
         .fine
         .iter()

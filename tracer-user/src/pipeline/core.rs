@@ -19,6 +19,8 @@ pub struct Pipeline {
     /// The lookups the pipeline and its sinks share (built once per command).
     pub ctx: Context,
     detector: DetectorConfig,
+    /// The limit-risk judgement's tuning (`--risk-margin`).
+    pub risk: crate::detector::RiskConfig,
 }
 
 impl Pipeline {
@@ -27,6 +29,7 @@ impl Pipeline {
             table,
             ctx,
             detector: DetectorConfig::default(),
+            risk: crate::detector::RiskConfig::default(),
         }
     }
 
@@ -67,10 +70,13 @@ impl Pipeline {
             };
             self.tell(sink, Happening::Memcg { t, event: &event })?;
         }
-        let verdicts = if sink.follows_verdicts() {
-            crate::model::verdicts::refresh(&mut self.table, t, &self.detector)
+        let (verdicts, risks) = if sink.follows_verdicts() {
+            (
+                crate::model::verdicts::refresh(&mut self.table, t, &self.detector),
+                crate::model::risk::refresh(&mut self.table, t, &mut self.ctx.limits, &self.risk),
+            )
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
         self.tell(
             sink,
@@ -78,6 +84,7 @@ impl Pipeline {
                 snap,
                 report,
                 verdicts: &verdicts,
+                risks: &risks,
                 overhead,
             },
         )

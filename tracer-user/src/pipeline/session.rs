@@ -43,6 +43,12 @@ impl<'s> Session<'s> {
         }
     }
 
+    /// The limit-risk judgement tuned as given (`--risk-margin`).
+    pub fn with_risk_config(mut self, cfg: crate::detector::RiskConfig) -> Self {
+        self.pipeline.risk = cfg;
+        self
+    }
+
     /// Run until the source ends (the duration elapses, a signal arrives, the trace ends) or
     /// the sink asks to stop.
     pub async fn run(&mut self, sink: &mut dyn Sink) -> anyhow::Result<EndReason> {

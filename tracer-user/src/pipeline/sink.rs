@@ -49,6 +49,9 @@ pub enum Happening<'a> {
         report: &'a RoundReport,
         /// Verdicts that changed this round.
         verdicts: &'a [VerdictChange],
+        /// Processes that started or stopped being at risk of meeting their memory cgroup's
+        /// limit this round (model/risk.rs).
+        risks: &'a [crate::model::risk::RiskChange],
         /// The kernel programs' cost and the hooks the budget has paused.
         overhead: &'a OverheadStatus,
     },
@@ -88,8 +91,8 @@ pub trait Sink {
         table: &ProcessTable,
         what: Happening<'_>,
     ) -> anyhow::Result<()>;
-    /// Whether the sink uses the verdicts refreshed every round (verdict changes, each
-    /// process's latest verdict in a view). One that judges only at the end (`report`) says
+    /// Whether the sink uses the verdicts and limit risks refreshed every round (verdict
+    /// changes, each process's latest verdict in a view). One that judges only at the end (`report`) says
     /// no, which spares the detector's work every round and changes nothing else.
     fn follows_verdicts(&self) -> bool {
         true

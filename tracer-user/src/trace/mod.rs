@@ -33,6 +33,8 @@ pub enum Record {
     Exit(ExitRecord),
     OomKill(OomRecord),
     Verdict(VerdictRecord),
+    /// A process started or stopped being at risk of meeting its memory cgroup's limit.
+    Risk(RiskRecord),
     /// A memory-cgroup event (v1 OOM notification, v2 memory.events) or node pressure.
     Memcg {
         t: f64,
@@ -157,6 +159,10 @@ pub struct SampleRecord {
     /// The process's final counters (it exited); present only when true.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub exited: bool,
+    /// Its limit-risk judgement at this sample (absent without a memory cgroup limit, and in
+    /// traces written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk: Option<crate::detector::LimitRisk>,
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -191,6 +197,7 @@ impl SampleRecord {
             peak_private_bytes: st.peak_private,
             mmap_size_log2: hist,
             exited: st.exited,
+            risk: None,
         }
     }
 
@@ -301,6 +308,27 @@ impl VerdictRecord {
             growth_bytes_per_sec: v.now.growth_bytes_per_sec.round(),
             since: v.now.since.map(round_ms),
             reason: v.now.reason.clone(),
+        }
+    }
+}
+
+/// A process started (`risk.at_risk` true) or stopped being at risk of meeting its memory
+/// cgroup's limit (the same in traces and on the daemon's stdout).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RiskRecord {
+    pub t: f64,
+    pub pid: u32,
+    pub comm: String,
+    pub risk: crate::detector::LimitRisk,
+}
+
+impl RiskRecord {
+    pub fn from_change(t: f64, comm: &str, c: &crate::model::risk::RiskChange) -> Self {
+        Self {
+            t,
+            pid: c.pid,
+            comm: comm.to_string(),
+            risk: c.risk.clone(),
         }
     }
 }

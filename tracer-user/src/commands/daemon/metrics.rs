@@ -63,6 +63,7 @@ pub struct Metrics {
     pub leak_verdict: Family<VerdictLabels, Gauge>,
     pub leak_confidence: Family<ContainerLabels, GaugeF>,
     pub time_to_limit: Family<ContainerLabels, GaugeF>,
+    pub limit_headroom: Family<ContainerLabels, GaugeF>,
     pub oom_kills: Family<ContainerLabels, Counter>,
     pub memcg_events: Family<ContainerEventLabels, Counter>,
     pub memcg_reclaim_stall: Family<ContainerLabels, Counter<f64, AtomicU64>>,
@@ -94,6 +95,7 @@ impl Metrics {
             leak_verdict: Family::default(),
             leak_confidence: Family::default(),
             time_to_limit: Family::default(),
+            limit_headroom: Family::default(),
             oom_kills: Family::default(),
             memcg_events: Family::default(),
             memcg_reclaim_stall: Family::default(),
@@ -136,6 +138,11 @@ impl Metrics {
             "Time until the container's memory limit (or the node's memory) is reached at the current growth",
             Unit::Seconds,
             m.time_to_limit.clone(),
+        );
+        r.register(
+            "limit_headroom_ratio",
+            "Highest recent peak of private memory over the memory cgroup's limit (0..1, 0.94 = 94%), of the container's processes at risk or among the top-N; see --risk-margin",
+            m.limit_headroom.clone(),
         );
         r.register(
             "oom_kills",

@@ -21,7 +21,7 @@ use crate::{
     model::table::ProcessTable,
     pipeline::context::Context,
     pipeline::sink::{Happening, SessionEnd, SessionInfo, Sink},
-    trace::{Record, VerdictRecord},
+    trace::{Record, RiskRecord, VerdictRecord},
     util::clock::round_ms,
     util::error::UsageError,
 };
@@ -180,6 +180,7 @@ impl Sink for DaemonSink {
             Happening::Round {
                 snap,
                 verdicts,
+                risks,
                 overhead,
                 ..
             } => {
@@ -190,6 +191,14 @@ impl Sink for DaemonSink {
                         round_ms(now),
                         &p.comm,
                         v,
+                    )));
+                }
+                for r in risks.iter() {
+                    let Some(p) = table.find(r.pid) else { continue };
+                    self.emit(&Record::Risk(RiskRecord::from_change(
+                        round_ms(now),
+                        &p.comm,
+                        r,
                     )));
                 }
                 // The top-N growing processes define which containers get series this round.
@@ -233,6 +242,18 @@ impl Sink for DaemonSink {
                         });
                     }
                 }
+                // Headroom: the containers above, and every container with a process at
+                // risk (few: their peaks are within the margin of their limit).
+                let mut headroom: HashMap<ContainerLabels, f64> = HashMap::new();
+                for p in table.live.values() {
+                    let Some(risk) = &p.risk else { continue };
+                    let in_top = ranked.iter().any(|(pid, _)| *pid == p.pid);
+                    if !(risk.at_risk || in_top) {
+                        continue;
+                    }
+                    let e = headroom.entry(labels_of(&ctx.ids.get(p))).or_insert(0.0);
+                    *e = e.max(risk.peak_ratio);
+                }
                 let counters = snap.counters;
                 let cpu = own_cpu_secs();
                 let Ok(s) = self.shared.lock() else {
@@ -244,6 +265,10 @@ impl Sink for DaemonSink {
                 m.leak_confidence.clear();
                 m.time_to_limit.clear();
                 m.leak_verdict.clear();
+                m.limit_headroom.clear();
+                for (l, ratio) in &headroom {
+                    m.limit_headroom.get_or_create(l).set(*ratio);
+                }
                 for (l, (private, growth, conf, ttl)) in &per_container {
                     m.container_private_bytes.get_or_create(l).set(*private);
                     m.container_growth.get_or_create(l).set(growth.max(0.0));

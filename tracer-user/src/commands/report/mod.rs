@@ -50,6 +50,24 @@ pub struct SuspectRow {
     pub cgroup: Option<String>,
     #[serde(flatten)]
     pub names: PodNames,
+    /// Its limit-risk judgement at the end of the trace (None without a memory cgroup limit
+    /// recorded for it): see docs/trace-format.md, `risk`.
+    pub risk: Option<crate::detector::LimitRisk>,
+}
+
+/// A process whose peaks meet (or are about to meet) its memory cgroup's limit at the end
+/// of the trace, whatever its verdict: the JSON shape of `report --format json`'s `at_risk`.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct RiskRow {
+    pub pid: u32,
+    pub comm: String,
+    /// Its verdict at the end of the trace (at risk and not leaking is the usual case).
+    pub verdict: crate::detector::Verdict,
+    pub risk: crate::detector::LimitRisk,
+    pub exited: bool,
+    pub cgroup: Option<String>,
+    #[serde(flatten)]
+    pub names: PodNames,
 }
 
 #[derive(Serialize)]
@@ -70,6 +88,9 @@ pub struct Report {
     pub summary: Option<Summary>,
     pub skipped_lines: u64,
     pub warnings: Vec<String>,
+    /// Processes at risk of meeting their memory cgroup's limit at the end of the trace, the
+    /// closest to it first (`--risk-margin`).
+    pub at_risk: Vec<RiskRow>,
 }
 
 pub struct ReportOptions {
@@ -78,6 +99,8 @@ pub struct ReportOptions {
     pub lenient: bool,
     pub limit: usize,
     pub plot: Option<std::path::PathBuf>,
+    /// The limit-risk judgement's tuning (`--risk-margin`).
+    pub risk: crate::detector::RiskConfig,
 }
 
 pub fn run(path: &Path, opts: &ReportOptions) -> anyhow::Result<()> {
@@ -85,13 +108,14 @@ pub fn run(path: &Path, opts: &ReportOptions) -> anyhow::Result<()> {
     let file = File::open(path)
         .map_err(|e| UsageError::new(format!("cannot open trace {}: {e}", path.display())))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let report = build(
+    let report = build_with_risk(
         Box::new(BufReader::with_capacity(1 << 20, file)),
         size,
         opts.lenient,
         opts.limit,
         std::io::stderr().is_terminal(),
         &opts.filter,
+        &opts.risk,
     )
     .with_context(|| format!("reading {}", path.display()))?;
     if let Some(plot) = &opts.plot {
@@ -124,8 +148,23 @@ pub fn build(
     progress: bool,
     filter: &Filter,
 ) -> anyhow::Result<Built> {
+    let risk = crate::detector::RiskConfig::default();
+    build_with_risk(input, size, lenient, limit, progress, filter, &risk)
+}
+
+/// [`build`] with the limit-risk judgement tuned as given.
+pub fn build_with_risk(
+    input: Box<dyn BufRead>,
+    size: u64,
+    lenient: bool,
+    limit: usize,
+    progress: bool,
+    filter: &Filter,
+    risk: &crate::detector::RiskConfig,
+) -> anyhow::Result<Built> {
     let mut source = ReplaySource::open(input, size, lenient, progress)?;
-    let mut sink = ReportSink::new(source.header().clone(), filter.clone(), limit);
+    let mut sink =
+        ReportSink::new(source.header().clone(), filter.clone(), limit).with_risk(risk.clone());
     // The session loop is the live one; replay never waits, so a thread-local runtime
     // without timers or I/O drives it.
     let runtime = tokio::runtime::Builder::new_current_thread()

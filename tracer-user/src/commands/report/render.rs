@@ -1,7 +1,7 @@
 //! `report`'s text: the header, the suspects table, the ended processes, OOM kills with
 //! their context, memory-cgroup activity, kernel-side losses and the overhead budget.
 use crate::{
-    commands::report::{Report, SuspectRow},
+    commands::report::{Report, RiskRow, SuspectRow},
     trace::OomRecord,
     util::format,
 };
@@ -38,6 +38,32 @@ fn oom_context(o: &OomRecord, suspects: &[SuspectRow]) -> String {
         s.push_str(&format!(
             "\n             suspects in the same cgroup: {}",
             same.join(", ")
+        ));
+    }
+    s
+}
+
+/// The processes whose peaks meet their memory cgroup's limit, whatever their verdict (a
+/// saw-tooth that is killed at its limit every night is not leaking, but it is at risk).
+fn render_risks(rows: &[RiskRow]) -> String {
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from("\nAT RISK OF MEETING THE MEMORY LIMIT (closest first)\n");
+    s.push_str(&format!(
+        "{:>7} {:<16} {:<12} {:>5} {:>9}  {}\n",
+        "PID", "COMMAND", "VERDICT", "PEAK", "LIMIT", "WHY"
+    ));
+    for row in rows {
+        s.push_str(&format!(
+            "{:>7} {:<16} {:<12} {:>4.0}% {:>9}  {}{}\n",
+            row.pid,
+            row.comm,
+            row.verdict.as_str(),
+            row.risk.peak_ratio * 100.0,
+            format::bytes(row.risk.limit_bytes as f64),
+            row.risk.reason,
+            if row.exited { " (exited)" } else { "" }
         ));
     }
     s
@@ -108,6 +134,7 @@ pub fn render_text(r: &Report) -> String {
             if x.exited { " (exited)" } else { "" }
         ));
     }
+    s.push_str(&render_risks(&r.at_risk));
     if r.ended.count > 0 {
         s.push('\n');
         s.push_str(&crate::model::ended::render_text(

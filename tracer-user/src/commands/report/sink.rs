@@ -3,7 +3,8 @@
 //! suspects (the one list, crate::model::suspect) and takes the ended processes from the
 //! table, as `record` judged them for its summary at the same moment.
 use crate::{
-    commands::report::{Built, Report, SuspectRow, plot},
+    commands::report::{Built, Report, RiskRow, SuspectRow, plot},
+    detector::RiskConfig,
     host::identity::Identity,
     host::memcg::{ActivityFold, CgroupActivity},
     kernel::budget::{BudgetEvent, HookSummary},
@@ -36,6 +37,7 @@ pub struct ReportSink {
     budget_events: Vec<(f64, BudgetEvent)>,
     /// What the end of the trace showed (None until `finish`).
     findings: Option<Findings>,
+    risk: RiskConfig,
 }
 
 /// The report's figures judged at the end of the trace.
@@ -43,6 +45,7 @@ struct Findings {
     now: f64,
     processes: usize,
     suspects: Vec<SuspectRow>,
+    at_risk: Vec<RiskRow>,
     plot_series: Vec<plot::Series>,
     ended: EndedLog,
     overhead_budget: Vec<HookSummary>,
@@ -61,7 +64,14 @@ impl ReportSink {
             cgroups: ActivityFold::new(MAX_CGROUPS),
             budget_events: Vec::new(),
             findings: None,
+            risk: RiskConfig::default(),
         }
+    }
+
+    /// The limit-risk judgement tuned as given (`--risk-margin`).
+    pub fn with_risk(mut self, risk: RiskConfig) -> Self {
+        self.risk = risk;
+        self
     }
 
     /// The report, with what the replay counted of the trace itself.
@@ -93,6 +103,7 @@ impl ReportSink {
                 summary: trace.summary.cloned(),
                 skipped_lines: trace.skipped_lines,
                 warnings,
+                at_risk: f.at_risk,
             },
             plot_series: f.plot_series,
         })
@@ -147,15 +158,48 @@ impl Sink for ReportSink {
             .take(PLOTTED)
             .map(|(s, p)| plot::Series::of(p, &s.comm))
             .collect();
+        let risk = &self.risk;
         let suspects = judged
             .into_iter()
-            .map(|(s, p)| row(s, p, ctx.ids.get(p)))
+            .map(|(s, p)| {
+                let r = risk_at(p, now, ctx, risk);
+                row(s, p, ctx.ids.get(p), r)
+            })
             .collect();
+        let mut at_risk: Vec<RiskRow> = Vec::new();
+        for p in table.live.values().chain(table.graveyard.iter()) {
+            if !self.filter.wants(p, &mut ctx.ids) {
+                continue;
+            }
+            let Some(r) = risk_at(p, now, ctx, risk).filter(|r| r.at_risk) else {
+                continue;
+            };
+            let verdict =
+                crate::model::verdicts::assess(p, now, &crate::detector::DetectorConfig::default())
+                    .verdict;
+            at_risk.push(RiskRow {
+                pid: p.pid,
+                comm: p.comm.clone(),
+                verdict,
+                risk: r,
+                exited: p.exited_at.is_some(),
+                cgroup: p.memcg_path(),
+                names: ctx.ids.get(p).names,
+            });
+        }
+        at_risk.sort_by(|a, b| {
+            b.risk
+                .peak_ratio
+                .total_cmp(&a.risk.peak_ratio)
+                .then(a.pid.cmp(&b.pid))
+        });
+        at_risk.truncate(self.limit);
         let cgroups = std::mem::replace(&mut self.cgroups, ActivityFold::new(MAX_CGROUPS));
         self.findings = Some(Findings {
             now,
             processes: table.live.len() + table.graveyard.len(),
             suspects,
+            at_risk,
             plot_series,
             ended: EndedLog {
                 largest: table
@@ -173,7 +217,23 @@ impl Sink for ReportSink {
 
 /// The report's row of a suspect: the one judgement plus what the trace recorded of the
 /// process (limit, mmap sizes, command line, cgroup, Kubernetes names).
-fn row(suspect: Suspect, p: &Process, id: Identity) -> SuspectRow {
+/// `p`'s limit risk at `now`, against the limit its trace recorded.
+fn risk_at(
+    p: &Process,
+    now: f64,
+    ctx: &mut Context,
+    cfg: &RiskConfig,
+) -> Option<crate::detector::LimitRisk> {
+    let limit = crate::model::risk::cgroup_limit(p, &mut ctx.limits)?;
+    crate::model::risk::judge(p, now, limit, cfg)
+}
+
+fn row(
+    suspect: Suspect,
+    p: &Process,
+    id: Identity,
+    risk: Option<crate::detector::LimitRisk>,
+) -> SuspectRow {
     let hist = &p.counters.mmap_size_hist;
     let time_to_limit_secs = p
         .limit_bytes
@@ -192,6 +252,7 @@ fn row(suspect: Suspect, p: &Process, id: Identity) -> SuspectRow {
         cmdline: p.cmdline.clone(),
         cgroup: p.memcg_path(),
         names: id.names,
+        risk,
     }
 }
 

@@ -493,7 +493,7 @@ fn suspect_json_shape() {
     assert_eq!(
         fast,
         format!(
-            r#"{{"pid":10,"comm":"fast","verdict":"leaking","confidence":1.0,"growth_bytes_per_sec":4194304.0,"since_secs":1.0,"since":"2023-11-14T22:13:21.000Z","private_bytes":257949696,"peak_private_bytes":257949696,"reason":"{reason}","exited":false,"limit_bytes":1073741824,"time_to_limit_secs":194.5,"mmap_size_p50_bytes":{p50},"mmap_size_p99_bytes":{p99},"cmdline":"/bin/fast","cgroup":"/kubepods.slice/kubepods-pod1a2b3c4d_5e6f_7081_92a3_b4c5d6e7f809.slice/cri-containerd-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope","namespace":"shop","pod":"web-1","container":"app"}}"#
+            r#"{{"pid":10,"comm":"fast","verdict":"leaking","confidence":1.0,"growth_bytes_per_sec":4194304.0,"since_secs":1.0,"since":"2023-11-14T22:13:21.000Z","private_bytes":257949696,"peak_private_bytes":257949696,"reason":"{reason}","exited":false,"limit_bytes":1073741824,"time_to_limit_secs":194.5,"mmap_size_p50_bytes":{p50},"mmap_size_p99_bytes":{p99},"cmdline":"/bin/fast","cgroup":"/kubepods.slice/kubepods-pod1a2b3c4d_5e6f_7081_92a3_b4c5d6e7f809.slice/cri-containerd-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope","namespace":"shop","pod":"web-1","container":"app","risk":{{"at_risk":false,"kind":null,"peak_ratio":0.24,"peak_bytes":257949696,"limit_bytes":1073741824,"recent_peaks_bytes":[257949696],"reason":"Peaks reach 24% of the 1024 MiB limit (peak: 246 MiB)"}}}}"#
         )
     );
     let slow = serde_json::to_string(&r.suspects[2]).unwrap();
@@ -501,7 +501,55 @@ fn suspect_json_shape() {
     assert_eq!(
         slow,
         format!(
-            r#"{{"pid":11,"comm":"slow","verdict":"leaking","confidence":1.0,"growth_bytes_per_sec":1048576.0,"since_secs":1.0,"since":"2023-11-14T22:13:21.000Z","private_bytes":72351744,"peak_private_bytes":72351744,"reason":"{reason}","exited":false,"limit_bytes":null,"time_to_limit_secs":null,"mmap_size_p50_bytes":{p50},"mmap_size_p99_bytes":{p99},"cmdline":"/bin/slow","cgroup":"/system.slice/app.service"}}"#
+            r#"{{"pid":11,"comm":"slow","verdict":"leaking","confidence":1.0,"growth_bytes_per_sec":1048576.0,"since_secs":1.0,"since":"2023-11-14T22:13:21.000Z","private_bytes":72351744,"peak_private_bytes":72351744,"reason":"{reason}","exited":false,"limit_bytes":null,"time_to_limit_secs":null,"mmap_size_p50_bytes":{p50},"mmap_size_p99_bytes":{p99},"cmdline":"/bin/slow","cgroup":"/system.slice/app.service","risk":null}}"#
         )
     );
+}
+
+/// A webhook that rises to 118 MiB every 8 s and falls back, in a 128 MiB memory cgroup: not
+/// a suspect (it is not growing), but at risk, with its peaks; under 512 MiB it is not.
+#[test]
+fn a_sawtooth_near_its_cgroup_limit_is_at_risk_and_not_a_suspect() {
+    for (limit_mib, at_risk) in [(128, true), (512, false)] {
+        let mut tr = Trace::new();
+        tr.process(
+            1.0,
+            20,
+            "webhook",
+            json!({"cgroup": "4:memory:/webhook", "limit_bytes": limit_mib * MIB,
+                "limit_cgroup": "/webhook"}),
+        );
+        for r in 0..64u64 {
+            let private = if r % 8 == 5 { 118 * MIB } else { 40 * MIB };
+            tr.sample(1.0 + r as f64, 20, "webhook", private, false);
+        }
+        let r = report(&tr.text(), &Filter::default());
+        assert!(r.suspects.is_empty(), "{:?}", r.suspects);
+        assert_eq!(r.at_risk.len(), usize::from(at_risk), "{:?}", r.at_risk);
+        let text = render_text(&r);
+        if at_risk {
+            let row = &r.at_risk[0];
+            assert_eq!(row.risk.peak_ratio, 0.922);
+            assert!(!row.verdict.is_growth(), "{:?}", row.verdict);
+            assert_eq!(
+                row.risk.reason,
+                "Peaks reach 92% of the 128 MiB limit (last 3 peaks: 118, 118, 118 MiB)"
+            );
+            assert!(
+                text.contains("AT RISK OF MEETING THE MEMORY LIMIT"),
+                "{text}"
+            );
+            assert!(
+                text.contains(&format!(
+                    "webhook          {:<12}   92%",
+                    row.verdict.as_str()
+                )),
+                "{text}"
+            );
+            let json = serde_json::to_value(&r).unwrap();
+            assert_eq!(json["at_risk"][0]["risk"]["kind"], "near_limit");
+        } else {
+            assert!(!text.contains("AT RISK"), "{text}");
+        }
+    }
 }

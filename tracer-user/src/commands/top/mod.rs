@@ -1,6 +1,11 @@
 //! `leaktracer top`: processes ranked by how fast their private memory grows. A live
 //! full-screen view on a terminal, or with `--once` one table/JSON document after the
 //! observation period (for scripts and non-TTY use).
+pub mod detail_view;
+pub mod keys;
+pub mod state;
+pub mod table_view;
+pub mod theme;
 pub mod tui;
 use std::io::{IsTerminal as _, Write as _};
 
@@ -63,10 +68,37 @@ pub struct Row {
     pub systemd_unit: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<String>,
+    /// Whether its recent peaks meet its memory cgroup's limit (None without one): see
+    /// docs/trace-format.md, `risk`.
+    pub risk: Option<crate::detector::LimitRisk>,
+    /// Private memory over the window at even steps, oldest first (the live view's TREND).
+    #[serde(skip)]
+    pub spark: Vec<u64>,
+}
+
+/// Points of the live view's sparkline.
+const SPARK_POINTS: usize = 10;
+
+/// `p`'s private memory at `n` even steps over the `window` before `now` (the value of the
+/// latest sample at or before each step; samples are stored on change).
+fn spark_of(p: &Process, now: f64, window: f64, n: usize) -> Vec<u64> {
+    let mut out = Vec::with_capacity(n);
+    let mut samples = p.fine.iter().peekable();
+    let mut current = None;
+    for i in 1..=n {
+        let at = now - window + window * i as f64 / n as f64;
+        while let Some(s) = samples.next_if(|s| s.t <= at) {
+            current = Some(s.private());
+        }
+        if let Some(v) = current {
+            out.push(v);
+        }
+    }
+    out
 }
 
 /// Column titles of the table and the live view, in `Row::cells` order.
-pub const COLUMNS: [&str; 10] = [
+pub const COLUMNS: [&str; 11] = [
     "PID",
     "COMMAND",
     "RSS",
@@ -77,11 +109,12 @@ pub const COLUMNS: [&str; 10] = [
     "GROWING",
     "VERDICT",
     "TO LIMIT",
+    "RISK",
 ];
 
 impl Row {
     /// The row rendered for humans, one string per column of `COLUMNS`.
-    pub fn cells(&self) -> [String; 10] {
+    pub fn cells(&self) -> [String; 11] {
         let dash = || "-".to_string();
         [
             self.pid.to_string(),
@@ -103,8 +136,22 @@ impl Row {
                 _ => v.as_str().to_string(),
             }),
             self.time_to_limit_secs.map_or_else(dash, format::duration),
+            self.risk.as_ref().map_or_else(dash, risk_cell),
         ]
     }
+}
+
+/// "!94%" at risk (the peak's share of the limit), "23%" otherwise.
+pub fn risk_cell(r: &crate::detector::LimitRisk) -> String {
+    let pct = format!("{:.0}%", r.peak_ratio * 100.0);
+    if r.at_risk { format!("!{pct}") } else { pct }
+}
+
+/// How many of `rows` are at risk of meeting their limit (the header's count).
+pub fn at_risk_count(rows: &[Row]) -> usize {
+    rows.iter()
+        .filter(|r| r.risk.as_ref().is_some_and(|x| x.at_risk))
+        .count()
 }
 
 pub fn row(p: &Process, now: f64, window: f64, limits: &mut LimitCache, ids: &mut Resolver) -> Row {
@@ -149,6 +196,8 @@ pub fn row(p: &Process, now: f64, window: f64, limits: &mut LimitCache, ids: &mu
         qos,
         systemd_unit,
         cgroup: (!cgroup.is_empty()).then_some(cgroup),
+        risk: p.risk.as_deref().cloned(),
+        spark: spark_of(p, now, window, SPARK_POINTS),
     }
 }
 
@@ -176,8 +225,8 @@ pub fn rows(
 pub fn render_table(rows: &[Row]) -> String {
     let line = |c: &[String]| {
         format!(
-            "{:>7} {:<16} {:>8} {:>8} {:>9} {:>10} {:>9} {:>8} {:<12} {:>8}\n",
-            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9]
+            "{:>7} {:<16} {:>8} {:>8} {:>9} {:>10} {:>9} {:>8} {:<12} {:>8} {:>5}\n",
+            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10]
         )
     };
     let mut out = line(&COLUMNS.map(String::from));
@@ -217,7 +266,12 @@ pub struct TopSink {
     last_oom: Option<String>,
     /// The kernel programs' cost and the hooks paused, as of the last round.
     overhead: crate::kernel::budget::OverheadStatus,
+    /// Recent memory-cgroup events and OOM kills, (cgroup, line), for the detail view.
+    events: std::collections::VecDeque<(String, String)>,
 }
+
+/// Memory-cgroup events and OOM kills the live view remembers for its detail screen.
+const EVENTS_KEPT: usize = 256;
 
 /// The header's account of leaktracer's own kernel-side cost, e.g. "BPF 0.42% of CPU
 /// (budget 1%)" or "BPF 0.95% of CPU (budget 1%); paused: madvise, munmap", and whether RSS
@@ -274,7 +328,28 @@ impl TopSink {
             batch,
             last_oom: None,
             overhead: crate::kernel::budget::OverheadStatus::default(),
+            events: std::collections::VecDeque::new(),
         })
+    }
+
+    fn remember(&mut self, cgroup: String, line: String) {
+        if self.events.len() >= EVENTS_KEPT {
+            self.events.pop_front();
+        }
+        self.events.push_back((cgroup, line));
+    }
+
+    /// The detail of `pid` for the live view, with the recent events of its cgroup.
+    fn detail(&self, table: &ProcessTable, pid: u32, now: f64) -> Option<detail_view::Detail> {
+        let p = table.find(pid)?;
+        let cgroup = p.memcg_path();
+        let events = self
+            .events
+            .iter()
+            .filter(|(c, _)| Some(c) == cgroup.as_ref())
+            .map(|(_, line)| line.clone())
+            .collect();
+        Some(detail_view::Detail::of(p, now, events))
     }
 
     fn now(&self) -> f64 {
@@ -318,13 +393,33 @@ impl Sink for TopSink {
             if self.batch {
                 writeln!(std::io::stdout().lock(), "!!! OOM kill: {line}")?;
             }
+            self.remember(
+                cgroup,
+                format!(
+                    "+{} OOM kill of {} ({})",
+                    format::duration(rec.t),
+                    v.pid,
+                    v.comm
+                ),
+            );
             self.last_oom = Some(line);
+        }
+        if let Happening::Memcg { t, event } = &what {
+            let what: Vec<String> = event
+                .counts()
+                .into_iter()
+                .map(|(_, name, n)| format!("{name} +{n}"))
+                .collect();
+            self.remember(
+                event.scope().to_string(),
+                format!("+{} {}", format::duration(*t), what.join(", ")),
+            );
         }
         if let Happening::Round { snap, overhead, .. } = what {
             self.counters = Some(snap.counters);
             self.overhead = overhead.clone();
             let now = self.now();
-            if let Some(tui) = &mut self.tui {
+            if self.tui.is_some() {
                 let rows = rows(
                     table,
                     &self.filter,
@@ -334,14 +429,27 @@ impl Sink for TopSink {
                     &mut ctx.limits,
                     &mut ctx.ids,
                 );
-                tui.draw(
-                    &rows,
-                    table,
-                    &self.counters.unwrap_or_default(),
-                    now,
-                    self.last_oom.as_deref(),
-                    &self.overhead,
-                )?;
+                let counters = self.counters.unwrap_or_default();
+                let header = table_view::Header {
+                    tracked: table.live.len(),
+                    ended: table.ended.count,
+                    short_lived: table.ended.brief,
+                    uptime_secs: now,
+                    overhead: overhead_line(&self.overhead),
+                    kernel_losses: counters.losses(),
+                    last_oom: self.last_oom.clone(),
+                };
+                // The selected process's detail, ready for Enter (the view's selection is
+                // the one of the previous round, or the first row).
+                let selected = self
+                    .tui
+                    .as_ref()
+                    .and_then(|t| t.selected())
+                    .or_else(|| rows.first().map(|r| r.pid));
+                let detail = selected.and_then(|pid| self.detail(table, pid, now));
+                if let Some(tui) = &mut self.tui {
+                    tui.update(rows, header, detail)?;
+                }
             } else if self.batch {
                 let rows = rows(
                     table,
@@ -355,9 +463,10 @@ impl Sink for TopSink {
                 let mut out = std::io::stdout().lock();
                 writeln!(
                     out,
-                    "--- {} — {} processes tracked — {}",
+                    "--- {} — {} processes tracked, {} at risk of their limit — {}",
                     clock::rfc3339(clock::unix_millis()),
                     table.live.len(),
+                    at_risk_count(&rows),
                     overhead_line(&self.overhead)
                 )?;
                 out.write_all(render_table(&rows).as_bytes())?;
@@ -368,7 +477,9 @@ impl Sink for TopSink {
     }
 
     fn wants_stop(&mut self) -> bool {
-        self.tui.as_mut().is_some_and(|t| t.quit_requested())
+        // Keys are applied (and drawn) by the view's key reader as they come; the session
+        // notices a quit after its current step (within one --interval).
+        self.tui.as_ref().is_some_and(|t| t.quit_requested())
     }
 
     fn finish(
@@ -438,8 +549,38 @@ impl Sink for TopSink {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A row for view tests: `pid` `comm` with this verdict and private memory.
+    pub(crate) fn row(pid: u32, comm: &str, verdict: Option<Verdict>, private: u64) -> Row {
+        Row {
+            pid,
+            ppid: 1,
+            comm: comm.into(),
+            rss_bytes: private,
+            private_bytes: private,
+            rss_anon_bytes: private,
+            rss_file_bytes: 0,
+            rss_shmem_bytes: 0,
+            rss_swap_bytes: 0,
+            growth_bytes_per_sec: 0.0,
+            growth_bytes_per_min: 0.0,
+            alloc_bytes_per_sec: 0.0,
+            growing_for_secs: 0.0,
+            observed_secs: 10.0,
+            verdict,
+            confidence: 0.9,
+            limit_bytes: None,
+            time_to_limit_secs: None,
+            kubernetes: PodRef::default(),
+            qos: None,
+            systemd_unit: None,
+            cgroup: None,
+            risk: None,
+            spark: Vec::new(),
+        }
+    }
 
     /// The JSON shape of `top --once --format json`'s rows: field names and order.
     #[test]
@@ -475,10 +616,20 @@ mod tests {
             qos: Some(crate::host::identity::QosClass::Burstable),
             systemd_unit: Some("x.service".into()),
             cgroup: Some("/kubepods".into()),
+            risk: Some(crate::detector::LimitRisk {
+                at_risk: true,
+                kind: Some(crate::detector::RiskKind::NearLimit),
+                peak_ratio: 0.94,
+                peak_bytes: 94,
+                limit_bytes: 100,
+                recent_peaks_bytes: vec![93, 94],
+                reason: "why".into(),
+            }),
+            spark: vec![1, 2],
         };
         assert_eq!(
             serde_json::to_string(&full).unwrap(),
-            r#"{"pid":42,"ppid":1,"comm":"web","rss_bytes":5,"private_bytes":4,"rss_anon_bytes":3,"rss_file_bytes":1,"rss_shmem_bytes":1,"rss_swap_bytes":0,"growth_bytes_per_sec":10.0,"growth_bytes_per_min":600.0,"alloc_bytes_per_sec":20.0,"growing_for_secs":1.5,"observed_secs":2.5,"verdict":"leaking","confidence":0.93,"limit_bytes":100,"time_to_limit_secs":9.6,"namespace":"shop","pod":"web-1","container":"app","pod_uid":"uid","container_id":"cid","qos":"Burstable","systemd_unit":"x.service","cgroup":"/kubepods"}"#
+            r#"{"pid":42,"ppid":1,"comm":"web","rss_bytes":5,"private_bytes":4,"rss_anon_bytes":3,"rss_file_bytes":1,"rss_shmem_bytes":1,"rss_swap_bytes":0,"growth_bytes_per_sec":10.0,"growth_bytes_per_min":600.0,"alloc_bytes_per_sec":20.0,"growing_for_secs":1.5,"observed_secs":2.5,"verdict":"leaking","confidence":0.93,"limit_bytes":100,"time_to_limit_secs":9.6,"namespace":"shop","pod":"web-1","container":"app","pod_uid":"uid","container_id":"cid","qos":"Burstable","systemd_unit":"x.service","cgroup":"/kubepods","risk":{"at_risk":true,"kind":"near_limit","peak_ratio":0.94,"peak_bytes":94,"limit_bytes":100,"recent_peaks_bytes":[93,94],"reason":"why"}}"#
         );
         let sparse = Row {
             verdict: None,
@@ -489,11 +640,12 @@ mod tests {
             qos: None,
             systemd_unit: None,
             cgroup: None,
+            risk: None,
             ..full
         };
         assert_eq!(
             serde_json::to_string(&sparse).unwrap(),
-            r#"{"pid":42,"ppid":1,"comm":"web","rss_bytes":5,"private_bytes":4,"rss_anon_bytes":3,"rss_file_bytes":1,"rss_shmem_bytes":1,"rss_swap_bytes":0,"growth_bytes_per_sec":10.0,"growth_bytes_per_min":600.0,"alloc_bytes_per_sec":20.0,"growing_for_secs":1.5,"observed_secs":2.5,"verdict":null,"confidence":0.0,"limit_bytes":null,"time_to_limit_secs":null}"#
+            r#"{"pid":42,"ppid":1,"comm":"web","rss_bytes":5,"private_bytes":4,"rss_anon_bytes":3,"rss_file_bytes":1,"rss_shmem_bytes":1,"rss_swap_bytes":0,"growth_bytes_per_sec":10.0,"growth_bytes_per_min":600.0,"alloc_bytes_per_sec":20.0,"growing_for_secs":1.5,"observed_secs":2.5,"verdict":null,"confidence":0.0,"limit_bytes":null,"time_to_limit_secs":null,"risk":null}"#
         );
     }
 }

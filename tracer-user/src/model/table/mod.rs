@@ -68,6 +68,11 @@ pub struct Process {
     pub assessed_at: f64,
     /// The memory limit recorded for it (offline replay; live views ask the memcg cache).
     pub limit_bytes: Option<u64>,
+    /// Whether that recorded limit is a memory cgroup's (else the node's memory).
+    pub limit_from_cgroup: bool,
+    /// Latest limit-risk judgement (model/risk.rs): None without a memory cgroup limit.
+    /// Boxed: most processes have none, and the table holds tens of thousands.
+    pub risk: Option<Box<crate::detector::LimitRisk>>,
 }
 
 impl Process {
@@ -458,6 +463,8 @@ impl ProcessTable {
             assessment: None,
             assessed_at: f64::NEG_INFINITY,
             limit_bytes: None,
+            limit_from_cgroup: false,
+            risk: None,
         }
     }
 

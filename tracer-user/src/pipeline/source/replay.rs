@@ -250,7 +250,7 @@ impl ReplaySource {
                 self.reader.warnings.push(msg);
                 None
             }
-            Record::Sample(_) | Record::Health(_) | Record::Verdict(_) => None,
+            Record::Sample(_) | Record::Health(_) | Record::Verdict(_) | Record::Risk(_) => None,
         };
         self.queue.extend(step);
         Ok(())
@@ -309,6 +309,7 @@ impl ReplaySource {
             proc_.cmdline = info.cmdline;
             proc_.cgroup_raw = cgroup;
             proc_.limit_bytes = info.limit_bytes;
+            proc_.limit_from_cgroup = info.limit_cgroup.is_some();
             let id = Identity::from(info.pod);
             p.ctx.ids.remember(proc_, id);
         }
