@@ -307,6 +307,10 @@ impl Budget {
         let mut per_hook: HashMap<Hook, f64> = HashMap::new();
         let mut total = self.unpausable_share;
         for (&hook, &count) in &now {
+            // A paused hook costs nothing now, whatever it ran earlier in the span.
+            if self.paused.contains_key(&hook) {
+                continue;
+            }
             let Some(&count_before) = before.get(&hook) else {
                 continue;
             };
@@ -711,6 +715,30 @@ mod tests {
                 b.guard(t, &[(Hook::Madvise, 100_000), (Hook::Brk, 1_000)])
                     .is_empty()
             );
+        }
+        assert_eq!(b.status().paused, vec![Hook::Madvise]);
+    }
+
+    #[test]
+    fn a_hook_the_guard_paused_no_longer_counts_in_its_span() {
+        let mut b = Budget::new(0.01, 2, 10.0);
+        b.guard(0.0, &[(Hook::Madvise, 0), (Hook::Munmap, 0)]);
+        // 0.2 s: madvise storms (1.5%); munmap runs 40k/s, 0.6% of the node over a full span:
+        // madvise alone goes.
+        let ev = b.guard(0.2, &[(Hook::Madvise, 100_000), (Hook::Munmap, 8_000)]);
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        assert_eq!(ev[0].hook, Hook::Madvise);
+        // The next readings still span madvise's runs before its pause (1.5% with munmap's):
+        // munmap's own share fits the budget, so nothing more is paused.
+        for i in 2u32..=5 {
+            let ev = b.guard(
+                f64::from(i) * 0.2,
+                &[
+                    (Hook::Madvise, 100_000),
+                    (Hook::Munmap, 8_000 * u64::from(i)),
+                ],
+            );
+            assert!(ev.is_empty(), "reading {i}: {ev:?}");
         }
         assert_eq!(b.status().paused, vec![Hook::Madvise]);
     }
