@@ -136,7 +136,7 @@ fn take_stack(ctx: &TracePointContext, tgid: u32) {
         nframes: nframes as u32,
         hash: hash_frames(&buf.frames, nframes),
     };
-    if let Some(existing) = GROWTH_STACKS.get_ptr_mut(&key) {
+    if let Some(existing) = GROWTH_STACKS.get_ptr_mut(key) {
         // SAFETY: existing points into a GROWTH_STACKS value, valid for the program's run.
         let e = unsafe { &mut *existing };
         if !same_frames(&e.frames, &buf.frames, nframes) {
@@ -155,8 +155,8 @@ fn take_stack(ctx: &TracePointContext, tgid: u32) {
     }
     // Another CPU may have inserted the same stack meanwhile: BPF_NOEXIST keeps its count,
     // and this sample is added to it.
-    if GROWTH_STACKS.insert(&key, buf, 1).is_err() {
-        match GROWTH_STACKS.get_ptr_mut(&key) {
+    if GROWTH_STACKS.insert(key, buf, 1).is_err() {
+        match GROWTH_STACKS.get_ptr_mut(key) {
             // SAFETY: as above.
             Some(existing) => add(unsafe { &mut (*existing).samples }, 1),
             None => count(PCTR_STACKS_FULL),
