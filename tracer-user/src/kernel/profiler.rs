@@ -10,7 +10,7 @@ use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray},
 };
 use tracer_common::{
-    EXP_QUANTILE_COUNT, EXP_QUANTILE_SCALE, PCTR_COLLISIONS, PCTR_COUNT, PCTR_FAULTS, PCTR_SAMPLES,
+    EXP_QUANTILE_COUNT, EXP_QUANTILE_SCALE, PCTR_COLLISIONS, PCTR_FAULTS, PCTR_SAMPLES,
     PCTR_STACK_ERRORS, PCTR_STACKS_FULL, PCTR_TRUNCATED, ProfileTarget, StackKey, StackSamples,
 };
 
@@ -133,7 +133,6 @@ impl Profiler {
                 .iter()
                 .sum())
         };
-        let _ = PCTR_COUNT;
         Ok(ProfileCounters {
             faults: sum(PCTR_FAULTS)?,
             samples: sum(PCTR_SAMPLES)?,

@@ -96,7 +96,10 @@ impl Pclntab {
             }
             Ok(v)
         };
-        let _ = field(HEADER_FIELDS - 1)?;
+        // The whole header first: a table cut inside it is refused here, not field by field.
+        if data.len() < 8 + 8 * HEADER_FIELDS {
+            bail!("pclntab header truncated ({} bytes)", data.len());
+        }
         let nfunc = usize::try_from(field(0)?)?;
         let text_start = match field(2)? {
             0 => text_addr,
