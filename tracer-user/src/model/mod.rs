@@ -4,6 +4,7 @@
 pub mod counters;
 pub mod ended;
 pub mod growth;
+pub mod node;
 pub mod rank;
 pub mod rates;
 pub mod risk;

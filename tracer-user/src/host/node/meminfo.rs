@@ -2,7 +2,8 @@
 use serde::Serialize;
 
 /// The kinds of /proc/meminfo the node accounting follows (bytes).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct NodeMemory {
     pub total: u64,
     pub free: u64,

@@ -5,3 +5,6 @@
 pub mod meminfo;
 pub mod slabinfo;
 pub mod zombies;
+pub mod reader;
+
+pub use reader::{NodeReader, NodeReading};

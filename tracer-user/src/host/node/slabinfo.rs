@@ -1,7 +1,7 @@
 //! /proc/slabinfo (root only): the kernel's object caches and the memory each holds.
 use serde::Serialize;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct SlabCache {
     pub name: String,
     pub active_objects: u64,

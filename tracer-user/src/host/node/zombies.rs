@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Context as _;
 
 /// How many memory cgroups the kernel holds that have no directory any more.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Zombies {
     /// Memory cgroups the kernel counts (v1: /proc/cgroups; v2: live + dying).
     pub in_kernel: u64,

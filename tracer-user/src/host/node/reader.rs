@@ -1,0 +1,112 @@
+//! One reading of the node's own memory per interval: /proc/meminfo, /proc/slabinfo and the
+//! zombie memory cgroups (v1: /proc/cgroups against the memory hierarchy's directories; v2:
+//! the root's cgroup.stat). Each source that cannot be read is said once and left out; the
+//! others still count.
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+
+use super::{
+    meminfo::NodeMemory,
+    slabinfo::{self, SlabCache},
+    zombies::{self, Zombies},
+};
+use crate::host::memcg::CgroupRoots;
+
+/// What the node's memory looked like at one moment.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NodeReading {
+    pub memory: NodeMemory,
+    /// Every slab cache (empty when /proc/slabinfo cannot be read: it needs root).
+    pub slabs: Vec<SlabCache>,
+    /// None when neither hierarchy carries the memory controller, or it cannot be read.
+    pub zombies: Option<Zombies>,
+}
+
+pub struct NodeReader {
+    meminfo: PathBuf,
+    slabinfo: PathBuf,
+    proc_cgroups: PathBuf,
+    roots: CgroupRoots,
+    page_size: u64,
+    /// Sources already said to be unreadable (each is said once, not every interval).
+    warned: [bool; 3],
+}
+
+impl NodeReader {
+    pub fn new(roots: CgroupRoots) -> Self {
+        Self {
+            meminfo: roots.proc_file("meminfo"),
+            slabinfo: roots.proc_file("slabinfo"),
+            proc_cgroups: roots.proc_file("cgroups"),
+            roots,
+            page_size: crate::kernel::loader::page_size(),
+            warned: [false; 3],
+        }
+    }
+
+    /// Read the node now. Never fails: a source that cannot be read is empty (and said once).
+    pub fn read(&mut self) -> NodeReading {
+        let memory = std::fs::read_to_string(&self.meminfo)
+            .with_context(|| format!("reading {}", self.meminfo.display()))
+            .map(|t| NodeMemory::parse(&t));
+        let slabs = std::fs::read_to_string(&self.slabinfo)
+            .with_context(|| format!("reading {} (it needs root)", self.slabinfo.display()))
+            .map(|t| slabinfo::parse(&t, self.page_size));
+        let zombies = self.zombies();
+        NodeReading {
+            memory: self.once(0, memory).unwrap_or_default(),
+            slabs: self.once(1, slabs).unwrap_or_default(),
+            zombies: self.once(2, zombies).flatten(),
+        }
+    }
+
+    fn zombies(&self) -> anyhow::Result<Option<Zombies>> {
+        if let Some(v2) = &self.roots.v2 {
+            let stat = v2.join("cgroup.stat");
+            let text = std::fs::read_to_string(&stat)
+                .with_context(|| format!("reading {}", stat.display()))?;
+            return zombies::v2(&text).map(Some);
+        }
+        if let Some(v1) = &self.roots.v1_memory {
+            let text = std::fs::read_to_string(&self.proc_cgroups)
+                .with_context(|| format!("reading {}", self.proc_cgroups.display()))?;
+            return zombies::v1(&text, v1).map(Some);
+        }
+        Ok(None)
+    }
+
+    fn once<T>(&mut self, source: usize, r: anyhow::Result<T>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                if !std::mem::replace(&mut self.warned[source], true) {
+                    log::warn!("node memory: {e:#}; left out of the node's accounting");
+                }
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_machine() {
+        let mut r = NodeReader::new(CgroupRoots::discover(std::path::Path::new("/")));
+        let n = r.read();
+        assert!(n.memory.total > 0, "MemTotal is always there");
+        assert!(n.memory.free <= n.memory.total);
+    }
+
+    #[test]
+    fn a_host_without_memory_cgroups_has_no_zombie_count() {
+        let dir = std::env::temp_dir().join(format!("lt-node-reader-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut r = NodeReader::new(CgroupRoots::new(None, None, &dir));
+        assert_eq!(r.read().zombies, None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
