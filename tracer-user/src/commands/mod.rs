@@ -1,6 +1,7 @@
 //! The commands: each builds its sink and runs the one session pipeline into it, with one
 //! context of lookups built here (`report` over a replayed trace instead of the kernel).
 pub mod daemon;
+pub mod node_text;
 pub mod oom;
 pub mod profile;
 pub mod record;

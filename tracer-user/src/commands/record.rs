@@ -16,8 +16,8 @@ use crate::{
     pipeline::filter::Filter,
     pipeline::sink::{Happening, SessionEnd, SessionInfo, Sink},
     trace::{
-        self, ExitRecord, Grower, Header, Health, ProcessInfo, Record, RiskRecord, SampleRecord,
-        Summary, SuspectBrief, VerdictRecord,
+        self, ExitRecord, Grower, Header, Health, NodeRecord, NodeVerdictRecord, ProcessInfo,
+        Record, RiskRecord, SampleRecord, Summary, SuspectBrief, VerdictRecord,
     },
     util::clock,
 };
@@ -35,6 +35,8 @@ pub struct RecordSink {
     t0_mono: f64,
     /// Wall clock at session start (dates the summary's suspects).
     start_unix_ms: u64,
+    /// Each slab cache as the last node record left it (only changes are written).
+    node_slabs: std::collections::HashMap<String, crate::host::node::slabinfo::SlabCache>,
 }
 
 impl RecordSink {
@@ -58,6 +60,7 @@ impl RecordSink {
             last_paused: Vec::new(),
             t0_mono: 0.0,
             start_unix_ms: 0,
+            node_slabs: std::collections::HashMap::new(),
         })
     }
 
@@ -305,6 +308,32 @@ impl Sink for RecordSink {
                         }),
                     })?;
                 }
+            }
+            Happening::Node {
+                t,
+                reading,
+                changes,
+                ..
+            } => {
+                let slabs = reading
+                    .slabs
+                    .iter()
+                    .filter(|c| self.node_slabs.get(&c.name) != Some(*c))
+                    .cloned()
+                    .collect::<Vec<_>>();
+                for c in &slabs {
+                    self.node_slabs.insert(c.name.clone(), c.clone());
+                }
+                self.write(&Record::Node(NodeRecord {
+                    t,
+                    memory: reading.memory,
+                    slabs,
+                    zombies: reading.zombies,
+                }))?;
+                for c in changes {
+                    self.write(&Record::NodeVerdict(NodeVerdictRecord::from_change(t, c)))?;
+                }
+                self.flush()?;
             }
             Happening::Oom(rec) => {
                 // OOM kills are always written: the filter must not hide what killed a

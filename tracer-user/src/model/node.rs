@@ -404,6 +404,65 @@ impl NodeModel {
     }
 }
 
+/// The worst a node series was judged during a session (growing or leaking), for reports:
+/// a dentry storm that grew for a minute and stopped is steady at the end, but it happened.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NodeFinding {
+    pub series: String,
+    /// The worst verdict reached (`leaking` over `growing`).
+    pub verdict: Verdict,
+    /// Session time it was first reached.
+    pub first_t: f64,
+    /// The sentence when it was last judged so.
+    pub sentence: String,
+}
+
+/// [`NodeFinding`]s folded from verdict changes, bounded.
+#[derive(Default)]
+pub struct NodeFindings {
+    by_series: BTreeMap<String, NodeFinding>,
+}
+
+impl NodeFindings {
+    const MAX: usize = 64;
+
+    pub fn fold(&mut self, t: f64, changes: &[NodeVerdictChange]) {
+        for c in changes.iter().filter(|c| c.now.verdict.is_growth()) {
+            let series = c.series.name();
+            if !self.by_series.contains_key(&series) && self.by_series.len() >= Self::MAX {
+                continue;
+            }
+            let f = self
+                .by_series
+                .entry(series.clone())
+                .or_insert_with(|| NodeFinding {
+                    series,
+                    verdict: c.now.verdict,
+                    first_t: t,
+                    sentence: c.sentence.clone(),
+                });
+            if c.now.verdict == Verdict::Leaking && f.verdict != Verdict::Leaking {
+                f.verdict = Verdict::Leaking;
+                f.first_t = t;
+            }
+            if c.now.verdict == f.verdict {
+                f.sentence = c.sentence.clone();
+            }
+        }
+    }
+
+    /// Leaking first, then by when it began.
+    pub fn list(&self) -> Vec<NodeFinding> {
+        let mut v: Vec<NodeFinding> = self.by_series.values().cloned().collect();
+        v.sort_by(|a, b| {
+            (b.verdict == Verdict::Leaking)
+                .cmp(&(a.verdict == Verdict::Leaking))
+                .then(a.first_t.total_cmp(&b.first_t))
+        });
+        v
+    }
+}
+
 fn since(t: Option<f64>) -> String {
     t.map_or(String::new(), |t| format!(" since t={t:.0}s"))
 }

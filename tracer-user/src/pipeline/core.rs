@@ -21,6 +21,8 @@ pub struct Pipeline {
     detector: DetectorConfig,
     /// The limit-risk judgement's tuning (`--risk-margin`).
     pub risk: crate::detector::RiskConfig,
+    /// The node's own memory as series, judged like processes (model/node.rs).
+    pub node: crate::model::node::NodeModel,
 }
 
 impl Pipeline {
@@ -30,6 +32,7 @@ impl Pipeline {
             ctx,
             detector: DetectorConfig::default(),
             risk: crate::detector::RiskConfig::default(),
+            node: crate::model::node::NodeModel::default(),
         }
     }
 
@@ -86,6 +89,32 @@ impl Pipeline {
                 verdicts: &verdicts,
                 risks: &risks,
                 overhead,
+            },
+        )
+    }
+
+    /// A reading of the node's own memory: folded into the node's series, which are judged
+    /// at once (a few dozen series, most of them flat and skipped), then handed to the sink.
+    pub fn node(
+        &mut self,
+        sink: &mut dyn Sink,
+        t_mono: f64,
+        reading: crate::host::node::NodeReading,
+    ) -> anyhow::Result<()> {
+        let t = self.table.session_time(t_mono);
+        self.node.fold(t, reading);
+        let changes = self.node.refresh(t, &self.detector);
+        let (Some(view), Some(reading)) = (self.node.view(), self.node.latest()) else {
+            return Ok(());
+        };
+        sink.handle(
+            &mut self.ctx,
+            &self.table,
+            Happening::Node {
+                t,
+                reading,
+                view: &view,
+                changes: &changes,
             },
         )
     }

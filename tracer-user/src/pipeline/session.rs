@@ -120,6 +120,7 @@ impl<'s> Session<'s> {
                 let t = p.table.session_time(t_mono);
                 p.tell(sink, Happening::Budget { t, event: &event })
             }
+            Step::Node { t_mono, reading } => p.node(sink, t_mono, reading),
         }
     }
 }

@@ -77,6 +77,14 @@ pub enum Happening<'a> {
     /// A memory-cgroup or pressure event at session time `t` (event-driven watchers, see
     /// memcg/watch.rs, or the reclaim the table summed for a round).
     Memcg { t: f64, event: &'a MemcgEvent },
+    /// The node's own memory at session time `t`: the reading, the node as views show it
+    /// (with its series' verdicts) and the verdicts that changed with this reading.
+    Node {
+        t: f64,
+        reading: &'a crate::host::node::NodeReading,
+        view: &'a crate::model::node::NodeView,
+        changes: &'a [crate::model::node::NodeVerdictChange],
+    },
 }
 
 pub trait Sink {

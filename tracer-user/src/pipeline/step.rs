@@ -44,4 +44,9 @@ pub enum Step {
         t_mono: f64,
         event: BudgetEvent,
     },
+    /// The node's own memory (meminfo, slab caches, zombie memory cgroups), read once a round.
+    Node {
+        t_mono: f64,
+        reading: crate::host::node::NodeReading,
+    },
 }

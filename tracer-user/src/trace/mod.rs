@@ -48,7 +48,53 @@ pub enum Record {
         #[serde(flatten)]
         event: crate::kernel::budget::BudgetEvent,
     },
+    /// The node's own memory at a round (kinds, slab caches that changed, zombie cgroups).
+    Node(NodeRecord),
+    /// A node series' verdict changed (a kind, a slab cache, the zombie cgroup count).
+    NodeVerdict(NodeVerdictRecord),
     Summary(Summary),
+}
+
+/// The node's memory at time `t`. Slab caches are written when they change (all of them in
+/// the first node record), so a reader keeps each cache's last value: a full slabinfo every
+/// interval would dwarf the rest of the trace.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub t: f64,
+    pub memory: crate::host::node::meminfo::NodeMemory,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slabs: Vec<crate::host::node::slabinfo::SlabCache>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zombies: Option<crate::host::node::zombies::Zombies>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeVerdictRecord {
+    pub t: f64,
+    /// `anon`, `file`, ..., `unattributed`, `memcg_zombies`, `slab:NAME`.
+    pub series: String,
+    pub verdict: crate::detector::Verdict,
+    pub previous: Option<crate::detector::Verdict>,
+    pub confidence: f64,
+    /// Bytes per second (`memcg_zombies`: cgroups per second).
+    pub growth_per_sec: f64,
+    pub since: Option<f64>,
+    pub reason: String,
+}
+
+impl NodeVerdictRecord {
+    pub fn from_change(t: f64, c: &crate::model::node::NodeVerdictChange) -> Self {
+        Self {
+            t,
+            series: c.series.name(),
+            verdict: c.now.verdict,
+            previous: c.previous,
+            confidence: crate::detector::round_confidence(c.now.confidence),
+            growth_per_sec: c.now.growth_bytes_per_sec,
+            since: c.now.since,
+            reason: c.sentence.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

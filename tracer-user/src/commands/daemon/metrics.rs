@@ -50,6 +50,22 @@ pub struct HookLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    pub cache: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SeriesVerdictLabels {
+    pub series: String,
+    pub verdict: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MapLabels {
     pub map: String,
 }
@@ -78,6 +94,10 @@ pub struct Metrics {
     pub syscalls: Family<CallLabels, Counter>,
     pub self_rss: Gauge,
     pub self_cpu: Counter<f64, AtomicU64>,
+    pub node_memory: Family<KindLabels, Gauge>,
+    pub slab_bytes: Family<CacheLabels, Gauge>,
+    pub memcg_zombies: Gauge,
+    pub node_verdict: Family<SeriesVerdictLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -110,6 +130,10 @@ impl Metrics {
             syscalls: Family::default(),
             self_rss: Gauge::default(),
             self_cpu: Counter::default(),
+            node_memory: Family::default(),
+            slab_bytes: Family::default(),
+            memcg_zombies: Gauge::default(),
+            node_verdict: Family::default(),
             registry: Registry::default(),
         };
         r.register_with_unit(
@@ -175,6 +199,28 @@ impl Metrics {
             "Capacity of leaktracer's kernel maps",
             m.map_capacity.clone(),
         );
+        r.register_with_unit(
+            "node_memory",
+            "The node's memory by kind, from /proc/meminfo (total, free, available, used, anon, file, shmem, slab_reclaimable, slab_unreclaimable, kernel_stack, page_tables, percpu, vmalloc_used) and unattributed: used memory that neither processes' anonymous memory nor the kernel's counters explain",
+            Unit::Bytes,
+            m.node_memory.clone(),
+        );
+        r.register_with_unit(
+            "slab",
+            "Memory held by the biggest slab caches (top 10, from /proc/slabinfo)",
+            Unit::Bytes,
+            m.slab_bytes.clone(),
+        );
+        r.register(
+            "memcg_zombies",
+            "Memory cgroups removed but still held by the kernel (v1: /proc/cgroups against the hierarchy's directories; v2: nr_dying_descendants)",
+            m.memcg_zombies.clone(),
+        );
+        r.register(
+            "node_verdict",
+            "1 for each node series (a meminfo kind, unattributed, slab:CACHE, memcg_zombies) judged growing or leaking",
+            m.node_verdict.clone(),
+        );
         r.register(
             "tracked_processes",
             "Processes leaktracer tracks",
@@ -225,5 +271,56 @@ impl Metrics {
         // Encoding into a String cannot fail for these metric types.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// The node's series: every meminfo kind, the biggest slab caches, the zombie memory cgroups
+/// and the node series judged growing or leaking (replaced each reading: a cache that leaves
+/// the top 10 leaves the metric).
+pub fn set_node(m: &Metrics, v: &crate::model::node::NodeView) {
+    let mem = &v.memory;
+    let kinds = [
+        ("total", mem.total),
+        ("free", mem.free),
+        ("available", mem.available),
+        ("used", v.used),
+        ("anon", mem.anon),
+        ("file", mem.file),
+        ("shmem", mem.shmem),
+        ("slab_reclaimable", mem.slab_reclaimable),
+        ("slab_unreclaimable", mem.slab_unreclaimable),
+        ("kernel_stack", mem.kernel_stack),
+        ("page_tables", mem.page_tables),
+        ("percpu", mem.percpu),
+        ("vmalloc_used", mem.vmalloc_used),
+        ("unattributed", v.unattributed),
+    ];
+    for (kind, bytes) in kinds {
+        m.node_memory
+            .get_or_create(&KindLabels {
+                kind: kind.to_string(),
+            })
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+    m.slab_bytes.clear();
+    for c in &v.slab_top {
+        m.slab_bytes
+            .get_or_create(&CacheLabels {
+                cache: c.name.clone(),
+            })
+            .set(i64::try_from(c.bytes).unwrap_or(i64::MAX));
+    }
+    if let Some(z) = v.zombies {
+        m.memcg_zombies
+            .set(i64::try_from(z.zombies).unwrap_or(i64::MAX));
+    }
+    m.node_verdict.clear();
+    for x in &v.verdicts {
+        m.node_verdict
+            .get_or_create(&SeriesVerdictLabels {
+                series: x.series.clone(),
+                verdict: x.verdict.as_str().to_string(),
+            })
+            .set(1);
     }
 }

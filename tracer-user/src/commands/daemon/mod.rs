@@ -21,7 +21,7 @@ use crate::{
     model::table::ProcessTable,
     pipeline::context::Context,
     pipeline::sink::{Happening, SessionEnd, SessionInfo, Sink},
-    trace::{Record, RiskRecord, VerdictRecord},
+    trace::{NodeVerdictRecord, Record, RiskRecord, VerdictRecord},
     util::clock::round_ms,
     util::error::UsageError,
 };
@@ -325,6 +325,17 @@ impl Sink for DaemonSink {
                 drop(s);
                 self.last_cpu_secs = cpu;
                 self.last_counters = counters;
+            }
+            Happening::Node { t, view, changes, .. } => {
+                for c in changes {
+                    self.emit(&Record::NodeVerdict(NodeVerdictRecord::from_change(
+                        round_ms(t),
+                        c,
+                    )));
+                }
+                if let Ok(s) = self.shared.lock() {
+                    metrics::set_node(&s.metrics, view);
+                }
             }
             Happening::Oom(rec) => {
                 let labels = table

@@ -91,6 +91,16 @@ pub struct Report {
     /// Processes at risk of meeting their memory cgroup's limit at the end of the trace, the
     /// closest to it first (`--risk-margin`).
     pub at_risk: Vec<RiskRow>,
+    /// The node's own memory (absent from traces recorded before node records existed).
+    pub node: Option<NodeReport>,
+}
+
+/// The node's memory at the end of the trace, and every node series judged growing or
+/// leaking during it.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct NodeReport {
+    pub end: crate::model::node::NodeView,
+    pub findings: Vec<crate::model::node::NodeFinding>,
 }
 
 pub struct ReportOptions {

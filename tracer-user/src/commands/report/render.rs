@@ -164,6 +164,9 @@ pub fn render_text(r: &Report) -> String {
     if !r.memory_cgroups.is_empty() {
         s.push_str(&render_cgroups(&r.memory_cgroups));
     }
+    if let Some(node) = &r.node {
+        s.push_str(&render_node(node));
+    }
     if let Some(sum) = &r.summary {
         let losses: Vec<String> = sum
             .counters
@@ -193,6 +196,26 @@ pub fn render_text(r: &Report) -> String {
                 h.max_bpf_cpu_share * 100.0
             ));
         }
+    }
+    s
+}
+
+/// The NODE section: what no process owns, and what of it grew.
+fn render_node(n: &super::NodeReport) -> String {
+    let mut s = String::from("\nNODE (memory no process owns)\n");
+    for line in crate::commands::node_text::lines(&n.end, false) {
+        s.push_str(&format!("  {line}\n"));
+    }
+    if n.findings.is_empty() {
+        s.push_str("  no node series was judged growing or leaking\n");
+    }
+    for f in &n.findings {
+        s.push_str(&format!(
+            "  {:<8} from +{:<8} {}\n",
+            f.verdict.as_str(),
+            format::duration(f.first_t),
+            f.sentence
+        ));
     }
     s
 }

@@ -38,6 +38,9 @@ pub struct ReportSink {
     /// What the end of the trace showed (None until `finish`).
     findings: Option<Findings>,
     risk: RiskConfig,
+    /// The node as the last node record left it, and its series' worst verdicts.
+    node_end: Option<crate::model::node::NodeView>,
+    node_findings: crate::model::node::NodeFindings,
 }
 
 /// The report's figures judged at the end of the trace.
@@ -65,6 +68,8 @@ impl ReportSink {
             budget_events: Vec::new(),
             findings: None,
             risk: RiskConfig::default(),
+            node_end: None,
+            node_findings: Default::default(),
         }
     }
 
@@ -104,6 +109,10 @@ impl ReportSink {
                 skipped_lines: trace.skipped_lines,
                 warnings,
                 at_risk: f.at_risk,
+                node: self.node_end.map(|end| super::NodeReport {
+                    end,
+                    findings: self.node_findings.list(),
+                }),
             },
             plot_series: f.plot_series,
         })
@@ -135,6 +144,10 @@ impl Sink for ReportSink {
                 if self.budget_events.len() < MAX_BUDGET_EVENTS {
                     self.budget_events.push((t, event.clone()));
                 }
+            }
+            Happening::Node { t, view, changes, .. } => {
+                self.node_findings.fold(t, changes);
+                self.node_end = Some(view.clone());
             }
             // The table has the rounds, execs and exits; they are judged at the end.
             Happening::Round { .. } | Happening::Exec { .. } | Happening::Exit { .. } => {}

@@ -249,6 +249,9 @@ struct OnceDocument<'a> {
     /// Processes that ended while observed, short-lived ones included (the largest first).
     ended: crate::model::ended::EndedLog,
     kernel_counters: std::collections::BTreeMap<String, u64>,
+    /// The node's memory no process owns, and its series judged growing or leaking (absent
+    /// before the first reading).
+    node: Option<&'a crate::model::node::NodeView>,
 }
 
 pub struct TopSink {
@@ -268,6 +271,23 @@ pub struct TopSink {
     overhead: crate::kernel::budget::OverheadStatus,
     /// Recent memory-cgroup events and OOM kills, (cgroup, line), for the detail view.
     events: std::collections::VecDeque<(String, String)>,
+    /// The node as of its latest reading.
+    node: Option<crate::model::node::NodeView>,
+}
+
+/// The NODE block's lines, each with the verdict that colours it (verdict lines only).
+fn node_block(v: Option<&crate::model::node::NodeView>) -> Vec<(Option<Verdict>, String)> {
+    let Some(v) = v else { return Vec::new() };
+    let plain = crate::commands::node_text::lines(v, false);
+    plain
+        .into_iter()
+        .map(|l| (None, l))
+        .chain(
+            v.verdicts
+                .iter()
+                .map(|x| (Some(x.verdict), format!("{}: {}", x.verdict.as_str(), x.sentence))),
+        )
+        .collect()
 }
 
 /// Memory-cgroup events and OOM kills the live view remembers for its detail screen.
@@ -329,6 +349,7 @@ impl TopSink {
             last_oom: None,
             overhead: crate::kernel::budget::OverheadStatus::default(),
             events: std::collections::VecDeque::new(),
+            node: None,
         })
     }
 
@@ -415,6 +436,16 @@ impl Sink for TopSink {
                 format!("+{} {}", format::duration(*t), what.join(", ")),
             );
         }
+        if let Happening::Node { view, .. } = &what {
+            self.node = Some((*view).clone());
+            if self.batch {
+                let mut out = std::io::stdout().lock();
+                for (_, line) in node_block(self.node.as_ref()) {
+                    writeln!(out, "NODE {line}")?;
+                }
+                out.flush()?;
+            }
+        }
         if let Happening::Round { snap, overhead, .. } = what {
             self.counters = Some(snap.counters);
             self.overhead = overhead.clone();
@@ -438,6 +469,7 @@ impl Sink for TopSink {
                     overhead: overhead_line(&self.overhead),
                     kernel_losses: counters.losses(),
                     last_oom: self.last_oom.clone(),
+                    node: node_block(self.node.as_ref()),
                 };
                 // The selected process's detail, ready for Enter (the view's selection is
                 // the one of the previous round, or the first row).
@@ -522,6 +554,12 @@ impl Sink for TopSink {
                         crate::model::ended::render_text(&ended, &ended.largest).as_bytes(),
                     )?;
                 }
+                if let Some(node) = &self.node {
+                    stdout.write_all(b"\nNODE (memory no process owns)\n")?;
+                    for line in crate::commands::node_text::lines(node, true) {
+                        writeln!(stdout, "  {line}")?;
+                    }
+                }
             }
             OutputFormat::Json => {
                 let info = self.info.as_ref();
@@ -538,6 +576,7 @@ impl Sink for TopSink {
                     overhead: &self.overhead,
                     ended,
                     kernel_counters: self.counters.map(|h| h.to_map()).unwrap_or_default(),
+                    node: self.node.as_ref(),
                 };
                 serde_json::to_writer_pretty(&mut stdout, &doc)?;
                 stdout.write_all(b"\n")?;

@@ -188,11 +188,18 @@ pub struct Header {
     pub overhead: String,
     pub kernel_losses: u64,
     pub last_oom: Option<String>,
+    /// The NODE block: the node's memory no process owns (commands/node_text.rs), with the
+    /// node series judged growing or leaking.
+    pub node: Vec<(Option<crate::detector::Verdict>, String)>,
 }
 
+/// NODE lines the header shows at most (memory, kernel, slab caches, cgroups, 2 verdicts).
+const NODE_LINES: usize = 6;
+
 pub fn render(f: &mut Frame, area: Rect, state: &ViewState, header: &Header, theme: Theme) {
+    let node_lines = header.node.len().min(NODE_LINES);
     let [top, main, foot] = Layout::vertical([
-        Constraint::Length(3),
+        Constraint::Length(3 + node_lines as u16),
         Constraint::Min(1),
         Constraint::Length(1),
     ])
@@ -212,8 +219,7 @@ pub fn render(f: &mut Frame, area: Rect, state: &ViewState, header: &Header, the
             header.kernel_losses
         )
     };
-    f.render_widget(
-        Paragraph::new(vec![
+    let mut lines = vec![
             Line::from(vec![
                 Span::raw(format!(
                     " leaktracer — {} processes tracked{shown}, ",
@@ -237,9 +243,14 @@ pub fn render(f: &mut Frame, area: Rect, state: &ViewState, header: &Header, the
                 || " no OOM kill seen".to_string(),
                 |o| format!(" last OOM kill: {o}"),
             )),
-        ]),
-        top,
-    );
+    ];
+    lines.extend(header.node.iter().take(node_lines).map(|(verdict, text)| {
+        Line::from(vec![
+            Span::styled(" NODE ", theme.header()),
+            Span::styled(text.clone(), theme.verdict(*verdict)),
+        ])
+    }));
+    f.render_widget(Paragraph::new(lines), top);
     let cols = fit_columns(main.width, state.show_pods());
     let sort_col = match state.sort {
         SortKey::Growth => Col::GrowthSec,

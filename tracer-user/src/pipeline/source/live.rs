@@ -151,6 +151,8 @@ pub struct LiveSource {
     round_no: u64,
     /// Steps decided together (the budget's decisions, then the round they precede).
     queue: VecDeque<Step>,
+    /// The node's own memory, read once a round after the processes.
+    node: crate::host::node::NodeReader,
 }
 
 impl LiveSource {
@@ -231,6 +233,7 @@ impl LiveSource {
             rounds: 0,
             round_no: 0,
             queue: VecDeque::new(),
+            node: crate::host::node::NodeReader::new(roots.clone()),
         };
         Ok((source, table))
     }
@@ -370,9 +373,14 @@ impl LiveSource {
         self.budget.set_rss_from_proc(polled);
         self.enforce_budget(snap.t_mono, round_no);
         self.round_no = round_no;
+        let t_mono = snap.t_mono;
         self.queue.push_back(Step::Round {
             snap,
             overhead: self.budget.status().clone(),
+        });
+        self.queue.push_back(Step::Node {
+            t_mono,
+            reading: self.node.read(),
         });
     }
 

@@ -29,6 +29,9 @@ use crate::{
 /// sample (filtered out, or a damaged trace) cannot grow it beyond this.
 const MAX_WAITING_INFOS: usize = 4096;
 
+/// Slab caches a replay follows at most (a kernel has 150–300).
+const MAX_SLAB_CACHES: usize = 4096;
+
 /// Traces larger than this get a progress bar (on a terminal).
 const PROGRESS_MIN_BYTES: u64 = 64 << 20;
 
@@ -50,6 +53,8 @@ pub struct ReplaySource {
     summary: Option<Summary>,
     /// Whether the reader has reached the end.
     read_all: bool,
+    /// Each slab cache's last value in the trace's node records.
+    node_slabs: std::collections::BTreeMap<String, crate::host::node::slabinfo::SlabCache>,
     progress: Option<indicatif::ProgressBar>,
 }
 
@@ -111,6 +116,7 @@ impl ReplaySource {
             last_t: 0.0,
             summary: None,
             read_all: false,
+            node_slabs: std::collections::BTreeMap::new(),
             progress,
         })
     }
@@ -250,10 +256,34 @@ impl ReplaySource {
                 self.reader.warnings.push(msg);
                 None
             }
-            Record::Sample(_) | Record::Health(_) | Record::Verdict(_) | Record::Risk(_) => None,
+            Record::Node(n) => Some(Step::Node {
+                t_mono: n.t,
+                reading: self.node_reading(n),
+            }),
+            // Verdicts are judged again from the samples, so replayed and live ones agree.
+            Record::Sample(_)
+            | Record::Health(_)
+            | Record::Verdict(_)
+            | Record::Risk(_)
+            | Record::NodeVerdict(_) => None,
         };
         self.queue.extend(step);
         Ok(())
+    }
+
+    /// A node record's full reading: its slab caches are the ones that changed, so each
+    /// cache keeps its last value (bounded: a damaged trace cannot grow the map without end).
+    fn node_reading(&mut self, n: crate::trace::NodeRecord) -> crate::host::node::NodeReading {
+        for c in n.slabs {
+            if self.node_slabs.len() < MAX_SLAB_CACHES || self.node_slabs.contains_key(&c.name) {
+                self.node_slabs.insert(c.name.clone(), c);
+            }
+        }
+        crate::host::node::NodeReading {
+            memory: n.memory,
+            slabs: self.node_slabs.values().cloned().collect(),
+            zombies: n.zombies,
+        }
     }
 
     /// A sample joins the round of its `t`; one of another `t` starts a new round.
