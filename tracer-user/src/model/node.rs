@@ -23,9 +23,10 @@ const MAX_SLAB_SERIES: usize = 1024;
 pub const SLAB_TOP: usize = 10;
 
 /// The /proc/meminfo kinds judged, with their stable names (metric labels, JSON keys).
-const KINDS: [(&str, fn(&NodeMemory) -> u64); 9] = [
-    ("anon", |m| m.anon),
-    ("file", |m| m.file),
+/// Anonymous memory is not among them: processes own it, and each is judged on its own.
+/// Nor is the page cache: it grows with every file read and is given back under pressure,
+/// so its growth is the kernel doing its job, not a leak.
+const KINDS: [(&str, fn(&NodeMemory) -> u64); 7] = [
     ("shmem", |m| m.shmem),
     ("slab_reclaimable", |m| m.slab_reclaimable),
     ("slab_unreclaimable", |m| m.slab_unreclaimable),
@@ -63,8 +64,6 @@ impl NodeSeries {
     /// What a person calls it.
     pub fn describe(&self) -> String {
         match self {
-            Self::Kind("anon") => "anonymous memory".into(),
-            Self::Kind("file") => "page cache".into(),
             Self::Kind("shmem") => "shared memory (tmpfs, shm)".into(),
             Self::Kind("slab_reclaimable") => "reclaimable slab".into(),
             Self::Kind("slab_unreclaimable") => "unreclaimable slab".into(),

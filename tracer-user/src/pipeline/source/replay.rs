@@ -395,6 +395,7 @@ mod tests {
                 Step::OomVictim(_) => "a victim to examine".into(),
                 Step::Memcg { t_mono, .. } => format!("memcg {t_mono}"),
                 Step::Budget { t_mono, .. } => format!("budget {t_mono}"),
+                Step::Node { t_mono, .. } => format!("node {t_mono}"),
             });
         }
         out
