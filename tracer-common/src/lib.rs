@@ -163,6 +163,50 @@ pub struct PendingCall {
 pub const EVENT_EXEC: u32 = 1;
 pub const EVENT_EXIT: u32 = 2;
 pub const EVENT_OOM_VICTIM: u32 = 3;
+pub const EVENT_CGROUP: u32 = 4;
+
+/// What happened to a cgroup ([`CgroupEvent::action`]).
+pub const CGROUP_MKDIR: u32 = 1;
+pub const CGROUP_RMDIR: u32 = 2;
+/// The kernel freed it: the last reference (often page cache charged to it) went away.
+pub const CGROUP_RELEASE: u32 = 3;
+
+/// Bytes of a cgroup's path carried by [`CgroupEvent`] (Kubernetes paths are ~130 bytes).
+pub const CGROUP_PATH_LEN: usize = 256;
+
+/// A cgroup made, removed or released (cgroup:cgroup_mkdir/rmdir/release). Rare; written in
+/// place into the ring buffer (too big for the stack).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CgroupEvent {
+    /// Always [`EVENT_CGROUP`].
+    pub kind: u32,
+    /// [`CGROUP_MKDIR`], [`CGROUP_RMDIR`] or [`CGROUP_RELEASE`].
+    pub action: u32,
+    /// CLOCK_MONOTONIC of the event.
+    pub ts_ns: u64,
+    /// The hierarchy's id (v1: /proc/cgroups' second column; v2: 0).
+    pub hierarchy: i32,
+    pub level: i32,
+    /// The cgroup's id (its kernfs inode number on 64-bit kernels).
+    pub id: u64,
+    /// NUL-terminated path within the hierarchy, truncated to fit.
+    pub path: [u8; CGROUP_PATH_LEN],
+}
+
+impl Default for CgroupEvent {
+    fn default() -> Self {
+        Self {
+            kind: EVENT_CGROUP,
+            action: 0,
+            ts_ns: 0,
+            hierarchy: 0,
+            level: 0,
+            id: 0,
+            path: [0; CGROUP_PATH_LEN],
+        }
+    }
+}
 
 /// A rare event (exec, OOM victim). One fixed layout for both kinds keeps the decoder
 /// trivial; fields a kind does not use are zero. Small enough (< 200 bytes) to be built on
@@ -242,6 +286,11 @@ pub mod globals {
     pub const OOM_PGTABLES: &str = "OFF_OOM_PGTABLES";
     pub const OOM_SCORE_ADJ: &str = "OFF_OOM_SCORE_ADJ";
     pub const RECLAIM_NR_RECLAIMED: &str = "OFF_RECLAIM_NR_RECLAIMED";
+    /// cgroup:cgroup_mkdir/rmdir/release share one layout.
+    pub const CGROUP_ROOT: &str = "OFF_CGROUP_ROOT";
+    pub const CGROUP_LEVEL: &str = "OFF_CGROUP_LEVEL";
+    pub const CGROUP_ID: &str = "OFF_CGROUP_ID";
+    pub const CGROUP_PATH: &str = "OFF_CGROUP_PATH";
     /// Kernel struct offsets from BTF, for the raw rss_stat program.
     pub const TASK_MM: &str = "OFF_TASK_MM";
     pub const TASK_PID: &str = "OFF_TASK_PID";
@@ -336,6 +385,8 @@ mod pod {
     unsafe impl aya::Pod for super::Event {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::ExitEvent {}
+    // SAFETY: repr(C), integers and a byte array, no padding (4+4+8+4+4+8+256).
+    unsafe impl aya::Pod for super::CgroupEvent {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::ProfileTarget {}
     // SAFETY: as above.

@@ -225,7 +225,7 @@ fn wakeup(urgent: bool) -> u64 {
 }
 
 #[inline(always)]
-fn submit<T>(slot: RingBufEntry<T>, urgent: bool) {
+pub(crate) fn submit<T>(slot: RingBufEntry<T>, urgent: bool) {
     slot.submit(wakeup(urgent));
 }
 

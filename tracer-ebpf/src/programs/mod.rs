@@ -1,4 +1,5 @@
 //! One module per hook family.
+mod cgroup;
 mod fields;
 mod lifecycle;
 mod oom;

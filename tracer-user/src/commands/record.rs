@@ -309,6 +309,12 @@ impl Sink for RecordSink {
                     })?;
                 }
             }
+            Happening::Cgroup { t, change } => {
+                self.write(&Record::Cgroup {
+                    t,
+                    change: change.clone(),
+                })?;
+            }
             Happening::Node {
                 t,
                 reading,

@@ -4,7 +4,10 @@ use std::os::fd::AsRawFd as _;
 use anyhow::Context as _;
 use aya::maps::{MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
-use tracer_common::{EVENT_EXEC, EVENT_EXIT, EVENT_OOM_VICTIM, Event, ExitEvent};
+use tracer_common::{
+    CGROUP_MKDIR, CGROUP_RELEASE, CGROUP_RMDIR, CgroupEvent, EVENT_CGROUP, EVENT_EXEC, EVENT_EXIT,
+    EVENT_OOM_VICTIM, Event, ExitEvent,
+};
 
 use crate::{
     host::procfs::comm_from_bytes, kernel::sampler::RssGeneration, model::counters::Counters,
@@ -27,6 +30,35 @@ pub enum KernelEvent {
         counters: Option<Box<Counters>>,
     },
     OomVictim(OomVictim),
+    /// A cgroup was made, removed or freed (any hierarchy: the source keeps the memory
+    /// one's).
+    Cgroup(CgroupChange),
+}
+
+/// What happened to a cgroup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CgroupAction {
+    Mkdir,
+    Rmdir,
+    /// The kernel freed it; after an rmdir, the end of a zombie.
+    Release,
+}
+
+/// A cgroup made, removed or freed (cgroup:cgroup_mkdir/rmdir/release).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CgroupChange {
+    pub action: CgroupAction,
+    /// The cgroup's id (its kernfs inode number).
+    pub id: u64,
+    pub level: i32,
+    /// Its path within the hierarchy ("/kubepods/burstable/pod…").
+    pub path: String,
+    /// The hierarchy (v1: /proc/cgroups' second column; v2: 0).
+    #[serde(skip)]
+    pub hierarchy: i32,
+    #[serde(skip)]
+    pub t_mono: f64,
 }
 
 /// What oom:mark_victim told us. Sizes in bytes; 0 when the kernel's event lacks them.
@@ -75,6 +107,23 @@ pub fn decode(bytes: &[u8], rss_gen: &RssGeneration) -> Option<KernelEvent> {
                 ))
             }),
         });
+    }
+    if kind == EVENT_CGROUP {
+        let ev: CgroupEvent = read_record(bytes)?;
+        let end = ev.path.iter().position(|b| *b == 0).unwrap_or(ev.path.len());
+        return Some(KernelEvent::Cgroup(CgroupChange {
+            action: match ev.action {
+                CGROUP_MKDIR => CgroupAction::Mkdir,
+                CGROUP_RMDIR => CgroupAction::Rmdir,
+                CGROUP_RELEASE => CgroupAction::Release,
+                _ => return None,
+            },
+            id: ev.id,
+            level: ev.level,
+            path: String::from_utf8_lossy(&ev.path[..end]).into_owned(),
+            hierarchy: ev.hierarchy,
+            t_mono: ev.ts_ns as f64 / 1e9,
+        }));
     }
     let ev: Event = read_record(bytes)?;
     let t_mono = ev.ts_ns as f64 / 1e9;

@@ -108,6 +108,29 @@ const RECLAIM_PROGRAMS: [(&str, &str); 2] = [
     ("memcg_reclaim_end", "mm_vmscan_memcg_reclaim_end"),
 ];
 
+/// cgroup:cgroup_mkdir/rmdir/release: which memory cgroups were removed and never freed
+/// (zombies), with their paths. Optional, like reclaim.
+const CGROUP_PROGRAMS: [&str; 3] = ["cgroup_mkdir", "cgroup_rmdir", "cgroup_release"];
+
+/// The cgroup events' shared layout, if all three exist with a 64-bit id (kernels before
+/// 5.5 had a 32-bit one, not worth a second layout).
+fn cgroup_offsets(tfs: &TraceFs, o: &mut Offsets) -> anyhow::Result<()> {
+    for event in CGROUP_PROGRAMS {
+        if !tfs.has_event("cgroup", event) {
+            bail!("tracepoint cgroup:{event} not available on this kernel");
+        }
+    }
+    let f = tfs.format("cgroup", "cgroup_rmdir")?;
+    if f.fields.get("id").map(|x| x.size) != Some(8) {
+        bail!("cgroup:cgroup_rmdir's id is not 64-bit on this kernel");
+    }
+    o.set(g::CGROUP_ROOT, f.offset("root")?);
+    o.set(g::CGROUP_LEVEL, f.offset("level")?);
+    o.set(g::CGROUP_ID, f.offset("id")?);
+    o.set(g::CGROUP_PATH, f.offset("path")?);
+    Ok(())
+}
+
 /// Offset of `nr_reclaimed` in the reclaim-end record, if both events exist.
 fn reclaim_offset(tfs: &TraceFs) -> anyhow::Result<u32> {
     for (_, event) in RECLAIM_PROGRAMS {
@@ -203,6 +226,16 @@ impl Probes {
             }
             Err(e) => {
                 log::warn!("memory-cgroup reclaim is not traced: {e:#}");
+                false
+            }
+        };
+
+        let cgroups = match cgroup_offsets(&tfs, &mut offsets) {
+            Ok(()) => true,
+            Err(e) => {
+                log::warn!(
+                    "zombie memory cgroups are counted but not named: {e:#}"
+                );
                 false
             }
         };
@@ -318,6 +351,12 @@ impl Probes {
         if reclaim {
             for (prog, event) in RECLAIM_PROGRAMS {
                 attach_tp(&mut ebpf, prog, "vmscan", event)?;
+                attached.push(prog);
+            }
+        }
+        if cgroups {
+            for prog in CGROUP_PROGRAMS {
+                attach_tp(&mut ebpf, prog, "cgroup", prog)?;
                 attached.push(prog);
             }
         }

@@ -196,10 +196,37 @@ pub struct NodeView {
     pub zombies: Option<Zombies>,
     /// Zombie memory cgroups added since the session started (None without a count).
     pub zombies_added: Option<i64>,
+    /// The zombies removed while watched, by name (None without the cgroup tracepoints).
+    pub zombies_named: Option<NamedZombies>,
     /// One sentence on zombie memory cgroups, when there are any.
     pub zombies_sentence: Option<String>,
     /// Series judged growing or leaking (worst first).
     pub verdicts: Vec<NodeVerdictView>,
+}
+
+/// Removed memory cgroups followed at most, waiting to be freed (each ~100 bytes).
+const MAX_REMOVED: usize = 65_536;
+
+/// A memory cgroup seen removed and not freed since.
+#[derive(Clone, Debug)]
+struct Removed {
+    path: String,
+    t: f64,
+}
+
+/// Zombie memory cgroups by name: the ones seen removed during the session and not freed.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NamedZombies {
+    /// Removed during the session and not freed since.
+    pub count: u64,
+    /// The parents holding most of them, (parent path, count), most first (at most 3).
+    pub by_parent: Vec<(String, u64)>,
+    /// The oldest, (path, seconds since removal), oldest first (at most 5).
+    pub oldest: Vec<(String, f64)>,
+    /// Removed during the session and freed since (zombies that ended).
+    pub freed: u64,
+    /// Removals not followed because too many were waiting (still in the kernel's count).
+    pub not_followed: u64,
 }
 
 /// The node's series, bounded.
@@ -210,6 +237,11 @@ pub struct NodeModel {
     tracks: BTreeMap<NodeSeries, Track>,
     /// Slab caches not followed because `MAX_SLAB_SERIES` was reached.
     pub slabs_not_followed: u64,
+    /// Memory cgroups seen removed and not freed yet, by id; None until the first cgroup
+    /// event (without the tracepoints zombies are counted, not named).
+    removed: Option<std::collections::HashMap<u64, Removed>>,
+    freed_after_removal: u64,
+    removed_not_followed: u64,
 }
 
 impl NodeModel {
@@ -236,6 +268,63 @@ impl NodeModel {
             self.track(NodeSeries::Zombies).push(t, z.zombies as f64);
         }
         self.latest = Some((t, reading));
+    }
+
+    /// A memory cgroup made, removed or freed: between rmdir and release it is a zombie.
+    pub fn cgroup(&mut self, t: f64, c: &crate::kernel::events::CgroupChange) {
+        use crate::kernel::events::CgroupAction;
+        let removed = self.removed.get_or_insert_with(Default::default);
+        match c.action {
+            CgroupAction::Mkdir => {}
+            CgroupAction::Rmdir => {
+                if removed.len() < MAX_REMOVED {
+                    removed.insert(
+                        c.id,
+                        Removed {
+                            path: c.path.clone(),
+                            t,
+                        },
+                    );
+                } else {
+                    self.removed_not_followed += 1;
+                }
+            }
+            CgroupAction::Release => {
+                if removed.remove(&c.id).is_some() {
+                    self.freed_after_removal += 1;
+                }
+            }
+        }
+    }
+
+    /// The zombies seen removed during the session, named (None without cgroup events).
+    pub fn named_zombies(&self, now: f64) -> Option<NamedZombies> {
+        let removed = self.removed.as_ref()?;
+        let mut parents: std::collections::HashMap<&str, u64> = Default::default();
+        for r in removed.values() {
+            let parent = match r.path.rsplit_once('/') {
+                Some(("", _)) | None => "/",
+                Some((p, _)) => p,
+            };
+            *parents.entry(parent).or_default() += 1;
+        }
+        let mut by_parent: Vec<(String, u64)> =
+            parents.into_iter().map(|(p, n)| (p.to_string(), n)).collect();
+        by_parent.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        by_parent.truncate(3);
+        let mut oldest: Vec<&Removed> = removed.values().collect();
+        oldest.sort_by(|a, b| a.t.total_cmp(&b.t).then_with(|| a.path.cmp(&b.path)));
+        Some(NamedZombies {
+            count: removed.len() as u64,
+            by_parent,
+            oldest: oldest
+                .into_iter()
+                .take(5)
+                .map(|r| (r.path.clone(), crate::util::clock::round_ms(now - r.t)))
+                .collect(),
+            freed: self.freed_after_removal,
+            not_followed: self.removed_not_followed,
+        })
     }
 
     fn track(&mut self, key: NodeSeries) -> &mut Track {
@@ -333,8 +422,26 @@ impl NodeModel {
             a if a > 0 => format!(" ({a} more than when leaktracer started)"),
             a => format!(" ({} fewer than when leaktracer started)", -a),
         };
+        let named = self
+            .latest
+            .as_ref()
+            .and_then(|(t, _)| self.named_zombies(*t))
+            .filter(|n| n.count > 0)
+            .map_or(String::new(), |n| {
+                let parent = n
+                    .by_parent
+                    .first()
+                    .map_or(String::new(), |(p, c)| format!(", {c} of them under {p}"));
+                let oldest = n.oldest.first().map_or(String::new(), |(p, age)| {
+                    format!("; the oldest, {p}, was removed {} ago", format::duration(*age))
+                });
+                format!(
+                    ". {} were removed while leaktracer watched and never freed{parent}{oldest}",
+                    n.count
+                )
+            });
         Some(format!(
-            "{} removed memory cgroups are still held by the kernel, against {} live ones{change}",
+            "{} removed memory cgroups are still held by the kernel, against {} live ones{change}{named}",
             z.zombies, z.directories
         ))
     }
@@ -397,6 +504,7 @@ impl NodeModel {
             slab_top,
             zombies: r.zombies,
             zombies_added: self.zombies_added(),
+            zombies_named: self.named_zombies(*t),
             zombies_sentence: self.zombies_sentence(),
             verdicts,
         })
@@ -604,6 +712,38 @@ mod tests {
         assert_eq!(
             v.zombies_sentence.as_deref(),
             Some("40 removed memory cgroups are still held by the kernel, against 10 live ones")
+        );
+    }
+
+    #[test]
+    fn removed_and_never_freed_cgroups_are_named() {
+        use crate::kernel::events::{CgroupAction, CgroupChange};
+        let change = |action, id, path: &str| CgroupChange {
+            action,
+            id,
+            level: 2,
+            path: path.into(),
+            hierarchy: 4,
+            t_mono: 0.0,
+        };
+        let mut m = NodeModel::default();
+        m.fold(0.0, reading(0.0, 1 << 20, 40));
+        for i in 0..3 {
+            m.cgroup(i as f64, &change(CgroupAction::Mkdir, i, &format!("/lt/z{i}")));
+            m.cgroup(10.0 + i as f64, &change(CgroupAction::Rmdir, i, &format!("/lt/z{i}")));
+        }
+        m.cgroup(20.0, &change(CgroupAction::Rmdir, 9, "/other"));
+        m.cgroup(21.0, &change(CgroupAction::Release, 1, "/lt/z1"));
+        m.fold(30.0, reading(30.0, 1 << 20, 42));
+        let n = m.named_zombies(30.0).unwrap();
+        assert_eq!(n.count, 3);
+        assert_eq!(n.freed, 1);
+        assert_eq!(n.by_parent[0], ("/lt".to_string(), 2));
+        assert_eq!(n.oldest[0], ("/lt/z0".to_string(), 20.0));
+        let s = m.zombies_sentence().unwrap();
+        assert!(
+            s.ends_with("(2 more than when leaktracer started). 3 were removed while leaktracer watched and never freed, 2 of them under /lt; the oldest, /lt/z0, was removed 20s ago"),
+            "{s}"
         );
     }
 

@@ -121,6 +121,11 @@ impl<'s> Session<'s> {
                 p.tell(sink, Happening::Budget { t, event: &event })
             }
             Step::Node { t_mono, reading } => p.node(sink, t_mono, reading),
+            Step::Cgroup(change) => {
+                let t = p.table.session_time(change.t_mono);
+                p.node.cgroup(t, &change);
+                p.tell(sink, Happening::Cgroup { t, change: &change })
+            }
         }
     }
 }

@@ -77,6 +77,11 @@ pub enum Happening<'a> {
     /// A memory-cgroup or pressure event at session time `t` (event-driven watchers, see
     /// memcg/watch.rs, or the reclaim the table summed for a round).
     Memcg { t: f64, event: &'a MemcgEvent },
+    /// A memory cgroup made, removed or freed, at session time `t` (the node model has it).
+    Cgroup {
+        t: f64,
+        change: &'a crate::kernel::events::CgroupChange,
+    },
     /// The node's own memory at session time `t`: the reading, the node as views show it
     /// (with its series' verdicts) and the verdicts that changed with this reading.
     Node {

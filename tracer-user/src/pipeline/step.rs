@@ -44,6 +44,8 @@ pub enum Step {
         t_mono: f64,
         event: BudgetEvent,
     },
+    /// A memory cgroup made, removed or freed (zombies are the removed, not freed ones).
+    Cgroup(crate::kernel::events::CgroupChange),
     /// The node's own memory (meminfo, slab caches, zombie memory cgroups), read once a round.
     Node {
         t_mono: f64,

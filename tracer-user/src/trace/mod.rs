@@ -52,6 +52,12 @@ pub enum Record {
     Node(NodeRecord),
     /// A node series' verdict changed (a kind, a slab cache, the zombie cgroup count).
     NodeVerdict(NodeVerdictRecord),
+    /// A memory cgroup made, removed or freed by the kernel.
+    Cgroup {
+        t: f64,
+        #[serde(flatten)]
+        change: crate::kernel::events::CgroupChange,
+    },
     Summary(Summary),
 }
 

@@ -326,6 +326,7 @@ impl Sink for DaemonSink {
                 self.last_cpu_secs = cpu;
                 self.last_counters = counters;
             }
+            Happening::Cgroup { .. } => {}
             Happening::Node { t, view, changes, .. } => {
                 for c in changes {
                     self.emit(&Record::NodeVerdict(NodeVerdictRecord::from_change(

@@ -145,6 +145,7 @@ impl Sink for ReportSink {
                     self.budget_events.push((t, event.clone()));
                 }
             }
+            Happening::Cgroup { .. } => {}
             Happening::Node { t, view, changes, .. } => {
                 self.node_findings.fold(t, changes);
                 self.node_end = Some(view.clone());

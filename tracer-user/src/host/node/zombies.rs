@@ -48,6 +48,24 @@ pub fn v2(cgroup_stat: &str) -> anyhow::Result<Zombies> {
     })
 }
 
+/// The id of the hierarchy carrying the memory controller, as cgroup tracepoints name it:
+/// 0 for the unified (v2) one; on v1, /proc/cgroups' second column. None without one.
+pub fn memory_hierarchy(roots: &crate::host::memcg::CgroupRoots) -> Option<i32> {
+    if roots.v2.is_some() {
+        return Some(0);
+    }
+    roots.v1_memory.as_ref()?;
+    let text = std::fs::read_to_string(roots.proc_file("cgroups")).ok()?;
+    hierarchy_of_memory(&text)
+}
+
+fn hierarchy_of_memory(proc_cgroups: &str) -> Option<i32> {
+    proc_cgroups.lines().find_map(|l| {
+        let mut f = l.split_whitespace();
+        (f.next()? == "memory").then(|| f.next()?.parse().ok())?
+    })
+}
+
 /// `num_cgroups` of the memory line of /proc/cgroups (`subsys hierarchy num_cgroups enabled`).
 fn memory_cgroups(proc_cgroups: &str) -> Option<u64> {
     proc_cgroups.lines().find_map(|l| {
@@ -105,6 +123,13 @@ mod tests {
             }
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_memory_hierarchy_is_the_second_column() {
+        let text = "#subsys_name\thierarchy\tnum_cgroups\tenabled\nmemory\t4\t37\t1\n";
+        assert_eq!(hierarchy_of_memory(text), Some(4));
+        assert_eq!(hierarchy_of_memory("cpu\t1\t3\t1\n"), None);
     }
 
     #[test]

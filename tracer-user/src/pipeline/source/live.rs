@@ -153,6 +153,9 @@ pub struct LiveSource {
     queue: VecDeque<Step>,
     /// The node's own memory, read once a round after the processes.
     node: crate::host::node::NodeReader,
+    /// The cgroup hierarchy with the memory controller (cgroup events of others are
+    /// dropped).
+    memory_hierarchy: Option<i32>,
 }
 
 impl LiveSource {
@@ -234,6 +237,7 @@ impl LiveSource {
             round_no: 0,
             queue: VecDeque::new(),
             node: crate::host::node::NodeReader::new(roots.clone()),
+            memory_hierarchy: crate::host::node::zombies::memory_hierarchy(roots),
         };
         Ok((source, table))
     }
@@ -283,7 +287,11 @@ impl LiveSource {
                             self.rounds += 1;
                         }
                         Woke::Guard => self.guard_budget(),
-                        Woke::Kernel(ev) => return Ok(Some(self.kernel_step(ev, table))),
+                        Woke::Kernel(ev) => {
+                            if let Some(step) = self.kernel_step(ev, table) {
+                                return Ok(Some(step));
+                            }
+                        }
                         Woke::Memcg(event) => {
                             return Ok(Some(Step::Memcg {
                                 t_mono: clock::monotonic_secs(),
@@ -325,14 +333,22 @@ impl LiveSource {
                         }
                     };
                     match ev {
-                        Some(ev) => return Ok(Some(self.kernel_step(ev, table))),
+                        Some(ev) => {
+                            if let Some(step) = self.kernel_step(ev, table) {
+                                return Ok(Some(step));
+                            }
+                        }
                         None => self.phase = Phase::Emptying(reason),
                     }
                 }
                 Phase::Emptying(reason) => {
                     let reason = *reason;
                     match self.events.try_recv() {
-                        Ok(ev) => return Ok(Some(self.kernel_step(ev, table))),
+                        Ok(ev) => {
+                            if let Some(step) = self.kernel_step(ev, table) {
+                                return Ok(Some(step));
+                            }
+                        }
                         Err(_) => self.phase = Phase::Done(reason),
                     }
                 }
@@ -539,9 +555,10 @@ impl LiveSource {
         }
     }
 
-    /// A kernel event as a step.
-    fn kernel_step(&self, ev: KernelEvent, table: &ProcessTable) -> Step {
-        match ev {
+    /// A kernel event as a step (None: not one the session follows, e.g. a cgroup of a
+    /// hierarchy without the memory controller).
+    fn kernel_step(&self, ev: KernelEvent, table: &ProcessTable) -> Option<Step> {
+        Some(match ev {
             // A new program: runtimes fork, move the child into the container's cgroup, then
             // exec, so identity is re-read here as well as at first sight.
             KernelEvent::Exec {
@@ -576,7 +593,13 @@ impl LiveSource {
             },
             // The post-mortem is built once, by the pipeline, for every sink.
             KernelEvent::OomVictim(v) => Step::OomVictim(v),
-        }
+            KernelEvent::Cgroup(c) => {
+                if Some(c.hierarchy) != self.memory_hierarchy {
+                    return None;
+                }
+                Step::Cgroup(c)
+            }
+        })
     }
 }
 

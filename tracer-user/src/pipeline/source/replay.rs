@@ -256,6 +256,10 @@ impl ReplaySource {
                 self.reader.warnings.push(msg);
                 None
             }
+            Record::Cgroup { t, mut change } => {
+                change.t_mono = t;
+                Some(Step::Cgroup(change))
+            }
             Record::Node(n) => Some(Step::Node {
                 t_mono: n.t,
                 reading: self.node_reading(n),
@@ -396,6 +400,7 @@ mod tests {
                 Step::Memcg { t_mono, .. } => format!("memcg {t_mono}"),
                 Step::Budget { t_mono, .. } => format!("budget {t_mono}"),
                 Step::Node { t_mono, .. } => format!("node {t_mono}"),
+                Step::Cgroup(c) => format!("cgroup {}", c.t_mono),
             });
         }
         out
