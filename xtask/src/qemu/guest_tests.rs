@@ -4,6 +4,8 @@
 //! - oom-v2.sh: `leaktracer oom --format json` names the victim, the trigger, the v2 cgroup and
 //!   its limit.
 //! - events-v2.sh: `leaktracer record` writes the `oom_kill` record with the same evidence.
+//! - node-v2.sh: zombie memory cgroups (nr_dying_descendants) counted, named, judged and
+//!   seen freed.
 use std::{
     path::Path,
     time::{Duration, Instant},
@@ -27,6 +29,9 @@ pub fn run(root: &Path, leaktracer: &Path, leaker: &Path) -> anyhow::Result<()> 
     let kernels = kernels(root)?;
     for kernel in &kernels {
         guest(root, kernel, "memcg-v2.sh", &[leaker], |_, _| Ok(()))?;
+        guest(root, kernel, "node-v2.sh", &[leaktracer], |run, _| {
+            check_zombies(run)
+        })?;
         guest(
             root,
             kernel,
@@ -100,6 +105,72 @@ pub fn run(root: &Path, leaktracer: &Path, leaker: &Path) -> anyhow::Result<()> 
         "xtask: guest tests passed on {} kernels in {:.0?}",
         kernels.len(),
         start.elapsed()
+    );
+    Ok(())
+}
+
+/// Zombies the guest's node-v2.sh makes (its ZOMBIES default).
+const ZOMBIES: u64 = 300;
+
+/// node-v2.sh's trace: the zombie count agrees with the kernel's nr_dying_descendants within
+/// 10%, every removal under /ltz is named, the count is judged growing or leaking, and the
+/// kernel's freeing of them is seen.
+fn check_zombies(run: &GuestRun) -> anyhow::Result<()> {
+    let value = |key: &str| -> anyhow::Result<u64> {
+        run.console
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(key)?.parse().ok())
+            .with_context(|| format!("no {key} line"))
+    };
+    let (dying, dying_after) = (value("KERNEL-DYING=")?, value("KERNEL-DYING-FREED=")?);
+    let lines = run
+        .section("=====TRACE-BEGIN=====", "=====TRACE-END=====")
+        .context("no TRACE section")?;
+    let trace = parse_lines(&lines)?;
+    check_zombie_trace(&trace, dying, dying_after)
+}
+
+fn check_zombie_trace(trace: &[Value], dying: u64, dying_after: u64) -> anyhow::Result<()> {
+    ensure!(
+        dying >= ZOMBIES * 9 / 10,
+        "the kernel holds {dying} dying cgroups: the scenario did not make {ZOMBIES}"
+    );
+    let counts: Vec<u64> = trace
+        .iter()
+        .filter(|r| r["type"] == "node")
+        .filter_map(|r| r["zombies"]["zombies"].as_u64())
+        .collect();
+    let peak = counts.iter().copied().max().unwrap_or(0);
+    ensure!(
+        peak.abs_diff(dying) * 10 <= dying,
+        "leaktracer counted at most {peak} zombie memory cgroups, the kernel {dying}"
+    );
+    let under = |action: &str| {
+        trace
+            .iter()
+            .filter(|r| {
+                r["type"] == "cgroup"
+                    && r["action"] == action
+                    && r["path"].as_str().is_some_and(|p| p.starts_with("/ltz/"))
+            })
+            .count() as u64
+    };
+    ensure!(
+        under("rmdir") == ZOMBIES,
+        "{} rmdir records under /ltz, not {ZOMBIES}",
+        under("rmdir")
+    );
+    ensure!(
+        trace.iter().any(|r| r["type"] == "node_verdict"
+            && r["series"] == "memcg_zombies"
+            && (r["verdict"] == "growing" || r["verdict"] == "leaking")),
+        "memcg_zombies was never judged growing or leaking"
+    );
+    let freed_by_kernel = dying.saturating_sub(dying_after);
+    ensure!(
+        under("release").abs_diff(freed_by_kernel) * 10 <= freed_by_kernel.max(1),
+        "{} release records under /ltz; the kernel freed {freed_by_kernel}",
+        under("release")
     );
     Ok(())
 }
