@@ -125,10 +125,7 @@ fn zombie_memory_cgroups_are_counted_named_judged_and_seen_freed() {
     .expect("a node record with a zombie count within 30 s");
     let kernel_before = kernel_zombies();
     let zombies = Zombies::new();
-    let parent_path = format!(
-        "/{}",
-        zombies.parent.file_name().unwrap().to_string_lossy()
-    );
+    let parent_path = format!("/{}", zombies.parent.file_name().unwrap().to_string_lossy());
     // Ten a second for 30 s: a series that rises for many intervals.
     for i in 0..ZOMBIES {
         zombies.make(i);
@@ -253,7 +250,6 @@ fn copy_of(trace: &Path) -> PathBuf {
     std::fs::write(&copy, whole).unwrap();
     copy
 }
-
 
 /// Drops the dentries the storm left (negative ones are reclaimable), so later tests start
 /// from a normal node.

@@ -110,7 +110,11 @@ pub fn decode(bytes: &[u8], rss_gen: &RssGeneration) -> Option<KernelEvent> {
     }
     if kind == EVENT_CGROUP {
         let ev: CgroupEvent = read_record(bytes)?;
-        let end = ev.path.iter().position(|b| *b == 0).unwrap_or(ev.path.len());
+        let end = ev
+            .path
+            .iter()
+            .position(|b| *b == 0)
+            .unwrap_or(ev.path.len());
         return Some(KernelEvent::Cgroup(CgroupChange {
             action: match ev.action {
                 CGROUP_MKDIR => CgroupAction::Mkdir,

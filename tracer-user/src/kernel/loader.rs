@@ -233,9 +233,7 @@ impl Probes {
         let cgroups = match cgroup_offsets(&tfs, &mut offsets) {
             Ok(()) => true,
             Err(e) => {
-                log::warn!(
-                    "zombie memory cgroups are counted but not named: {e:#}"
-                );
+                log::warn!("zombie memory cgroups are counted but not named: {e:#}");
                 false
             }
         };

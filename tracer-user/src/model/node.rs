@@ -22,11 +22,14 @@ const MAX_SLAB_SERIES: usize = 1024;
 /// Slab caches shown in views and metrics, biggest first.
 pub const SLAB_TOP: usize = 10;
 
+/// Reads one kind out of a meminfo reading.
+type KindOf = fn(&NodeMemory) -> u64;
+
 /// The /proc/meminfo kinds judged, with their stable names (metric labels, JSON keys).
 /// Anonymous memory is not among them: processes own it, and each is judged on its own.
 /// Nor is the page cache: it grows with every file read and is given back under pressure,
 /// so its growth is the kernel doing its job, not a leak.
-const KINDS: [(&str, fn(&NodeMemory) -> u64); 7] = [
+const KINDS: [(&str, KindOf); 7] = [
     ("shmem", |m| m.shmem),
     ("slab_reclaimable", |m| m.slab_reclaimable),
     ("slab_unreclaimable", |m| m.slab_unreclaimable),
@@ -308,8 +311,10 @@ impl NodeModel {
             };
             *parents.entry(parent).or_default() += 1;
         }
-        let mut by_parent: Vec<(String, u64)> =
-            parents.into_iter().map(|(p, n)| (p.to_string(), n)).collect();
+        let mut by_parent: Vec<(String, u64)> = parents
+            .into_iter()
+            .map(|(p, n)| (p.to_string(), n))
+            .collect();
         by_parent.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         by_parent.truncate(3);
         let mut oldest: Vec<&Removed> = removed.values().collect();
@@ -433,7 +438,10 @@ impl NodeModel {
                     .first()
                     .map_or(String::new(), |(p, c)| format!(", {c} of them under {p}"));
                 let oldest = n.oldest.first().map_or(String::new(), |(p, age)| {
-                    format!("; the oldest, {p}, was removed {} ago", format::duration(*age))
+                    format!(
+                        "; the oldest, {p}, was removed {} ago",
+                        format::duration(*age)
+                    )
                 });
                 format!(
                     ". {} were removed while leaktracer watched and never freed{parent}{oldest}",
@@ -729,8 +737,14 @@ mod tests {
         let mut m = NodeModel::default();
         m.fold(0.0, reading(0.0, 1 << 20, 40));
         for i in 0..3 {
-            m.cgroup(i as f64, &change(CgroupAction::Mkdir, i, &format!("/lt/z{i}")));
-            m.cgroup(10.0 + i as f64, &change(CgroupAction::Rmdir, i, &format!("/lt/z{i}")));
+            m.cgroup(
+                i as f64,
+                &change(CgroupAction::Mkdir, i, &format!("/lt/z{i}")),
+            );
+            m.cgroup(
+                10.0 + i as f64,
+                &change(CgroupAction::Rmdir, i, &format!("/lt/z{i}")),
+            );
         }
         m.cgroup(20.0, &change(CgroupAction::Rmdir, 9, "/other"));
         m.cgroup(21.0, &change(CgroupAction::Release, 1, "/lt/z1"));

@@ -327,7 +327,9 @@ impl Sink for DaemonSink {
                 self.last_counters = counters;
             }
             Happening::Cgroup { .. } => {}
-            Happening::Node { t, view, changes, .. } => {
+            Happening::Node {
+                t, view, changes, ..
+            } => {
                 for c in changes {
                     self.emit(&Record::NodeVerdict(NodeVerdictRecord::from_change(
                         round_ms(t),

@@ -146,7 +146,9 @@ impl Sink for ReportSink {
                 }
             }
             Happening::Cgroup { .. } => {}
-            Happening::Node { t, view, changes, .. } => {
+            Happening::Node {
+                t, view, changes, ..
+            } => {
                 self.node_findings.fold(t, changes);
                 self.node_end = Some(view.clone());
             }

@@ -282,11 +282,12 @@ fn node_block(v: Option<&crate::model::node::NodeView>) -> Vec<(Option<Verdict>,
     plain
         .into_iter()
         .map(|l| (None, l))
-        .chain(
-            v.verdicts
-                .iter()
-                .map(|x| (Some(x.verdict), format!("{}: {}", x.verdict.as_str(), x.sentence))),
-        )
+        .chain(v.verdicts.iter().map(|x| {
+            (
+                Some(x.verdict),
+                format!("{}: {}", x.verdict.as_str(), x.sentence),
+            )
+        }))
         .collect()
 }
 

@@ -220,29 +220,29 @@ pub fn render(f: &mut Frame, area: Rect, state: &ViewState, header: &Header, the
         )
     };
     let mut lines = vec![
-            Line::from(vec![
-                Span::raw(format!(
-                    " leaktracer — {} processes tracked{shown}, ",
-                    header.tracked
-                )),
-                Span::styled(
-                    format!("{at_risk} at risk of their limit"),
-                    theme.risk(at_risk > 0),
-                ),
-                Span::raw(format!(
-                    ", {} ended ({} short-lived), up {} — sort: {} — {}",
-                    header.ended,
-                    header.short_lived,
-                    format::duration(header.uptime_secs),
-                    state.sort.label(),
-                    header.overhead
-                )),
-            ]),
-            Line::from(health),
-            Line::from(header.last_oom.as_deref().map_or_else(
-                || " no OOM kill seen".to_string(),
-                |o| format!(" last OOM kill: {o}"),
+        Line::from(vec![
+            Span::raw(format!(
+                " leaktracer — {} processes tracked{shown}, ",
+                header.tracked
             )),
+            Span::styled(
+                format!("{at_risk} at risk of their limit"),
+                theme.risk(at_risk > 0),
+            ),
+            Span::raw(format!(
+                ", {} ended ({} short-lived), up {} — sort: {} — {}",
+                header.ended,
+                header.short_lived,
+                format::duration(header.uptime_secs),
+                state.sort.label(),
+                header.overhead
+            )),
+        ]),
+        Line::from(health),
+        Line::from(header.last_oom.as_deref().map_or_else(
+            || " no OOM kill seen".to_string(),
+            |o| format!(" last OOM kill: {o}"),
+        )),
     ];
     lines.extend(header.node.iter().take(node_lines).map(|(verdict, text)| {
         Line::from(vec![

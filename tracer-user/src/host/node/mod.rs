@@ -3,8 +3,8 @@
 //! Nodes also die of these (leaked memory cgroups, dentry caches blown up by a file walker),
 //! and a sum over processes cannot see them.
 pub mod meminfo;
+pub mod reader;
 pub mod slabinfo;
 pub mod zombies;
-pub mod reader;
 
 pub use reader::{NodeReader, NodeReading};

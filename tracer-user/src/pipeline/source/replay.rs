@@ -399,11 +399,49 @@ mod tests {
                 Step::OomVictim(_) => "a victim to examine".into(),
                 Step::Memcg { t_mono, .. } => format!("memcg {t_mono}"),
                 Step::Budget { t_mono, .. } => format!("budget {t_mono}"),
-                Step::Node { t_mono, .. } => format!("node {t_mono}"),
-                Step::Cgroup(c) => format!("cgroup {}", c.t_mono),
+                Step::Node { t_mono, reading } => format!(
+                    "node {t_mono} {}",
+                    reading
+                        .slabs
+                        .iter()
+                        .map(|c| format!("{}={}", c.name, c.bytes))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+                Step::Cgroup(c) => format!("cgroup {} {:?} {}", c.t_mono, c.action, c.path),
             });
         }
         out
+    }
+
+    #[test]
+    fn node_records_keep_each_slab_cache_s_last_value() {
+        let slab = |name: &str, bytes: u64| {
+            format!(
+                r#"{{"name":"{name}","active_objects":1,"objects":1,"object_size":64,"bytes":{bytes}}}"#
+            )
+        };
+        let got = steps(&[
+            format!(
+                r#"{{"type":"node","t":1.0,"memory":{{"total":100}},"slabs":[{},{}]}}"#,
+                slab("dentry", 10),
+                slab("kmalloc-64", 5)
+            ),
+            r#"{"type":"cgroup","t":1.5,"action":"rmdir","id":7,"level":1,"path":"/z"}"#.into(),
+            format!(
+                r#"{{"type":"node","t":2.0,"memory":{{"total":100}},"slabs":[{}]}}"#,
+                slab("dentry", 30)
+            ),
+            r#"{"type":"node_verdict","t":2.0,"series":"slab:dentry","verdict":"growing","previous":null,"confidence":0.5,"growth_per_sec":20.0,"since":1.0,"reason":"r"}"#.into(),
+        ]);
+        assert_eq!(
+            got,
+            [
+                "node 1 dentry=10,kmalloc-64=5",
+                "cgroup 1.5 Rmdir /z",
+                "node 2 dentry=30,kmalloc-64=5"
+            ]
+        );
     }
 
     #[test]
