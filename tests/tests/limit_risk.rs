@@ -6,7 +6,7 @@
 // An integration test crate: a panic (unwrap, expect) is how a test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::{
-    io::{BufRead as _, BufReader, Read as _, Write as _},
+    io::{BufRead as _, BufReader},
     process::{Command, Stdio},
     sync::mpsc,
     time::Duration,
@@ -165,25 +165,9 @@ fn surging_process_near_its_cgroup_limit_is_at_risk_and_never_leaking() {
     drop((near, far));
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("binding an ephemeral port")
-        .port()
-}
-
 /// The body of GET /metrics on 127.0.0.1:`port`, if it answers.
 fn metrics(port: u16) -> Option<String> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
+    http_get(port, "/metrics")
 }
 
 /// The daemon says when risk starts and when it ends (here: the limit is raised from 128 to

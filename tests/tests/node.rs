@@ -324,3 +324,62 @@ fn a_stat_storm_names_the_dentry_slab_cache_growing() {
         "{text}"
     );
 }
+
+/// The daemon serves the node's memory: every kind (total exactly as /proc/meminfo says), the
+/// biggest slab caches and the zombie memory cgroups the kernel counts.
+#[test]
+fn daemon_serves_the_node_memory_metrics() {
+    let Some(_serial) = privileged() else { return };
+    let port = free_port();
+    let _daemon = Proc::spawn(
+        Command::new(leaktracer())
+            .args(["daemon", "--interval", "500ms", "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit()),
+    );
+    let metrics = wait_until(Duration::from_secs(60), || {
+        http_get(port, "/metrics").filter(|m| m.contains("leaktracer_memcg_zombies "))
+    })
+    .expect("the daemon serves leaktracer_memcg_zombies within 60 s");
+    let value = |prefix: &str| -> Option<f64> {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix)?.trim().parse().ok())
+    };
+    let total_kib: f64 = std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("MemTotal:")?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap();
+    assert_eq!(
+        value("leaktracer_node_memory_bytes{kind=\"total\"}"),
+        Some(total_kib * 1024.0),
+        "{metrics}"
+    );
+    for kind in ["unattributed", "slab_unreclaimable", "kernel_stack"] {
+        assert!(
+            value(&format!("leaktracer_node_memory_bytes{{kind=\"{kind}\"}}")).is_some(),
+            "{kind}: {metrics}"
+        );
+    }
+    let slabs = metrics
+        .lines()
+        .filter(|l| l.starts_with("leaktracer_slab_bytes{cache="))
+        .count();
+    assert_eq!(slabs, 10, "the 10 biggest slab caches: {metrics}");
+    let zombies = value("leaktracer_memcg_zombies ").unwrap();
+    let kernel = kernel_zombies() as f64;
+    assert!(
+        (zombies - kernel).abs() <= (kernel * 0.1).max(2.0),
+        "leaktracer_memcg_zombies {zombies}, the kernel {kernel}"
+    );
+}

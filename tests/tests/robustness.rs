@@ -12,7 +12,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::{
     collections::{BTreeMap, BTreeSet},
-    io::{Read as _, Write as _},
     os::unix::process::ExitStatusExt as _,
     path::PathBuf,
     process::{Command, ExitStatus, Stdio},
@@ -264,27 +263,6 @@ fn programs_are_gone(ids: &BTreeSet<u32>, timeout: Duration) -> Duration {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("binding an ephemeral port")
-        .port()
-}
-
-/// GET `path` on 127.0.0.1:`port`; the status line and body, or None if not answering.
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
 }
 
 fn stress_ng(args: &[&str]) -> Proc {

@@ -165,6 +165,11 @@ fn top_live_view_keys_filter_sort_detail_resize_and_restore() {
     assert!(first.contains("TREND"), "{first}");
     assert!(first.contains("RISK"), "{first}");
     assert!(first.contains("sort: growth"), "{first}");
+    // The NODE block: the node's memory no process owns, above the table.
+    let node = t.wait("the NODE block", 30, |s| {
+        s.contains("NODE memory: used") && s.contains("NODE kernel: slab")
+    });
+    assert!(node.contains("NODE slab caches: "), "{node}");
 
     // Help, and any key closes it.
     t.type_text("?");
