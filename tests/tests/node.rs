@@ -173,9 +173,26 @@ fn zombie_memory_cgroups_are_counted_named_judged_and_seen_freed() {
         held["node"]["end"]["zombies_sentence"]
             .as_str()
             .unwrap()
-            .contains(&format!("of them under {parent_path}")),
+            .contains(&format!("of them under {parent_path} holding ")),
         "{}",
         held["node"]["end"]
+    );
+    // The page cache they hold, read under their parent: the files' bytes, within 20%.
+    let trace = read_trace(&path);
+    let bytes = records(&trace, "node")
+        .filter_map(|r| {
+            r["held"]
+                .as_array()?
+                .iter()
+                .find(|h| h["parent"] == parent_path.as_str())?["bytes"]
+                .as_u64()
+        })
+        .last()
+        .expect("node records with the page cache held under the zombies' parent");
+    let written = (ZOMBIES * FILE_BYTES) as u64;
+    assert!(
+        bytes.abs_diff(written) * 5 <= written,
+        "the zombies under {parent_path} hold {bytes} bytes of page cache; {written} were written"
     );
     assert!(
         held["node"]["findings"]
@@ -340,9 +357,11 @@ fn daemon_serves_the_node_memory_metrics() {
             .stderr(Stdio::inherit()),
     );
     let metrics = wait_until(Duration::from_secs(60), || {
-        http_get(port, "/metrics").filter(|m| m.contains("leaktracer_memcg_zombies "))
+        // The gauges exist (at 0) from the start; the first reading sets the kinds.
+        http_get(port, "/metrics")
+            .filter(|m| m.contains("leaktracer_node_memory_bytes{kind=\"total\"}"))
     })
-    .expect("the daemon serves leaktracer_memcg_zombies within 60 s");
+    .expect("the daemon serves leaktracer_node_memory_bytes within 60 s");
     let value = |prefix: &str| -> Option<f64> {
         metrics
             .lines()

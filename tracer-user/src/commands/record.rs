@@ -335,6 +335,7 @@ impl Sink for RecordSink {
                     memory: reading.memory,
                     slabs,
                     zombies: reading.zombies,
+                    held: reading.held.clone(),
                 }))?;
                 for c in changes {
                     self.write(&Record::NodeVerdict(NodeVerdictRecord::from_change(t, c)))?;

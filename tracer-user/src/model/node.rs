@@ -433,10 +433,16 @@ impl NodeModel {
             .and_then(|(t, _)| self.named_zombies(*t))
             .filter(|n| n.count > 0)
             .map_or(String::new(), |n| {
-                let parent = n
-                    .by_parent
-                    .first()
-                    .map_or(String::new(), |(p, c)| format!(", {c} of them under {p}"));
+                let held = |parent: &str| {
+                    self.latest()
+                        .and_then(|r| r.held.iter().find(|h| h.parent == parent))
+                        .map_or(String::new(), |h| {
+                            format!(" holding {} of page cache", format::bytes(h.bytes as f64))
+                        })
+                };
+                let parent = n.by_parent.first().map_or(String::new(), |(p, c)| {
+                    format!(", {c} of them under {p}{}", held(p))
+                });
                 let oldest = n.oldest.first().map_or(String::new(), |(p, age)| {
                     format!(
                         "; the oldest, {p}, was removed {} ago",
@@ -630,6 +636,10 @@ mod tests {
                 directories: 10,
                 zombies,
             }),
+            held: vec![crate::host::node::HeldCache {
+                parent: "/lt".into(),
+                bytes: 3 << 18,
+            }],
         }
     }
 
@@ -756,7 +766,7 @@ mod tests {
         assert_eq!(n.oldest[0], ("/lt/z0".to_string(), 20.0));
         let s = m.zombies_sentence().unwrap();
         assert!(
-            s.ends_with("(2 more than when leaktracer started). 3 were removed while leaktracer watched and never freed, 2 of them under /lt; the oldest, /lt/z0, was removed 20s ago"),
+            s.ends_with("(2 more than when leaktracer started). 3 were removed while leaktracer watched and never freed, 2 of them under /lt holding 768 KiB of page cache; the oldest, /lt/z0, was removed 20s ago"),
             "{s}"
         );
     }

@@ -72,6 +72,9 @@ pub struct NodeRecord {
     pub slabs: Vec<crate::host::node::slabinfo::SlabCache>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zombies: Option<crate::host::node::zombies::Zombies>,
+    /// Page cache that removed children hold, under the parents with most zombies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<crate::host::node::HeldCache>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

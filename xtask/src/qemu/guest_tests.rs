@@ -166,6 +166,24 @@ fn check_zombie_trace(trace: &[Value], dying: u64, dying_after: u64) -> anyhow::
             && (r["verdict"] == "growing" || r["verdict"] == "leaking")),
         "memcg_zombies was never judged growing or leaking"
     );
+    // The page cache they hold under /ltz: the files' 256 KiB each, within 20%.
+    let written = ZOMBIES * (256 << 10);
+    let held = trace
+        .iter()
+        .filter(|r| r["type"] == "node")
+        .filter_map(|r| {
+            r["held"]
+                .as_array()?
+                .iter()
+                .find(|h| h["parent"] == "/ltz")?["bytes"]
+                .as_u64()
+        })
+        .max()
+        .unwrap_or(0);
+    ensure!(
+        held.abs_diff(written) * 5 <= written,
+        "the zombies under /ltz hold at most {held} bytes of page cache by the trace; {written} were written"
+    );
     let freed_by_kernel = dying.saturating_sub(dying_after);
     ensure!(
         under("release").abs_diff(freed_by_kernel) * 10 <= freed_by_kernel.max(1),

@@ -15,7 +15,7 @@ pub mod sys;
 mod watch;
 
 pub use event::MemcgEvent;
-pub use limits::{CgroupRoots, LimitCache};
+pub use limits::{CgroupRoots, CgroupVersion, LimitCache};
 pub use summary::{ActivityFold, CgroupActivity};
 // The rest of the module's API, used by its tests (tests/tests/memcg_host.rs).
 pub use limits::{LimitSource, current_usage, effective_limit};

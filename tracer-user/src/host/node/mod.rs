@@ -7,4 +7,4 @@ pub mod reader;
 pub mod slabinfo;
 pub mod zombies;
 
-pub use reader::{NodeReader, NodeReading};
+pub use reader::{HeldCache, NodeReader, NodeReading};

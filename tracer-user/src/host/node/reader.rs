@@ -21,7 +21,20 @@ pub struct NodeReading {
     pub slabs: Vec<SlabCache>,
     /// None when neither hierarchy carries the memory controller, or it cannot be read.
     pub zombies: Option<Zombies>,
+    /// Page cache held by removed children, under the parents that have most of the zombies
+    /// seen removed (see [`NodeReader::read`]).
+    pub held: Vec<HeldCache>,
 }
+
+/// Page cache that a memory cgroup's removed children still hold.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HeldCache {
+    pub parent: String,
+    pub bytes: u64,
+}
+
+/// Parents whose held page cache is read each interval, at most.
+const HELD_PARENTS: usize = 3;
 
 pub struct NodeReader {
     meminfo: PathBuf,
@@ -45,8 +58,10 @@ impl NodeReader {
         }
     }
 
-    /// Read the node now. Never fails: a source that cannot be read is empty (and said once).
-    pub fn read(&mut self) -> NodeReading {
+    /// Read the node now. `zombie_parents` are the parents of cgroups seen removed and not
+    /// freed, with how many each has: the page cache those hold is read for the ones with
+    /// most. Never fails: a source that cannot be read is empty (and said once).
+    pub fn read(&mut self, zombie_parents: &std::collections::HashMap<String, u64>) -> NodeReading {
         let memory = std::fs::read_to_string(&self.meminfo)
             .with_context(|| format!("reading {}", self.meminfo.display()))
             .map(|t| NodeMemory::parse(&t));
@@ -54,10 +69,24 @@ impl NodeReader {
             .with_context(|| format!("reading {} (it needs root)", self.slabinfo.display()))
             .map(|t| slabinfo::parse(&t, self.page_size));
         let zombies = self.zombies();
+        let mut parents: Vec<(&String, &u64)> =
+            zombie_parents.iter().filter(|(_, n)| **n > 0).collect();
+        parents.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+        let held = parents
+            .into_iter()
+            .take(HELD_PARENTS)
+            .filter_map(|(parent, _)| {
+                Some(HeldCache {
+                    parent: parent.clone(),
+                    bytes: zombies::held_page_cache(&self.roots, parent)?,
+                })
+            })
+            .collect();
         NodeReading {
             memory: self.once(0, memory).unwrap_or_default(),
             slabs: self.once(1, slabs).unwrap_or_default(),
             zombies: self.once(2, zombies).flatten(),
+            held,
         }
     }
 
@@ -96,7 +125,7 @@ mod tests {
     #[test]
     fn reads_this_machine() {
         let mut r = NodeReader::new(CgroupRoots::discover(std::path::Path::new("/")));
-        let n = r.read();
+        let n = r.read(&Default::default());
         assert!(n.memory.total > 0, "MemTotal is always there");
         assert!(n.memory.free <= n.memory.total);
     }
@@ -106,7 +135,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("lt-node-reader-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut r = NodeReader::new(CgroupRoots::new(None, None, &dir));
-        assert_eq!(r.read().zombies, None);
+        assert_eq!(r.read(&Default::default()).zombies, None);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

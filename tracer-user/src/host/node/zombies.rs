@@ -66,6 +66,37 @@ fn hierarchy_of_memory(proc_cgroups: &str) -> Option<i32> {
     })
 }
 
+/// Page cache that the removed children of the memory cgroup `parent` still hold: what its
+/// hierarchical figure counts beyond itself and its live children. v1: `total_cache` −
+/// `cache` − the live children's `total_cache`; v2: `file` − the live children's `file` (v2
+/// has no local figure, so page cache `parent` holds itself counts too; a cgroup with
+/// children holds little of its own). None when `parent` is gone or unreadable.
+pub fn held_page_cache(roots: &crate::host::memcg::CgroupRoots, parent: &str) -> Option<u64> {
+    use crate::host::memcg::CgroupVersion;
+    let dir = roots.locate(parent)?;
+    let (total_key, local_key) = match dir.version {
+        CgroupVersion::V1 => ("total_cache", Some("cache")),
+        CgroupVersion::V2 => ("file", None),
+    };
+    let stat = |d: &Path, key: &str| -> Option<u64> {
+        let text = std::fs::read_to_string(d.join("memory.stat")).ok()?;
+        text.lines().find_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            (k == key).then(|| v.trim().parse().ok())?
+        })
+    };
+    let mut held = stat(&dir.path, total_key)?;
+    if let Some(local) = local_key {
+        held = held.saturating_sub(stat(&dir.path, local)?);
+    }
+    for child in std::fs::read_dir(&dir.path).ok()?.flatten() {
+        if child.file_type().is_ok_and(|t| t.is_dir()) {
+            held = held.saturating_sub(stat(&child.path(), total_key).unwrap_or(0));
+        }
+    }
+    Some(held)
+}
+
 /// `num_cgroups` of the memory line of /proc/cgroups (`subsys hierarchy num_cgroups enabled`).
 fn memory_cgroups(proc_cgroups: &str) -> Option<u64> {
     proc_cgroups.lines().find_map(|l| {

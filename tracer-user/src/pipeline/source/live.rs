@@ -156,6 +156,9 @@ pub struct LiveSource {
     /// The cgroup hierarchy with the memory controller (cgroup events of others are
     /// dropped).
     memory_hierarchy: Option<i32>,
+    /// Parents of the memory cgroups seen removed and not freed, with how many (the node
+    /// reading says how much page cache they hold).
+    zombie_parents: std::collections::HashMap<String, u64>,
 }
 
 impl LiveSource {
@@ -238,6 +241,7 @@ impl LiveSource {
             queue: VecDeque::new(),
             node: crate::host::node::NodeReader::new(roots.clone()),
             memory_hierarchy: crate::host::node::zombies::memory_hierarchy(roots),
+            zombie_parents: std::collections::HashMap::new(),
         };
         Ok((source, table))
     }
@@ -396,7 +400,7 @@ impl LiveSource {
         });
         self.queue.push_back(Step::Node {
             t_mono,
-            reading: self.node.read(),
+            reading: self.node.read(&self.zombie_parents),
         });
     }
 
@@ -555,9 +559,36 @@ impl LiveSource {
         }
     }
 
+    /// Removals add to their parent's zombies, releases take away (a release of a cgroup
+    /// removed before the session began finds nothing to take: counts never go below 0, and
+    /// a parent left with none is forgotten, so the map is bounded by the live zombies).
+    fn count_zombie_parent(&mut self, c: &crate::kernel::events::CgroupChange) {
+        use crate::kernel::events::CgroupAction;
+        let parent = match c.path.rsplit_once('/') {
+            Some(("", _)) | None => "/".to_string(),
+            Some((p, _)) => p.to_string(),
+        };
+        match c.action {
+            CgroupAction::Mkdir => {}
+            CgroupAction::Rmdir => {
+                if self.zombie_parents.len() < 4096 || self.zombie_parents.contains_key(&parent) {
+                    *self.zombie_parents.entry(parent).or_default() += 1;
+                }
+            }
+            CgroupAction::Release => {
+                if let Some(n) = self.zombie_parents.get_mut(&parent) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.zombie_parents.remove(&parent);
+                    }
+                }
+            }
+        }
+    }
+
     /// A kernel event as a step (None: not one the session follows, e.g. a cgroup of a
     /// hierarchy without the memory controller).
-    fn kernel_step(&self, ev: KernelEvent, table: &ProcessTable) -> Option<Step> {
+    fn kernel_step(&mut self, ev: KernelEvent, table: &ProcessTable) -> Option<Step> {
         Some(match ev {
             // A new program: runtimes fork, move the child into the container's cgroup, then
             // exec, so identity is re-read here as well as at first sight.
@@ -597,6 +628,7 @@ impl LiveSource {
                 if Some(c.hierarchy) != self.memory_hierarchy {
                     return None;
                 }
+                self.count_zombie_parent(&c);
                 Step::Cgroup(c)
             }
         })

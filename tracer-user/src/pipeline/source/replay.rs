@@ -287,6 +287,7 @@ impl ReplaySource {
             memory: n.memory,
             slabs: self.node_slabs.values().cloned().collect(),
             zombies: n.zombies,
+            held: n.held,
         }
     }
 
