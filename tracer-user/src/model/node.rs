@@ -17,6 +17,10 @@ use crate::{
 const SERIES_POINTS: usize = 300;
 /// A series that did not change is judged again this often (its flat stretch matters too).
 const REASSESS_SECS: f64 = 10.0;
+/// A series that changed is judged at most this often: a busy node moves dozens of slab
+/// caches every round, a judgement costs up to 2 ms, and node memory needs no verdict within
+/// the second.
+const REASSESS_CHANGED_SECS: f64 = 3.0;
 /// Slab caches followed at most; a kernel has 150–300, this bounds a strange one.
 const MAX_SLAB_SERIES: usize = 1024;
 /// Slab caches shown in views and metrics, biggest first.
@@ -354,7 +358,12 @@ impl NodeModel {
         let counts = count_config(cfg);
         let mut changed = Vec::new();
         for (key, track) in &mut self.tracks {
-            if !track.changed && now - track.assessed_at < REASSESS_SECS {
+            let due = if track.changed {
+                REASSESS_CHANGED_SECS
+            } else {
+                REASSESS_SECS
+            };
+            if now - track.assessed_at < due {
                 continue;
             }
             let cfg = if key.is_count() { &counts } else { cfg };
