@@ -128,8 +128,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     ready: std::sync::atomic::AtomicBool::new(false),
                 }));
                 let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-                let server = daemon::serve(listener, shared.clone(), stop_rx);
-                log::info!("serving /metrics, /healthz, /readyz on {listen}");
+                let server = daemon::serve(
+                    listener,
+                    shared.clone(),
+                    stop_rx,
+                    cli.global.host_root.clone(),
+                );
+                log::info!(
+                    "serving /metrics, /healthz, /readyz and /debug/pprof/growth?pid=N&seconds=S on {listen}"
+                );
                 let mut sink = daemon::DaemonSink::new(
                     shared,
                     top as usize,

@@ -1,6 +1,7 @@
 //! `leaktracer daemon`: the DaemonSet mode. Serves /metrics, /healthz and /readyz, writes
 //! OOM records and verdict changes as JSON Lines on stdout (the same records as a trace),
 //! and shuts down cleanly on SIGTERM (programs detached, output flushed).
+pub mod growth_profile;
 pub mod metrics;
 use std::{
     collections::HashMap,
@@ -42,10 +43,16 @@ pub fn serve(
     listener: tokio::net::TcpListener,
     shared: Arc<Mutex<Shared>>,
     stop: tokio::sync::oneshot::Receiver<()>,
+    host_root: std::path::PathBuf,
 ) -> tokio::task::JoinHandle<()> {
     let m = shared.clone();
     let r = shared;
+    let busy = Arc::new(AtomicBool::new(false));
     let app = Router::new()
+        .route(
+            "/debug/pprof/growth",
+            get(move |q| growth_profile::serve(host_root.clone(), busy.clone(), q)),
+        )
         .route(
             "/metrics",
             get(move || {

@@ -71,29 +71,74 @@ struct Seen {
 }
 
 pub async fn run(host_root: &Path, opts: &ProfileOptions) -> anyhow::Result<()> {
-    let t = &opts.targets;
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("installing the SIGINT handler")?;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let stop = async move {
+        tokio::select! {
+            _ = sigint.recv() => {}
+            _ = sigterm.recv() => {}
+        }
+    };
+    let (profile, counters) = capture(
+        host_root,
+        &opts.targets,
+        opts.duration,
+        opts.mean_bytes,
+        stop,
+    )
+    .await?;
+    pprof::write(&profile, &opts.output)?;
+    let seen = &profile.comms;
+    let sites = profile.top_sites(opts.top);
+    match opts.format {
+        ProfileFormat::Text => print_text(&profile, &sites, &counters, &opts.output),
+        ProfileFormat::Json => println!(
+            "{}",
+            serde_json::to_string(&serde_json::json!({
+                "output": opts.output,
+                "processes": seen.iter().map(|(pid, comm)| serde_json::json!({"pid": pid, "comm": comm})).collect::<Vec<_>>(),
+                "mean_bytes": opts.mean_bytes,
+                "samples": profile.total_samples(),
+                "counters": counters,
+                "sites": sites,
+                "functions": profile.functions(opts.top),
+            }))?
+        ),
+    }
+    Ok(())
+}
+
+/// Profile the processes matching `targets` for `duration` (or until `stop` completes): their
+/// growth sites named, with the kernel side's counters. The one capture `profile` and the
+/// daemon's /debug/pprof/growth share.
+pub async fn capture(
+    host_root: &Path,
+    t: &Targets,
+    duration: Duration,
+    mean_bytes: u64,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<(GrowthProfile, ProfileCounters)> {
     if t.pids.is_empty() && t.comms.is_empty() && t.pods.is_empty() {
         return Err(UsageError::new("profile needs at least one of --pid, --comm or --pod").into());
     }
     let procfs = Procfs::new(host_root);
     let proc_root = host_root.join("proc");
-    let mut profiler = Profiler::start(host_root, opts.mean_bytes)?;
+    let mut profiler = Profiler::start(host_root, mean_bytes)?;
     let mut pods = PodLogIndex::new(host_root);
     let mut seen: HashMap<u32, Seen> = HashMap::new();
     let start_unix_ns = clock::unix_millis() as i64 * 1_000_000;
     let started = Instant::now();
-    let deadline = tokio::time::Instant::now() + opts.duration;
-    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .context("installing the SIGINT handler")?;
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
+    let deadline = tokio::time::Instant::now() + duration;
     let mut tick = tokio::time::interval(RESCAN);
+    tokio::pin!(stop);
     loop {
         tokio::select! {
             _ = tick.tick() => {
                 for pid in matching(&procfs, t, &mut pods) {
                     if !seen.contains_key(&pid) {
-                        profiler.add_target(pid, opts.mean_bytes)?;
+                        profiler.add_target(pid, mean_bytes)?;
                         log::info!("profiling pid {pid}");
                     }
                     // Mappings change (libraries loaded, heaps grown): capture them again.
@@ -108,8 +153,7 @@ pub async fn run(host_root: &Path, opts: &ProfileOptions) -> anyhow::Result<()> 
                 }
             }
             () = tokio::time::sleep_until(deadline) => break,
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
+            () = &mut stop => break,
         }
     }
     if seen.is_empty() {
@@ -118,31 +162,8 @@ pub async fn run(host_root: &Path, opts: &ProfileOptions) -> anyhow::Result<()> 
     let stacks = profiler.stacks()?;
     let counters = profiler.counters()?;
     drop(profiler);
-    let profile = build(
-        &stacks,
-        &seen,
-        opts.mean_bytes,
-        start_unix_ns,
-        started.elapsed(),
-    );
-    pprof::write(&profile, &opts.output)?;
-    let sites = profile.top_sites(opts.top);
-    match opts.format {
-        ProfileFormat::Text => print_text(&profile, &sites, &counters, &opts.output),
-        ProfileFormat::Json => println!(
-            "{}",
-            serde_json::to_string(&serde_json::json!({
-                "output": opts.output,
-                "processes": seen.iter().map(|(pid, s)| serde_json::json!({"pid": pid, "comm": s.comm})).collect::<Vec<_>>(),
-                "mean_bytes": opts.mean_bytes,
-                "samples": profile.total_samples(),
-                "counters": counters,
-                "sites": sites,
-                "functions": profile.functions(opts.top),
-            }))?
-        ),
-    }
-    Ok(())
+    let profile = build(&stacks, &seen, mean_bytes, start_unix_ns, started.elapsed());
+    Ok((profile, counters))
 }
 
 /// Running processes that match the targets.

@@ -254,15 +254,17 @@ pub fn encode(p: &GrowthProfile) -> Profile {
     out
 }
 
-/// Write the profile gzipped (pprof's usual form).
+/// The profile gzipped (pprof's usual form).
+pub fn gzipped(p: &GrowthProfile) -> anyhow::Result<Vec<u8>> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&encode(p).encode_to_vec())
+        .context("compressing the profile")?;
+    gz.finish().context("compressing the profile")
+}
+
+/// Write the profile gzipped.
 pub fn write(p: &GrowthProfile, path: &std::path::Path) -> anyhow::Result<()> {
-    let bytes = encode(p).encode_to_vec();
-    let file =
-        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::default());
-    gz.write_all(&bytes)
-        .and_then(|()| gz.finish().map(drop))
-        .with_context(|| format!("writing {}", path.display()))
+    std::fs::write(path, gzipped(p)?).with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]
