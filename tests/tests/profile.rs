@@ -157,3 +157,63 @@ fn profile_without_a_target_is_a_usage_error() {
         "{out:?}"
     );
 }
+
+/// GET on 127.0.0.1:`port`: the status code and the body's bytes (a profile is binary).
+fn get_bytes(port: u16, path: &str) -> Option<(u16, Vec<u8>)> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(90)))
+        .ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, raw[split + 4..].to_vec()))
+}
+
+#[test]
+fn the_daemon_serves_a_growth_profile_on_demand() {
+    let Some(_serial) = privileged() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("two_callers");
+    run_checked(
+        Command::new("cc")
+            .args(["-O1", "-g", "-fno-omit-frame-pointer", "-o"])
+            .arg(&exe)
+            .arg(source("two_callers.c")),
+    );
+    let p = Proc::spawn(&mut workload(exe.to_str().unwrap()));
+    let port = free_port();
+    let _daemon = Proc::spawn(
+        Command::new(leaktracer())
+            .args(["daemon", "--interval", "1s", "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null()),
+    );
+    let ready = wait_until(std::time::Duration::from_secs(60), || {
+        http_get(port, "/readyz").filter(|r| r.starts_with("HTTP/1.1 200"))
+    });
+    assert!(ready.is_some(), "the daemon was not ready within 60 s");
+    let (status, body) = get_bytes(port, "/debug/pprof/growth").unwrap();
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    let (status, body) = get_bytes(port, "/debug/pprof/growth?pid=999999999&seconds=1").unwrap();
+    assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
+    let (status, body) = get_bytes(
+        port,
+        &format!("/debug/pprof/growth?pid={}&seconds=8", p.pid()),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(&body[..2], &[0x1f, 0x8b], "a gzipped profile");
+    let file = dir.path().join("served.pb.gz");
+    std::fs::write(&file, &body).unwrap();
+    let listed = pprof_top("/usr/bin/go", &file);
+    assert!(listed.contains("keeper"), "go tool pprof -top:\n{listed}");
+}
