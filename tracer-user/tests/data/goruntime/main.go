@@ -1,0 +1,44 @@
+// A Go program whose runtime state is known: it holds a set number of goroutines blocked and
+// a set live heap, sets a memory limit, collects garbage a few times, then prints what its
+// own runtime says (the truth leaktracer's reader is compared with) and waits, without
+// allocating, until its standard input closes.
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+)
+
+// Kept reachable so the collector keeps it live.
+var live [][]byte
+
+func main() {
+	goroutines, _ := strconv.Atoi(os.Args[1])
+	liveMiB, _ := strconv.Atoi(os.Args[2])
+	limit, _ := strconv.ParseInt(os.Args[3], 10, 64)
+
+	debug.SetMemoryLimit(limit)
+	block := make(chan struct{})
+	for i := 0; i < goroutines; i++ {
+		go func() { <-block }()
+	}
+	for i := 0; i < liveMiB*16; i++ {
+		live = append(live, make([]byte, 64<<10))
+	}
+	for i := 0; i < 3; i++ {
+		runtime.GC()
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	fmt.Printf("goroutines=%d heap_alloc=%d num_gc=%d next_gc=%d memory_limit=%d\n",
+		runtime.NumGoroutine(), ms.HeapAlloc, ms.NumGC, ms.NextGC, debug.SetMemoryLimit(-1))
+	// Waiting in a read keeps the process alive without a timer or an allocation (a bare
+	// select{} would be reported as a deadlock).
+	buf := make([]byte, 1)
+	os.Stdin.Read(buf)
+	close(block)
+	runtime.KeepAlive(live)
+}
