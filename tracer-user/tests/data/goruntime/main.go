@@ -1,5 +1,6 @@
-// A Go program whose runtime state is known: it holds a set number of goroutines blocked and
-// a set live heap, sets a memory limit, collects garbage a few times, then prints what its
+// A Go program whose runtime state is known: it runs and ends 2000 short-lived goroutines
+// (their records stay, on the free lists a goroutine count must subtract), holds a set
+// number of goroutines blocked and a set live heap, sets a memory limit, collects garbage a few times, then prints what its
 // own runtime says (the truth leaktracer's reader is compared with) and waits, without
 // allocating, until its standard input closes.
 package main
@@ -10,6 +11,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strconv"
+	"sync"
 )
 
 // Kept reachable so the collector keeps it live.
@@ -21,6 +23,12 @@ func main() {
 	limit, _ := strconv.ParseInt(os.Args[3], 10, 64)
 
 	debug.SetMemoryLimit(limit)
+	var done sync.WaitGroup
+	for i := 0; i < 2000; i++ {
+		done.Add(1)
+		go func() { done.Done() }()
+	}
+	done.Wait()
 	block := make(chan struct{})
 	for i := 0; i < goroutines; i++ {
 		go func() { <-block }()
