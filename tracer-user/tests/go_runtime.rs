@@ -164,21 +164,36 @@ fn readings_match_what_each_go_program_says_of_itself() {
                 .sample(pid)
                 .unwrap_or_else(|e| panic!("{what}: {e}"))
                 .unwrap_or_else(|| panic!("{what}: not seen as Go"));
-            // And again: the second read is the steady state (P addresses cached).
+            // And again: the second read is the steady state (P addresses cached), timed.
+            let started = std::time::Instant::now();
             let again = runtimes.sample(pid).unwrap().unwrap();
+            for _ in 0..199 {
+                runtimes.sample(pid).unwrap().unwrap();
+            }
+            eprintln!(
+                "{what}: {:?} per steady-state sample",
+                started.elapsed() / 200
+            );
             let layout = runtimes.layout_of(pid).unwrap();
             eprintln!("{what}: truth {truth:?}\n  read {sample:?}\n  layout {layout:?}");
             let (found, offsets) = match how {
                 Build::Full => (Found::Symbols, OffsetsFrom::Dwarf),
                 _ => (Found::Code, OffsetsFrom::Table),
             };
-            assert_eq!((layout.found, layout.offsets_from), (found, offsets), "{what}");
+            assert_eq!(
+                (layout.found, layout.offsets_from),
+                (found, offsets),
+                "{what}"
+            );
             assert_eq!(layout.pie, how == Build::PieStripped, "{what}");
             assert_eq!(layout.release, release, "{what}");
             for s in [&sample, &again] {
                 assert_eq!(s.gc_cycles, truth.num_gc, "{what}: GC cycles");
                 assert_eq!(s.memory_limit_bytes, Some(truth.memory_limit), "{what}");
-                assert_eq!(truth.memory_limit, MEMORY_LIMIT, "{what}: the program's own");
+                assert_eq!(
+                    truth.memory_limit, MEMORY_LIMIT,
+                    "{what}: the program's own"
+                );
                 assert!(
                     within(s.goroutines, truth.goroutines, 0.05),
                     "{what}: {} goroutines, the program says {}",
@@ -197,7 +212,10 @@ fn readings_match_what_each_go_program_says_of_itself() {
                     "{what}: heap goal {goal}, NextGC {}",
                     truth.next_gc
                 );
-                assert!(s.go_version.starts_with(&format!("go{}.{}", release.0, release.1)));
+                assert!(
+                    s.go_version
+                        .starts_with(&format!("go{}.{}", release.0, release.1))
+                );
             }
             assert!(truth.goroutines > GOROUTINES && truth.heap_alloc > LIVE_MIB << 20);
             drop(program);
@@ -223,11 +241,25 @@ fn stripped_code_leads_to_the_addresses_the_symbol_table_gives() {
         let by_code = locate::from_code(&full, go.pclntab.as_ref().unwrap(), &dwarf).unwrap();
         assert_eq!(by_code, by_symbols, "{what}: unstripped, from its code");
         // ...and on the stripped build, against the symbols of a build laid out like it.
-        let twin_bytes =
-            std::fs::read(build(toolchain, Build::StrippedLayoutWithSymbols, dir.path())).unwrap();
+        let twin_bytes = std::fs::read(build(
+            toolchain,
+            Build::StrippedLayoutWithSymbols,
+            dir.path(),
+        ))
+        .unwrap();
         let twin = object::File::parse(&*twin_bytes).unwrap();
         let twin_symbols = locate::from_symbols(&twin).unwrap().unwrap();
+        let started = std::time::Instant::now();
         let stripped = RuntimeLayout::analyse(&stripped_bytes).unwrap().unwrap();
+        let stripped_took = started.elapsed();
+        let started = std::time::Instant::now();
+        RuntimeLayout::analyse(&full_bytes).unwrap().unwrap();
+        eprintln!(
+            "{what}: analysed in {stripped_took:?} stripped ({} bytes), {:?} unstripped ({} bytes)",
+            stripped_bytes.len(),
+            started.elapsed(),
+            full_bytes.len()
+        );
         assert_eq!(stripped.found, Found::Code);
         assert_eq!(stripped.globals, twin_symbols, "{what}: stripped");
         eprintln!("{what}: unstripped {by_symbols:x?}, stripped {twin_symbols:x?}");
@@ -247,7 +279,11 @@ fn offsets_tables_match_dwarf() {
         }
         releases.push(release);
     }
-    assert!(wrong.is_empty(), "table rows differ from DWARF:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "table rows differ from DWARF:\n{}",
+        wrong.join("\n")
+    );
     assert_eq!(releases, TABLE_RELEASES, "every table row is checked");
 }
 
@@ -273,7 +309,11 @@ fn a_layout_not_understood_is_a_reason_never_a_number() {
     let dir = tempfile::tempdir().unwrap();
     let exe = build("/opt/go126/bin/go", Build::Stripped, dir.path());
     let original = std::fs::read(&exe).unwrap();
-    let version = GoBinary::parse(&original).unwrap().unwrap().build.go_version;
+    let version = GoBinary::parse(&original)
+        .unwrap()
+        .unwrap()
+        .build
+        .go_version;
     let cases: Vec<(&str, Vec<u8>, Vec<u8>)> = vec![
         // A release without a table, and no DWARF to say its offsets.
         (
@@ -296,8 +336,11 @@ fn a_layout_not_understood_is_a_reason_never_a_number() {
         // The same from a running process: the binary still runs, its figures are refused.
         let patched = dir.path().join("patched");
         std::fs::write(&patched, &bytes).unwrap();
-        std::fs::set_permissions(&patched, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
+        std::fs::set_permissions(
+            &patched,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
         let (program, _) = start(&patched);
         let mut runtimes = GoRuntimes::default();
         for _ in 0..2 {
@@ -316,7 +359,11 @@ fn processes_that_are_not_go_are_none() {
     let mut sleeper = Command::new("sleep").arg("60").spawn().unwrap();
     let mut runtimes = GoRuntimes::default();
     assert_eq!(runtimes.sample(sleeper.id()), Ok(None));
-    assert_eq!(runtimes.sample(std::process::id()), Ok(None), "this Rust test");
+    assert_eq!(
+        runtimes.sample(std::process::id()),
+        Ok(None),
+        "this Rust test"
+    );
     // A kernel thread (kthreadd) has no executable.
     assert_eq!(runtimes.sample(2), Ok(None));
     sleeper.kill().unwrap();

@@ -232,8 +232,7 @@ fn find_struct(
 ) -> anyhow::Result<Option<gimli::UnitOffset>> {
     let mut entries = unit.entries();
     while let Some(entry) = entries.next_dfs()? {
-        if entry.tag() == gimli::DW_TAG_structure_type && is_named(dwarf, unit, entry, name)?
-        {
+        if entry.tag() == gimli::DW_TAG_structure_type && is_named(dwarf, unit, entry, name)? {
             return Ok(Some(entry.offset()));
         }
     }

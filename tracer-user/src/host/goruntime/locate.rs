@@ -105,7 +105,11 @@ pub fn from_code(
 }
 
 /// The instructions of function `name`.
-fn decode(file: &object::File<'_>, pclntab: &Pclntab, name: &str) -> anyhow::Result<Vec<Instruction>> {
+fn decode(
+    file: &object::File<'_>,
+    pclntab: &Pclntab,
+    name: &str,
+) -> anyhow::Result<Vec<Instruction>> {
     let f = pclntab.find(name).context("not in .gopclntab")?;
     let section = file
         .sections()
@@ -114,7 +118,9 @@ fn decode(file: &object::File<'_>, pclntab: &Pclntab, name: &str) -> anyhow::Res
     let data = section.data().context("reading the code")?;
     let from = usize::try_from(f.entry - section.address())?;
     let to = usize::try_from(f.end - section.address())?;
-    let bytes = data.get(from..to).context("function past its section's data")?;
+    let bytes = data
+        .get(from..to)
+        .context("function past its section's data")?;
     let mut decoder = Decoder::with_ip(64, bytes, f.entry, DecoderOptions::NONE);
     let mut out = Vec::new();
     while decoder.can_decode() {
@@ -125,13 +131,16 @@ fn decode(file: &object::File<'_>, pclntab: &Pclntab, name: &str) -> anyhow::Res
 
 /// The RIP-relative address `i` refers to, if any.
 fn target(i: &Instruction) -> Option<u64> {
-    i.is_ip_rel_memory_operand().then(|| i.ip_rel_memory_address())
+    i.is_ip_rel_memory_operand()
+        .then(|| i.ip_rel_memory_address())
 }
 
 /// An 8-byte integer memory access (not an address computation).
 fn accesses_word(i: &Instruction) -> Option<u64> {
     let word = matches!(i.memory_size(), MemorySize::UInt64 | MemorySize::Int64);
-    (i.mnemonic() != Mnemonic::Lea && word).then(|| target(i)).flatten()
+    (i.mnemonic() != Mnemonic::Lea && word)
+        .then(|| target(i))
+        .flatten()
 }
 
 fn gc_controller(code: &[Instruction], pclntab: &Pclntab) -> anyhow::Result<u64> {
@@ -145,9 +154,10 @@ fn gc_controller(code: &[Instruction], pclntab: &Pclntab) -> anyhow::Result<u64>
             continue;
         }
         // The receiver's address: a LEA into RAX among the few instructions before.
-        let lea = code[n.saturating_sub(3)..n].iter().rev().find(|i| {
-            i.mnemonic() == Mnemonic::Lea && i.op0_register() == Register::RAX
-        });
+        let lea = code[n.saturating_sub(3)..n]
+            .iter()
+            .rev()
+            .find(|i| i.mnemonic() == Mnemonic::Lea && i.op0_register() == Register::RAX);
         if let Some(t) = lea.and_then(target) {
             votes.insert(t);
         }
@@ -173,7 +183,7 @@ fn struct_base(code: &[Instruction], offsets: &[u64]) -> anyhow::Result<u64> {
 
 /// The slice read as (pointer, length): 8-byte reads at T and T+8, and no other such pair.
 fn allp(code: &[Instruction]) -> anyhow::Result<u64> {
-    let words: BTreeSet<u64> = code.iter().filter_map(|i| accesses_word(i)).collect();
+    let words: BTreeSet<u64> = code.iter().filter_map(accesses_word).collect();
     let pairs = words
         .iter()
         .filter(|t| t.checked_add(8).is_some_and(|n| words.contains(&n)))
@@ -183,7 +193,7 @@ fn allp(code: &[Instruction]) -> anyhow::Result<u64> {
 }
 
 fn allglen(code: &[Instruction]) -> anyhow::Result<u64> {
-    let words: BTreeSet<u64> = code.iter().filter_map(|i| accesses_word(i)).collect();
+    let words: BTreeSet<u64> = code.iter().filter_map(accesses_word).collect();
     let slices: BTreeSet<u64> = words
         .iter()
         .filter(|t| (1..=2).all(|k| t.checked_add(8 * k).is_some_and(|n| words.contains(&n))))

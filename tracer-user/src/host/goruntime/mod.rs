@@ -275,7 +275,8 @@ impl GoRuntimes {
         let Some(state) = self.processes.get_mut(&pid) else {
             return Ok(None);
         };
-        let raw = read_raw(pid, layout, state).map_err(|e| Unreadable::Process(format!("{e:#}")))?;
+        let raw =
+            read_raw(pid, layout, state).map_err(|e| Unreadable::Process(format!("{e:#}")))?;
         match reading::interpret(&raw, state.last_gc_cycles, &layout.go_version) {
             Ok(sample) => {
                 state.last_gc_cycles = Some(sample.gc_cycles);
@@ -309,7 +310,11 @@ impl GoRuntimes {
 
 /// One sample's words. Steady state: one `process_vm_readv`. When `allp` is new or changed
 /// (first sample, GOMAXPROCS changed), the P addresses are read and the sample taken again.
-fn read_raw(pid: u32, layout: &RuntimeLayout, state: &mut ProcessState) -> anyhow::Result<RawReading> {
+fn read_raw(
+    pid: u32,
+    layout: &RuntimeLayout,
+    state: &mut ProcessState,
+) -> anyhow::Result<RawReading> {
     for _ in 0..3 {
         let (raw, allp) = read_once(pid, layout, state)?;
         if state.allp == Some(allp) {
@@ -351,7 +356,12 @@ fn read_once(
     pieces.extend(f.sched_gfree_counts.iter().map(|&o| (at(g.sched, o), 4)));
     let first_p = pieces.len();
     // P structs are on the Go heap, not in the binary: no bias.
-    pieces.extend(state.ps.iter().map(|&p| (p.wrapping_add(f.p_gfree_count), 4)));
+    pieces.extend(
+        state
+            .ps
+            .iter()
+            .map(|&p| (p.wrapping_add(f.p_gfree_count), 4)),
+    );
     let words = remote::read_pieces(pid, &pieces)?;
     let u64_at = |i: usize| u64::from_le_bytes(words[i][..8].try_into().unwrap_or_default());
     let i32_at = |i: usize| i32::from_le_bytes(words[i][..4].try_into().unwrap_or_default());

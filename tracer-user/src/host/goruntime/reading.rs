@@ -62,7 +62,10 @@ pub fn interpret(
         .iter()
         .chain(&raw.p_free)
         .chain(std::iter::once(&raw.ngsys));
-    if let Some(bad) = free_or_sys.clone().find(|&&n| n < 0 || n as u64 > raw.allglen) {
+    if let Some(bad) = free_or_sys
+        .clone()
+        .find(|&&n| n < 0 || n as u64 > raw.allglen)
+    {
         return Err(format!(
             "a free or system goroutine count ({bad}) outside 0..=allglen ({})",
             raw.allglen
@@ -88,7 +91,8 @@ pub fn interpret(
         return Err(format!("negative memory limit {}", raw.memory_limit));
     }
     let gc_ran = raw.numgc > 0;
-    let heap_goal_bytes = (raw.gc_percent_heap_goal != u64::MAX).then_some(raw.gc_percent_heap_goal);
+    let heap_goal_bytes =
+        (raw.gc_percent_heap_goal != u64::MAX).then_some(raw.gc_percent_heap_goal);
     if gc_ran
         && let Some(goal) = heap_goal_bytes
         && goal < raw.heap_marked
@@ -148,10 +152,12 @@ mod tests {
         assert_eq!(s.memory_limit_bytes, Some(1 << 30));
     }
 
+    type Corruption = Box<dyn Fn(&mut RawReading)>;
+
     /// What a wrong offset reads: each is refused with a reason.
     #[test]
     fn impossible_readings_are_refused_with_a_reason() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut RawReading)>)> = vec![
+        let cases: Vec<(&str, Corruption)> = vec![
             ("allglen", Box::new(|r| r.allglen = 0)),
             ("allglen", Box::new(|r| r.allglen = u64::MAX)),
             ("GOMAXPROCS", Box::new(|r| r.p_free.clear())),
@@ -160,7 +166,10 @@ mod tests {
             ("more free", Box::new(|r| r.sched_free = vec![500])),
             ("went back", Box::new(|r| r.numgc = 3)),
             ("negative memory limit", Box::new(|r| r.memory_limit = -1)),
-            ("below the live heap", Box::new(|r| r.gc_percent_heap_goal = 1)),
+            (
+                "below the live heap",
+                Box::new(|r| r.gc_percent_heap_goal = 1),
+            ),
         ];
         for (why, corrupt) in cases {
             let mut r = sane();
