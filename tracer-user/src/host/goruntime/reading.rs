@@ -163,7 +163,13 @@ mod tests {
             ("GOMAXPROCS", Box::new(|r| r.p_free.clear())),
             ("outside", Box::new(|r| r.ngsys = -5)),
             ("outside", Box::new(|r| r.p_free[0] = 10_000)),
-            ("more free", Box::new(|r| r.sched_free = vec![500])),
+            (
+                "more free",
+                Box::new(|r| {
+                    r.sched_free = vec![515];
+                    r.p_free = vec![60, 60];
+                }),
+            ),
             ("went back", Box::new(|r| r.numgc = 3)),
             ("negative memory limit", Box::new(|r| r.memory_limit = -1)),
             (
