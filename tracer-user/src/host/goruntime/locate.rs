@@ -113,7 +113,12 @@ fn decode(
     let f = pclntab.find(name).context("not in .gopclntab")?;
     let section = file
         .sections()
-        .find(|s| s.address() <= f.entry && f.end <= s.address() + s.size())
+        .find(|s| {
+            s.address() <= f.entry
+                && s.address()
+                    .checked_add(s.size())
+                    .is_some_and(|e| f.end <= e)
+        })
         .context("no section holds the function")?;
     let data = section.data().context("reading the code")?;
     let from = usize::try_from(f.entry - section.address())?;
@@ -256,5 +261,114 @@ fn unique(set: BTreeSet<u64>, what: &str) -> anyhow::Result<u64> {
             set.len(),
             set.iter().take(4).collect::<Vec<_>>()
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: u64 = 0x40_1000;
+
+    /// Hand-assembled x86-64, each instruction with a RIP-relative operand.
+    #[derive(Default)]
+    struct Asm(Vec<u8>);
+
+    impl Asm {
+        /// `opcode` then a 32-bit displacement reaching `target` from the next instruction.
+        fn rip(mut self, opcode: &[u8], target: u64) -> Self {
+            let next = BASE + (self.0.len() + opcode.len() + 4) as u64;
+            self.0.extend_from_slice(opcode);
+            self.0
+                .extend_from_slice(&((target as i64 - next as i64) as i32).to_le_bytes());
+            self
+        }
+        fn load32(self, target: u64) -> Self {
+            self.rip(&[0x8b, 0x05], target) // mov eax, [rip+x]
+        }
+        fn load64(self, target: u64) -> Self {
+            self.rip(&[0x48, 0x8b, 0x05], target) // mov rax, [rip+x]
+        }
+        fn raw(mut self, bytes: &[u8]) -> Self {
+            self.0.extend_from_slice(bytes);
+            self
+        }
+        fn decode(&self) -> Vec<Instruction> {
+            let mut d = Decoder::with_ip(64, &self.0, BASE, DecoderOptions::NONE);
+            let mut out = Vec::new();
+            while d.can_decode() {
+                out.push(d.decode());
+            }
+            out
+        }
+    }
+
+    #[test]
+    fn a_struct_is_where_all_its_fields_are_used() {
+        let (b, decoy) = (0x60_0000, 0x61_0000);
+        let code = Asm::default()
+            .load32(b + 8)
+            .load32(decoy + 8)
+            .load64(b + 16)
+            .load32(b + 24)
+            .load32(decoy + 16)
+            .decode();
+        assert_eq!(struct_base(&code, &[8, 16, 24]).unwrap(), b);
+        let err = struct_base(&code, &[8, 16, 32]).unwrap_err().to_string();
+        assert!(err.contains("no addresses"), "{err}");
+        // Two structs using the same fields: ambiguous, refused.
+        let two = Asm::default()
+            .load32(b + 8)
+            .load32(b + 16)
+            .load32(decoy + 8)
+            .load32(decoy + 16)
+            .decode();
+        let err = struct_base(&two, &[8, 16]).unwrap_err().to_string();
+        assert!(err.contains("2 addresses"), "{err}");
+    }
+
+    #[test]
+    fn a_slice_is_the_one_pair_of_words_read_8_bytes_apart() {
+        let (allp, other) = (0x60_0000, 0x60_1000);
+        let code = Asm::default()
+            .load64(allp + 8)
+            .load32(other)
+            .load32(other + 8)
+            .load64(allp)
+            .decode();
+        assert_eq!(super::allp(&code).unwrap(), allp);
+        let more = Asm::default()
+            .load64(allp)
+            .load64(allp + 8)
+            .load64(other)
+            .load64(other + 8)
+            .decode();
+        assert!(super::allp(&more).is_err());
+        assert!(super::allp(&Asm::default().load64(allp).decode()).is_err());
+    }
+
+    #[test]
+    fn allglen_is_where_len_allgs_is_stored_atomically() {
+        let (allgs, allglen, other) = (0x60_0000u64, 0x60_2000u64, 0x60_3000u64);
+        let grow = Asm::default()
+            .load64(allgs)
+            .load64(allgs + 8)
+            .load64(allgs + 16)
+            .rip(&[0x48, 0x8d, 0x15], other); // lea rdx, [other]: not stored through
+        // mov rcx, [allgs+8]; lea rdx, [allglen]; xchg [rdx], rcx
+        let store = grow
+            .rip(&[0x48, 0x8b, 0x0d], allgs + 8)
+            .rip(&[0x48, 0x8d, 0x15], allglen)
+            .raw(&[0x48, 0x87, 0x0a]);
+        assert_eq!(super::allglen(&store.decode()).unwrap(), allglen);
+        // Without the store, no answer rather than a guess.
+        let no_store = Asm::default()
+            .load64(allgs)
+            .load64(allgs + 8)
+            .load64(allgs + 16)
+            .rip(&[0x48, 0x8d, 0x15], allglen)
+            .decode();
+        let err = super::allglen(&no_store).unwrap_err().to_string();
+        assert!(err.contains("no atomic stores"), "{err}");
     }
 }

@@ -283,6 +283,9 @@ impl GoRuntimes {
                 Ok(Some(sample))
             }
             Err(reason) => {
+                // The pid may have been reused by a new run of the same binary (its GC count
+                // starts again): learn the process afresh next time.
+                self.processes.remove(&pid);
                 if !binary.told_implausible {
                     binary.told_implausible = true;
                     log::warn!(
@@ -380,4 +383,20 @@ fn read_once(
         p_free: (first_p..words.len()).map(i32_at).collect(),
     };
     Ok((raw, allp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_binary_that_is_not_go_is_none_and_junk_is_a_reason() {
+        let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        assert!(
+            RuntimeLayout::analyse(&me).unwrap().is_none(),
+            "this Rust test"
+        );
+        let err = RuntimeLayout::analyse(b"\x7fELF junk").unwrap_err();
+        assert!(err.contains("ELF"), "{err}");
+    }
 }

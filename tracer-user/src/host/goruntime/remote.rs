@@ -71,14 +71,16 @@ pub fn segments(file: &object::File<'_>) -> Segments {
 /// How far the kernel moved a position-independent executable: its first mapping of the
 /// executable, matched with the segment at that file offset.
 pub fn load_bias(proc_root: &Path, pid: u32, segments: &Segments) -> anyhow::Result<u64> {
-    let exe = std::fs::read_link(proc_root.join(pid.to_string()).join("exe"))
+    let link = std::fs::read_link(proc_root.join(pid.to_string()).join("exe"))
         .context("reading the executable's path")?;
-    // A replaced binary reads "PATH (deleted)" in both places; compare as maps writes it.
+    // A replaced binary reads "PATH (deleted)"; `Maps` drops that suffix, so drop it here.
+    let link = link.to_string_lossy();
+    let exe = Path::new(link.trim_end_matches(" (deleted)"));
     let maps = Maps::read(proc_root, pid).context("reading the process's maps")?;
     let mapping = maps
         .0
         .iter()
-        .find(|m| m.path.as_deref() == Some(exe.as_path()))
+        .find(|m| m.path.as_deref() == Some(exe))
         .with_context(|| format!("{} is not mapped", exe.display()))?;
     let &(vaddr, _) = segments
         .iter()
