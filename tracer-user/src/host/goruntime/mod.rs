@@ -213,8 +213,8 @@ impl GoRuntimes {
             if self.binaries.len() >= MAX_BINARIES {
                 self.binaries.clear();
             }
-            let layout = std::fs::read(&exe)
-                .map_err(|e| format!("reading {}: {e}", exe.display()))
+            let layout = map_executable(&exe)
+                .map_err(|e| format!("{e:#}"))
                 .and_then(|bytes| RuntimeLayout::analyse(&bytes));
             if let Ok(Some(l)) = &layout {
                 log::debug!(
@@ -309,6 +309,17 @@ impl GoRuntimes {
         let key = self.processes.get(&pid)?.binary;
         self.binaries.get(&key)?.layout.as_ref().ok()?.as_ref()
     }
+}
+
+/// The executable's bytes, mapped rather than read: telling a non-Go binary apart touches
+/// only its headers, not its 100 MB.
+fn map_executable(exe: &Path) -> anyhow::Result<memmap2::Mmap> {
+    let file = std::fs::File::open(exe).with_context(|| format!("opening {}", exe.display()))?;
+    // SAFETY: a read-only mapping, dropped when the analysis ends. The file is a running
+    // process's executable, which the kernel normally keeps from being written (ETXTBSY),
+    // and replacing it (rename) leaves this inode alone. Were its bytes changed anyway,
+    // every parser here is bounds-checked: the worst is an error or a refused layout.
+    unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("mapping {}", exe.display()))
 }
 
 /// One sample's words. Steady state: one `process_vm_readv`. When `allp` is new or changed
