@@ -275,14 +275,16 @@ impl GoRuntimes {
         let Some(state) = self.processes.get_mut(&pid) else {
             return Ok(None);
         };
-        let raw =
-            read_raw(pid, layout, state).map_err(|e| Unreadable::Process(format!("{e:#}")))?;
-        match reading::interpret(&raw, state.last_gc_cycles, &layout.go_version) {
+        let interpreted = read_raw(pid, layout, state).and_then(|raw| {
+            reading::interpret(&raw, state.last_gc_cycles, &layout.go_version)
+                .map_err(Unreadable::Implausible)
+        });
+        match interpreted {
             Ok(sample) => {
                 state.last_gc_cycles = Some(sample.gc_cycles);
                 Ok(Some(sample))
             }
-            Err(reason) => {
+            Err(Unreadable::Implausible(reason)) => {
                 // The pid may have been reused by a new run of the same binary (its GC count
                 // starts again): learn the process afresh next time.
                 self.processes.remove(&pid);
@@ -296,6 +298,7 @@ impl GoRuntimes {
                 }
                 Err(Unreadable::Implausible(reason))
             }
+            Err(other) => Err(other),
         }
     }
 
@@ -328,25 +331,32 @@ fn read_raw(
     pid: u32,
     layout: &RuntimeLayout,
     state: &mut ProcessState,
-) -> anyhow::Result<RawReading> {
+) -> Result<RawReading, Unreadable> {
+    let failed = |e: anyhow::Error| Unreadable::Process(format!("{e:#}"));
     for _ in 0..3 {
-        let (raw, allp) = read_once(pid, layout, state)?;
+        let (raw, allp) = read_once(pid, layout, state).map_err(failed)?;
         if state.allp == Some(allp) {
             return Ok(raw);
         }
         let (ptr, len) = allp;
+        // A wrong allp address reads some other word: never use it as a length to read.
         if len == 0 || len > reading::MAX_PROCS {
-            anyhow::bail!("allp holds {len} Ps: not a GOMAXPROCS");
+            return Err(Unreadable::Implausible(format!(
+                "allp holds {len} Ps: not a GOMAXPROCS"
+            )));
         }
-        let len = usize::try_from(len)?;
-        let words = remote::read_pieces(pid, &[(ptr, len * 8)]).context("reading allp")?;
+        let words = remote::read_pieces(pid, &[(ptr, len as usize * 8)])
+            .context("reading allp")
+            .map_err(failed)?;
         state.ps = words[0]
             .chunks_exact(8)
             .map(|w| u64::from_le_bytes(w.try_into().unwrap_or_default()))
             .collect();
         state.allp = Some(allp);
     }
-    anyhow::bail!("allp kept changing while read")
+    Err(Unreadable::Process(
+        "allp kept changing while read".to_string(),
+    ))
 }
 
 fn read_once(
