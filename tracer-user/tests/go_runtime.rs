@@ -16,7 +16,7 @@ use std::{
 use leaktracer::host::{
     gobin::GoBinary,
     goruntime::{
-        Found, GoRuntimes, OffsetsFrom, RuntimeLayout, Unreadable,
+        Found, GoRuntimeSample, GoRuntimes, OffsetsFrom, RuntimeLayout, Unreadable,
         fields::{self, TABLE_RELEASES},
         locate,
     },
@@ -96,53 +96,110 @@ struct Truth {
     num_gc: u32,
     next_gc: u64,
     memory_limit: u64,
+    procs: u64,
 }
 
 /// A running test program; killed when dropped.
-struct Program(Child);
+struct Program {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    stdout: BufReader<std::process::ChildStdout>,
+}
 
 impl Drop for Program {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
-fn start(exe: &Path) -> (Program, Truth) {
-    let mut child = Command::new(exe)
-        .args([
-            GOROUTINES.to_string(),
-            LIVE_MIB.to_string(),
-            MEMORY_LIMIT.to_string(),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("starting the Go program");
-    let stdout = child.stdout.take().unwrap();
-    let program = Program(child);
-    // The line is printed once the program is settled: reading it is the wait.
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let value = |key: &str| -> u64 {
-        line.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
-            .unwrap_or_else(|| panic!("{key} missing in {line:?}"))
-            .parse()
-            .unwrap()
-    };
-    let truth = Truth {
-        goroutines: value("goroutines"),
-        heap_alloc: value("heap_alloc"),
-        num_gc: u32::try_from(value("num_gc")).unwrap(),
-        next_gc: value("next_gc"),
-        memory_limit: value("memory_limit"),
-    };
-    (program, truth)
+impl Program {
+    fn start(exe: &Path) -> (Self, Truth) {
+        let mut child = Command::new(exe)
+            .args([
+                GOROUTINES.to_string(),
+                LIVE_MIB.to_string(),
+                MEMORY_LIMIT.to_string(),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting the Go program");
+        let mut program = Self {
+            stdin: child.stdin.take().unwrap(),
+            stdout: BufReader::new(child.stdout.take().unwrap()),
+            child,
+        };
+        let truth = program.truth();
+        (program, truth)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The next line it prints, once settled: reading it is the wait.
+    fn truth(&mut self) -> Truth {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        let value = |key: &str| -> u64 {
+            line.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+                .unwrap_or_else(|| panic!("{key} missing in {line:?}"))
+                .parse()
+                .unwrap()
+        };
+        Truth {
+            goroutines: value("goroutines"),
+            heap_alloc: value("heap_alloc"),
+            num_gc: u32::try_from(value("num_gc")).unwrap(),
+            next_gc: value("next_gc"),
+            memory_limit: value("memory_limit"),
+            procs: value("procs"),
+        }
+    }
+
+    /// Set its GOMAXPROCS (the runtime reallocates or drops Ps), then it collects and
+    /// reports again.
+    fn set_procs(&mut self, procs: u64) -> Truth {
+        use std::io::Write as _;
+        writeln!(self.stdin, "{procs}").unwrap();
+        self.stdin.flush().unwrap();
+        let truth = self.truth();
+        assert_eq!(truth.procs, procs);
+        truth
+    }
 }
 
 fn within(ours: u64, truth: u64, fraction: f64) -> bool {
     (ours as f64 - truth as f64).abs() <= truth as f64 * fraction
+}
+
+fn assert_agrees(what: &str, s: &GoRuntimeSample, truth: &Truth) {
+    assert_eq!(s.gc_cycles, truth.num_gc, "{what}: GC cycles");
+    assert_eq!(s.memory_limit_bytes, Some(truth.memory_limit), "{what}");
+    assert_eq!(
+        truth.memory_limit, MEMORY_LIMIT,
+        "{what}: the program's own"
+    );
+    assert!(
+        within(s.goroutines, truth.goroutines, 0.05),
+        "{what}: {} goroutines, the program says {}",
+        s.goroutines,
+        truth.goroutines
+    );
+    let live = s.live_heap_bytes.unwrap();
+    assert!(
+        within(live, truth.heap_alloc, 0.10),
+        "{what}: live heap {live}, HeapAlloc after GC {}",
+        truth.heap_alloc
+    );
+    let goal = s.heap_goal_bytes.unwrap();
+    assert!(
+        within(goal, truth.next_gc, 0.10),
+        "{what}: heap goal {goal}, NextGC {}",
+        truth.next_gc
+    );
 }
 
 #[test]
@@ -158,8 +215,8 @@ fn readings_match_what_each_go_program_says_of_itself() {
         for how in builds {
             let what = format!("Go {}.{} {how:?}", release.0, release.1);
             let exe = build(toolchain, how, dir.path());
-            let (program, truth) = start(&exe);
-            let pid = program.0.id();
+            let (mut program, truth) = Program::start(&exe);
+            let pid = program.pid();
             let sample = runtimes
                 .sample(pid)
                 .unwrap_or_else(|e| panic!("{what}: {e}"))
@@ -188,36 +245,19 @@ fn readings_match_what_each_go_program_says_of_itself() {
             assert_eq!(layout.pie, how == Build::PieStripped, "{what}");
             assert_eq!(layout.release, release, "{what}");
             for s in [&sample, &again] {
-                assert_eq!(s.gc_cycles, truth.num_gc, "{what}: GC cycles");
-                assert_eq!(s.memory_limit_bytes, Some(truth.memory_limit), "{what}");
-                assert_eq!(
-                    truth.memory_limit, MEMORY_LIMIT,
-                    "{what}: the program's own"
-                );
-                assert!(
-                    within(s.goroutines, truth.goroutines, 0.05),
-                    "{what}: {} goroutines, the program says {}",
-                    s.goroutines,
-                    truth.goroutines
-                );
-                let live = s.live_heap_bytes.unwrap();
-                assert!(
-                    within(live, truth.heap_alloc, 0.10),
-                    "{what}: live heap {live}, HeapAlloc after GC {}",
-                    truth.heap_alloc
-                );
-                let goal = s.heap_goal_bytes.unwrap();
-                assert!(
-                    within(goal, truth.next_gc, 0.10),
-                    "{what}: heap goal {goal}, NextGC {}",
-                    truth.next_gc
-                );
+                assert_agrees(&what, s, &truth);
                 assert!(
                     s.go_version
                         .starts_with(&format!("go{}.{}", release.0, release.1))
                 );
             }
             assert!(truth.goroutines > GOROUTINES && truth.heap_alloc > LIVE_MIB << 20);
+            // More Ps, then one: the cached P addresses must follow.
+            for procs in [truth.procs + 3, 1] {
+                let truth = program.set_procs(procs);
+                let s = runtimes.sample(pid).unwrap().unwrap();
+                assert_agrees(&format!("{what}, GOMAXPROCS {procs}"), &s, &truth);
+            }
             drop(program);
             runtimes.forget(pid);
             checked += 1;
@@ -341,10 +381,10 @@ fn a_layout_not_understood_is_a_reason_never_a_number() {
             std::os::unix::fs::PermissionsExt::from_mode(0o755),
         )
         .unwrap();
-        let (program, _) = start(&patched);
+        let (program, _) = Program::start(&patched);
         let mut runtimes = GoRuntimes::default();
         for _ in 0..2 {
-            match runtimes.sample(program.0.id()) {
+            match runtimes.sample(program.pid()) {
                 Err(Unreadable::Layout(reason)) => assert!(reason.contains(why), "{reason}"),
                 other => panic!("{why}: {other:?}"),
             }
@@ -393,7 +433,7 @@ fn a_real_stripped_go_server_agrees_with_its_own_metrics() {
         .local_addr()
         .unwrap()
         .port();
-    let child = Command::new(prometheus)
+    let server = Command::new(prometheus)
         .arg(format!("--config.file={}", config.display()))
         .arg(format!(
             "--storage.tsdb.path={}",
@@ -404,7 +444,15 @@ fn a_real_stripped_go_server_agrees_with_its_own_metrics() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let server = Program(child);
+    // Killed however the test ends.
+    struct Server(Child);
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let server = Server(server);
     let scrape = || -> Option<String> {
         use std::io::{Read as _, Write as _};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
