@@ -213,9 +213,10 @@ impl GoRuntimes {
             if self.binaries.len() >= MAX_BINARIES {
                 self.binaries.clear();
             }
-            let layout = map_executable(&exe)
-                .map_err(|e| format!("{e:#}"))
-                .and_then(|bytes| RuntimeLayout::analyse(&bytes));
+            // Not cached when the file cannot be opened (the process exited, no permission):
+            // that says nothing about the binary.
+            let bytes = map_executable(&exe).map_err(|e| Unreadable::Process(format!("{e:#}")))?;
+            let layout = RuntimeLayout::analyse(&bytes);
             if let Ok(Some(l)) = &layout {
                 log::debug!(
                     "Go runtime of {} ({}): variables from {:?}, offsets from {:?}",
