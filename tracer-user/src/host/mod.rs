@@ -2,6 +2,7 @@
 //! pod, container and unit; CRI names), memory cgroups (limits, events, pressure) and the
 //! node's own memory (meminfo, slab caches, zombie memory cgroups).
 pub mod gobin;
+pub mod goruntime;
 pub mod identity;
 pub mod memcg;
 pub mod node;
