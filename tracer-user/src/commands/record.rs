@@ -210,6 +210,7 @@ impl Sink for RecordSink {
                     self.summary.samples += 1;
                     self.write(&Record::Sample(SampleRecord {
                         risk: p.risk.as_deref().cloned(),
+                        go: p.go.as_ref().map(|g| g.latest.clone()),
                         ..SampleRecord::from_counters(t, pid, &p.counters)
                     }))?;
                 }

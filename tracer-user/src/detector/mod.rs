@@ -64,6 +64,7 @@
 //! slowest, saw-tooth the fastest); about 70 ms unoptimised.
 
 mod cycles;
+pub mod go;
 mod input;
 mod judge;
 pub mod risk;

@@ -22,6 +22,9 @@ pub struct Snapshot {
     pub counters: Health,
     /// Capacity of the kernel's per-process map.
     pub procs_capacity: u32,
+    /// Go processes' runtime figures this round (read from their memory by the live source,
+    /// host/goruntime; from samples' `go` objects in a replay). Empty from the sampler.
+    pub go: Vec<(u32, crate::model::go::GoFigures)>,
 }
 
 /// The RSS generation userspace last wrote to `RSS_GEN` (see `ProcStats::rss_gen`), shared
@@ -135,6 +138,7 @@ impl Sampler {
             procs,
             counters: Health::from_kernel(counters),
             procs_capacity: self.capacity,
+            go: Vec::new(),
         }
     }
 

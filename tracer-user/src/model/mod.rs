@@ -2,6 +2,7 @@
 //! on those series, the verdicts on them (the bridge to the detector), the one ranking of
 //! suspects, and the log of ended processes.
 pub mod counters;
+pub mod go;
 pub mod ended;
 pub mod growth;
 pub mod node;

@@ -99,6 +99,7 @@ mod tests {
                     procs: vec![(7, st)],
                     counters: Default::default(),
                     procs_capacity: 100,
+                    go: Vec::new(),
                 },
                 None,
             );

@@ -55,8 +55,31 @@ fn carry_forward(pts: &mut Vec<Point>, now: f64, exited_at: Option<f64>) {
 }
 
 /// The verdict for one process at `now`: the fine series catches fast leaks within seconds;
-/// the minute troughs catch slow ones over hours.
+/// the minute troughs catch slow ones over hours. For a Go process whose runtime is read,
+/// its own figures come first: goroutines rising without end, then the heap each GC left
+/// live rising at every GC (host/goruntime, detector/go.rs).
 pub fn assess(p: &Process, now: f64, cfg: &DetectorConfig) -> Assessment {
+    let rss = assess_rss(p, now, cfg);
+    let Some(go) = &p.go else { return rss };
+    if let Some(g) = detector::go::judge_goroutines(&go.goroutine_points(now), cfg) {
+        // The verdict and why are the goroutines'; the rates stay the memory's (they feed
+        // time to limit and the growth columns, which are bytes).
+        return Assessment {
+            verdict: Verdict::Leaking,
+            confidence: g.confidence,
+            since: g.since,
+            reason: g.reason,
+            ..rss
+        };
+    }
+    let live: Vec<Point> = go.post_gc.iter().copied().collect();
+    match detector::go::judge_live_heap(&live) {
+        Some(h) if rss.verdict != Verdict::Leaking => h,
+        _ => rss,
+    }
+}
+
+fn assess_rss(p: &Process, now: f64, cfg: &DetectorConfig) -> Assessment {
     let fine = detector::assess(&fine_points(p, now), cfg);
     if fine.verdict == Verdict::Leaking || p.coarse.len() < 10 {
         return fine;

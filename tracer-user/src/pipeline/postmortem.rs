@@ -94,6 +94,7 @@ mod tests {
                 .collect(),
             counters: Default::default(),
             procs_capacity: 100,
+            go: Vec::new(),
         }
     }
 

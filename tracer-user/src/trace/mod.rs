@@ -218,6 +218,10 @@ pub struct SampleRecord {
     /// traces written before it was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub risk: Option<crate::detector::LimitRisk>,
+    /// A Go process's runtime at this sample (absent for other processes and for Go
+    /// runtimes that cannot be read): see docs/go-runtime.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub go: Option<crate::model::go::GoFigures>,
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -253,6 +257,7 @@ impl SampleRecord {
             mmap_size_log2: hist,
             exited: st.exited,
             risk: None,
+            go: None,
         }
     }
 

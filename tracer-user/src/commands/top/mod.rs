@@ -71,6 +71,9 @@ pub struct Row {
     /// Whether its recent peaks meet its memory cgroup's limit (None without one): see
     /// docs/trace-format.md, `risk`.
     pub risk: Option<crate::detector::LimitRisk>,
+    /// A Go process's runtime (None for other processes and runtimes that cannot be read):
+    /// live heap after the last GC, heap goal, GC cycles, memory limit, goroutines.
+    pub go: Option<crate::model::go::GoFigures>,
     /// Private memory over the window at even steps, oldest first (the live view's TREND).
     #[serde(skip)]
     pub spark: Vec<u64>,
@@ -197,6 +200,7 @@ pub fn row(p: &Process, now: f64, window: f64, limits: &mut LimitCache, ids: &mu
         systemd_unit,
         cgroup: (!cgroup.is_empty()).then_some(cgroup),
         risk: p.risk.as_deref().cloned(),
+        go: p.go.as_ref().map(|g| g.latest.clone()),
         spark: spark_of(p, now, window, SPARK_POINTS),
     }
 }
@@ -618,6 +622,7 @@ pub(crate) mod tests {
             systemd_unit: None,
             cgroup: None,
             risk: None,
+            go: None,
             spark: Vec::new(),
         }
     }
@@ -665,11 +670,19 @@ pub(crate) mod tests {
                 recent_peaks_bytes: vec![93, 94],
                 reason: "why".into(),
             }),
+            go: Some(crate::model::go::GoFigures {
+                go_version: "go1.26.6".into(),
+                live_heap_bytes: Some(32),
+                heap_goal_bytes: Some(64),
+                gc_cycles: 7,
+                memory_limit_bytes: None,
+                goroutines: 501,
+            }),
             spark: vec![1, 2],
         };
         assert_eq!(
             serde_json::to_string(&full).unwrap(),
-            r#"{"pid":42,"ppid":1,"comm":"web","rss_bytes":5,"private_bytes":4,"rss_anon_bytes":3,"rss_file_bytes":1,"rss_shmem_bytes":1,"rss_swap_bytes":0,"growth_bytes_per_sec":10.0,"growth_bytes_per_min":600.0,"alloc_bytes_per_sec":20.0,"growing_for_secs":1.5,"observed_secs":2.5,"verdict":"leaking","confidence":0.93,"limit_bytes":100,"time_to_limit_secs":9.6,"namespace":"shop","pod":"web-1","container":"app","pod_uid":"uid","container_id":"cid","qos":"Burstable","systemd_unit":"x.service","cgroup":"/kubepods","risk":{"at_risk":true,"kind":"near_limit","peak_ratio":0.94,"peak_bytes":94,"limit_bytes":100,"recent_peaks_bytes":[93,94],"reason":"why"}}"#
+            r#"{"pid":42,"ppid":1,"comm":"web","rss_bytes":5,"private_bytes":4,"rss_anon_bytes":3,"rss_file_bytes":1,"rss_shmem_bytes":1,"rss_swap_bytes":0,"growth_bytes_per_sec":10.0,"growth_bytes_per_min":600.0,"alloc_bytes_per_sec":20.0,"growing_for_secs":1.5,"observed_secs":2.5,"verdict":"leaking","confidence":0.93,"limit_bytes":100,"time_to_limit_secs":9.6,"namespace":"shop","pod":"web-1","container":"app","pod_uid":"uid","container_id":"cid","qos":"Burstable","systemd_unit":"x.service","cgroup":"/kubepods","risk":{"at_risk":true,"kind":"near_limit","peak_ratio":0.94,"peak_bytes":94,"limit_bytes":100,"recent_peaks_bytes":[93,94],"reason":"why"},"go":{"go_version":"go1.26.6","live_heap_bytes":32,"heap_goal_bytes":64,"gc_cycles":7,"memory_limit_bytes":null,"goroutines":501}}"#
         );
         let sparse = Row {
             verdict: None,
@@ -681,11 +694,12 @@ pub(crate) mod tests {
             systemd_unit: None,
             cgroup: None,
             risk: None,
+            go: None,
             ..full
         };
         assert_eq!(
             serde_json::to_string(&sparse).unwrap(),
-            r#"{"pid":42,"ppid":1,"comm":"web","rss_bytes":5,"private_bytes":4,"rss_anon_bytes":3,"rss_file_bytes":1,"rss_shmem_bytes":1,"rss_swap_bytes":0,"growth_bytes_per_sec":10.0,"growth_bytes_per_min":600.0,"alloc_bytes_per_sec":20.0,"growing_for_secs":1.5,"observed_secs":2.5,"verdict":null,"confidence":0.0,"limit_bytes":null,"time_to_limit_secs":null,"risk":null}"#
+            r#"{"pid":42,"ppid":1,"comm":"web","rss_bytes":5,"private_bytes":4,"rss_anon_bytes":3,"rss_file_bytes":1,"rss_shmem_bytes":1,"rss_swap_bytes":0,"growth_bytes_per_sec":10.0,"growth_bytes_per_min":600.0,"alloc_bytes_per_sec":20.0,"growing_for_secs":1.5,"observed_secs":2.5,"verdict":null,"confidence":0.0,"limit_bytes":null,"time_to_limit_secs":null,"risk":null,"go":null}"#
         );
     }
 }

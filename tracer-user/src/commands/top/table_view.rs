@@ -34,11 +34,13 @@ pub enum Col {
     Verdict,
     ToLimit,
     Risk,
+    GoHeap,
+    Goroutines,
 }
 
 impl Col {
     /// Screen order.
-    pub const ALL: [Col; 14] = [
+    pub const ALL: [Col; 16] = [
         Col::Pid,
         Col::Command,
         Col::Namespace,
@@ -53,6 +55,8 @@ impl Col {
         Col::Verdict,
         Col::ToLimit,
         Col::Risk,
+        Col::GoHeap,
+        Col::Goroutines,
     ];
 
     pub fn title(self) -> &'static str {
@@ -71,6 +75,8 @@ impl Col {
             Col::Verdict => "VERDICT",
             Col::ToLimit => "TO LIMIT",
             Col::Risk => "RISK",
+            Col::GoHeap => "GO HEAP",
+            Col::Goroutines => "GOROUTINES",
         }
     }
 
@@ -86,6 +92,8 @@ impl Col {
             Col::Growing => 8,
             Col::Verdict => 15,
             Col::Risk => 5,
+            Col::GoHeap => 9,
+            Col::Goroutines => 10,
         }
     }
 
@@ -99,20 +107,25 @@ impl Col {
             Col::Trend => 4,
             Col::Pod => 5,
             Col::Namespace => 6,
-            Col::Growing => 7,
-            Col::Alloc => 8,
-            Col::GrowthMin => 9,
-            Col::Rss => 10,
+            // Shown only when a Go process is in view; then worth more than the rates.
+            Col::GoHeap => 7,
+            Col::Goroutines => 8,
+            Col::Growing => 9,
+            Col::Alloc => 10,
+            Col::GrowthMin => 11,
+            Col::Rss => 12,
         }
     }
 }
 
 /// The columns that fit in `width` cells (one space between columns), least important
-/// dropped first; NAMESPACE and POD only when `pods`.
-pub fn fit_columns(width: u16, pods: bool) -> Vec<Col> {
+/// dropped first; NAMESPACE and POD only when `pods`, GO HEAP and GOROUTINES only when `go`
+/// (a Go process whose runtime is read is in view).
+pub fn fit_columns(width: u16, pods: bool, go: bool) -> Vec<Col> {
     let mut cols: Vec<Col> = Col::ALL
         .into_iter()
         .filter(|c| pods || !matches!(c, Col::Namespace | Col::Pod))
+        .filter(|c| go || !matches!(c, Col::GoHeap | Col::Goroutines))
         .collect();
     let total = |cols: &[Col]| -> u32 {
         cols.iter().map(|c| u32::from(c.width())).sum::<u32>() + cols.len() as u32 - 1
@@ -169,6 +182,16 @@ fn cell<'a>(row: &Row, col: Col, all: &[String; 11], theme: Theme) -> Cell<'a> {
         Col::Verdict => all[8].clone(),
         Col::ToLimit => all[9].clone(),
         Col::Risk => all[10].clone(),
+        // Go's own figures: the heap the last GC left live, and the goroutines.
+        Col::GoHeap => row
+            .go
+            .as_ref()
+            .and_then(|g| g.live_heap_bytes)
+            .map_or_else(dash, |b| crate::util::format::bytes(b as f64)),
+        Col::Goroutines => row
+            .go
+            .as_ref()
+            .map_or_else(dash, |g| g.goroutines.to_string()),
     };
     let style = match col {
         Col::Verdict => theme.verdict(row.verdict),
@@ -251,7 +274,8 @@ pub fn render(f: &mut Frame, area: Rect, state: &ViewState, header: &Header, the
         ])
     }));
     f.render_widget(Paragraph::new(lines), top);
-    let cols = fit_columns(main.width, state.show_pods());
+    let go = state.rows().iter().any(|r| r.go.is_some());
+    let cols = fit_columns(main.width, state.show_pods(), go);
     let sort_col = match state.sort {
         SortKey::Growth => Col::GrowthSec,
         SortKey::Private => Col::Private,
@@ -331,13 +355,13 @@ mod tests {
 
     #[test]
     fn wide_terminals_show_every_column() {
-        assert_eq!(fit_columns(200, true), Col::ALL.to_vec());
-        assert!(!fit_columns(200, false).contains(&Col::Pod));
+        assert_eq!(fit_columns(250, true, true), Col::ALL.to_vec());
+        assert!(!fit_columns(200, false, false).contains(&Col::Pod));
     }
 
     #[test]
     fn narrow_terminals_drop_the_least_important_first() {
-        let cols = fit_columns(80, false);
+        let cols = fit_columns(80, false, true);
         let total: u16 = cols.iter().map(|c| c.width()).sum::<u16>() + cols.len() as u16 - 1;
         assert!(total <= 80, "{cols:?}");
         for gone in [Col::Rss, Col::GrowthMin, Col::Alloc] {
@@ -354,7 +378,7 @@ mod tests {
         }
         // Very narrow: only the essentials, and never an empty table.
         assert_eq!(
-            fit_columns(20, true),
+            fit_columns(20, true, true),
             [Col::Pid, Col::Command, Col::Private, Col::Verdict]
         );
     }

@@ -73,6 +73,9 @@ pub struct Process {
     /// Latest limit-risk judgement (model/risk.rs): None without a memory cgroup limit.
     /// Boxed: most processes have none, and the table holds tens of thousands.
     pub risk: Option<Box<crate::detector::LimitRisk>>,
+    /// A Go process's runtime series (live heap after each GC, goroutines); None for other
+    /// processes and Go runtimes that cannot be read. Boxed: most processes have none.
+    pub go: Option<Box<crate::model::go::GoState>>,
 }
 
 impl Process {
@@ -419,6 +422,24 @@ impl ProcessTable {
                 fold(p, t, st, &mut totals);
             }
         }
+        // Go runtimes: a reading that moved makes the process changed (a GC cycle, goroutines
+        // started) even when its memory counters did not.
+        for (pid, figures) in &snap.go {
+            let Some(p) = self.live.get_mut(pid) else {
+                continue;
+            };
+            match &mut p.go {
+                Some(g) if g.latest == *figures => {}
+                Some(g) => {
+                    g.fold(t, figures.clone());
+                    p.changed = true;
+                }
+                None => {
+                    p.go = Some(Box::new(crate::model::go::GoState::new(t, figures.clone())));
+                    p.changed = true;
+                }
+            }
+        }
         self.exec_cgroups.clear();
         self.strings.prune();
         // After a burst (10,000 processes come and gone) give the table's memory back: a
@@ -465,6 +486,7 @@ impl ProcessTable {
             limit_bytes: None,
             limit_from_cgroup: false,
             risk: None,
+            go: None,
         }
     }
 

@@ -14,6 +14,7 @@ fn snap(t: f64, procs: Vec<(u32, u64)>) -> Snapshot {
             .collect(),
         counters: Default::default(),
         procs_capacity: 100,
+        go: Vec::new(),
     }
 }
 
@@ -33,6 +34,7 @@ fn reclaim_is_summed_per_cgroup_as_deltas() {
                 procs: vec![(1, a), (2, b)],
                 counters: Default::default(),
                 procs_capacity: 100,
+                go: Vec::new(),
             },
             None,
         )
@@ -73,6 +75,7 @@ fn reclaim_of_a_short_lived_process_goes_to_its_exec_or_parent_cgroup() {
                 procs,
                 counters: Default::default(),
                 procs_capacity: 100,
+                go: Vec::new(),
             },
             None,
         )
@@ -246,6 +249,7 @@ mod exit_tests {
             procs: vec![(9, st)],
             counters: Default::default(),
             procs_capacity: 10,
+            go: Vec::new(),
         };
         t.update(&snap(1.0, st), None);
         st.rss.anon = 200;
@@ -295,6 +299,7 @@ mod end_tests {
                 procs,
                 counters: Default::default(),
                 procs_capacity: 100,
+                go: Vec::new(),
             },
             None,
         )

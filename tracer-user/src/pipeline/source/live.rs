@@ -159,6 +159,9 @@ pub struct LiveSource {
     /// Parents of the memory cgroups seen removed and not freed, with how many (the node
     /// reading says how much page cache they hold).
     zombie_parents: std::collections::HashMap<String, u64>,
+    /// Go processes' runtimes, read from their memory every round (one read each; none for
+    /// other processes).
+    go: crate::host::goruntime::GoRuntimes,
 }
 
 impl LiveSource {
@@ -188,6 +191,7 @@ impl LiveSource {
             attached: probes.attached.clone(),
         };
         let procfs = Procfs::new(&opts.load.host_root);
+        let go_proc_root = opts.load.host_root.join("proc");
         // Processes that predate us: seed the kernel map so they are tracked from now on.
         let now_ns = (t0_mono * 1e9) as u64;
         let mut seeded = 0;
@@ -242,6 +246,7 @@ impl LiveSource {
             node: crate::host::node::NodeReader::new(roots.clone()),
             memory_hierarchy: crate::host::node::zombies::memory_hierarchy(roots),
             zombie_parents: std::collections::HashMap::new(),
+            go: crate::host::goruntime::GoRuntimes::new(&go_proc_root),
         };
         Ok((source, table))
     }
@@ -390,6 +395,7 @@ impl LiveSource {
     fn sample(&mut self, table: &ProcessTable, round_no: u64) {
         let mut snap = self.sampler.sample();
         let polled = self.patch_inexact_rss(table, &mut snap);
+        snap.go = self.go_runtimes(&snap);
         self.budget.set_rss_from_proc(polled);
         self.enforce_budget(snap.t_mono, round_no);
         self.round_no = round_no;
@@ -557,6 +563,19 @@ impl LiveSource {
         {
             log::debug!("memory cgroup {limiting} not watched: {e:#}");
         }
+    }
+
+    /// The runtime figures of the round's Go processes. A runtime that cannot be read is
+    /// said once per binary (host/goruntime) and left out: its process is judged on RSS.
+    fn go_runtimes(&mut self, snap: &Snapshot) -> Vec<(u32, crate::model::go::GoFigures)> {
+        snap.procs
+            .iter()
+            .filter(|(_, c)| !c.exited)
+            .filter_map(|(pid, _)| match self.go.sample(*pid) {
+                Ok(Some(s)) => Some((*pid, crate::model::go::GoFigures::from(&s))),
+                Ok(None) | Err(_) => None,
+            })
+            .collect()
     }
 
     /// Removals add to their parent's zombies, releases take away (a release of a cgroup

@@ -41,6 +41,8 @@ pub struct ReplaySource {
     header: Header,
     /// The round being gathered: samples sharing `pending_t`.
     pending: Vec<(u32, Counters)>,
+    /// The Go runtime figures of the round being gathered.
+    pending_go: Vec<(u32, crate::model::go::GoFigures)>,
     pending_t: f64,
     /// Steps read but not handed on yet, in trace order.
     queue: VecDeque<Step>,
@@ -109,6 +111,7 @@ impl ReplaySource {
             lenient,
             header,
             pending: Vec::new(),
+            pending_go: Vec::new(),
             pending_t: 0.0,
             queue: VecDeque::new(),
             infos: HashMap::new(),
@@ -300,6 +303,9 @@ impl ReplaySource {
         self.last_t = self.last_t.max(s.t);
         self.samples += 1;
         self.pending.push((s.pid, s.to_counters()));
+        if let Some(go) = &s.go {
+            self.pending_go.push((s.pid, go.clone()));
+        }
     }
 
     /// The counters of `pid` gathered at `t`, taken out of the round.
@@ -321,6 +327,7 @@ impl ReplaySource {
             procs: std::mem::take(&mut self.pending),
             counters: Default::default(),
             procs_capacity: 0,
+            go: std::mem::take(&mut self.pending_go),
         };
         self.queue.push_back(Step::Round {
             snap,

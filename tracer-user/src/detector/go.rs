@@ -1,0 +1,159 @@
+//! Verdicts from a Go runtime's own figures (host/goruntime): the heap each GC left live, and
+//! the goroutine count. RSS sees a Go leak only through the troughs of the GC saw-tooth,
+//! about seven cycles; the live heap after GC is the trough itself, measured by the runtime,
+//! so a leak under GC shows in three. Pure, like the rest of the detector.
+use super::{Assessment, DetectorConfig, Point, Verdict, assess, wording::fmt_bytes};
+
+/// A GC-to-GC rise smaller than this is the runtime's noise, not growth.
+const MIN_RISE_BYTES: f64 = 256.0 * 1024.0;
+/// ... and smaller than this share of the live heap.
+const MIN_RISE_FRAC: f64 = 0.01;
+/// The rises together must add up to this much.
+const MIN_TOTAL_RISE_BYTES: f64 = 1024.0 * 1024.0;
+
+/// Judge the live heaps the last GCs left (one point per GC cycle seen, oldest first).
+/// `Leaking` when the last three or more rose at every GC, by more than the runtime's noise
+/// and by at least 1 MiB in all (confidence 1 − ½^rises: three points, 0.75); None otherwise
+/// (fewer than three cycles, or not rising at every one: RSS decides, as before).
+pub fn judge_live_heap(points: &[Point]) -> Option<Assessment> {
+    let rises = points
+        .windows(2)
+        .rev()
+        .take_while(|w| {
+            let (a, b) = (w[0].bytes, w[1].bytes);
+            b - a >= MIN_RISE_BYTES.max(a * MIN_RISE_FRAC)
+        })
+        .count();
+    if rises < 2 {
+        return None;
+    }
+    let run = &points[points.len() - 1 - rises..];
+    let (first, last) = (run[0], run[run.len() - 1]);
+    let grown = last.bytes - first.bytes;
+    if grown < MIN_TOTAL_RISE_BYTES || last.t <= first.t {
+        return None;
+    }
+    let rate = grown / (last.t - first.t);
+    let shown: Vec<String> = run
+        .iter()
+        .rev()
+        .take(4)
+        .rev()
+        .map(|p| fmt_bytes(p.bytes))
+        .collect();
+    Some(Assessment {
+        verdict: Verdict::Leaking,
+        confidence: 1.0 - 0.5f64.powi(rises as i32),
+        growth_bytes_per_sec: rate,
+        since: Some(first.t),
+        grown_bytes: grown,
+        window_secs: last.t - points[0].t,
+        troughs: points.len(),
+        reason: format!(
+            "Go live heap after GC rising at each of the last {rises} GCs: {}{} (+{} per GC, {}/s since t={:.0}s)",
+            if run.len() > 4 { "… " } else { "" },
+            shown.join(" → "),
+            fmt_bytes(grown / rises as f64),
+            fmt_bytes(rate),
+            first.t
+        ),
+    })
+}
+
+/// The detector tuned for a goroutine count: 50 goroutines is a change, one every 5 s a
+/// rate; counts do not cycle like a heap.
+fn goroutine_config(cfg: &DetectorConfig) -> DetectorConfig {
+    DetectorConfig {
+        min_rate_bytes_per_sec: 0.2,
+        min_change_bytes: 50.0,
+        noise_floor_bytes: 2.0,
+        min_cycle_bytes: f64::INFINITY,
+        ..cfg.clone()
+    }
+}
+
+/// Judge the goroutine count over time: `Leaking` (with the count's own sentence, e.g.
+/// "goroutines rising 25/s since t=3s (+750, now 812)") when the detector calls the count
+/// leaking; None otherwise.
+pub fn judge_goroutines(points: &[Point], cfg: &DetectorConfig) -> Option<Assessment> {
+    let a = assess(points, &goroutine_config(cfg));
+    if a.verdict != Verdict::Leaking {
+        return None;
+    }
+    let now = points.last().map_or(0.0, |p| p.bytes);
+    Some(Assessment {
+        reason: format!(
+            "goroutines rising {:.1}/s since t={:.0}s (+{:.0}, now {now:.0})",
+            a.growth_bytes_per_sec,
+            a.since.unwrap_or(0.0),
+            a.grown_bytes
+        ),
+        ..a
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: f64 = 1024.0 * 1024.0;
+
+    fn pts(values_mib: &[f64]) -> Vec<Point> {
+        values_mib
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Point {
+                t: 10.0 * i as f64,
+                bytes: v * MIB,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn three_gcs_of_a_rising_live_heap_are_a_leak() {
+        let a = judge_live_heap(&pts(&[12.0, 18.0, 25.0])).expect("leaking");
+        assert_eq!(a.verdict, Verdict::Leaking);
+        assert_eq!(a.confidence, 0.75);
+        assert_eq!(a.since, Some(0.0));
+        assert!((a.growth_bytes_per_sec - 13.0 * MIB / 20.0).abs() < 1.0);
+        assert!(
+            a.reason
+                .starts_with("Go live heap after GC rising at each of the last 2 GCs: 12 MiB → 18 MiB → 25 MiB"),
+            "{}",
+            a.reason
+        );
+    }
+
+    #[test]
+    fn a_flat_or_noisy_live_heap_is_left_to_rss() {
+        assert!(judge_live_heap(&pts(&[32.0, 32.1, 31.9, 32.05, 32.0])).is_none());
+        assert!(judge_live_heap(&pts(&[32.0, 40.0])).is_none(), "two GCs are too few");
+        assert!(
+            judge_live_heap(&pts(&[10.0, 20.0, 30.0, 30.0])).is_none(),
+            "stopped rising: a warm-up that levelled off"
+        );
+        assert!(
+            judge_live_heap(&pts(&[32.0, 32.3, 32.6])).is_none(),
+            "rises under 1% of the heap are noise"
+        );
+    }
+
+    #[test]
+    fn goroutines_rising_steadily_are_a_leak_with_their_own_sentence() {
+        let points: Vec<Point> = (0..30)
+            .map(|i| Point {
+                t: i as f64,
+                bytes: 12.0 + 25.0 * i as f64,
+            })
+            .collect();
+        let a = judge_goroutines(&points, &DetectorConfig::default()).expect("leaking");
+        assert!(a.reason.starts_with("goroutines rising 25.0/s since t=0s (+725"), "{}", a.reason);
+        let flat: Vec<Point> = (0..30)
+            .map(|i| Point {
+                t: i as f64,
+                bytes: 40.0 + (i % 3) as f64,
+            })
+            .collect();
+        assert!(judge_goroutines(&flat, &DetectorConfig::default()).is_none());
+    }
+}
