@@ -117,8 +117,9 @@ mod tests {
         assert_eq!(a.since, Some(0.0));
         assert!((a.growth_bytes_per_sec - 13.0 * MIB / 20.0).abs() < 1.0);
         assert!(
-            a.reason
-                .starts_with("Go live heap after GC rising at each of the last 2 GCs: 12 MiB → 18 MiB → 25 MiB"),
+            a.reason.starts_with(
+                "Go live heap after GC rising at each of the last 2 GCs: 12 MiB → 18 MiB → 25 MiB"
+            ),
             "{}",
             a.reason
         );
@@ -127,7 +128,10 @@ mod tests {
     #[test]
     fn a_flat_or_noisy_live_heap_is_left_to_rss() {
         assert!(judge_live_heap(&pts(&[32.0, 32.1, 31.9, 32.05, 32.0])).is_none());
-        assert!(judge_live_heap(&pts(&[32.0, 40.0])).is_none(), "two GCs are too few");
+        assert!(
+            judge_live_heap(&pts(&[32.0, 40.0])).is_none(),
+            "two GCs are too few"
+        );
         assert!(
             judge_live_heap(&pts(&[10.0, 20.0, 30.0, 30.0])).is_none(),
             "stopped rising: a warm-up that levelled off"
@@ -147,7 +151,12 @@ mod tests {
             })
             .collect();
         let a = judge_goroutines(&points, &DetectorConfig::default()).expect("leaking");
-        assert!(a.reason.starts_with("goroutines rising 25.0/s since t=0s (+725"), "{}", a.reason);
+        assert!(
+            a.reason
+                .starts_with("goroutines rising 25.0/s since t=0s (+725"),
+            "{}",
+            a.reason
+        );
         let flat: Vec<Point> = (0..30)
             .map(|i| Point {
                 t: i as f64,

@@ -125,7 +125,11 @@ mod tests {
         s.fold(2.0, figures(1, 10, 6));
         s.fold(3.0, figures(3, 20, 6));
         let gc: Vec<(f64, f64)> = s.post_gc.iter().map(|p| (p.t, p.bytes)).collect();
-        assert_eq!(gc, [(1.0, 10.0), (3.0, 20.0)], "no live heap before the first GC");
+        assert_eq!(
+            gc,
+            [(1.0, 10.0), (3.0, 20.0)],
+            "no live heap before the first GC"
+        );
         let g: Vec<f64> = s.goroutines.iter().map(|p| p.bytes).collect();
         assert_eq!(g, [5.0, 6.0]);
         assert_eq!(s.goroutine_points(10.0).last().unwrap().t, 10.0);

@@ -2,8 +2,8 @@
 //! on those series, the verdicts on them (the bridge to the detector), the one ranking of
 //! suspects, and the log of ended processes.
 pub mod counters;
-pub mod go;
 pub mod ended;
+pub mod go;
 pub mod growth;
 pub mod node;
 pub mod rank;

@@ -98,6 +98,9 @@ pub struct Metrics {
     pub slab_bytes: Family<CacheLabels, Gauge>,
     pub memcg_zombies: Gauge,
     pub node_verdict: Family<SeriesVerdictLabels, Gauge>,
+    pub go_heap_live: Family<ContainerLabels, Gauge>,
+    pub go_goroutines: Family<ContainerLabels, Gauge>,
+    pub go_gc_cycles: Family<ContainerLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -134,6 +137,9 @@ impl Metrics {
             slab_bytes: Family::default(),
             memcg_zombies: Gauge::default(),
             node_verdict: Family::default(),
+            go_heap_live: Family::default(),
+            go_goroutines: Family::default(),
+            go_gc_cycles: Family::default(),
             registry: Registry::default(),
         };
         r.register_with_unit(
@@ -220,6 +226,22 @@ impl Metrics {
             "node_verdict",
             "1 for each node series (a meminfo kind, unattributed, slab:CACHE, memcg_zombies) judged growing or leaking",
             m.node_verdict.clone(),
+        );
+        r.register_with_unit(
+            "go_heap_live",
+            "Heap the last GC left live, summed over the container's Go processes (read from each Go runtime; docs/go-runtime.md)",
+            Unit::Bytes,
+            m.go_heap_live.clone(),
+        );
+        r.register(
+            "go_goroutines",
+            "Goroutines of the container's Go processes",
+            m.go_goroutines.clone(),
+        );
+        r.register(
+            "go_gc_cycles",
+            "GC cycles the container's Go processes completed while leaktracer watched",
+            m.go_gc_cycles.clone(),
         );
         r.register(
             "tracked_processes",

@@ -110,6 +110,8 @@ pub struct DaemonSink {
     last_calls: crate::model::counters::Calls,
     /// Exits whose peak private memory reaches this many bytes are written to stdout.
     exit_min_peak: u64,
+    /// Each Go process's GC cycles when last counted (the counter adds what it completed).
+    gc_cycles: HashMap<u32, u32>,
 }
 
 impl DaemonSink {
@@ -122,6 +124,7 @@ impl DaemonSink {
             last_cpu_secs: 0.0,
             last_calls: Default::default(),
             exit_min_peak,
+            gc_cycles: HashMap::new(),
         }
     }
 
@@ -261,6 +264,24 @@ impl Sink for DaemonSink {
                     let e = headroom.entry(labels_of(&ctx.ids.get(p))).or_insert(0.0);
                     *e = e.max(risk.peak_ratio);
                 }
+                // Go runtimes: every Go process whose runtime is read (few per node), summed
+                // per container; GC cycles as the cycles each completed since last seen.
+                let mut go_per_container: HashMap<ContainerLabels, (i64, i64, u64)> =
+                    HashMap::new();
+                let mut gc_seen = HashMap::new();
+                for p in table.live.values() {
+                    let Some(go) = &p.go else { continue };
+                    let f = &go.latest;
+                    let before = self.gc_cycles.get(&p.pid).copied().unwrap_or(f.gc_cycles);
+                    gc_seen.insert(p.pid, f.gc_cycles);
+                    let e = go_per_container
+                        .entry(labels_of(&ctx.ids.get(p)))
+                        .or_default();
+                    e.0 += f.live_heap_bytes.unwrap_or(0) as i64;
+                    e.1 += f.goroutines as i64;
+                    e.2 += u64::from(f.gc_cycles.saturating_sub(before));
+                }
+                self.gc_cycles = gc_seen;
                 let counters = snap.counters;
                 let cpu = own_cpu_secs();
                 let Ok(s) = self.shared.lock() else {
@@ -288,6 +309,13 @@ impl Sink for DaemonSink {
                 }
                 for v in verdict_series {
                     m.leak_verdict.get_or_create(&v).set(1);
+                }
+                m.go_heap_live.clear();
+                m.go_goroutines.clear();
+                for (l, (heap, goroutines, cycles)) in &go_per_container {
+                    m.go_heap_live.get_or_create(l).set(*heap);
+                    m.go_goroutines.get_or_create(l).set(*goroutines);
+                    m.go_gc_cycles.get_or_create(l).inc_by(*cycles);
                 }
                 for (name, now) in counters.lossy() {
                     let delta = now.saturating_sub(self.last_counters.get(name));

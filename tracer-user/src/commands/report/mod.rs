@@ -53,6 +53,8 @@ pub struct SuspectRow {
     /// Its limit-risk judgement at the end of the trace (None without a memory cgroup limit
     /// recorded for it): see docs/trace-format.md, `risk`.
     pub risk: Option<crate::detector::LimitRisk>,
+    /// A Go process's runtime as last recorded (None for other processes).
+    pub go: Option<crate::model::go::GoFigures>,
 }
 
 /// A process whose peaks meet (or are about to meet) its memory cgroup's limit at the end

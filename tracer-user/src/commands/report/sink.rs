@@ -269,6 +269,7 @@ fn row(
         cgroup: p.memcg_path(),
         names: id.names,
         risk,
+        go: p.go.as_ref().map(|g| g.latest.clone()),
     }
 }
 

@@ -220,6 +220,18 @@ pub fn render(f: &mut Frame, area: Rect, row: &Row, detail: Option<&Detail>, the
             format::duration(row.observed_secs)
         )));
     }
+    if let Some(g) = &row.go {
+        let bytes = |b: Option<u64>| b.map_or_else(dash, |b| format::bytes(b as f64));
+        facts.push(Line::from(format!(
+            " {}: live heap after GC {}, goal {}, {} GCs, limit {}, {} goroutines",
+            g.go_version,
+            bytes(g.live_heap_bytes),
+            bytes(g.heap_goal_bytes),
+            g.gc_cycles,
+            bytes(g.memory_limit_bytes),
+            g.goroutines
+        )));
+    }
     f.render_widget(
         Paragraph::new(facts).wrap(Wrap { trim: false }).block(
             Block::default()

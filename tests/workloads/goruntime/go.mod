@@ -1,0 +1,3 @@
+module example.com/leaktracer-goruntime-workloads
+
+go 1.19
