@@ -52,12 +52,19 @@ enum Build {
 }
 
 fn build(toolchain: &str, how: Build, dir: &Path) -> PathBuf {
+    build_program("goruntime", toolchain, how, dir)
+}
+
+/// `program` is a directory of tests/data (a Go module).
+fn build_program(program: &str, toolchain: &str, how: Build, dir: &Path) -> PathBuf {
     assert!(
         Path::new(toolchain).exists(),
         "Go toolchain {toolchain} is missing: `cargo xtask setup` installs it"
     );
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/goruntime");
-    let exe = dir.join(format!("{how:?}"));
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(program);
+    let exe = dir.join(format!("{program}-{how:?}"));
     let mut c = Command::new(toolchain);
     c.env("GOTOOLCHAIN", "local")
         .env("CGO_ENABLED", "0")
@@ -303,6 +310,34 @@ fn stripped_code_leads_to_the_addresses_the_symbol_table_gives() {
         assert_eq!(stripped.found, Found::Code);
         assert_eq!(stripped.globals, twin_symbols, "{what}: stripped");
         eprintln!("{what}: unstripped {by_symbols:x?}, stripped {twin_symbols:x?}");
+    }
+}
+
+/// A program that never calls runtime.ReadMemStats has no runtime.readmemstats_m: the GC's
+/// own functions lead to the same addresses as the symbol table, on every release.
+#[test]
+fn without_readmemstats_the_gc_functions_lead_to_the_symbol_table_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    for &(toolchain, release) in TOOLCHAINS {
+        let what = format!("Go {}.{}", release.0, release.1);
+        let bytes = std::fs::read(build_program(
+            "goruntime-minimal",
+            toolchain,
+            Build::Full,
+            dir.path(),
+        ))
+        .unwrap();
+        let file = object::File::parse(&*bytes).unwrap();
+        let go = GoBinary::parse(&bytes).unwrap().unwrap();
+        let pclntab = go.pclntab.as_ref().unwrap();
+        assert!(
+            pclntab.find("runtime.readmemstats_m").is_none(),
+            "{what}: the linker kept readmemstats_m"
+        );
+        let by_symbols = locate::from_symbols(&file).unwrap().unwrap();
+        let dwarf = fields::from_dwarf(&file, release).unwrap().unwrap();
+        let by_code = locate::from_code(&file, pclntab, &dwarf).unwrap();
+        assert_eq!(by_code, by_symbols, "{what}: from the GC's code");
     }
 }
 

@@ -7,9 +7,13 @@
 //! pattern that holds from Go 1.19 to 1.27, and that must match exactly once:
 //!
 //! - `gcController`: `readmemstats_m` loads its address into RAX right before calling a
-//!   `(*gcControllerState)` method (the receiver is the first register argument).
+//!   `(*gcControllerState)` method (the receiver is the first register argument). A program
+//!   that never calls `runtime.ReadMemStats` has no `readmemstats_m` (the linker drops it);
+//!   then the GC's own `gcStart`, `gcMarkDone` and `gcMarkTermination`, always linked, are
+//!   read the same way, and all their votes must agree.
 //! - `memstats`: `readmemstats_m` reads `numgc`, `numforcedgc` and `gc_cpu_fraction`; one
-//!   base address puts all three field offsets on operands of the function.
+//!   base address puts all three field offsets on operands of the function. Without it,
+//!   `gcMarkTermination` writes the same three.
 //! - `sched`: `gfget` touches `sched.gFree`'s lock, both lists and their counts; likewise.
 //! - `allp`: `retake` reads a slice's pointer and length (`for i < len(allp)`): the only
 //!   pair of 8-byte operands 8 bytes apart.
@@ -75,17 +79,37 @@ pub fn from_code(
     let code = |name: &str| -> anyhow::Result<Vec<Instruction>> {
         decode(file, pclntab, name).with_context(|| format!("decoding {name}"))
     };
-    let readmemstats = code("runtime.readmemstats_m")?;
-    let gc_controller = gc_controller(&readmemstats, pclntab).context("gcController")?;
-    let memstats = struct_base(
-        &readmemstats,
-        &[
-            fields.memstats_numgc,
-            fields.memstats_numforcedgc,
-            fields.memstats_gc_cpu_fraction,
-        ],
-    )
-    .context("memstats in runtime.readmemstats_m")?;
+    let memstats_fields = [
+        fields.memstats_numgc,
+        fields.memstats_numforcedgc,
+        fields.memstats_gc_cpu_fraction,
+    ];
+    let (gc_controller, memstats) = if pclntab.find("runtime.readmemstats_m").is_some() {
+        let readmemstats = code("runtime.readmemstats_m")?;
+        (
+            gc_controller(&[readmemstats.as_slice()], pclntab).context("gcController")?,
+            struct_base(&readmemstats, &memstats_fields)
+                .context("memstats in runtime.readmemstats_m")?,
+        )
+    } else {
+        let gc_code = [
+            "runtime.gcStart",
+            "runtime.gcMarkDone",
+            "runtime.gcMarkTermination",
+        ]
+        .iter()
+        .filter(|name| pclntab.find(name).is_some())
+        .map(|name| code(name))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+        let slices: Vec<&[Instruction]> = gc_code.iter().map(Vec::as_slice).collect();
+        let termination = code("runtime.gcMarkTermination")?;
+        (
+            gc_controller(&slices, pclntab)
+                .context("gcController in the GC's functions (no readmemstats_m)")?,
+            struct_base(&termination, &memstats_fields)
+                .context("memstats in runtime.gcMarkTermination (no readmemstats_m)")?,
+        )
+    };
     let mut gfree = vec![
         fields.sched_gfree_lock,
         fields.sched_gfree_stack,
@@ -148,35 +172,41 @@ fn accesses_word(i: &Instruction) -> Option<u64> {
         .flatten()
 }
 
-fn gc_controller(code: &[Instruction], pclntab: &Pclntab) -> anyhow::Result<u64> {
+fn gc_controller(functions: &[&[Instruction]], pclntab: &Pclntab) -> anyhow::Result<u64> {
     let mut votes = BTreeSet::new();
-    for (n, call) in code.iter().enumerate() {
-        if call.mnemonic() != Mnemonic::Call {
-            continue;
-        }
-        let callee = pclntab.lookup(call.near_branch_target());
-        if !callee.is_some_and(|c| c.function.name.starts_with("runtime.(*gcControllerState).")) {
-            continue;
-        }
-        // The receiver's address: a LEA into RAX among the few instructions before.
-        let lea = code[n.saturating_sub(3)..n]
-            .iter()
-            .rev()
-            .find(|i| i.mnemonic() == Mnemonic::Lea && i.op0_register() == Register::RAX);
-        if let Some(t) = lea.and_then(target) {
-            votes.insert(t);
+    for code in functions {
+        for (n, call) in code.iter().enumerate() {
+            if call.mnemonic() != Mnemonic::Call {
+                continue;
+            }
+            let callee = pclntab.lookup(call.near_branch_target());
+            if !callee.is_some_and(|c| c.function.name.starts_with("runtime.(*gcControllerState)."))
+            {
+                continue;
+            }
+            // The receiver's address: a LEA into RAX among the few instructions before.
+            let lea = code[n.saturating_sub(3)..n]
+                .iter()
+                .rev()
+                .find(|i| i.mnemonic() == Mnemonic::Lea && i.op0_register() == Register::RAX);
+            if let Some(t) = lea.and_then(target) {
+                votes.insert(t);
+            }
         }
     }
     unique(votes, "calls of a (*gcControllerState) method on a global")
 }
 
 /// The base of a struct of which the code uses every field at `offsets` (at least two).
+/// The structs looked for hold 64-bit fields, so the linker aligns them to 8 bytes: an
+/// unaligned base is a coincidence of other variables (gcMarkTermination has one).
 fn struct_base(code: &[Instruction], offsets: &[u64]) -> anyhow::Result<u64> {
     let targets: BTreeSet<u64> = code.iter().filter_map(target).collect();
     let first = *offsets.first().context("no offsets")?;
     let bases = targets
         .iter()
         .filter_map(|t| t.checked_sub(first))
+        .filter(|base| base % 8 == 0)
         .filter(|base| {
             offsets
                 .iter()

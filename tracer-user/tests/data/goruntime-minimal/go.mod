@@ -1,0 +1,3 @@
+module example.com/leaktracer-goruntime-minimal
+
+go 1.19
