@@ -4,7 +4,8 @@
 //!   and the goroutine count in its samples is within 20% of the runtime's own;
 //! - a GC saw-tooth over a 32 MiB live set reports a live heap of 28–48 MiB and is never
 //!   judged leaking;
-//! - a heap leak under GC (a GC every 2 s) is found within 3 GC cycles of the first reading.
+//! - a heap leak under GC (a GC every 2 s) is found within 3 GC cycles of the first reading,
+//!   and `report` judges it on the live heap after GC.
 // An integration test crate: a panic (unwrap, expect) is how a test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::{
@@ -275,12 +276,34 @@ fn a_heap_leak_under_gc_is_found_within_3_gc_cycles() {
             "{name}: judged leaking after {} GC cycles (GC {first} to {by_verdict})",
             by_verdict - first
         );
+    }
+    // Judged at the end on the Go runtime's own figure: the heap each GC left live.
+    let out = Command::new(leaktracer())
+        .args(["report", "--format", "json"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for (l, exe) in leaks.iter().zip(&builds) {
+        let name = exe.file_name().unwrap().to_string_lossy();
+        let suspect = doc["suspects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["pid"].as_u64() == Some(u64::from(l.pid())))
+            .unwrap_or_else(|| panic!("{name}: not among the report's suspects"));
+        assert_eq!(suspect["verdict"], "leaking", "{name}: {suspect}");
         assert!(
-            leak["reason"]
+            suspect["reason"]
                 .as_str()
                 .unwrap()
                 .starts_with("Go live heap after GC rising"),
-            "{name}: {leak}"
+            "{name}: {suspect}"
+        );
+        assert!(
+            suspect["go"]["live_heap_bytes"].as_u64().unwrap() > 0,
+            "{suspect}"
         );
     }
 }

@@ -73,9 +73,47 @@ pub fn assess(p: &Process, now: f64, cfg: &DetectorConfig) -> Assessment {
         };
     }
     let live: Vec<Point> = go.post_gc.iter().copied().collect();
-    match detector::go::judge_live_heap(&live) {
-        Some(h) if rss.verdict != Verdict::Leaking => h,
-        _ => rss,
+    if let Some(h) = detector::go::judge_live_heap(&live) {
+        return h;
+    }
+    within_heap_goal(p, go, rss)
+}
+
+/// Room the Go runtime takes beyond its heap goal before RSS means more than the GC's own
+/// pacing: goroutine stacks, runtime metadata, fragmentation (a share of the goal, plus a
+/// constant for small heaps).
+const GOAL_SLACK_FRAC: f64 = 0.25;
+const GOAL_SLACK_BYTES: f64 = 16.0 * 1024.0 * 1024.0;
+
+/// A Go heap grows to its GC goal before each collection: RSS rising while private memory is
+/// still within that goal (and the live heap is not rising) is the GC's saw-tooth ramping up,
+/// not a leak. Memory beyond the goal (off-heap, cgo) is still judged on RSS.
+fn within_heap_goal(p: &Process, go: &crate::model::go::GoState, rss: Assessment) -> Assessment {
+    let Some(goal) = go.latest.heap_goal_bytes else {
+        return rss;
+    };
+    let private = p.last().map_or(0, |s| s.private()) as f64;
+    let explained = goal as f64 * (1.0 + GOAL_SLACK_FRAC) + GOAL_SLACK_BYTES;
+    if !rss.verdict.is_growth() || private > explained {
+        return rss;
+    }
+    let live = go.latest.live_heap_bytes.map_or(String::new(), |l| {
+        format!(
+            ", live heap after GC {}",
+            crate::util::format::bytes(l as f64)
+        )
+    });
+    Assessment {
+        verdict: Verdict::Steady,
+        confidence: 0.5,
+        since: None,
+        grown_bytes: 0.0,
+        reason: format!(
+            "memory rising within the Go GC's heap goal ({} private against a {} goal{live}): the GC's own pacing, not a leak",
+            crate::util::format::bytes(private),
+            crate::util::format::bytes(goal as f64)
+        ),
+        ..rss
     }
 }
 
