@@ -12,12 +12,16 @@ const MIN_RISE_BYTES: f64 = 512.0 * 1024.0;
 const MIN_RISE_FRAC: f64 = 0.05;
 /// The rises together must add up to this much.
 const MIN_TOTAL_RISE_BYTES: f64 = 1024.0 * 1024.0;
-/// Rises in a row needed: four readings, each above the one before.
+/// Rises in a row needed: four readings, each above the one before...
 const MIN_RISES: usize = 3;
+/// ... or three, when each rise is this share of the heap or more: a heap that grows by a
+/// fifth at two GCs in a row is not wandering in a band (a busy one wanders by ±10%).
+const STEEP_RISE_FRAC: f64 = 0.2;
+const MIN_STEEP_RISES: usize = 2;
 
 /// Judge the live heaps the last GCs left (one point per GC cycle seen, oldest first).
-/// `Leaking` when the last four or more rose at every GC, each time by 5% and 512 KiB or more,
-/// by 1 MiB in all, and, when earlier readings exist, to above all of them by half their
+/// `Leaking` when the last four or more rose at every GC, each time by 5% and 512 KiB or more
+/// (or the last three, each time by 20% or more), by 1 MiB in all, and, when earlier readings exist, to above all of them by half their
 /// spread (a heap that wanders within a band does not break out of it); the confidence is
 /// 1 − ½^rises (three rises: 0.875). None otherwise: RSS decides, as before.
 pub fn judge_live_heap(points: &[Point]) -> Option<Assessment> {
@@ -29,7 +33,12 @@ pub fn judge_live_heap(points: &[Point]) -> Option<Assessment> {
             b - a >= MIN_RISE_BYTES.max(a * MIN_RISE_FRAC)
         })
         .count();
-    if rises < MIN_RISES {
+    let steep = points
+        .windows(2)
+        .rev()
+        .take_while(|w| w[1].bytes - w[0].bytes >= MIN_RISE_BYTES.max(w[0].bytes * STEEP_RISE_FRAC))
+        .count();
+    if rises < MIN_RISES && steep < MIN_STEEP_RISES {
         return None;
     }
     let run = &points[points.len() - 1 - rises..];
@@ -167,9 +176,11 @@ mod tests {
     fn a_flat_or_noisy_live_heap_is_left_to_rss() {
         assert!(judge_live_heap(&pts(&[32.0, 32.1, 31.9, 32.05, 32.0])).is_none());
         assert!(
-            judge_live_heap(&pts(&[12.0, 18.0, 25.0])).is_none(),
-            "three readings are too few"
+            judge_live_heap(&pts(&[30.0, 33.0, 36.0])).is_none(),
+            "three readings rising 10% are too few"
         );
+        let steep = judge_live_heap(&pts(&[4.0, 8.0, 12.0])).expect("two steep rises");
+        assert_eq!(steep.confidence, 0.75);
         assert!(
             judge_live_heap(&pts(&[10.0, 20.0, 30.0, 30.0])).is_none(),
             "stopped rising: a warm-up that levelled off"
