@@ -486,6 +486,18 @@ pub fn start_attached(args: &[&str]) -> Proc {
     proc
 }
 
+/// `leaktracer daemon --interval INTERVAL --listen 127.0.0.1:PORT`, its stdout dropped.
+pub fn daemon(port: u16, interval: &str) -> Proc {
+    Proc::spawn(
+        Command::new(leaktracer())
+            .args(["daemon", "--interval", interval, "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit()),
+    )
+}
+
 /// An ephemeral TCP port free now (for `daemon --listen`).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

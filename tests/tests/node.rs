@@ -348,14 +348,7 @@ fn a_stat_storm_names_the_dentry_slab_cache_growing() {
 fn daemon_serves_the_node_memory_metrics() {
     let Some(_serial) = privileged() else { return };
     let port = free_port();
-    let _daemon = Proc::spawn(
-        Command::new(leaktracer())
-            .args(["daemon", "--interval", "500ms", "--listen"])
-            .arg(format!("127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit()),
-    );
+    let _daemon = daemon(port, "500ms");
     let metrics = wait_until(Duration::from_secs(60), || {
         // The gauges exist (at 0) from the start; the first reading sets the kinds.
         http_get(port, "/metrics")

@@ -54,6 +54,18 @@ fn cum_bytes(summary: &Value, function: &str) -> u64 {
         .sum()
 }
 
+/// The C workload, built with frame pointers and DWARF.
+fn two_callers(dir: &Path) -> PathBuf {
+    let exe = dir.join("two_callers");
+    run_checked(
+        Command::new("cc")
+            .args(["-O1", "-g", "-fno-omit-frame-pointer", "-o"])
+            .arg(&exe)
+            .arg(source("two_callers.c")),
+    );
+    exe
+}
+
 fn pprof_top(go: &str, file: &Path) -> String {
     run_checked(
         Command::new(go)
@@ -67,13 +79,7 @@ fn pprof_top(go: &str, file: &Path) -> String {
 fn the_c_caller_that_keeps_its_memory_is_the_growth_site() {
     let Some(_serial) = privileged() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let exe = dir.path().join("two_callers");
-    run_checked(
-        Command::new("cc")
-            .args(["-O1", "-g", "-fno-omit-frame-pointer", "-o"])
-            .arg(&exe)
-            .arg(source("two_callers.c")),
-    );
+    let exe = two_callers(dir.path());
     let p = Proc::spawn(&mut workload(exe.to_str().unwrap()));
     let (summary, file) = profile(p.pid(), 8, dir.path());
     eprintln!("{summary:#}");
@@ -181,22 +187,10 @@ fn get_bytes(port: u16, path: &str) -> Option<(u16, Vec<u8>)> {
 fn the_daemon_serves_a_growth_profile_on_demand() {
     let Some(_serial) = privileged() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let exe = dir.path().join("two_callers");
-    run_checked(
-        Command::new("cc")
-            .args(["-O1", "-g", "-fno-omit-frame-pointer", "-o"])
-            .arg(&exe)
-            .arg(source("two_callers.c")),
-    );
+    let exe = two_callers(dir.path());
     let p = Proc::spawn(&mut workload(exe.to_str().unwrap()));
     let port = free_port();
-    let _daemon = Proc::spawn(
-        Command::new(leaktracer())
-            .args(["daemon", "--interval", "1s", "--listen"])
-            .arg(format!("127.0.0.1:{port}"))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null()),
-    );
+    let _daemon = daemon(port, "1s");
     let ready = wait_until(std::time::Duration::from_secs(60), || {
         http_get(port, "/readyz").filter(|r| r.starts_with("HTTP/1.1 200"))
     });

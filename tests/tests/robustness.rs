@@ -616,14 +616,7 @@ fn sigint_and_sigterm_stop_the_daemon_cleanly() {
     let Some(_serial) = privileged() else { return };
     for (sig, name) in [(libc::SIGINT, "SIGINT"), (libc::SIGTERM, "SIGTERM")] {
         let port = free_port();
-        let mut d = Proc::spawn(
-            Command::new(leaktracer())
-                .args(["daemon", "--interval", "500ms", "--listen"])
-                .arg(format!("127.0.0.1:{port}"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit()),
-        );
+        let mut d = daemon(port, "500ms");
         let ready = wait_until(Duration::from_secs(30), || {
             http_get(port, "/readyz").filter(|r| r.starts_with("HTTP/1.1 200"))
         });
