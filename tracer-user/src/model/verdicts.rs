@@ -76,7 +76,7 @@ pub fn assess(p: &Process, now: f64, cfg: &DetectorConfig) -> Assessment {
     if let Some(h) = detector::go::judge_live_heap(&live) {
         return h;
     }
-    within_heap_goal(p, go, rss)
+    within_heap_goal(p, go, rss, cfg)
 }
 
 /// Room the Go runtime takes beyond its heap goal before RSS means more than the GC's own
@@ -86,15 +86,26 @@ const GOAL_SLACK_FRAC: f64 = 0.25;
 const GOAL_SLACK_BYTES: f64 = 16.0 * 1024.0 * 1024.0;
 
 /// A Go heap grows to its GC goal before each collection: RSS rising while private memory is
-/// still within that goal (and the live heap is not rising) is the GC's saw-tooth ramping up,
-/// not a leak. Memory beyond the goal (off-heap, cgo) is still judged on RSS.
-fn within_heap_goal(p: &Process, go: &crate::model::go::GoState, rss: Assessment) -> Assessment {
+/// still within that goal, and the live heap after GC is not rising, is the GC's saw-tooth
+/// ramping up, not a leak. Memory beyond the goal (off-heap, cgo) is still judged on RSS, and
+/// so is a live heap that rises too slowly for the per-GC judgement (detector/go.rs) but
+/// steadily over its readings: a slow heap leak keeps its RSS verdict.
+fn within_heap_goal(
+    p: &Process,
+    go: &crate::model::go::GoState,
+    rss: Assessment,
+    cfg: &DetectorConfig,
+) -> Assessment {
     let Some(goal) = go.latest.heap_goal_bytes else {
         return rss;
     };
     let private = p.last().map_or(0, |s| s.private()) as f64;
     let explained = goal as f64 * (1.0 + GOAL_SLACK_FRAC) + GOAL_SLACK_BYTES;
     if !rss.verdict.is_growth() || private > explained {
+        return rss;
+    }
+    let live: Vec<Point> = go.post_gc.iter().copied().collect();
+    if detector::assess(&live, cfg).verdict.is_growth() {
         return rss;
     }
     let live = go.latest.live_heap_bytes.map_or(String::new(), |l| {
