@@ -18,13 +18,17 @@ const MIN_RISES: usize = 3;
 /// fifth at two GCs in a row is not wandering in a band (a busy one wanders by ±10%).
 const STEEP_RISE_FRAC: f64 = 0.2;
 const MIN_STEEP_RISES: usize = 2;
+/// No GC for this long (and three GC intervals) ends a rise.
+const STALL_SECS: f64 = 30.0;
 
 /// Judge the live heaps the last GCs left (one point per GC cycle seen, oldest first).
 /// `Leaking` when the last four or more rose at every GC, each time by 5% and 512 KiB or more
 /// (or the last three, each time by 20% or more), by 1 MiB in all, and, when earlier readings exist, to above all of them by half their
 /// spread (a heap that wanders within a band does not break out of it); the confidence is
-/// 1 − ½^rises (three rises: 0.875). None otherwise: RSS decides, as before.
-pub fn judge_live_heap(points: &[Point]) -> Option<Assessment> {
+/// 1 − ½^rises (three rises: 0.875). None otherwise: RSS decides, as before. A program that
+/// stopped allocating stops collecting too, so its last readings would say "rising" forever:
+/// when no GC came for three of the run's GC intervals (and 30 s), the rise is over (`now`).
+pub fn judge_live_heap(points: &[Point], now: f64) -> Option<Assessment> {
     let rises = points
         .windows(2)
         .rev()
@@ -45,6 +49,10 @@ pub fn judge_live_heap(points: &[Point]) -> Option<Assessment> {
     let (first, last) = (run[0], run[run.len() - 1]);
     let grown = last.bytes - first.bytes;
     if grown < MIN_TOTAL_RISE_BYTES || last.t <= first.t {
+        return None;
+    }
+    let gc_interval = (last.t - first.t) / rises as f64;
+    if now - last.t > (3.0 * gc_interval).max(STALL_SECS) {
         return None;
     }
     let before = &points[..points.len() - 1 - rises];
@@ -123,6 +131,24 @@ mod tests {
 
     const MIB: f64 = 1024.0 * 1024.0;
 
+    /// Judged right after the last reading.
+    fn judge(points: &[Point]) -> Option<Assessment> {
+        judge_live_heap(points, points.last().map_or(0.0, |p| p.t))
+    }
+
+    #[test]
+    fn a_rise_that_stopped_with_the_gcs_is_over() {
+        let p = pts(&[6.0, 12.0, 18.0, 25.0]);
+        assert!(
+            judge_live_heap(&p, 30.0 + 30.0).is_some(),
+            "30 s without a GC"
+        );
+        assert!(
+            judge_live_heap(&p, 30.0 + 31.0).is_none(),
+            "a cache that filled and stopped allocating stops collecting too"
+        );
+    }
+
     fn pts(values_mib: &[f64]) -> Vec<Point> {
         values_mib
             .iter()
@@ -136,7 +162,7 @@ mod tests {
 
     #[test]
     fn four_readings_of_a_rising_live_heap_are_a_leak() {
-        let a = judge_live_heap(&pts(&[6.0, 12.0, 18.0, 25.0])).expect("leaking");
+        let a = judge(&pts(&[6.0, 12.0, 18.0, 25.0])).expect("leaking");
         assert_eq!(a.verdict, Verdict::Leaking);
         assert_eq!(a.confidence, 0.875);
         assert_eq!(a.since, Some(0.0));
@@ -149,8 +175,8 @@ mod tests {
             a.reason
         );
         // After a history, only a break out of its band counts.
-        assert!(judge_live_heap(&pts(&[20.0, 24.0, 10.0, 12.0, 18.0, 25.0])).is_none());
-        assert!(judge_live_heap(&pts(&[20.0, 24.0, 14.0, 18.0, 22.0, 27.0])).is_some());
+        assert!(judge(&pts(&[20.0, 24.0, 10.0, 12.0, 18.0, 25.0])).is_none());
+        assert!(judge(&pts(&[20.0, 24.0, 14.0, 18.0, 22.0, 27.0])).is_some());
     }
 
     /// What a healthy service with a 32 MiB live set and 80 MiB/s of garbage read, GC after
@@ -165,7 +191,7 @@ mod tests {
         ];
         for n in 2..=read.len() {
             assert!(
-                judge_live_heap(&pts(&read[..n])).is_none(),
+                judge(&pts(&read[..n])).is_none(),
                 "judged leaking after {n} readings: {:?}",
                 &read[..n]
             );
@@ -174,19 +200,19 @@ mod tests {
 
     #[test]
     fn a_flat_or_noisy_live_heap_is_left_to_rss() {
-        assert!(judge_live_heap(&pts(&[32.0, 32.1, 31.9, 32.05, 32.0])).is_none());
+        assert!(judge(&pts(&[32.0, 32.1, 31.9, 32.05, 32.0])).is_none());
         assert!(
-            judge_live_heap(&pts(&[30.0, 33.0, 36.0])).is_none(),
+            judge(&pts(&[30.0, 33.0, 36.0])).is_none(),
             "three readings rising 10% are too few"
         );
-        let steep = judge_live_heap(&pts(&[4.0, 8.0, 12.0])).expect("two steep rises");
+        let steep = judge(&pts(&[4.0, 8.0, 12.0])).expect("two steep rises");
         assert_eq!(steep.confidence, 0.75);
         assert!(
-            judge_live_heap(&pts(&[10.0, 20.0, 30.0, 30.0])).is_none(),
+            judge(&pts(&[10.0, 20.0, 30.0, 30.0])).is_none(),
             "stopped rising: a warm-up that levelled off"
         );
         assert!(
-            judge_live_heap(&pts(&[32.0, 32.3, 32.6])).is_none(),
+            judge(&pts(&[32.0, 32.3, 32.6])).is_none(),
             "rises under 1% of the heap are noise"
         );
     }

@@ -73,7 +73,7 @@ pub fn assess(p: &Process, now: f64, cfg: &DetectorConfig) -> Assessment {
         };
     }
     let live: Vec<Point> = go.post_gc.iter().copied().collect();
-    if let Some(h) = detector::go::judge_live_heap(&live) {
+    if let Some(h) = detector::go::judge_live_heap(&live, now) {
         return h;
     }
     within_heap_goal(p, go, rss, cfg)
@@ -88,8 +88,9 @@ const GOAL_SLACK_BYTES: f64 = 16.0 * 1024.0 * 1024.0;
 /// A Go heap grows to its GC goal before each collection: RSS rising while private memory is
 /// still within that goal, and the live heap after GC is not rising, is the GC's saw-tooth
 /// ramping up, not a leak. Memory beyond the goal (off-heap, cgo) is still judged on RSS, and
-/// so is a live heap that rises too slowly for the per-GC judgement (detector/go.rs) but
-/// steadily over its readings: a slow heap leak keeps its RSS verdict.
+/// so is a live heap that rises too slowly for the per-GC judgement (detector/go.rs) but is
+/// judged leaking over its readings: a slow heap leak keeps its RSS verdict. (Merely
+/// "growing" is not enough: a busy heap's readings climb ±10% while its GC pacing settles.)
 fn within_heap_goal(
     p: &Process,
     go: &crate::model::go::GoState,
@@ -105,7 +106,7 @@ fn within_heap_goal(
         return rss;
     }
     let live: Vec<Point> = go.post_gc.iter().copied().collect();
-    if detector::assess(&live, cfg).verdict.is_growth() {
+    if detector::assess(&live, cfg).verdict == Verdict::Leaking {
         return rss;
     }
     let live = go.latest.live_heap_bytes.map_or(String::new(), |l| {
