@@ -553,12 +553,9 @@ fn attach_raw(ebpf: &mut Ebpf, prog: &str, tp: &str) -> anyhow::Result<RawTraceP
     p.attach(tp)
         .with_context(|| format!("attaching {prog} to raw tracepoint {tp}"))
 }
-
-pub fn page_size() -> u64 {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if v > 0 { v as u64 } else { 4096 }
-}
+// The page size is the machine's, not the kernel programs': util owns it; kept here
+// for the loader's callers.
+pub use crate::util::page::page_size;
 
 /// Is a host root usable? (Used to explain `--host-root` mistakes early.)
 pub fn check_host_root(root: &Path) -> Result<(), UsageError> {

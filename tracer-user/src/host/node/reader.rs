@@ -53,7 +53,7 @@ impl NodeReader {
             slabinfo: roots.proc_file("slabinfo"),
             proc_cgroups: roots.proc_file("cgroups"),
             roots,
-            page_size: crate::kernel::loader::page_size(),
+            page_size: crate::util::page::page_size(),
             warned: [false; 3],
         }
     }
