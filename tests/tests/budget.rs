@@ -315,3 +315,65 @@ fn the_guard_pauses_a_brk_storm_before_any_measurement_window() {
         "priced over a quarter of the budget: {pause}"
     );
 }
+
+/// `record --stacks` under a page-fault storm: the growth-site program runs on every user
+/// page fault of the node, so it is the first hook the budget pauses (rss_stat may follow it
+/// when the storm is heavy enough), and a leaker alongside is still judged leaking.
+#[test]
+fn under_a_page_fault_storm_the_growth_site_hook_is_paused_first() {
+    let Some(_serial) = privileged() else { return };
+    let leaker = Proc::spawn(workload(LEAKER).arg("2048"));
+    let pid = leaker.pid().to_string();
+    let rec = Recording::start(
+        "budget-stacks",
+        &[
+            "--interval",
+            "1s",
+            "--max-overhead",
+            "1%",
+            "--stacks",
+            "--pid",
+            &pid,
+        ],
+    );
+    let _storm = Proc::spawn(
+        Command::new("stress-ng")
+            .args([
+                "--vm",
+                "1",
+                "--vm-bytes",
+                "128M",
+                "--vm-madvise",
+                "nohugepage",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let done = wait_until(Duration::from_secs(90), || {
+        let t = read_trace_so_far(&rec.path);
+        let paused = t
+            .iter()
+            .any(|r| r["type"] == "budget" && r["hook"] == "stacks" && r["action"] == "pause");
+        let leaking = t.iter().any(|r| {
+            r["type"] == "verdict"
+                && r["pid"].as_u64() == Some(u64::from(leaker.pid()))
+                && r["verdict"] == "leaking"
+        });
+        (paused && leaking).then_some(())
+    });
+    let trace = rec.stop();
+    let budget: Vec<&Value> = trace.iter().filter(|r| r["type"] == "budget").collect();
+    assert!(
+        done.is_some(),
+        "within 90 s: the stacks hook paused and the leaker judged leaking; budget records: {budget:?}"
+    );
+    let first = budget.first().expect("a pause");
+    assert_eq!(first["hook"], "stacks", "the growth-site hook goes first: {first}");
+    assert_eq!(first["action"], "pause");
+    // Stacks were sampled before the pause and are in the trace.
+    assert!(
+        trace.iter().any(|r| r["type"] == "stacks"),
+        "stacks records in the trace"
+    );
+}

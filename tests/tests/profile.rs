@@ -1,6 +1,7 @@
 //! `leaktracer profile` on real programs: growth sites named down to the function, for C
 //! (ELF symbols, frame pointers) and for stripped Go binaries of several Go versions (Go's own
-//! symbol table), and a pprof file that `go tool pprof` reads.
+//! symbol table), and a pprof file that `go tool pprof` reads; the same sites in a trace
+//! (`record --stacks`), per suspect in `report` and as its flame graph.
 // An integration test crate: a panic (unwrap, expect) is how a test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::{
@@ -66,6 +67,27 @@ fn two_callers(dir: &Path) -> PathBuf {
     exe
 }
 
+/// The Go heap leak, built stripped (`-s -w`, as k3s is) with the toolchain `go`.
+fn stripped_goleak(go: &str, release: &str, dir: &Path) -> PathBuf {
+    assert!(
+        Path::new(go).exists(),
+        "Go toolchain {go} missing: `cargo xtask setup` installs it"
+    );
+    let exe = dir.join(format!("goleak-{release}"));
+    run_checked(
+        Command::new(go)
+            .args(["build", "-ldflags=-s -w", "-o"])
+            .arg(&exe)
+            .arg(source("goleak.go"))
+            .env("GOTOOLCHAIN", "local")
+            .env("GO111MODULE", "off")
+            .env("GOFLAGS", "")
+            .env("CGO_ENABLED", "0")
+            .env("GOCACHE", std::env::temp_dir().join("leaktracer-gocache")),
+    );
+    exe
+}
+
 fn pprof_top(go: &str, file: &Path) -> String {
     run_checked(
         Command::new(go)
@@ -116,22 +138,7 @@ fn a_stripped_go_leak_is_named_by_function_for_each_go_version() {
     let Some(_serial) = privileged() else { return };
     let dir = tempfile::tempdir().unwrap();
     for (go, release) in [("/usr/bin/go", "1.19"), ("/opt/go126/bin/go", "1.26")] {
-        assert!(
-            Path::new(go).exists(),
-            "Go toolchain {go} missing: `cargo xtask setup` installs it"
-        );
-        let exe = dir.path().join(format!("goleak-{release}"));
-        run_checked(
-            Command::new(go)
-                .args(["build", "-ldflags=-s -w", "-o"])
-                .arg(&exe)
-                .arg(source("goleak.go"))
-                .env("GOTOOLCHAIN", "local")
-                .env("GO111MODULE", "off")
-                .env("GOFLAGS", "")
-                .env("CGO_ENABLED", "0")
-                .env("GOCACHE", std::env::temp_dir().join("leaktracer-gocache")),
-        );
+        let exe = stripped_goleak(go, release, dir.path());
         let p = Proc::spawn(&mut workload(exe.to_str().unwrap()));
         let (summary, file) = profile(p.pid(), 8, dir.path());
         eprintln!("Go {release}: {summary:#}");
@@ -210,4 +217,203 @@ fn the_daemon_serves_a_growth_profile_on_demand() {
     std::fs::write(&file, &body).unwrap();
     let listed = pprof_top("/usr/bin/go", &file);
     assert!(listed.contains("keeper"), "go tool pprof -top:\n{listed}");
+}
+
+/// Samples the trace's `stacks` records gave `pid` so far (each record carries the
+/// cumulative samples of the stacks that changed).
+fn stack_samples(trace: &[Value], pid: u32) -> u64 {
+    let mut by_id = std::collections::HashMap::new();
+    for r in trace.iter().filter(|r| r["type"] == "stacks") {
+        for s in r["stacks"].as_array().into_iter().flatten() {
+            if s["pid"].as_u64() == Some(u64::from(pid)) {
+                by_id.insert(s["id"].as_u64(), s["samples"].as_u64().unwrap_or(0));
+            }
+        }
+    }
+    by_id.values().sum()
+}
+
+fn judged_growing(trace: &[Value], pid: u32) -> bool {
+    trace.iter().any(|r| {
+        r["type"] == "verdict"
+            && r["pid"].as_u64() == Some(u64::from(pid))
+            && (r["verdict"] == "leaking" || r["verdict"] == "growing")
+    })
+}
+
+#[test]
+fn record_with_stacks_names_where_each_suspect_grows() {
+    let Some(_serial) = privileged() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // 256 KiB kept every 60 ms (4 MiB/s, for a minute): still growing when judged.
+    let c = Proc::spawn(workload(two_callers(dir.path()).to_str().unwrap()).arg("60000"));
+    let go_exe = stripped_goleak("/opt/go126/bin/go", "1.26", dir.path());
+    let go = Proc::spawn(&mut workload(go_exe.to_str().unwrap()));
+    let (c_pid, go_pid) = (c.pid().to_string(), go.pid().to_string());
+    let rec = Recording::start(
+        "stacks",
+        &["--stacks", "--pid", &c_pid, "--pid", &go_pid, "--interval", "500ms"],
+    );
+    // Until both are judged growing and have enough samples to tell their sites apart.
+    let ready = wait_until(std::time::Duration::from_secs(50), || {
+        let t = read_trace(&rec.path);
+        [c.pid(), go.pid()]
+            .iter()
+            .all(|&p| judged_growing(&t, p) && stack_samples(&t, p) >= 20)
+            .then_some(())
+    });
+    let trace_path = rec.path.clone();
+    let trace = rec.stop();
+    assert!(
+        ready.is_some(),
+        "both judged growing with 20 stack samples each within 50 s: C {} samples, Go {} samples",
+        stack_samples(&trace, c.pid()),
+        stack_samples(&trace, go.pid())
+    );
+    // Frames are kept with their binary, build id and file offset (named again offline).
+    let go_frame = trace
+        .iter()
+        .filter(|r| r["type"] == "stacks")
+        .flat_map(|r| r["stacks"].as_array().cloned().unwrap_or_default())
+        .filter(|s| s["pid"].as_u64() == Some(u64::from(go.pid())))
+        .flat_map(|s| s["frames"].as_array().cloned().unwrap_or_default())
+        .find(|f| f["function"] == "main.retain")
+        .unwrap_or_else(|| panic!("no main.retain frame in the Go process's stacks"));
+    assert!(
+        go_frame["module"].as_str().is_some_and(|m| m.ends_with("goleak-1.26"))
+            && go_frame["build_id"].as_str().is_some_and(|b| !b.is_empty())
+            && go_frame["offset"].as_u64().is_some(),
+        "{go_frame}"
+    );
+
+    let report = run_checked(
+        Command::new(leaktracer())
+            .arg("report")
+            .arg(&trace_path)
+            .args(["--format", "json"]),
+    );
+    let report: Value = serde_json::from_str(&report).unwrap();
+    let suspect = |pid: u32| {
+        report["suspects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["pid"].as_u64() == Some(u64::from(pid)))
+            .unwrap_or_else(|| panic!("pid {pid} is not a suspect: {report:#}"))
+            .clone()
+    };
+    // C: the site is the shared helper; its caller tells the keeping path from the other.
+    let c_sites = suspect(c.pid())["sites"].as_array().cloned().unwrap();
+    eprintln!("C sites: {c_sites:#?}");
+    let via = |caller: &str| -> u64 {
+        c_sites
+            .iter()
+            .filter(|s| s["function"] == "fill" && s["callers"][0] == caller)
+            .map(|s| s["bytes"].as_u64().unwrap())
+            .sum()
+    };
+    let (keeper, churner) = (via("keeper"), via("churner"));
+    assert_eq!(c_sites[0]["function"], "fill");
+    assert_eq!(c_sites[0]["callers"][0], "keeper");
+    assert!(
+        keeper as f64 >= 0.9 * (keeper + churner) as f64,
+        "keeper's path holds at least 90% of the two callers' growth: keeper {keeper}, churner {churner}"
+    );
+    // Go, stripped: the retaining function is the top site, by name.
+    let go_sites = suspect(go.pid())["sites"].as_array().cloned().unwrap();
+    eprintln!("Go sites: {go_sites:#?}");
+    assert_eq!(go_sites[0]["function"], "main.retain");
+    assert!(report["growth_sites"]["samples"].as_u64().unwrap() >= 40);
+
+    // The text report shows them under each suspect, and --flame draws them.
+    let flame = dir.path().join("sites.svg");
+    let text = run_checked(
+        Command::new(leaktracer())
+            .arg("report")
+            .arg(&trace_path)
+            .arg("--flame")
+            .arg(&flame),
+    );
+    assert!(
+        text.contains("grows at") && text.contains("fill") && text.contains("<- keeper"),
+        "{text}"
+    );
+    let svg = std::fs::read_to_string(&flame).unwrap();
+    assert!(svg.starts_with("<?xml") && svg.contains("<svg"), "an SVG");
+    for name in ["keeper", "main.retain", "goleak-1.26"] {
+        assert!(svg.contains(name), "the flame graph names {name}");
+    }
+}
+
+#[test]
+fn the_daemon_profiles_a_process_judged_leaking_on_its_own() {
+    let Some(_serial) = privileged() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let c = Proc::spawn(workload(two_callers(dir.path()).to_str().unwrap()).arg("60000"));
+    let port = free_port();
+    let mut daemon = Proc::spawn(
+        Command::new(leaktracer())
+            .args(["daemon", "--interval", "1s", "--auto-profile-seconds", "6"])
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit()),
+    );
+    let out = daemon.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<Value>(&line)
+                && v["type"] == "growth_profile"
+                && tx.send(v).is_err()
+            {
+                return;
+            }
+        }
+    });
+    // Judged leaking (a few seconds at 4 MiB/s), then a 6 s capture.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let event = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(v) if v["pid"].as_u64() == Some(u64::from(c.pid())) => break v,
+            Ok(_) => continue,
+            Err(_) => panic!("no growth_profile line for pid {} within 90 s", c.pid()),
+        }
+    };
+    eprintln!("{event:#}");
+    assert!(event["reason"].as_str().is_some_and(|r| !r.is_empty()));
+    assert_eq!(event["sites"][0]["function"], "fill", "{event}");
+    assert_eq!(event["sites"][0]["callers"][0], "keeper", "{event}");
+    let listed: Value = serde_json::from_str(
+        http_get(port, "/debug/pprof/leaks")
+            .and_then(|r| r.split_once("\r\n\r\n").map(|(_, b)| b.to_string()))
+            .unwrap()
+            .as_str(),
+    )
+    .unwrap();
+    let url = event["url"].as_str().unwrap();
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["url"] == url && p["pid"] == event["pid"]),
+        "{listed:#}"
+    );
+    let (status, body) = get_bytes(port, url).unwrap();
+    assert_eq!(status, 200);
+    let file = dir.path().join("auto.pb.gz");
+    std::fs::write(&file, &body).unwrap();
+    let top = pprof_top("/usr/bin/go", &file);
+    assert!(top.contains("keeper"), "go tool pprof -top:\n{top}");
+    let (status, _) = get_bytes(port, "/debug/pprof/leaks/999999").unwrap();
+    assert_eq!(status, 404);
+    let metrics = http_get(port, "/metrics").unwrap();
+    assert!(
+        metrics.contains("leaktracer_growth_profiles_total{outcome=\"captured\"}"),
+        "the capture is counted"
+    );
 }

@@ -129,7 +129,10 @@ pub const HOOK_MUNMAP: u32 = 1;
 pub const HOOK_MMAP: u32 = 2;
 pub const HOOK_BRK: u32 = 3;
 pub const HOOK_RSS: u32 = 4;
-pub const HOOK_COUNT: u32 = 5;
+/// The growth-site page-fault program (`record --stacks`): paused first, it is the most
+/// optional.
+pub const HOOK_STACKS: u32 = 5;
+pub const HOOK_COUNT: u32 = 6;
 
 /// Names of the counters above, in index order (for logs, JSON and metrics).
 pub const COUNTER_NAMES: [&str; CTR_COUNT as usize] = [

@@ -195,9 +195,11 @@ pub enum Command {
     ///
     /// Writes a header line, then `process`, `sample`, `exec`, `exit`, `oom_kill` and `health`
     /// lines as they happen, and a `summary` line at the end — also when stopped by
-    /// SIGINT/SIGTERM. The file is flushed every interval.
+    /// SIGINT/SIGTERM. The file is flushed every interval. With --stacks, `stacks` lines say
+    /// where in their code the processes grew, for `report` to show per suspect.
     #[command(
-        after_help = "Example: sudo leaktracer record --output /tmp/node.jsonl --duration 10m --interval 2s"
+        after_help = "Example: sudo leaktracer record --output /tmp/node.jsonl --duration 10m --interval 2s
+         sudo leaktracer record --stacks --comm traefik -o t.jsonl && leaktracer report t.jsonl --flame sites.svg"
     )]
     Record {
         #[command(flatten)]
@@ -210,6 +212,18 @@ pub enum Command {
         /// Stop after this long (default: until SIGINT/SIGTERM).
         #[arg(short, long, value_parser = parse_duration)]
         duration: Option<Duration>,
+        /// Also sample where the processes grow (growth sites): first-touched memory is
+        /// sampled in the kernel, one user stack per --stack-rate bytes on average per
+        /// process, for the processes --pid/--comm/--namespace/--pod/--container select (all
+        /// without them, up to 1024 at a time). Stacks are named while the processes run
+        /// (Go's own symbol table, else ELF symbols and DWARF) and written with the binary,
+        /// build id and file offset of each frame. Every user page fault on the node then
+        /// runs a small program: the overhead budget prices it and pauses it first.
+        #[arg(long)]
+        stacks: bool,
+        /// Mean bytes of first-touched memory between two stack samples of a process.
+        #[arg(long, default_value = "512KiB", value_parser = parse_rate, requires = "stacks")]
+        stack_rate: u64,
     },
     /// Follow OOM kills live: victim, trigger, cgroup and its limit, and the victim's growth before.
     ///
@@ -296,6 +310,16 @@ pub enum Command {
         /// leaktracer_process_exits_total and its calls in leaktracer_syscalls_total.
         #[arg(long, default_value_t = 64, value_name = "MIB")]
         exit_min_peak_mib: u64,
+        /// When a process is judged leaking, profile where it grows (the capture of
+        /// `leaktracer profile`, --auto-profile-seconds long, one process at a time, each at
+        /// most once an hour) and keep the last this many profiles in memory: served at
+        /// /debug/pprof/leaks (list) and /debug/pprof/leaks/ID (pprof), each announced by a
+        /// `growth_profile` line on stdout with its top sites. 0 turns it off.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(0..=256))]
+        auto_profiles: u64,
+        /// How long each automatic growth profile samples.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=60))]
+        auto_profile_seconds: u64,
     },
     /// Analyse a recorded trace offline: ranked suspects with verdicts, OOM kills, health.
     ///
@@ -320,6 +344,10 @@ pub struct ReportArgs {
     /// Also write an SVG chart of private memory over time for the top suspects.
     #[arg(long, value_name = "OUT.svg")]
     pub plot: Option<PathBuf>,
+    /// Also draw the growth sites (a trace recorded with --stacks) as an SVG flame graph:
+    /// one tower per process, each function as wide as the memory first touched under it.
+    #[arg(long, value_name = "OUT.svg")]
+    pub flame: Option<PathBuf>,
     /// Skip corrupt or truncated lines with a warning instead of failing.
     #[arg(long)]
     pub lenient: bool,

@@ -3,7 +3,8 @@
  *
  * keeper keeps 256 KiB records: above glibc's mmap threshold, each is a fresh mapping whose
  * pages are touched for the first time. churner takes a 32 KiB scratch buffer and frees it:
- * the heap hands the same, already touched, memory back each time. Growth is keeper's. */
+ * the heap hands the same, already touched, memory back each time. Growth is keeper's.
+ * argv[1]: microseconds between rounds (default 20000: 12.8 MiB/s for 20 s, then flat). */
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -31,10 +32,11 @@ __attribute__((noinline)) void churner(void) {
     free(p);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    useconds_t pause = argc > 1 ? (useconds_t)atol(argv[1]) : 20000;
     for (;;) {
         keeper();
         churner();
-        usleep(20000);
+        usleep(pause);
     }
 }

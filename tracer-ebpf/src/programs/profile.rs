@@ -18,12 +18,12 @@ use aya_ebpf::{
 };
 use tracer_common::{
     EXP_QUANTILE_COUNT, EXP_QUANTILE_SCALE, PCTR_COLLISIONS, PCTR_COUNT, PCTR_FAULTS, PCTR_SAMPLES,
-    PCTR_STACK_ERRORS, PCTR_STACKS_FULL, PCTR_TRUNCATED, ProfileTarget, STACK_MAX_FRAMES, StackKey,
-    StackSamples,
+    HOOK_STACKS, PCTR_STACK_ERRORS, PCTR_STACKS_FULL, PCTR_TRUNCATED, ProfileTarget,
+    STACK_MAX_FRAMES, StackKey, StackSamples,
 };
 
 use super::fields::at;
-use crate::maps::add;
+use crate::maps::{add, count_run};
 
 /// The processes being profiled, with their sampling countdowns (set by userspace).
 #[map]
@@ -72,6 +72,9 @@ fn count(counter: u32) {
 
 #[tracepoint]
 pub fn page_fault_user(ctx: TracePointContext) -> u32 {
+    // Every user page fault on the node runs this program, target or not: that is its cost,
+    // which the overhead budget's guard prices (`record --stacks`).
+    count_run(HOOK_STACKS);
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let Some(target) = PROFILE_TARGETS.get_ptr_mut(tgid) else {
         return 0;

@@ -37,6 +37,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             lenient: args.lenient,
             limit: args.limit,
             plot: args.plot.clone(),
+            flame: args.flame.clone(),
             risk: args.risk.config(),
         };
         return report::run(&args.trace, &opts);
@@ -79,10 +80,20 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 risk,
                 output,
                 duration,
+                stacks,
+                stack_rate,
             } => {
                 let mut sink = record::RecordSink::create(&output, filter(&trace))?;
-                let mut session = Session::live(live_options(&cli.global, &trace, duration), ctx)?
-                    .with_risk_config(risk.config());
+                let mut opts = live_options(&cli.global, &trace, duration);
+                if stacks {
+                    opts.load.stacks_mean_bytes = Some(stack_rate);
+                    opts.stacks = Some(crate::pipeline::source::stacks::StackOptions {
+                        mean_bytes: stack_rate,
+                        every: STACKS_EVERY.max(trace.interval),
+                        only: filter(&trace),
+                    });
+                }
+                let mut session = Session::live(opts, ctx)?.with_risk_config(risk.config());
                 let reason = session.run(&mut sink).await?;
                 log::info!("recording ended ({})", reason.as_str());
             }
@@ -121,8 +132,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 listen,
                 top,
                 exit_min_peak_mib,
+                auto_profiles,
+                auto_profile_seconds,
             } => {
                 let listener = daemon::bind(listen).await?;
+                let captures = daemon::Captures::default();
                 let shared = std::sync::Arc::new(std::sync::Mutex::new(daemon::Shared {
                     metrics: daemon::metrics::Metrics::new(),
                     ready: std::sync::atomic::AtomicBool::new(false),
@@ -133,14 +147,26 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     shared.clone(),
                     stop_rx,
                     cli.global.host_root.clone(),
+                    captures.clone(),
                 );
                 log::info!(
-                    "serving /metrics, /healthz, /readyz and /debug/pprof/growth?pid=N&seconds=S on {listen}"
+                    "serving /metrics, /healthz, /readyz, /debug/pprof/growth?pid=N&seconds=S and /debug/pprof/leaks on {listen}"
+                );
+                let auto = daemon::auto_profile::AutoProfiler::new(
+                    daemon::auto_profile::AutoConfig {
+                        keep: auto_profiles as usize,
+                        seconds: auto_profile_seconds,
+                        rate: 512 << 10,
+                    },
+                    cli.global.host_root.clone(),
+                    captures.busy,
+                    captures.store,
                 );
                 let mut sink = daemon::DaemonSink::new(
                     shared,
                     top as usize,
                     exit_min_peak_mib.saturating_mul(1 << 20),
+                    auto,
                 );
                 let mut session = Session::live(live_options(&cli.global, &trace, None), ctx)?
                     .with_risk_config(risk.config());
@@ -155,6 +181,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Ok(())
     })
 }
+
+/// How often `record --stacks` reads and names the sampled stacks: a process that lives
+/// longer than this has its stacks named while it runs.
+const STACKS_EVERY: Duration = Duration::from_secs(2);
 
 fn filter(t: &TraceArgs) -> Filter {
     Filter {
@@ -176,6 +206,7 @@ fn live_options(g: &cli::Global, t: &TraceArgs, duration: Option<Duration>) -> L
                 ringbuf_bytes: t.ringbuf_bytes,
             },
             oom: true,
+            stacks_mean_bytes: None,
         },
         interval: t.interval,
         duration,
@@ -185,5 +216,6 @@ fn live_options(g: &cli::Global, t: &TraceArgs, duration: Option<Duration>) -> L
             live: t.procs_map_size as usize,
             ..TableLimits::default()
         },
+        stacks: None,
     }
 }

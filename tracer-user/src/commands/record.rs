@@ -316,6 +316,13 @@ impl Sink for RecordSink {
                     change: change.clone(),
                 })?;
             }
+            Happening::Stacks { t, update } => {
+                self.write(&Record::Stacks {
+                    t,
+                    update: update.clone(),
+                })?;
+                self.flush()?;
+            }
             Happening::Node {
                 t,
                 reading,

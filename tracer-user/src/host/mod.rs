@@ -8,4 +8,5 @@ pub mod memcg;
 pub mod node;
 pub mod procfs;
 pub mod procmaps;
+pub mod sites;
 pub mod symbols;

@@ -13,7 +13,7 @@ use aya::{
         trace_point::TracePointLinkId,
     },
 };
-use tracer_common::{HOOK_BRK, HOOK_MADVISE, HOOK_MMAP, HOOK_MUNMAP, HOOK_RSS, globals as g};
+use tracer_common::{HOOK_BRK, HOOK_MADVISE, HOOK_MMAP, HOOK_MUNMAP, HOOK_RSS, HOOK_STACKS, globals as g};
 
 use crate::{
     kernel::btf::{self, KernelBtf},
@@ -61,6 +61,10 @@ pub struct LoadOptions {
     pub sizes: MapSizes,
     /// Attach oom:mark_victim (optional: a kernel without it degrades with a warning).
     pub oom: bool,
+    /// Sample growth-site stacks (`record --stacks`): the page-fault program attached, one
+    /// sample per this many bytes first touched on average. The processes to sample are
+    /// added as targets afterwards (kernel/profiler.rs).
+    pub stacks_mean_bytes: Option<u64>,
 }
 
 /// Loaded and attached programs. Dropping it detaches everything.
@@ -69,9 +73,11 @@ pub struct Probes {
     pub rss_source: RssSource,
     /// Names of attached programs, for stats and logs.
     pub attached: Vec<&'static str>,
-    /// The links of the syscall programs, which the overhead budget detaches and attaches
-    /// again (absent while detached).
-    syscall_links: std::collections::HashMap<&'static str, TracePointLinkId>,
+    /// The links of the syscall programs and the growth-site page-fault program, which the
+    /// overhead budget detaches and attaches again (absent while detached).
+    tracepoint_links: std::collections::HashMap<&'static str, TracePointLinkId>,
+    /// The growth-site page-fault program is in use (`record --stacks`).
+    stacks: bool,
     /// The rss_stat program's link, which the budget detaches last (absent while detached).
     rss_link: Option<RssLink>,
     /// Keeps the kernel's per-program run-time statistics on while held (BPF_ENABLE_STATS):
@@ -287,6 +293,13 @@ impl Probes {
             offsets.set(g::RSS_STAT_COUNT, r.count);
         }
 
+        // Growth sites asked for and this kernel cannot: the user's request fails clearly.
+        let fault_error_code = match opts.stacks_mean_bytes {
+            Some(_) => Some(crate::kernel::profiler::fault_error_code_offset(&tfs)?),
+            None => None,
+        };
+        let stacks_mean_bytes = opts.stacks_mean_bytes.unwrap_or(0);
+
         let page_size = page_size();
         let self_tgid = std::process::id();
         let raw_keys: u32 = u32::from(rss_source == RssSource::Raw);
@@ -306,6 +319,9 @@ impl Probes {
                     .next_power_of_two()
                     .max(page_size as u32),
             );
+        if let Some(off) = &fault_error_code {
+            crate::kernel::profiler::configure(&mut loader, off, &stacks_mean_bytes);
+        }
         let mut ebpf = loader
             .load(OBJECT)
             .context("loading the eBPF object into the kernel")?;
@@ -313,9 +329,9 @@ impl Probes {
         // RSS figures are exact from the first generation on (see ProcStats::rss_gen).
         crate::kernel::sampler::set_rss_gen(&mut ebpf, 1)?;
         let mut attached = Vec::new();
-        let mut syscall_links = std::collections::HashMap::new();
+        let mut tracepoint_links = std::collections::HashMap::new();
         for prog in SYSCALL_PROGRAMS {
-            syscall_links.insert(prog, attach_tp(&mut ebpf, prog, "syscalls", prog)?);
+            tracepoint_links.insert(prog, attach_tp(&mut ebpf, prog, "syscalls", prog)?);
             attached.push(prog);
         }
         let rss_link = Some(match rss_source {
@@ -358,6 +374,16 @@ impl Probes {
                 attached.push(prog);
             }
         }
+        let stacks = fault_error_code.is_some();
+        if stacks {
+            use crate::kernel::profiler::{PROGRAM, init};
+            init(&mut ebpf)?;
+            tracepoint_links.insert(
+                PROGRAM,
+                attach_tp(&mut ebpf, PROGRAM, "exceptions", "page_fault_user")?,
+            );
+            attached.push(PROGRAM);
+        }
         log::info!(
             "attached {} programs (rss source: {:?})",
             attached.len(),
@@ -367,7 +393,8 @@ impl Probes {
             ebpf,
             rss_source,
             attached,
-            syscall_links,
+            tracepoint_links,
+            stacks,
             rss_link,
             stats: None,
             stats_refused: false,
@@ -430,6 +457,7 @@ impl Probes {
             (Hook::Mmap, HOOK_MMAP),
             (Hook::Brk, HOOK_BRK),
             (Hook::Rss, HOOK_RSS),
+            (Hook::Stacks, HOOK_STACKS),
         ]
         .into_iter()
         .filter_map(|(hook, index)| Some((hook, runs.get(&index, 0).ok()?.iter().sum())))
@@ -456,7 +484,7 @@ impl Probes {
             .with_context(|| format!("detaching {prog}"))?;
             return Ok(());
         }
-        let Some((name, id)) = self.syscall_links.remove_entry(prog) else {
+        let Some((name, id)) = self.tracepoint_links.remove_entry(prog) else {
             return Ok(());
         };
         self.tracepoint(name)?
@@ -484,18 +512,21 @@ impl Probes {
             }
             return Ok(());
         }
-        let Some(name) = SYSCALL_PROGRAMS.iter().copied().find(|n| *n == prog) else {
-            // The other rss program (not the one in use): nothing to do.
-            return Ok(());
+        let fault = crate::kernel::profiler::PROGRAM;
+        let (name, group, event) = match SYSCALL_PROGRAMS.iter().copied().find(|n| *n == prog) {
+            Some(name) => (name, "syscalls", name),
+            None if prog == fault && self.stacks => (fault, "exceptions", "page_fault_user"),
+            // The other rss program (not the one in use), or stacks not asked for.
+            None => return Ok(()),
         };
-        if self.syscall_links.contains_key(name) {
+        if self.tracepoint_links.contains_key(name) {
             return Ok(());
         }
         let id = self
             .tracepoint(name)?
-            .attach("syscalls", name)
+            .attach(group, event)
             .with_context(|| format!("attaching {name} again"))?;
-        self.syscall_links.insert(name, id);
+        self.tracepoint_links.insert(name, id);
         Ok(())
     }
 

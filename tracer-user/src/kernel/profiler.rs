@@ -31,19 +31,7 @@ pub struct SampledStack {
     pub frames: Vec<u64>,
 }
 
-/// The profiler's own health: what it saw and what it could not keep.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct ProfileCounters {
-    /// First-touch page faults of the targets.
-    pub faults: u64,
-    pub samples: u64,
-    /// Stacks deeper than the frames kept (kept truncated).
-    pub truncated: u64,
-    /// Samples dropped: two stacks with one hash, the stack table full, no user stack.
-    pub collisions: u64,
-    pub stacks_full: u64,
-    pub stack_errors: u64,
-}
+pub use crate::model::growth::ProfileCounters;
 
 pub struct Profiler {
     ebpf: Ebpf,
@@ -55,93 +43,149 @@ impl Profiler {
         preflight::check_privileges()?;
         let tfs = preflight::locate_tracefs(host_root)?;
         preflight::raise_memlock();
-        if !tfs.has_event("exceptions", "page_fault_user") {
-            return Err(anyhow!(UsageError::new(
-                "tracepoint exceptions:page_fault_user not available on this kernel (x86 has it): growth sites cannot be profiled"
-            )));
-        }
-        let error_code = tfs
-            .format("exceptions", "page_fault_user")?
-            .offset("error_code")?;
+        let error_code = fault_error_code_offset(&tfs)?;
         let mut l = EbpfLoader::new();
-        l.override_global("OFF_FAULT_ERROR_CODE", &error_code, true)
-            .override_global("PROFILE_MEAN_BYTES", &mean_bytes, true);
+        configure(&mut l, &error_code, &mean_bytes);
         for m in UNUSED_MAPS {
             l.map_max_entries(m, 1);
         }
         let mut ebpf = l
             .load(loader::OBJECT)
             .context("loading the eBPF object into the kernel")?;
-        let mut q: Array<&mut MapData, u32> = Array::try_from(
-            ebpf.map_mut("EXP_QUANTILES")
-                .context("map EXP_QUANTILES missing")?,
-        )?;
-        for (i, v) in exponential_quantiles().into_iter().enumerate() {
-            q.set(i as u32, v, 0).context("writing EXP_QUANTILES")?;
-        }
-        loader::attach_tp(
-            &mut ebpf,
-            "page_fault_user",
-            "exceptions",
-            "page_fault_user",
-        )?;
+        init(&mut ebpf)?;
+        loader::attach_tp(&mut ebpf, PROGRAM, "exceptions", "page_fault_user")?;
         Ok(Self { ebpf })
     }
 
     /// Sample `pid` from now on; its first sample comes after a random share of the mean.
     pub fn add_target(&mut self, pid: u32, mean_bytes: u64) -> anyhow::Result<()> {
-        let mut t: HashMap<&mut MapData, u32, ProfileTarget> = HashMap::try_from(
-            self.ebpf
-                .map_mut("PROFILE_TARGETS")
-                .context("map PROFILE_TARGETS missing")?,
-        )?;
-        let start = exponential_quantiles()[(pid as usize * 97) % EXP_QUANTILE_COUNT as usize];
-        let countdown = (mean_bytes * u64::from(start) / EXP_QUANTILE_SCALE) as i64;
-        t.insert(pid, ProfileTarget { countdown }, 0)
-            .with_context(|| format!("adding pid {pid} to the profile (at most 1024 processes)"))
+        add_target(&mut self.ebpf, pid, mean_bytes)
     }
 
     /// Every sampled stack so far.
     pub fn stacks(&self) -> anyhow::Result<Vec<SampledStack>> {
-        let m: HashMap<&MapData, StackKey, StackSamples> = HashMap::try_from(
-            self.ebpf
-                .map("GROWTH_STACKS")
-                .context("map GROWTH_STACKS missing")?,
-        )?;
-        let mut out = Vec::new();
-        for entry in m.iter() {
-            let (k, v) = entry.context("reading GROWTH_STACKS")?;
-            let n = (k.nframes as usize).min(v.frames.len());
-            out.push(SampledStack {
-                pid: k.tgid,
-                samples: v.samples,
-                frames: v.frames[..n].to_vec(),
-            });
-        }
-        Ok(out)
+        Ok(stacks(&self.ebpf)?.into_iter().map(|(_, s)| s).collect())
     }
 
     pub fn counters(&self) -> anyhow::Result<ProfileCounters> {
-        let m: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(
-            self.ebpf
-                .map("PROFILE_COUNTERS")
-                .context("map PROFILE_COUNTERS missing")?,
-        )?;
-        let sum = |i: u32| -> anyhow::Result<u64> {
-            Ok(m.get(&i, 0)
-                .with_context(|| format!("reading PROFILE_COUNTERS[{i}]"))?
-                .iter()
-                .sum())
-        };
-        Ok(ProfileCounters {
-            faults: sum(PCTR_FAULTS)?,
-            samples: sum(PCTR_SAMPLES)?,
-            truncated: sum(PCTR_TRUNCATED)?,
-            collisions: sum(PCTR_COLLISIONS)?,
-            stacks_full: sum(PCTR_STACKS_FULL)?,
-            stack_errors: sum(PCTR_STACK_ERRORS)?,
-        })
+        counters(&self.ebpf)
     }
+}
+
+/// The page-fault program (tracer-ebpf/src/programs/profile.rs).
+pub const PROGRAM: &str = "page_fault_user";
+
+/// Where `error_code` is in the page-fault record; a usage error on a kernel without the
+/// tracepoint (x86 has it).
+pub fn fault_error_code_offset(tfs: &crate::kernel::tracefs::TraceFs) -> anyhow::Result<u32> {
+    if !tfs.has_event("exceptions", "page_fault_user") {
+        return Err(anyhow!(UsageError::new(
+            "tracepoint exceptions:page_fault_user not available on this kernel (x86 has it): growth sites cannot be profiled"
+        )));
+    }
+    tfs.format("exceptions", "page_fault_user")?
+        .offset("error_code")
+}
+
+/// Set the page-fault program's globals before the object is loaded.
+pub fn configure<'a>(l: &mut EbpfLoader<'a>, error_code_offset: &'a u32, mean_bytes: &'a u64) {
+    l.override_global("OFF_FAULT_ERROR_CODE", error_code_offset, true)
+        .override_global("PROFILE_MEAN_BYTES", mean_bytes, true);
+}
+
+/// Fill the sampling distribution's table, after load and before attach.
+pub fn init(ebpf: &mut Ebpf) -> anyhow::Result<()> {
+    let mut q: Array<&mut MapData, u32> = Array::try_from(
+        ebpf.map_mut("EXP_QUANTILES")
+            .context("map EXP_QUANTILES missing")?,
+    )?;
+    for (i, v) in exponential_quantiles().into_iter().enumerate() {
+        q.set(i as u32, v, 0).context("writing EXP_QUANTILES")?;
+    }
+    Ok(())
+}
+
+fn targets(ebpf: &mut Ebpf) -> anyhow::Result<HashMap<&mut MapData, u32, ProfileTarget>> {
+    Ok(HashMap::try_from(
+        ebpf.map_mut("PROFILE_TARGETS")
+            .context("map PROFILE_TARGETS missing")?,
+    )?)
+}
+
+/// Sample `pid` from now on; its first sample comes after a random share of the mean.
+pub fn add_target(ebpf: &mut Ebpf, pid: u32, mean_bytes: u64) -> anyhow::Result<()> {
+    let start = exponential_quantiles()[(pid as usize * 97) % EXP_QUANTILE_COUNT as usize];
+    let countdown = (mean_bytes * u64::from(start) / EXP_QUANTILE_SCALE) as i64;
+    targets(ebpf)?
+        .insert(pid, ProfileTarget { countdown }, 0)
+        .with_context(|| format!("adding pid {pid} to the profile (at most {MAX_TARGETS} processes)"))
+}
+
+/// Stop sampling `pid` (it ended); a no-op if it was not a target.
+pub fn remove_target(ebpf: &mut Ebpf, pid: u32) {
+    if let Ok(mut t) = targets(ebpf) {
+        let _ = t.remove(&pid);
+    }
+}
+
+/// Processes the kernel side can sample at once (`PROFILE_TARGETS`).
+pub const MAX_TARGETS: usize = 1024;
+
+/// Every sampled stack so far, with its kernel key (to remove it once it is kept).
+pub fn stacks(ebpf: &Ebpf) -> anyhow::Result<Vec<(StackKey, SampledStack)>> {
+    let m: HashMap<&MapData, StackKey, StackSamples> = HashMap::try_from(
+        ebpf.map("GROWTH_STACKS")
+            .context("map GROWTH_STACKS missing")?,
+    )?;
+    let mut out = Vec::new();
+    for entry in m.iter() {
+        let (k, v) = entry.context("reading GROWTH_STACKS")?;
+        let n = (k.nframes as usize).min(v.frames.len());
+        out.push((
+            k,
+            SampledStack {
+                pid: k.tgid,
+                samples: v.samples,
+                frames: v.frames[..n].to_vec(),
+            },
+        ));
+    }
+    Ok(out)
+}
+
+/// Forget stacks (their process ended and their samples are kept in userspace), so the
+/// kernel's table does not fill with the dead.
+pub fn remove_stacks(ebpf: &mut Ebpf, keys: &[StackKey]) -> anyhow::Result<()> {
+    let mut m: HashMap<&mut MapData, StackKey, StackSamples> = HashMap::try_from(
+        ebpf.map_mut("GROWTH_STACKS")
+            .context("map GROWTH_STACKS missing")?,
+    )?;
+    for k in keys {
+        // Already gone is fine: nothing else removes them, but a retry must not fail.
+        let _ = m.remove(k);
+    }
+    Ok(())
+}
+
+pub fn counters(ebpf: &Ebpf) -> anyhow::Result<ProfileCounters> {
+    let m: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(
+        ebpf.map("PROFILE_COUNTERS")
+            .context("map PROFILE_COUNTERS missing")?,
+    )?;
+    let sum = |i: u32| -> anyhow::Result<u64> {
+        Ok(m.get(&i, 0)
+            .with_context(|| format!("reading PROFILE_COUNTERS[{i}]"))?
+            .iter()
+            .sum())
+    };
+    Ok(ProfileCounters {
+        faults: sum(PCTR_FAULTS)?,
+        samples: sum(PCTR_SAMPLES)?,
+        truncated: sum(PCTR_TRUNCATED)?,
+        collisions: sum(PCTR_COLLISIONS)?,
+        stacks_full: sum(PCTR_STACKS_FULL)?,
+        stack_errors: sum(PCTR_STACK_ERRORS)?,
+    })
 }
 
 /// Quantiles of the exponential distribution with mean 1, at the midpoints of

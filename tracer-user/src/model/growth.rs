@@ -5,9 +5,29 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::host::symbols::ResolvedFrame;
+
+/// The kernel side's own health while sampling: what it saw and what it could not keep.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileCounters {
+    /// First-touch page faults of the targets.
+    pub faults: u64,
+    pub samples: u64,
+    /// Stacks deeper than the frames kept (kept truncated).
+    pub truncated: u64,
+    /// Samples dropped: two stacks with one hash, the stack table full, no user stack.
+    pub collisions: u64,
+    pub stacks_full: u64,
+    pub stack_errors: u64,
+}
+
+impl ProfileCounters {
+    pub fn dropped(&self) -> u64 {
+        self.collisions + self.stacks_full + self.stack_errors
+    }
+}
 
 /// One file mapping of one process, as captured.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,6 +73,9 @@ pub struct Site {
     pub function: String,
     pub file: Option<String>,
     pub line: Option<u32>,
+    /// The named functions that called it, nearest first (at most [`CALLERS`]): through a
+    /// shared helper, they tell the code paths apart.
+    pub callers: Vec<String>,
     pub samples: u64,
     /// Estimated bytes: samples × the mean interval.
     pub bytes: u64,
@@ -118,29 +141,39 @@ impl GrowthProfile {
 
     /// Sites by growth, largest first (ties by name), at most `n`.
     pub fn top_sites(&self, n: usize) -> Vec<Site> {
-        let mut by: BTreeMap<(String, Option<String>, Option<u32>), u64> = BTreeMap::new();
+        type SiteKey = (String, Option<String>, Option<u32>, Vec<String>);
+        let mut by: BTreeMap<SiteKey, u64> = BTreeMap::new();
         for s in &self.stacks {
-            let site = site_of(&s.frames);
-            let key = match site {
-                Some(f) => (
-                    f.resolved
-                        .function
-                        .clone()
-                        .unwrap_or_else(|| format!("{:#x}", f.address)),
-                    f.resolved.file.clone(),
-                    f.resolved.line,
-                ),
-                None => ("(unknown)".to_string(), None, None),
+            let key = match site_index(&s.frames) {
+                Some(i) => {
+                    let f = &s.frames[i];
+                    let callers = s.frames[i + 1..]
+                        .iter()
+                        .filter_map(|c| c.resolved.function.clone())
+                        .take(CALLERS)
+                        .collect();
+                    (
+                        f.resolved
+                            .function
+                            .clone()
+                            .unwrap_or_else(|| format!("{:#x}", f.address)),
+                        f.resolved.file.clone(),
+                        f.resolved.line,
+                        callers,
+                    )
+                }
+                None => ("(unknown)".to_string(), None, None, Vec::new()),
             };
             *by.entry(key).or_default() += s.samples;
         }
         let total = self.total_samples().max(1) as f64;
         let mut sites: Vec<Site> = by
             .into_iter()
-            .map(|((function, file, line), samples)| Site {
+            .map(|((function, file, line, callers), samples)| Site {
                 function,
                 file,
                 line,
+                callers,
                 samples,
                 bytes: samples * self.mean_bytes,
                 share: samples as f64 / total,
@@ -152,17 +185,63 @@ impl GrowthProfile {
     }
 }
 
+/// Callers named with a site.
+pub const CALLERS: usize = 2;
+
 /// The first frame outside the allocator; the innermost named frame if all are inside.
-pub fn site_of(frames: &[Frame]) -> Option<&Frame> {
+fn site_index(frames: &[Frame]) -> Option<usize> {
     frames
         .iter()
-        .find(|f| {
+        .position(|f| {
             f.resolved
                 .function
                 .as_deref()
                 .is_some_and(|n| !is_allocator(n))
         })
-        .or_else(|| frames.first())
+        .or_else(|| (!frames.is_empty()).then_some(0))
+}
+
+/// A frame as a trace keeps it: the name, and the (binary, build id, file offset) it came
+/// from, so the address can be named again after the process is gone or on another machine.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteFrame {
+    pub address: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    /// The binary's path as the process saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_id: Option<String>,
+    /// Offset in `module` of the address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+}
+
+impl SiteFrame {
+    /// An address outside any file mapping (or of a process already gone).
+    pub fn unnamed(address: u64) -> Self {
+        Self {
+            address,
+            ..Self::default()
+        }
+    }
+
+    pub fn to_frame(&self) -> Frame {
+        Frame {
+            address: self.address,
+            mapping: None,
+            resolved: ResolvedFrame {
+                function: self.function.clone(),
+                file: self.file.clone(),
+                line: self.line,
+            },
+        }
+    }
 }
 
 /// Allocator and runtime code: never the site that asked for memory.

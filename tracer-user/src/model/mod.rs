@@ -10,6 +10,7 @@ pub mod rank;
 pub mod rates;
 pub mod risk;
 pub mod series;
+pub mod sites;
 pub mod suspect;
 pub mod table;
 pub mod verdicts;

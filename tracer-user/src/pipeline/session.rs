@@ -121,6 +121,10 @@ impl<'s> Session<'s> {
                 p.tell(sink, Happening::Budget { t, event: &event })
             }
             Step::Node { t_mono, reading } => p.node(sink, t_mono, reading),
+            Step::Stacks { t_mono, update } => {
+                let t = p.table.session_time(t_mono);
+                p.tell(sink, Happening::Stacks { t, update: &update })
+            }
             Step::Cgroup(change) => {
                 let t = p.table.session_time(change.t_mono);
                 p.node.cgroup(t, &change);

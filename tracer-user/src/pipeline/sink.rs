@@ -82,6 +82,11 @@ pub enum Happening<'a> {
         t: f64,
         change: &'a crate::kernel::events::CgroupChange,
     },
+    /// Growth-site stacks that are new or gained samples, at session time `t`.
+    Stacks {
+        t: f64,
+        update: &'a crate::model::sites::StackUpdate,
+    },
     /// The node's own memory at session time `t`: the reading, the node as views show it
     /// (with its series' verdicts) and the verdicts that changed with this reading.
     Node {

@@ -46,6 +46,11 @@ pub enum Step {
     },
     /// A memory cgroup made, removed or freed (zombies are the removed, not freed ones).
     Cgroup(crate::kernel::events::CgroupChange),
+    /// Growth-site stacks that are new or gained samples (`record --stacks`).
+    Stacks {
+        t_mono: f64,
+        update: crate::model::sites::StackUpdate,
+    },
     /// The node's own memory (meminfo, slab caches, zombie memory cgroups), read once a round.
     Node {
         t_mono: f64,

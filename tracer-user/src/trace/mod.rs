@@ -58,6 +58,13 @@ pub enum Record {
         #[serde(flatten)]
         change: crate::kernel::events::CgroupChange,
     },
+    /// Growth-site stacks that are new (with their named frames) or gained samples
+    /// (`record --stacks`).
+    Stacks {
+        t: f64,
+        #[serde(flatten)]
+        update: crate::model::sites::StackUpdate,
+    },
     Summary(Summary),
 }
 

@@ -50,6 +50,11 @@ pub struct HookLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: String,
 }
@@ -101,6 +106,7 @@ pub struct Metrics {
     pub go_heap_live: Family<ContainerLabels, Gauge>,
     pub go_goroutines: Family<ContainerLabels, Gauge>,
     pub go_gc_cycles: Family<ContainerLabels, Counter>,
+    pub growth_profiles: Family<OutcomeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -138,6 +144,7 @@ impl Metrics {
             memcg_zombies: Gauge::default(),
             node_verdict: Family::default(),
             go_heap_live: Family::default(),
+            growth_profiles: Family::default(),
             go_goroutines: Family::default(),
             go_gc_cycles: Family::default(),
             registry: Registry::default(),
@@ -189,6 +196,11 @@ impl Metrics {
             "Time the container's allocations spent in memory-cgroup direct reclaim (at its limit or memory.high)",
             Unit::Seconds,
             m.memcg_reclaim_stall.clone(),
+        );
+        r.register(
+            "growth_profiles",
+            "Growth profiles of processes judged leaking, by outcome: captured (kept, served at /debug/pprof/leaks), failed, skipped (too many waiting)",
+            m.growth_profiles.clone(),
         );
         r.register(
             "kernel_events_lost",

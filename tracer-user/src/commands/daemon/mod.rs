@@ -1,6 +1,7 @@
 //! `leaktracer daemon`: the DaemonSet mode. Serves /metrics, /healthz and /readyz, writes
 //! OOM records and verdict changes as JSON Lines on stdout (the same records as a trace),
 //! and shuts down cleanly on SIGTERM (programs detached, output flushed).
+pub mod auto_profile;
 pub mod growth_profile;
 pub mod metrics;
 use std::{
@@ -32,6 +33,14 @@ pub struct Shared {
     pub ready: AtomicBool,
 }
 
+/// Growth-profile captures: the one capture slot (on demand or automatic) and the profiles
+/// captured automatically.
+#[derive(Clone, Default)]
+pub struct Captures {
+    pub busy: Arc<AtomicBool>,
+    pub store: Arc<Mutex<auto_profile::Store>>,
+}
+
 /// Bind the listener now, so a busy port is a usage error before any BPF is loaded.
 pub async fn bind(listen: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(listen)
@@ -44,14 +53,24 @@ pub fn serve(
     shared: Arc<Mutex<Shared>>,
     stop: tokio::sync::oneshot::Receiver<()>,
     host_root: std::path::PathBuf,
+    captures: Captures,
 ) -> tokio::task::JoinHandle<()> {
     let m = shared.clone();
     let r = shared;
-    let busy = Arc::new(AtomicBool::new(false));
+    let Captures { busy, store } = captures;
+    let store_one = store.clone();
     let app = Router::new()
         .route(
             "/debug/pprof/growth",
             get(move |q| growth_profile::serve(host_root.clone(), busy.clone(), q)),
+        )
+        .route(
+            "/debug/pprof/leaks",
+            get(move || auto_profile::list(store.clone())),
+        )
+        .route(
+            "/debug/pprof/leaks/{id}",
+            get(move |id| auto_profile::one(store_one.clone(), id)),
         )
         .route(
             "/metrics",
@@ -112,11 +131,19 @@ pub struct DaemonSink {
     exit_min_peak: u64,
     /// Each Go process's GC cycles when last counted (the counter adds what it completed).
     gc_cycles: HashMap<u32, u32>,
+    /// Growth profiles of processes judged leaking.
+    auto: auto_profile::AutoProfiler,
 }
 
 impl DaemonSink {
-    pub fn new(shared: Arc<Mutex<Shared>>, top: usize, exit_min_peak: u64) -> Self {
+    pub fn new(
+        shared: Arc<Mutex<Shared>>,
+        top: usize,
+        exit_min_peak: u64,
+        auto: auto_profile::AutoProfiler,
+    ) -> Self {
         Self {
+            auto,
             shared,
             top,
             t0_mono: 0.0,
@@ -197,12 +224,15 @@ impl Sink for DaemonSink {
                 let now = table.session_time(snap.t_mono);
                 for v in verdicts.iter() {
                     let Some(p) = table.find(v.pid) else { continue };
-                    self.emit(&Record::Verdict(VerdictRecord::from_change(
-                        round_ms(now),
-                        &p.comm,
-                        v,
-                    )));
+                    let rec = VerdictRecord::from_change(round_ms(now), &p.comm, v);
+                    if rec.verdict == crate::detector::Verdict::Leaking {
+                        self.auto.leaking(rec.pid, &rec.comm, &rec.reason);
+                    }
+                    self.emit(&Record::Verdict(rec));
                 }
+                let outcomes = self
+                    .auto
+                    .tick(|pid| table.live.contains_key(&pid), self.t0_mono);
                 for r in risks.iter() {
                     let Some(p) = table.find(r.pid) else { continue };
                     self.emit(&Record::Risk(RiskRecord::from_change(
@@ -288,6 +318,13 @@ impl Sink for DaemonSink {
                     return Ok(());
                 };
                 let m = &s.metrics;
+                for o in outcomes {
+                    m.growth_profiles
+                        .get_or_create(&crate::commands::daemon::metrics::OutcomeLabels {
+                            outcome: o.as_str().to_string(),
+                        })
+                        .inc();
+                }
                 m.container_private_bytes.clear();
                 m.container_growth.clear();
                 m.leak_confidence.clear();
@@ -361,7 +398,7 @@ impl Sink for DaemonSink {
                 self.last_cpu_secs = cpu;
                 self.last_counters = counters;
             }
-            Happening::Cgroup { .. } => {}
+            Happening::Cgroup { .. } | Happening::Stacks { .. } => {}
             Happening::Node {
                 t, view, changes, ..
             } => {

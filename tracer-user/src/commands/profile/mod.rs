@@ -17,7 +17,7 @@ use crate::{
     host::{
         identity::{Identity, pod_log::PodLogIndex},
         procfs::Procfs,
-        procmaps::Maps,
+        sites::ProcessImage,
         symbols::Symbolizer,
     },
     kernel::profiler::{ProfileCounters, Profiler, SampledStack},
@@ -60,14 +60,6 @@ pub fn parse_pod(s: &str) -> Result<(String, String), String> {
         }
         _ => Err("expected NAMESPACE/POD, e.g. kube-system/traefik-6d8f7c9b5-x2x4q".into()),
     }
-}
-
-/// A profiled process as last seen: its name and mappings (with each binary's path as
-/// readable from the host: through /proc/PID/root, so a container's files are found).
-struct Seen {
-    comm: String,
-    maps: Maps,
-    root: PathBuf,
 }
 
 pub async fn run(host_root: &Path, opts: &ProfileOptions) -> anyhow::Result<()> {
@@ -127,7 +119,7 @@ pub async fn capture(
     let proc_root = host_root.join("proc");
     let mut profiler = Profiler::start(host_root, mean_bytes)?;
     let mut pods = PodLogIndex::new(host_root);
-    let mut seen: HashMap<u32, Seen> = HashMap::new();
+    let mut seen: HashMap<u32, ProcessImage> = HashMap::new();
     let start_unix_ns = clock::unix_millis() as i64 * 1_000_000;
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + duration;
@@ -142,9 +134,8 @@ pub async fn capture(
                         log::info!("profiling pid {pid}");
                     }
                     // Mappings change (libraries loaded, heaps grown): capture them again.
-                    if let Ok(maps) = Maps::read(&proc_root, pid) {
-                        let comm = procfs.comm(pid).unwrap_or_default();
-                        seen.insert(pid, Seen { comm, maps, root: proc_root.join(pid.to_string()).join("root") });
+                    if let Some(image) = ProcessImage::read(&proc_root, pid, procfs.comm(pid).unwrap_or_default()) {
+                        seen.insert(pid, image);
                     }
                 }
                 // Named pids are there or not; names and pods may still come.
@@ -198,7 +189,7 @@ fn matching(procfs: &Procfs, t: &Targets, pods: &mut PodLogIndex) -> BTreeSet<u3
 /// the process's root while it lives (the host path once it is gone).
 fn build(
     stacks: &[SampledStack],
-    seen: &HashMap<u32, Seen>,
+    seen: &HashMap<u32, ProcessImage>,
     mean_bytes: u64,
     start_unix_ns: i64,
     elapsed: Duration,
@@ -218,13 +209,8 @@ fn build(
         };
         let mut frames = Vec::with_capacity(st.frames.len());
         for (i, &addr) in st.frames.iter().enumerate() {
-            let mapping = proc
-                .maps
-                .find(addr)
-                .and_then(|m| Some((m, m.path.clone()?)));
-            let (mapping, resolved) = match mapping {
-                Some((m, path)) => {
-                    let readable = readable_path(&proc.root, &path);
+            let (mapping, resolved) = match proc.locate(addr) {
+                Some((m, path, readable)) => {
                     let resolved = sym.resolve(&readable, m.file_offset(addr), i > 0);
                     let next = profile.mappings.len();
                     let id = *mapping_ids.entry((st.pid, m.start)).or_insert(next);
@@ -258,17 +244,6 @@ fn build(
     profile
 }
 
-/// The binary as the process sees it (through its root), if that is readable; else the
-/// path on the host.
-fn readable_path(root: &Path, path: &Path) -> PathBuf {
-    let inside = root.join(path.strip_prefix("/").unwrap_or(path));
-    if inside.exists() {
-        inside
-    } else {
-        path.to_path_buf()
-    }
-}
-
 fn print_text(p: &GrowthProfile, sites: &[Site], c: &ProfileCounters, output: &Path) {
     let mut names: Vec<String> = p
         .comms
@@ -297,7 +272,7 @@ fn print_text(p: &GrowthProfile, sites: &[Site], c: &ProfileCounters, output: &P
             s.function
         );
     }
-    let dropped = c.collisions + c.stacks_full + c.stack_errors;
+    let dropped = c.dropped();
     println!(
         "Kernel: {} first-touch faults seen, {} samples, {} stacks truncated, {} samples dropped (hash collisions {}, table full {}, no user stack {})",
         c.faults, c.samples, c.truncated, dropped, c.collisions, c.stacks_full, c.stack_errors

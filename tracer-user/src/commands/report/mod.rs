@@ -2,6 +2,7 @@
 //! into a sink that keeps the OOM kills, memory-cgroup activity and overhead budget the trace
 //! recorded and judges the suspects at its end, through the same process table, verdicts and
 //! ranking as a live session. Streaming: memory is bounded by the table's limits, not the file.
+pub mod flame;
 pub mod plot;
 mod render;
 mod sink;
@@ -55,6 +56,9 @@ pub struct SuspectRow {
     pub risk: Option<crate::detector::LimitRisk>,
     /// A Go process's runtime as last recorded (None for other processes).
     pub go: Option<crate::model::go::GoFigures>,
+    /// Where in its code it grew, largest first (traces recorded with `--stacks`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sites: Vec<crate::model::growth::Site>,
 }
 
 /// A process whose peaks meet (or are about to meet) its memory cgroup's limit at the end
@@ -95,6 +99,23 @@ pub struct Report {
     pub at_risk: Vec<RiskRow>,
     /// The node's own memory (absent from traces recorded before node records existed).
     pub node: Option<NodeReport>,
+    /// The growth-site sampling the trace recorded (`record --stacks`; absent without it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub growth_sites: Option<GrowthSitesReport>,
+}
+
+/// How the growth sites were sampled, and what could not be kept.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct GrowthSitesReport {
+    /// Bytes one sample stands for.
+    pub mean_bytes: u64,
+    pub samples: u64,
+    /// Stacks the report could not keep (beyond its bound, or reported without frames).
+    pub stacks_not_kept: u64,
+    /// The kernel side's counters at the end (truncated stacks, dropped samples).
+    pub kernel: crate::model::growth::ProfileCounters,
+    /// Processes the kernel's table of targets had no room for.
+    pub processes_not_sampled: u64,
 }
 
 /// The node's memory at the end of the trace, and every node series judged growing or
@@ -111,6 +132,8 @@ pub struct ReportOptions {
     pub lenient: bool,
     pub limit: usize,
     pub plot: Option<std::path::PathBuf>,
+    /// Draw the growth sites as a flame graph (SVG) here.
+    pub flame: Option<std::path::PathBuf>,
     /// The limit-risk judgement's tuning (`--risk-margin`).
     pub risk: crate::detector::RiskConfig,
 }
@@ -134,6 +157,10 @@ pub fn run(path: &Path, opts: &ReportOptions) -> anyhow::Result<()> {
         crate::commands::report::plot::write_svg(plot, &report.plot_series)?;
         eprintln!("leaktracer: wrote {}", plot.display());
     }
+    if let Some(flame) = &opts.flame {
+        flame::write_svg(flame, &report.flame_lines, report.report.growth_sites.as_ref())?;
+        eprintln!("leaktracer: wrote {}", flame.display());
+    }
     let mut out = std::io::stdout().lock();
     match opts.format {
         ReportFormat::Json => {
@@ -148,6 +175,8 @@ pub fn run(path: &Path, opts: &ReportOptions) -> anyhow::Result<()> {
 pub struct Built {
     pub report: Report,
     pub plot_series: Vec<crate::commands::report::plot::Series>,
+    /// The growth sites as folded stacks, for `--flame`.
+    pub flame_lines: Vec<String>,
 }
 
 /// Replay the trace read from `input` (`size` bytes, for the progress bar) through the

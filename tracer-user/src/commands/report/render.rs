@@ -133,6 +133,10 @@ pub fn render_text(r: &Report) -> String {
             x.reason,
             if x.exited { " (exited)" } else { "" }
         ));
+        s.push_str(&render_sites(&row.sites));
+    }
+    if let Some(g) = &r.growth_sites {
+        s.push_str(&render_sampling(g));
     }
     s.push_str(&render_risks(&r.at_risk));
     if r.ended.count > 0 {
@@ -201,6 +205,53 @@ pub fn render_text(r: &Report) -> String {
 }
 
 /// The NODE section: what no process owns, and what of it grew.
+/// A suspect's growth sites, one per line under its row: share, bytes, the site and the
+/// callers that tell its code path apart.
+fn render_sites(sites: &[crate::model::growth::Site]) -> String {
+    let mut s = String::new();
+    for (i, site) in sites.iter().enumerate() {
+        let at = match (&site.file, site.line) {
+            (Some(f), Some(l)) => format!(" ({}:{l})", short_file(f)),
+            (Some(f), None) => format!(" ({})", short_file(f)),
+            _ => String::new(),
+        };
+        let callers: String = site.callers.iter().map(|c| format!(" <- {c}")).collect();
+        s.push_str(&format!(
+            "          {} {:>5.1}% {:>9}  {}{at}{callers}\n",
+            if i == 0 { "grows at" } else { "        " },
+            site.share * 100.0,
+            format::bytes(site.bytes as f64),
+            site.function,
+        ));
+    }
+    s
+}
+
+/// The last two components of a source path: enough to find it, short enough to read.
+fn short_file(path: &str) -> &str {
+    let mut cut = path.len();
+    for _ in 0..2 {
+        match path[..cut].rfind('/') {
+            Some(i) => cut = i,
+            None => return path,
+        }
+    }
+    &path[cut + 1..]
+}
+
+fn render_sampling(g: &super::GrowthSitesReport) -> String {
+    let k = &g.kernel;
+    format!(
+        "\nGROWTH SITES: {} samples, one per {} first touched on average; {} stacks truncated, {} samples dropped in the kernel, {} stacks not kept, {} processes not sampled (target table full)\n",
+        g.samples,
+        format::bytes(g.mean_bytes as f64),
+        k.truncated,
+        k.dropped(),
+        g.stacks_not_kept,
+        g.processes_not_sampled
+    )
+}
+
 fn render_node(n: &super::NodeReport) -> String {
     let mut s = String::from("\nNODE (memory no process owns)\n");
     for line in crate::commands::node_text::lines(&n.end, false) {

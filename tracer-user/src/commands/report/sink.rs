@@ -28,6 +28,9 @@ const MAX_CGROUPS: usize = 1000;
 /// Suspects drawn by `--plot`.
 const PLOTTED: usize = 6;
 
+/// Growth sites listed per suspect (when the trace has stacks).
+const SITES_PER_SUSPECT: usize = 5;
+
 pub struct ReportSink {
     header: Header,
     filter: Filter,
@@ -41,6 +44,8 @@ pub struct ReportSink {
     /// The node as the last node record left it, and its series' worst verdicts.
     node_end: Option<crate::model::node::NodeView>,
     node_findings: crate::model::node::NodeFindings,
+    /// Growth-site stacks the trace recorded (`record --stacks`).
+    sites: crate::model::sites::SiteLog,
 }
 
 /// The report's figures judged at the end of the trace.
@@ -54,6 +59,8 @@ struct Findings {
     overhead_budget: Vec<HookSummary>,
     memory_cgroups: Vec<CgroupActivity>,
     cgroups_dropped: u64,
+    growth_sites: Option<super::GrowthSitesReport>,
+    flame_lines: Vec<String>,
 }
 
 impl ReportSink {
@@ -70,6 +77,7 @@ impl ReportSink {
             risk: RiskConfig::default(),
             node_end: None,
             node_findings: Default::default(),
+            sites: Default::default(),
         }
     }
 
@@ -113,8 +121,10 @@ impl ReportSink {
                     end,
                     findings: self.node_findings.list(),
                 }),
+                growth_sites: f.growth_sites,
             },
             plot_series: f.plot_series,
+            flame_lines: f.flame_lines,
         })
     }
 }
@@ -146,6 +156,7 @@ impl Sink for ReportSink {
                 }
             }
             Happening::Cgroup { .. } => {}
+            Happening::Stacks { update, .. } => self.sites.apply(update),
             Happening::Node {
                 t, view, changes, ..
             } => {
@@ -175,13 +186,40 @@ impl Sink for ReportSink {
             .map(|(s, p)| plot::Series::of(p, &s.comm))
             .collect();
         let risk = &self.risk;
+        let sites = &self.sites;
         let suspects = judged
             .into_iter()
             .map(|(s, p)| {
                 let r = risk_at(p, now, ctx, risk);
-                row(s, p, ctx.ids.get(p), r)
+                let mut row = row(s, p, ctx.ids.get(p), r);
+                row.sites = sites.profile(|pid| pid == p.pid).top_sites(SITES_PER_SUSPECT);
+                row
             })
             .collect();
+        // Growth sites of the processes asked for, each rooted at its process.
+        let mut wanted = std::collections::HashMap::new();
+        let flame_lines = self.sites.folded(
+            |pid| {
+                *wanted.entry(pid).or_insert_with(|| {
+                    table
+                        .find(pid)
+                        .is_some_and(|p| self.filter.wants(p, &mut ctx.ids))
+                })
+            },
+            |pid| {
+                let comm = table.find(pid).map_or("?", |p| p.comm.as_str());
+                format!("{comm} ({pid})")
+            },
+        );
+        let growth_sites = (!self.sites.is_empty() || self.sites.dropped > 0).then(|| {
+            super::GrowthSitesReport {
+                mean_bytes: self.sites.mean_bytes(),
+                samples: self.sites.total_samples(),
+                stacks_not_kept: self.sites.dropped,
+                kernel: self.sites.counters,
+                processes_not_sampled: self.sites.targets_refused,
+            }
+        });
         let mut at_risk: Vec<RiskRow> = Vec::new();
         for p in table.live.values().chain(table.graveyard.iter()) {
             if !self.filter.wants(p, &mut ctx.ids) {
@@ -226,6 +264,8 @@ impl Sink for ReportSink {
             overhead_budget: crate::kernel::budget::summarize(&self.budget_events, now),
             cgroups_dropped: cgroups.dropped,
             memory_cgroups: cgroups.finish(),
+            growth_sites,
+            flame_lines,
         });
         Ok(())
     }
@@ -270,6 +310,7 @@ fn row(
         names: id.names,
         risk,
         go: p.go.as_ref().map(|g| g.latest.clone()),
+        sites: Vec::new(),
     }
 }
 

@@ -35,6 +35,8 @@ pub struct LiveOptions {
     pub duration: Option<Duration>,
     pub limits: TableLimits,
     pub oom_score_adj: i32,
+    /// Sample growth-site stacks (`record --stacks`; `load.stacks_mean_bytes` must be set).
+    pub stacks: Option<crate::pipeline::source::stacks::StackOptions>,
 }
 
 /// How long a paused hook stays paused the first time (doubling while the storm goes on).
@@ -162,6 +164,8 @@ pub struct LiveSource {
     /// Go processes' runtimes, read from their memory every round (one read each; none for
     /// other processes).
     go: crate::host::goruntime::GoRuntimes,
+    /// Growth-site stacks (`record --stacks`).
+    stacks: Option<crate::pipeline::source::stacks::StackCollector>,
 }
 
 impl LiveSource {
@@ -246,6 +250,9 @@ impl LiveSource {
             node: crate::host::node::NodeReader::new(roots.clone()),
             memory_hierarchy: crate::host::node::zombies::memory_hierarchy(roots),
             zombie_parents: std::collections::HashMap::new(),
+            stacks: opts.stacks.clone().map(|o| {
+                crate::pipeline::source::stacks::StackCollector::new(o, go_proc_root.clone())
+            }),
             go: crate::host::goruntime::GoRuntimes::new(&go_proc_root),
         };
         Ok((source, table))
@@ -315,6 +322,8 @@ impl LiveSource {
                 // the reader up.
                 Phase::Flush(reason) => {
                     let reason = *reason;
+                    // The last growth sites, however the session ends.
+                    self.collect_stacks(table, clock::monotonic_secs());
                     let (ack_tx, ack_rx) = oneshot::channel();
                     self.phase = if self.flush_events.send(ack_tx).await.is_ok() {
                         Phase::Draining {
@@ -447,6 +456,46 @@ impl LiveSource {
         // test checks within 2 MiB).
         if self.round_no % RELEASE_HEAP_EVERY == RELEASE_HEAP_EVERY - 1 {
             release_free_heap();
+        }
+        self.growth_sites(p, snap.t_mono);
+    }
+
+    /// Growth-site stacks: new processes the user asked for are sampled from now on, and
+    /// every few seconds the stacks are read and named (see source/stacks.rs).
+    fn growth_sites(&mut self, p: &mut Pipeline, t_mono: f64) {
+        let (Some(collector), Some(only)) = (
+            self.stacks.as_mut(),
+            self.opts.stacks.as_ref().map(|o| &o.only),
+        ) else {
+            return;
+        };
+        let wanted: Vec<u32> = p
+            .table
+            .live
+            .values()
+            .filter(|proc| only.wants(proc, &mut p.ctx.ids))
+            .map(|proc| proc.pid)
+            .collect();
+        collector.add_targets(&mut self.probes.ebpf, wanted);
+        if collector.due(t_mono) {
+            self.collect_stacks(&p.table, t_mono);
+        }
+    }
+
+    fn collect_stacks(&mut self, table: &ProcessTable, t_mono: f64) {
+        let Some(collector) = self.stacks.as_mut() else {
+            return;
+        };
+        let procfs = &self.procfs;
+        let collected = collector.collect(
+            &mut self.probes.ebpf,
+            t_mono,
+            |pid| table.live.contains_key(&pid) && procfs.alive(pid),
+            |pid| table.live.get(&pid).map(|p| p.comm.clone()).unwrap_or_default(),
+        );
+        match collected {
+            Ok(update) => self.queue.push_back(Step::Stacks { t_mono, update }),
+            Err(e) => log::warn!("growth sites not read: {e:#}"),
         }
     }
 

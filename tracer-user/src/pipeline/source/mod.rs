@@ -3,6 +3,7 @@
 //! (pipeline/core.rs) does the same with every step whichever source said it.
 pub mod live;
 pub mod replay;
+pub mod stacks;
 
 use crate::{
     host::procfs::Procfs,

@@ -263,6 +263,7 @@ impl ReplaySource {
                 change.t_mono = t;
                 Some(Step::Cgroup(change))
             }
+            Record::Stacks { t, update } => Some(Step::Stacks { t_mono: t, update }),
             Record::Node(n) => Some(Step::Node {
                 t_mono: n.t,
                 reading: self.node_reading(n),
