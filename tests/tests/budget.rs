@@ -369,7 +369,10 @@ fn under_a_page_fault_storm_the_growth_site_hook_is_paused_first() {
         "within 90 s: the stacks hook paused and the leaker judged leaking; budget records: {budget:?}"
     );
     let first = budget.first().expect("a pause");
-    assert_eq!(first["hook"], "stacks", "the growth-site hook goes first: {first}");
+    assert_eq!(
+        first["hook"], "stacks",
+        "the growth-site hook goes first: {first}"
+    );
     assert_eq!(first["action"], "pause");
     // Stacks were sampled before the pause and are in the trace.
     assert!(

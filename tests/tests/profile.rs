@@ -252,7 +252,15 @@ fn record_with_stacks_names_where_each_suspect_grows() {
     let (c_pid, go_pid) = (c.pid().to_string(), go.pid().to_string());
     let rec = Recording::start(
         "stacks",
-        &["--stacks", "--pid", &c_pid, "--pid", &go_pid, "--interval", "500ms"],
+        &[
+            "--stacks",
+            "--pid",
+            &c_pid,
+            "--pid",
+            &go_pid,
+            "--interval",
+            "500ms",
+        ],
     );
     // Until both are judged growing and have enough samples to tell their sites apart.
     let ready = wait_until(std::time::Duration::from_secs(50), || {
@@ -280,7 +288,9 @@ fn record_with_stacks_names_where_each_suspect_grows() {
         .find(|f| f["function"] == "main.retain")
         .unwrap_or_else(|| panic!("no main.retain frame in the Go process's stacks"));
     assert!(
-        go_frame["module"].as_str().is_some_and(|m| m.ends_with("goleak-1.26"))
+        go_frame["module"]
+            .as_str()
+            .is_some_and(|m| m.ends_with("goleak-1.26"))
             && go_frame["build_id"].as_str().is_some_and(|b| !b.is_empty())
             && go_frame["offset"].as_u64().is_some(),
         "{go_frame}"

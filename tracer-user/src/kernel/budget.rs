@@ -701,9 +701,10 @@ mod tests {
     fn a_page_fault_storm_pauses_rss_stat_only() {
         let mut b = Budget::new(0.01, 1, 10.0);
         let c = |t: f64| {
+            // The syscall hooks (no `record --stacks` here).
             let mut v: Vec<ProgCost> = Hook::ORDER
                 .iter()
-                .filter(|h| **h != Hook::Rss)
+                .filter(|h| !matches!(h, Hook::Rss | Hook::Stacks))
                 .map(|h| ProgCost {
                     name: h.programs()[0].into(),
                     run_ns: (t * 1_000_000.0) as u64, // 0.1% each

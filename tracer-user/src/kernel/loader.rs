@@ -13,7 +13,9 @@ use aya::{
         trace_point::TracePointLinkId,
     },
 };
-use tracer_common::{HOOK_BRK, HOOK_MADVISE, HOOK_MMAP, HOOK_MUNMAP, HOOK_RSS, HOOK_STACKS, globals as g};
+use tracer_common::{
+    HOOK_BRK, HOOK_MADVISE, HOOK_MMAP, HOOK_MUNMAP, HOOK_RSS, HOOK_STACKS, globals as g,
+};
 
 use crate::{
     kernel::btf::{self, KernelBtf},

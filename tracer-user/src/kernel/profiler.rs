@@ -118,7 +118,9 @@ pub fn add_target(ebpf: &mut Ebpf, pid: u32, mean_bytes: u64) -> anyhow::Result<
     let countdown = (mean_bytes * u64::from(start) / EXP_QUANTILE_SCALE) as i64;
     targets(ebpf)?
         .insert(pid, ProfileTarget { countdown }, 0)
-        .with_context(|| format!("adding pid {pid} to the profile (at most {MAX_TARGETS} processes)"))
+        .with_context(|| {
+            format!("adding pid {pid} to the profile (at most {MAX_TARGETS} processes)")
+        })
 }
 
 /// Stop sampling `pid` (it ended); a no-op if it was not a target.

@@ -126,8 +126,8 @@ fn slowdown(s: &mut String, r: &Results) {
         }
     );
     s.push_str(
-        "| workload | untraced, ops per CPU-s (median) | untraced spread | leaktracer `record` | bpftrace, same hooks | bcc memleak -p | empty programs, same hooks | leaktracer `profile` of the workload | verdict vs 3% | vs bpftrace |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
+        "| workload | untraced, ops per CPU-s (median) | untraced spread | leaktracer `record` | bpftrace, same hooks | bcc memleak -p | empty programs, same hooks | leaktracer `profile` of the workload | leaktracer `record --stacks` | verdict vs 3% | vs bpftrace |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let mut notes = Notes::default();
     for row in &sd.rows {
@@ -146,6 +146,7 @@ fn slowdown(s: &mut String, r: &Results) {
             Tracer::Memleak,
             Tracer::Floor,
             Tracer::Profile,
+            Tracer::RecordStacks,
         ] {
             let _ = write!(s, " {} |", cell(row.cells.get(&t), &mut notes));
         }

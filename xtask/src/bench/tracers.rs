@@ -32,16 +32,20 @@ pub enum Tracer {
     Floor,
     /// `leaktracer profile` on the workload's processes (growth sites: sampled page faults).
     Profile,
+    /// `leaktracer record --stacks` with its defaults: growth sites of every process, under
+    /// the overhead budget.
+    RecordStacks,
 }
 
 impl Tracer {
-    pub const ALL: [Tracer; 6] = [
+    pub const ALL: [Tracer; 7] = [
         Self::None,
         Self::Leaktracer,
         Self::Bpftrace,
         Self::Memleak,
         Self::Floor,
         Self::Profile,
+        Self::RecordStacks,
     ];
 
     pub fn label(self) -> &'static str {
@@ -52,6 +56,7 @@ impl Tracer {
             Self::Memleak => "bcc memleak -p",
             Self::Floor => "empty programs, same hooks",
             Self::Profile => "leaktracer profile of the workload",
+            Self::RecordStacks => "leaktracer record --stacks",
         }
     }
 }
@@ -124,6 +129,7 @@ pub fn start(tracer: Tracer, env: &Env, tag: &str) -> anyhow::Result<Option<Runn
         Tracer::Bpftrace => bpftrace(env, tag, "bench/peer.bt", 6).map(Some),
         Tracer::Floor => bpftrace(env, tag, "bench/floor.bt", 8).map(Some),
         Tracer::Profile => profile(env, tag).map(Some),
+        Tracer::RecordStacks => record(env, &["--stacks"], tag).map(Some),
     }
 }
 

@@ -166,8 +166,7 @@ impl AutoProfiler {
     /// Each round: start the next capture if the slot is free; `alive` says whether a
     /// waiting process still runs. Returns the outcomes since the last call (for metrics).
     pub fn tick(&mut self, alive: impl Fn(u32) -> bool, t0_mono: f64) -> Vec<Outcome> {
-        self.last_captured
-            .retain(|_, t| t.elapsed() < AGAIN_AFTER);
+        self.last_captured.retain(|_, t| t.elapsed() < AGAIN_AFTER);
         while let Some(p) = self.pending.front() {
             if alive(p.pid) {
                 break;
@@ -196,11 +195,8 @@ impl AutoProfiler {
 
     fn spawn(&self, p: Pending, t0_mono: f64) {
         let (cfg, root) = (self.cfg.clone(), self.host_root.clone());
-        let (busy, store, outcomes) = (
-            self.busy.clone(),
-            self.store.clone(),
-            self.outcomes.clone(),
-        );
+        let (busy, store, outcomes) =
+            (self.busy.clone(), self.store.clone(), self.outcomes.clone());
         tokio::spawn(async move {
             let started = clock::unix_millis();
             let targets = Targets {

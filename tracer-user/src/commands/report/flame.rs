@@ -27,9 +27,8 @@ pub fn write_svg(
     ));
     opts.count_name = "bytes".into();
     opts.name_type = "Function:".into();
-    opts.colors = inferno::flamegraph::color::Palette::Basic(
-        inferno::flamegraph::color::BasicPalette::Mem,
-    );
+    opts.colors =
+        inferno::flamegraph::color::Palette::Basic(inferno::flamegraph::color::BasicPalette::Mem);
     let file = std::fs::File::create(path)
         .with_context(|| format!("creating flame graph {}", path.display()))?;
     inferno::flamegraph::from_lines(

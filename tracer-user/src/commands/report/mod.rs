@@ -158,7 +158,11 @@ pub fn run(path: &Path, opts: &ReportOptions) -> anyhow::Result<()> {
         eprintln!("leaktracer: wrote {}", plot.display());
     }
     if let Some(flame) = &opts.flame {
-        flame::write_svg(flame, &report.flame_lines, report.report.growth_sites.as_ref())?;
+        flame::write_svg(
+            flame,
+            &report.flame_lines,
+            report.report.growth_sites.as_ref(),
+        )?;
         eprintln!("leaktracer: wrote {}", flame.display());
     }
     let mut out = std::io::stdout().lock();

@@ -192,7 +192,9 @@ impl Sink for ReportSink {
             .map(|(s, p)| {
                 let r = risk_at(p, now, ctx, risk);
                 let mut row = row(s, p, ctx.ids.get(p), r);
-                row.sites = sites.profile(|pid| pid == p.pid).top_sites(SITES_PER_SUSPECT);
+                row.sites = sites
+                    .profile(|pid| pid == p.pid)
+                    .top_sites(SITES_PER_SUSPECT);
                 row
             })
             .collect();
@@ -211,15 +213,14 @@ impl Sink for ReportSink {
                 format!("{comm} ({pid})")
             },
         );
-        let growth_sites = (!self.sites.is_empty() || self.sites.dropped > 0).then(|| {
-            super::GrowthSitesReport {
+        let growth_sites =
+            (!self.sites.is_empty() || self.sites.dropped > 0).then(|| super::GrowthSitesReport {
                 mean_bytes: self.sites.mean_bytes(),
                 samples: self.sites.total_samples(),
                 stacks_not_kept: self.sites.dropped,
                 kernel: self.sites.counters,
                 processes_not_sampled: self.sites.targets_refused,
-            }
-        });
+            });
         let mut at_risk: Vec<RiskRow> = Vec::new();
         for p in table.live.values().chain(table.graveyard.iter()) {
             if !self.filter.wants(p, &mut ctx.ids) {

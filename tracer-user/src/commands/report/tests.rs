@@ -553,3 +553,84 @@ fn a_sawtooth_near_its_cgroup_limit_is_at_risk_and_not_a_suspect() {
         }
     }
 }
+
+#[test]
+fn a_trace_with_stacks_names_where_each_suspect_grows_and_draws_them() {
+    let mut tr = Trace::new();
+    tr.process(1.0, 10, "fast", json!({}))
+        .process(1.0, 11, "slow", json!({}));
+    let frame = |name: &str, line: u32| {
+        json!({"address": 0x1000 + line, "function": name, "file": "/src/app/leak.c",
+            "line": line, "module": "/usr/bin/app", "build_id": "ab12", "offset": 0x100 + line})
+    };
+    for r in 0..60u64 {
+        let t = 1.0 + r as f64;
+        tr.sample(t, 10, "fast", 10 * MIB + 4 * MIB * r, false)
+            .sample(t, 11, "slow", 10 * MIB + MIB * r, false);
+        if r == 5 {
+            // First report: frames with every stack.
+            tr.line(json!({"type": "stacks", "t": t, "mean_bytes": 524288,
+                "stacks": [
+                    {"pid": 10, "id": 1, "samples": 3,
+                     "frames": [frame("malloc", 1), frame("fill", 20), frame("keeper", 30), frame("main", 40)]},
+                    {"pid": 10, "id": 2, "samples": 1,
+                     "frames": [frame("fill", 20), frame("churner", 35), frame("main", 40)]},
+                    {"pid": 11, "id": 3, "samples": 2,
+                     "frames": [frame("grow", 7), frame("main", 41)]}],
+                "counters": {"faults": 100, "samples": 6, "truncated": 0, "collisions": 0,
+                    "stacks_full": 0, "stack_errors": 1},
+                "targets": 2, "targets_refused": 0}));
+        }
+        if r == 30 {
+            // Later: cumulative samples of the stacks that changed, without frames.
+            tr.line(json!({"type": "stacks", "t": t, "mean_bytes": 524288,
+                "stacks": [{"pid": 10, "id": 1, "samples": 37}],
+                "counters": {"faults": 900, "samples": 40, "truncated": 2, "collisions": 0,
+                    "stacks_full": 0, "stack_errors": 1},
+                "targets": 2, "targets_refused": 0}));
+        }
+    }
+    tr.summary(61.0);
+    let built = build(
+        Box::new(std::io::Cursor::new(tr.text().into_bytes())),
+        0,
+        false,
+        20,
+        false,
+        &Filter::default(),
+    )
+    .unwrap();
+    let r = &built.report;
+    let fast = r.suspects.iter().find(|s| s.suspect.pid == 10).unwrap();
+    assert_eq!(fast.sites[0].function, "fill");
+    assert_eq!(fast.sites[0].callers, ["keeper", "main"]);
+    assert_eq!(fast.sites[0].samples, 37);
+    assert_eq!(fast.sites[0].bytes, 37 * 524288);
+    assert_eq!(fast.sites[1].callers, ["churner", "main"]);
+    let slow = r.suspects.iter().find(|s| s.suspect.pid == 11).unwrap();
+    assert_eq!(slow.sites[0].function, "grow");
+    let g = r.growth_sites.as_ref().unwrap();
+    assert_eq!(
+        (g.samples, g.kernel.truncated, g.kernel.dropped()),
+        (40, 2, 1)
+    );
+    let text = render_text(r);
+    assert!(
+        text.contains("grows at") && text.contains("fill (app/leak.c:20) <- keeper <- main"),
+        "{text}"
+    );
+    assert!(text.contains("GROWTH SITES: 40 samples"), "{text}");
+    // The flame graph's lines: each process's tower, outermost first, in bytes.
+    assert!(
+        built.flame_lines.contains(&format!(
+            "fast_(10);main;keeper;fill;malloc {}",
+            37 * 524288
+        )),
+        "{:?}",
+        built.flame_lines
+    );
+    // A trace without stacks has no sites and no sampling section.
+    let plain = report(&minute_of_a_node().text(), &Filter::default());
+    assert!(plain.growth_sites.is_none());
+    assert!(plain.suspects.iter().all(|s| s.sites.is_empty()));
+}

@@ -225,6 +225,10 @@ impl LiveSource {
         if let Err(e) = watcher.watch_node_pressure(&PsiTrigger::default()) {
             log::warn!("node memory pressure (PSI) not watched: {e:#}");
         }
+        let stacks = opts
+            .stacks
+            .clone()
+            .map(|o| crate::pipeline::source::stacks::StackCollector::new(o, go_proc_root.clone()));
         let source = Self {
             budget: Budget::new(
                 opts.max_overhead,
@@ -250,9 +254,7 @@ impl LiveSource {
             node: crate::host::node::NodeReader::new(roots.clone()),
             memory_hierarchy: crate::host::node::zombies::memory_hierarchy(roots),
             zombie_parents: std::collections::HashMap::new(),
-            stacks: opts.stacks.clone().map(|o| {
-                crate::pipeline::source::stacks::StackCollector::new(o, go_proc_root.clone())
-            }),
+            stacks,
             go: crate::host::goruntime::GoRuntimes::new(&go_proc_root),
         };
         Ok((source, table))
@@ -491,7 +493,13 @@ impl LiveSource {
             &mut self.probes.ebpf,
             t_mono,
             |pid| table.live.contains_key(&pid) && procfs.alive(pid),
-            |pid| table.live.get(&pid).map(|p| p.comm.clone()).unwrap_or_default(),
+            |pid| {
+                table
+                    .live
+                    .get(&pid)
+                    .map(|p| p.comm.clone())
+                    .unwrap_or_default()
+            },
         );
         match collected {
             Ok(update) => self.queue.push_back(Step::Stacks { t_mono, update }),

@@ -418,6 +418,9 @@ mod tests {
                         .join(",")
                 ),
                 Step::Cgroup(c) => format!("cgroup {} {:?} {}", c.t_mono, c.action, c.path),
+                Step::Stacks { t_mono, update } => {
+                    format!("stacks {t_mono} {}", update.stacks.len())
+                }
             });
         }
         out

@@ -130,7 +130,12 @@ impl StackCollector {
             });
         }
         // The ended: out of the kernel's tables and ours.
-        let gone: Vec<u32> = self.targets.iter().copied().filter(|p| !alive(*p)).collect();
+        let gone: Vec<u32> = self
+            .targets
+            .iter()
+            .copied()
+            .filter(|p| !alive(*p))
+            .collect();
         for pid in gone {
             profiler::remove_target(ebpf, pid);
             self.targets.remove(&pid);
