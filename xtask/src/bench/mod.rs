@@ -236,6 +236,11 @@ fn not_quiet(bench_start: &str, loads: &[SectionLoad]) -> Vec<String> {
 pub fn run(root: &Path, bin: &Path, opts: &Options) -> anyhow::Result<()> {
     let smoke = opts.smoke;
     let started = Instant::now();
+    // Building the binary just measured raises the load average for a minute: a full bench
+    // lets that settle first, as before each section, so its start says what else runs.
+    if !smoke {
+        settle("bench start");
+    }
     let load_start = sys::loadavg();
     eprintln!("bench: load average at start: {load_start}");
     if sys::load1(&load_start).is_some_and(|l| l > QUIET_LOAD) {
