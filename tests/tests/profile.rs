@@ -421,9 +421,10 @@ fn the_daemon_profiles_a_process_judged_leaking_on_its_own() {
     assert!(top.contains("keeper"), "go tool pprof -top:\n{top}");
     let (status, _) = get_bytes(port, "/debug/pprof/leaks/999999").unwrap();
     assert_eq!(status, 404);
-    let metrics = http_get(port, "/metrics").unwrap();
-    assert!(
-        metrics.contains("leaktracer_growth_profiles_total{outcome=\"captured\"}"),
-        "the capture is counted"
-    );
+    // Counted at the daemon's next round after the capture ends.
+    let counted = wait_until(std::time::Duration::from_secs(20), || {
+        http_get(port, "/metrics")
+            .filter(|m| m.contains("leaktracer_growth_profiles_total{outcome=\"captured\"} 1"))
+    });
+    assert!(counted.is_some(), "the capture is counted in the metrics");
 }
