@@ -41,11 +41,7 @@ fn a_madvise_storm_is_paused_within_budget_and_a_leaker_is_still_found() {
         let paused = t
             .iter()
             .any(|r| r["type"] == "budget" && r["hook"] == "madvise" && r["action"] == "pause");
-        let leaking = t.iter().any(|r| {
-            r["type"] == "verdict"
-                && r["pid"].as_u64() == Some(u64::from(leaker.pid()))
-                && r["verdict"] == "leaking"
-        });
+        let leaking = judged_leaking(&t, leaker.pid());
         (paused && leaking).then_some(())
     });
     // Ten more rounds with madvise paused, to measure the cost while paused.
@@ -128,20 +124,7 @@ fn a_page_fault_storm_pauses_rss_stat_and_rss_comes_from_proc_meanwhile() {
     );
     let mut leaker = Some(Proc::spawn(workload(LEAKER).arg("2048")));
     let leaker_pid = leaker.as_ref().map_or(0, Proc::pid);
-    let storm = Proc::spawn(
-        Command::new("stress-ng")
-            .args([
-                "--vm",
-                "1",
-                "--vm-bytes",
-                "128M",
-                "--vm-madvise",
-                "nohugepage",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
+    let storm = page_fault_storm();
     let has = |t: &[Value], hook: &str, action: &str| {
         t.iter()
             .find(|r| r["type"] == "budget" && r["hook"] == hook && r["action"] == action)
@@ -336,30 +319,13 @@ fn under_a_page_fault_storm_the_growth_site_hook_is_paused_first() {
             &pid,
         ],
     );
-    let _storm = Proc::spawn(
-        Command::new("stress-ng")
-            .args([
-                "--vm",
-                "1",
-                "--vm-bytes",
-                "128M",
-                "--vm-madvise",
-                "nohugepage",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
+    let _storm = page_fault_storm();
     let done = wait_until(Duration::from_secs(90), || {
         let t = read_trace_so_far(&rec.path);
         let paused = t
             .iter()
             .any(|r| r["type"] == "budget" && r["hook"] == "stacks" && r["action"] == "pause");
-        let leaking = t.iter().any(|r| {
-            r["type"] == "verdict"
-                && r["pid"].as_u64() == Some(u64::from(leaker.pid()))
-                && r["verdict"] == "leaking"
-        });
+        let leaking = judged_leaking(&t, leaker.pid());
         (paused && leaking).then_some(())
     });
     let trace = rec.stop();
@@ -379,4 +345,32 @@ fn under_a_page_fault_storm_the_growth_site_hook_is_paused_first() {
         trace.iter().any(|r| r["type"] == "stacks"),
         "stacks records in the trace"
     );
+}
+
+/// stress-ng's vm worker touching 128 MiB over and over, without huge pages: a page-fault
+/// storm.
+fn page_fault_storm() -> Proc {
+    Proc::spawn(
+        Command::new("stress-ng")
+            .args([
+                "--vm",
+                "1",
+                "--vm-bytes",
+                "128M",
+                "--vm-madvise",
+                "nohugepage",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+}
+
+/// Whether the trace so far has a `leaking` verdict for `pid`.
+fn judged_leaking(trace: &[Value], pid: u32) -> bool {
+    trace.iter().any(|r| {
+        r["type"] == "verdict"
+            && r["pid"].as_u64() == Some(u64::from(pid))
+            && r["verdict"] == "leaking"
+    })
 }

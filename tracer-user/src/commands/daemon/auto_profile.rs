@@ -290,17 +290,9 @@ pub async fn one(store: Arc<Mutex<Store>>, Path(id): Path<u64>) -> Response {
             .map(|c| (c.pid, c.pprof.clone()))
     });
     match found {
-        Some((pid, bytes)) => (
-            [
-                (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-                (
-                    header::CONTENT_DISPOSITION,
-                    format!("attachment; filename=\"growth-{pid}-{id}.pb.gz\""),
-                ),
-            ],
-            bytes,
-        )
-            .into_response(),
+        Some((pid, bytes)) => {
+            super::growth_profile::pprof_response(&format!("growth-{pid}-{id}.pb.gz"), bytes)
+        }
         None => (
             StatusCode::NOT_FOUND,
             format!("no kept growth profile {id} (see /debug/pprof/leaks)\n"),

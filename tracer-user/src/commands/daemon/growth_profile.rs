@@ -96,17 +96,7 @@ pub async fn serve(
     .and_then(|(p, _)| pprof::gzipped(&p));
     busy.store(false, Ordering::Release);
     match result {
-        Ok(bytes) => (
-            [
-                (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-                (
-                    header::CONTENT_DISPOSITION,
-                    format!("attachment; filename=\"growth-{}.pb.gz\"", req.pid),
-                ),
-            ],
-            bytes,
-        )
-            .into_response(),
+        Ok(bytes) => pprof_response(&format!("growth-{}.pb.gz", req.pid), bytes),
         Err(e) if e.downcast_ref::<crate::util::error::UsageError>().is_some() => {
             (StatusCode::NOT_FOUND, format!("{e:#}\n")).into_response()
         }
@@ -115,6 +105,21 @@ pub async fn serve(
             (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}\n")).into_response()
         }
     }
+}
+
+/// A gzipped pprof profile as a download named `filename`.
+pub fn pprof_response(filename: &str, bytes: Vec<u8>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{filename}\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response()
 }
 
 #[cfg(test)]
