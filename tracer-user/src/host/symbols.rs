@@ -97,6 +97,12 @@ impl Symbolizer {
         }
     }
 
+    /// Binaries opened so far (each keeps its symbol tables: a Go binary's `.gopclntab` is
+    /// tens of MiB for the largest, so a long-lived symbolizer must not keep them all).
+    pub fn cached_binaries(&self) -> usize {
+        self.binaries.len()
+    }
+
     /// The binary at `path` (opened once; None when it cannot be read as ELF).
     pub fn binary(&mut self, path: &Path) -> Option<&Binary> {
         self.binaries

@@ -28,6 +28,10 @@ pub struct StackOptions {
     pub only: crate::pipeline::filter::Filter,
 }
 
+/// Binaries the symbolizer may keep open between collections: more, and it starts afresh
+/// (a busy node's binaries' symbol tables would otherwise stay in memory for the session).
+const MAX_CACHED_BINARIES: usize = 8;
+
 pub struct StackCollector {
     opts: StackOptions,
     proc_root: PathBuf,
@@ -144,6 +148,9 @@ impl StackCollector {
         profiler::remove_stacks(ebpf, &ended_keys)?;
         for k in &ended_keys {
             self.known.remove(k);
+        }
+        if self.sym.cached_binaries() > MAX_CACHED_BINARIES {
+            self.sym = Symbolizer::new();
         }
         update.counters = profiler::counters(ebpf)?;
         update.targets = self.targets.len() as u32;
