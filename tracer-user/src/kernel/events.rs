@@ -10,7 +10,10 @@ use tracer_common::{
 };
 
 use crate::{
-    host::procfs::comm_from_bytes, kernel::sampler::RssGeneration, model::counters::Counters,
+    host::procfs::comm_from_bytes,
+    kernel::sampler::RssGeneration,
+    model::cgroups::{CgroupAction, CgroupChange},
+    model::counters::Counters,
 };
 
 #[derive(Clone, Debug, PartialEq)]
@@ -33,32 +36,6 @@ pub enum KernelEvent {
     /// A cgroup was made, removed or freed (any hierarchy: the source keeps the memory
     /// one's).
     Cgroup(CgroupChange),
-}
-
-/// What happened to a cgroup.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CgroupAction {
-    Mkdir,
-    Rmdir,
-    /// The kernel freed it; after an rmdir, the end of a zombie.
-    Release,
-}
-
-/// A cgroup made, removed or freed (cgroup:cgroup_mkdir/rmdir/release).
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct CgroupChange {
-    pub action: CgroupAction,
-    /// The cgroup's id (its kernfs inode number).
-    pub id: u64,
-    pub level: i32,
-    /// Its path within the hierarchy ("/kubepods/burstable/pod…").
-    pub path: String,
-    /// The hierarchy (v1: /proc/cgroups' second column; v2: 0).
-    #[serde(skip)]
-    pub hierarchy: i32,
-    #[serde(skip)]
-    pub t_mono: f64,
 }
 
 /// What oom:mark_victim told us. Sizes in bytes; 0 when the kernel's event lacks them.

@@ -278,8 +278,8 @@ impl NodeModel {
     }
 
     /// A memory cgroup made, removed or freed: between rmdir and release it is a zombie.
-    pub fn cgroup(&mut self, t: f64, c: &crate::kernel::events::CgroupChange) {
-        use crate::kernel::events::CgroupAction;
+    pub fn cgroup(&mut self, t: f64, c: &crate::model::cgroups::CgroupChange) {
+        use crate::model::cgroups::CgroupAction;
         let removed = self.removed.get_or_insert_with(Default::default);
         match c.action {
             CgroupAction::Mkdir => {}
@@ -744,7 +744,7 @@ mod tests {
 
     #[test]
     fn removed_and_never_freed_cgroups_are_named() {
-        use crate::kernel::events::{CgroupAction, CgroupChange};
+        use crate::model::cgroups::{CgroupAction, CgroupChange};
         let change = |action, id, path: &str| CgroupChange {
             action,
             id,

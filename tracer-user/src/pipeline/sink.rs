@@ -80,7 +80,7 @@ pub enum Happening<'a> {
     /// A memory cgroup made, removed or freed, at session time `t` (the node model has it).
     Cgroup {
         t: f64,
-        change: &'a crate::kernel::events::CgroupChange,
+        change: &'a crate::model::cgroups::CgroupChange,
     },
     /// Growth-site stacks that are new or gained samples, at session time `t`.
     Stacks {

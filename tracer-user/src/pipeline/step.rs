@@ -45,7 +45,7 @@ pub enum Step {
         event: BudgetEvent,
     },
     /// A memory cgroup made, removed or freed (zombies are the removed, not freed ones).
-    Cgroup(crate::kernel::events::CgroupChange),
+    Cgroup(crate::model::cgroups::CgroupChange),
     /// Growth-site stacks that are new or gained samples (`record --stacks`).
     Stacks {
         t_mono: f64,

@@ -56,7 +56,7 @@ pub enum Record {
     Cgroup {
         t: f64,
         #[serde(flatten)]
-        change: crate::kernel::events::CgroupChange,
+        change: crate::model::cgroups::CgroupChange,
     },
     /// Growth-site stacks that are new (with their named frames) or gained samples
     /// (`record --stacks`).

@@ -638,8 +638,8 @@ impl LiveSource {
     /// Removals add to their parent's zombies, releases take away (a release of a cgroup
     /// removed before the session began finds nothing to take: counts never go below 0, and
     /// a parent left with none is forgotten, so the map is bounded by the live zombies).
-    fn count_zombie_parent(&mut self, c: &crate::kernel::events::CgroupChange) {
-        use crate::kernel::events::CgroupAction;
+    fn count_zombie_parent(&mut self, c: &crate::model::cgroups::CgroupChange) {
+        use crate::model::cgroups::CgroupAction;
         let parent = match c.path.rsplit_once('/') {
             Some(("", _)) | None => "/".to_string(),
             Some((p, _)) => p.to_string(),
