@@ -116,6 +116,17 @@ pub const COLUMNS: [&str; 11] = [
 ];
 
 impl Row {
+    /// Go's own figures for humans: the heap the last GC left live, and the goroutines
+    /// ("-" for other processes and before the first GC).
+    pub fn go_cells(&self) -> [String; 2] {
+        let g = self.go.as_ref();
+        [
+            g.and_then(|g| g.live_heap_bytes)
+                .map_or_else(|| "-".into(), |b| format::bytes(b as f64)),
+            g.map_or_else(|| "-".into(), |g| g.goroutines.to_string()),
+        ]
+    }
+
     /// The row rendered for humans, one string per column of `COLUMNS`.
     pub fn cells(&self) -> [String; 11] {
         let dash = || "-".to_string();
@@ -227,15 +238,25 @@ pub fn rows(
 }
 
 pub fn render_table(rows: &[Row]) -> String {
-    let line = |c: &[String]| {
-        format!(
-            "{:>7} {:<16} {:>8} {:>8} {:>9} {:>10} {:>9} {:>8} {:<12} {:>8} {:>5}\n",
+    // Go's columns only when a Go process is in view, as on the live screen.
+    let go = rows.iter().any(|r| r.go.is_some());
+    let line = |c: &[String], g: &[String; 2]| {
+        let mut l = format!(
+            "{:>7} {:<16} {:>8} {:>8} {:>9} {:>10} {:>9} {:>8} {:<12} {:>8} {:>5}",
             c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10]
-        )
+        );
+        if go {
+            l.push_str(&format!(" {:>9} {:>10}", g[0], g[1]));
+        }
+        l.push('\n');
+        l
     };
-    let mut out = line(&COLUMNS.map(String::from));
+    let mut out = line(
+        &COLUMNS.map(String::from),
+        &["GO HEAP".into(), "GOROUTINES".into()],
+    );
     for r in rows {
-        out.push_str(&line(&r.cells()));
+        out.push_str(&line(&r.cells(), &r.go_cells()));
     }
     out
 }
@@ -625,6 +646,29 @@ pub(crate) mod tests {
             go: None,
             spark: Vec::new(),
         }
+    }
+
+    #[test]
+    fn the_once_table_has_go_columns_only_with_a_go_process_in_view() {
+        let plain = vec![row(1, "app", None, 1 << 20)];
+        assert!(!render_table(&plain).contains("GO HEAP"));
+        let mut go = row(2, "agent", None, 64 << 20);
+        go.go = Some(crate::model::go::GoFigures {
+            go_version: "go1.26.6".into(),
+            live_heap_bytes: Some(32 << 20),
+            heap_goal_bytes: Some(64 << 20),
+            gc_cycles: 12,
+            memory_limit_bytes: None,
+            goroutines: 175,
+        });
+        let text = render_table(&[plain[0].clone(), go]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].contains("GO HEAP") && lines[0].contains("GOROUTINES"));
+        assert!(lines[1].ends_with("-          -"), "{text}");
+        assert!(
+            lines[2].contains("32 MiB") && lines[2].ends_with("175"),
+            "{text}"
+        );
     }
 
     /// The JSON shape of `top --once --format json`'s rows: field names and order.

@@ -183,15 +183,8 @@ fn cell<'a>(row: &Row, col: Col, all: &[String; 11], theme: Theme) -> Cell<'a> {
         Col::ToLimit => all[9].clone(),
         Col::Risk => all[10].clone(),
         // Go's own figures: the heap the last GC left live, and the goroutines.
-        Col::GoHeap => row
-            .go
-            .as_ref()
-            .and_then(|g| g.live_heap_bytes)
-            .map_or_else(dash, |b| crate::util::format::bytes(b as f64)),
-        Col::Goroutines => row
-            .go
-            .as_ref()
-            .map_or_else(dash, |g| g.goroutines.to_string()),
+        Col::GoHeap => row.go_cells()[0].clone(),
+        Col::Goroutines => row.go_cells()[1].clone(),
     };
     let style = match col {
         Col::Verdict => theme.verdict(row.verdict),
