@@ -395,6 +395,7 @@ fn the_daemon_profiles_a_process_judged_leaking_on_its_own() {
     };
     eprintln!("{event:#}");
     assert!(event["reason"].as_str().is_some_and(|r| !r.is_empty()));
+    assert_eq!(event["cut_short"], false, "no storm here: a full capture");
     assert_eq!(event["sites"][0]["function"], "fill", "{event}");
     assert_eq!(event["sites"][0]["callers"][0], "keeper", "{event}");
     let listed: Value = serde_json::from_str(

@@ -4,7 +4,10 @@
 //! serves them at `/debug/pprof/leaks` (the list, JSON) and `/debug/pprof/leaks/ID` (pprof).
 //! Bounded: one capture at a time (shared with the on-demand endpoint), a process at most
 //! once an hour, at most `keep` profiles of at most [`MAX_PROFILE_BYTES`] each, at most
-//! [`MAX_PENDING`] waiting.
+//! [`MAX_PENDING`] waiting. And kept out of storms: while the session's overhead budget has a
+//! hook paused (or its programs use more than half the budget) no capture starts, and one
+//! running stops early (keeping what it sampled): its page-fault program would add to the
+//! storm's cost.
 use std::{
     collections::{HashMap, VecDeque},
     io::Write as _,
@@ -60,6 +63,8 @@ pub struct Captured {
     pub mean_bytes: u64,
     pub samples: u64,
     pub sites: Vec<Site>,
+    /// Stopped before `seconds` because the overhead budget paused a hook (a storm).
+    pub cut_short: bool,
     /// Where the pprof file is served.
     pub url: String,
     #[serde(skip)]
@@ -120,6 +125,8 @@ pub struct AutoProfiler {
     last_captured: HashMap<u32, Instant>,
     /// Outcomes the sink has not yet added to the metric (the capture task adds to it).
     outcomes: Arc<Mutex<Vec<Outcome>>>,
+    /// The node is in a storm (see the module's comment): set by the sink every round.
+    storm: Arc<AtomicBool>,
 }
 
 impl AutoProfiler {
@@ -137,7 +144,16 @@ impl AutoProfiler {
             pending: VecDeque::new(),
             last_captured: HashMap::new(),
             outcomes: Arc::default(),
+            storm: Arc::default(),
         }
+    }
+
+    /// The session's overhead at this round: a paused hook, or programs using more than half
+    /// the budget, hold captures off (and stop a running one).
+    pub fn overhead(&mut self, o: &crate::kernel::budget::OverheadStatus) {
+        let busy_programs = o.budget > 0.0 && o.bpf_cpu_share.is_some_and(|s| s > o.budget / 2.0);
+        self.storm
+            .store(!o.paused.is_empty() || busy_programs, Ordering::Release);
     }
 
     /// A process was judged leaking: capture it when the capture slot is free (unless it was
@@ -173,7 +189,8 @@ impl AutoProfiler {
             }
             self.pending.pop_front();
         }
-        if !self.pending.is_empty() && !self.busy.swap(true, Ordering::AcqRel) {
+        let storm = self.storm.load(Ordering::Acquire);
+        if !storm && !self.pending.is_empty() && !self.busy.swap(true, Ordering::AcqRel) {
             if let Some(p) = self.pending.pop_front() {
                 self.last_captured.insert(p.pid, Instant::now());
                 self.spawn(p, t0_mono);
@@ -195,23 +212,35 @@ impl AutoProfiler {
 
     fn spawn(&self, p: Pending, t0_mono: f64) {
         let (cfg, root) = (self.cfg.clone(), self.host_root.clone());
-        let (busy, store, outcomes) =
-            (self.busy.clone(), self.store.clone(), self.outcomes.clone());
+        let (busy, store, outcomes, storm) = (
+            self.busy.clone(),
+            self.store.clone(),
+            self.outcomes.clone(),
+            self.storm.clone(),
+        );
         tokio::spawn(async move {
             let started = clock::unix_millis();
+            let begun = Instant::now();
             let targets = Targets {
                 pids: vec![p.pid],
                 ..Targets::default()
+            };
+            let storm_begins = async move {
+                while !storm.load(Ordering::Acquire) {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
             };
             let result = profile::capture(
                 &root,
                 &targets,
                 Duration::from_secs(cfg.seconds),
                 cfg.rate,
-                std::future::pending(),
+                storm_begins,
             )
             .await
             .and_then(|(prof, _)| Ok((pprof::gzipped(&prof)?, prof)));
+            let cut_short =
+                begun.elapsed() + Duration::from_millis(500) < Duration::from_secs(cfg.seconds);
             busy.store(false, Ordering::Release);
             let outcome = match result {
                 Ok((bytes, _)) if bytes.len() > MAX_PROFILE_BYTES => {
@@ -233,6 +262,7 @@ impl AutoProfiler {
                         mean_bytes: cfg.rate,
                         samples: prof.total_samples(),
                         sites: prof.top_sites(SITES),
+                        cut_short,
                         url: String::new(),
                         pprof: bytes,
                     };
@@ -316,6 +346,7 @@ mod tests {
             mean_bytes: 1,
             samples: 0,
             sites: Vec::new(),
+            cut_short: false,
             url: String::new(),
             pprof: Vec::new(),
         }
@@ -355,6 +386,37 @@ mod tests {
         let out = a.tick(|pid| pid != 1, 0.0);
         assert_eq!(out.iter().filter(|o| **o == Outcome::Skipped).count(), 3);
         assert_eq!(a.pending.front().map(|p| p.pid), Some(2));
+        // A storm holds captures off: nothing starts even with the slot free.
+        let mut held = AutoProfiler::new(
+            AutoConfig {
+                keep: 4,
+                seconds: 1,
+                rate: 1 << 19,
+            },
+            PathBuf::from("/"),
+            Arc::default(),
+            Arc::default(),
+        );
+        held.overhead(&crate::kernel::budget::OverheadStatus {
+            bpf_cpu_share: Some(0.001),
+            budget: 0.01,
+            paused: vec![crate::kernel::budget::Hook::Madvise],
+            rss_from_proc: 0,
+        });
+        held.leaking(7, "a", "r");
+        held.tick(|_| true, 0.0);
+        assert_eq!(held.pending.len(), 1, "still waiting");
+        assert!(!held.busy.load(Ordering::Acquire), "no capture started");
+        held.overhead(&crate::kernel::budget::OverheadStatus {
+            bpf_cpu_share: Some(0.006),
+            budget: 0.01,
+            paused: Vec::new(),
+            rss_from_proc: 0,
+        });
+        assert!(
+            held.storm.load(Ordering::Acquire),
+            "over half the budget holds off too"
+        );
         // Off: nothing waits.
         let mut off = AutoProfiler::new(
             AutoConfig {

@@ -230,6 +230,7 @@ impl Sink for DaemonSink {
                     }
                     self.emit(&Record::Verdict(rec));
                 }
+                self.auto.overhead(overhead);
                 let outcomes = self
                     .auto
                     .tick(|pid| table.live.contains_key(&pid), self.t0_mono);
