@@ -230,7 +230,9 @@ impl ReclaimRound {
 }
 
 pub struct ProcessTable {
-    pub live: HashMap<u32, Process>,
+    /// Boxed: a hash map keeps an eighth to a half of its slots empty, and a `Process` is
+    /// several hundred bytes; an empty slot of a box is 8 (10,000 processes: 4 MiB saved).
+    pub live: HashMap<u32, Box<Process>>,
     pub graveyard: VecDeque<Process>,
     pub limits: TableLimits,
     pub dists: Distributions,
@@ -406,7 +408,7 @@ impl ProcessTable {
                     continue;
                 }
                 let p = self.new_process(*pid, st, t, procfs);
-                self.live.insert(*pid, p);
+                self.live.insert(*pid, Box::new(p));
                 report.new_pids.push(*pid);
             }
             let Some(p) = self.live.get_mut(pid) else {
@@ -535,7 +537,7 @@ impl ProcessTable {
                 p.cgroup_raw = Some(self.strings.intern(c));
             }
             p.brief = true;
-            self.live.insert(pid, p);
+            self.live.insert(pid, Box::new(p));
         }
         let p = self.live.get_mut(&pid)?;
         if let Some(st) = counters {
@@ -608,14 +610,14 @@ impl ProcessTable {
                 }
             }
         }
-        self.graveyard.push_back(p);
+        self.graveyard.push_back(*p);
         self.graveyard.back()
     }
 
     /// A live or recently dead process, to amend (offline replay).
     pub fn find_mut(&mut self, pid: u32) -> Option<&mut Process> {
         match self.live.get_mut(&pid) {
-            Some(p) => Some(p),
+            Some(p) => Some(&mut **p),
             None => self.graveyard.iter_mut().rev().find(|p| p.pid == pid),
         }
     }
@@ -624,6 +626,7 @@ impl ProcessTable {
     pub fn find(&self, pid: u32) -> Option<&Process> {
         self.live
             .get(&pid)
+            .map(|p| &**p)
             .or_else(|| self.graveyard.iter().rev().find(|p| p.pid == pid))
     }
 
@@ -633,7 +636,7 @@ impl ProcessTable {
         let mut v: Vec<_> = self
             .live
             .values()
-            .map(|p| (p, p.growth_rate(now, window)))
+            .map(|p| (&**p, p.growth_rate(now, window)))
             .collect();
         crate::model::rank::sort(&mut v, |(p, rate)| p.rank_key(*rate));
         v
