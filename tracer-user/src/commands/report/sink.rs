@@ -265,7 +265,7 @@ fn row(
         time_to_limit_secs,
         mmap_size_p50_bytes: log2_percentile(hist, 0.50),
         mmap_size_p99_bytes: log2_percentile(hist, 0.99),
-        cmdline: p.cmdline.clone(),
+        cmdline: p.cmdline.as_deref().map(str::to_owned),
         cgroup: p.memcg_path(),
         names: id.names,
         risk,

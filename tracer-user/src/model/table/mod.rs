@@ -47,7 +47,9 @@ pub struct Process {
     pub pid: u32,
     pub ppid: u32,
     pub comm: String,
-    pub cmdline: Option<String>,
+    /// Interned like `cgroup_raw` (in [`ProcessTable::cmdlines`]): replicas and workers of
+    /// one program share it.
+    pub cmdline: Option<Arc<str>>,
     /// /proc/<pid>/cgroup content at first sight (identity is resolved from it later).
     /// Interned: most processes of a node share a handful of cgroups, and a v1 file is a few
     /// hundred bytes (10,000 processes: 3 MiB saved).
@@ -245,6 +247,8 @@ pub struct ProcessTable {
     exec_cgroups: HashMap<u32, String>,
     /// Shared copies of the cgroup files of tracked processes.
     pub strings: Interner,
+    /// Shared copies of their command lines.
+    pub cmdlines: Interner,
     /// Reclaim of processes that ended between rounds, for the next round's report.
     ended_reclaim: BTreeMap<String, ReclaimRound>,
     /// Every process end, and the largest ends with their final counters.
@@ -332,6 +336,11 @@ impl Interner {
         shared
     }
 
+    /// The distinct strings held.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.set.iter().map(|s| &**s)
+    }
+
     /// Forget the strings no process holds any more (the table's graveyard included).
     pub fn prune(&mut self) {
         self.set.retain(|s| Arc::strong_count(s) > 1);
@@ -362,6 +371,7 @@ impl ProcessTable {
             dropped: 0,
             exec_cgroups: HashMap::new(),
             strings: Interner::default(),
+            cmdlines: Interner::default(),
             ended_reclaim: BTreeMap::new(),
             calls_total: Calls::default(),
             ended: crate::model::ended::EndedLog::default(),
@@ -444,6 +454,7 @@ impl ProcessTable {
         }
         self.exec_cgroups.clear();
         self.strings.prune();
+        self.cmdlines.prune();
         // After a burst (10,000 processes come and gone) give the table's memory back: a
         // hash map keeps its capacity otherwise.
         if self.live.capacity() > 1024 && self.live.capacity() > 4 * self.live.len() {
@@ -474,7 +485,9 @@ impl ProcessTable {
             pid,
             ppid: st.ppid,
             comm,
-            cmdline: procfs.and_then(|p| p.cmdline(pid)),
+            cmdline: procfs
+                .and_then(|p| p.cmdline(pid))
+                .map(|c| self.cmdlines.intern(c)),
             cgroup_raw: cgroup.map(|c| self.strings.intern(c)),
             first_seen: t,
             fine: Ring::new(limits.fine),
@@ -578,8 +591,8 @@ impl ProcessTable {
     ) {
         if let Some(p) = self.live.get_mut(&pid) {
             p.comm = comm;
-            if cmdline.is_some() {
-                p.cmdline = cmdline;
+            if let Some(c) = cmdline {
+                p.cmdline = Some(self.cmdlines.intern(c));
             }
             if let Some(c) = cgroup_raw {
                 p.cgroup_raw = Some(self.strings.intern(c));
