@@ -29,7 +29,8 @@ impl<T> Ring<T> {
         } else if len == self.items.capacity() {
             // Double (from one item), never past the limit: amortised O(1) like VecDeque's
             // own growth, without its minimum of 4 or its overshoot.
-            self.items.reserve_exact(len.max(1).min(self.capacity - len));
+            self.items
+                .reserve_exact(len.max(1).min(self.capacity - len));
         }
         self.items.push_back(item);
     }

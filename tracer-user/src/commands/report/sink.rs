@@ -183,7 +183,12 @@ impl Sink for ReportSink {
             })
             .collect();
         let mut at_risk: Vec<RiskRow> = Vec::new();
-        for p in table.live.values().map(|p| &**p).chain(table.graveyard.iter()) {
+        for p in table
+            .live
+            .values()
+            .map(|p| &**p)
+            .chain(table.graveyard.iter())
+        {
             if !self.filter.wants(p, &mut ctx.ids) {
                 continue;
             }
