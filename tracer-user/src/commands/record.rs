@@ -157,7 +157,7 @@ impl RecordSink {
             pid: p.pid,
             ppid: p.ppid,
             comm: p.comm.clone(),
-            cmdline: p.cmdline.clone(),
+            cmdline: p.cmdline.as_deref().map(str::to_owned),
             cgroup: p.cgroup_raw.as_deref().map(|s| s.trim_end().to_string()),
             limit_bytes: limit.as_ref().map(|l| l.bytes),
             limit_cgroup: limit.and_then(|l| l.cgroup),
@@ -303,7 +303,7 @@ impl Sink for RecordSink {
                         t,
                         pid,
                         comm: comm.to_string(),
-                        cmdline: p.and_then(|p| p.cmdline.clone()),
+                        cmdline: p.and_then(|p| p.cmdline.as_deref().map(str::to_owned)),
                         cgroup: p.and_then(|p| {
                             p.cgroup_raw.as_deref().map(|s| s.trim_end().to_string())
                         }),

@@ -59,6 +59,8 @@ pub struct Sampler {
     rss_gen: RssGeneration,
     /// The last non-zero generation written.
     last_gen: u32,
+    /// Entries read by the previous round: the next snapshot is sized from it.
+    last_len: usize,
 }
 
 /// Write the kernel's RSS generation (before the programs are attached, and by the sampler).
@@ -85,6 +87,7 @@ impl Sampler {
             rss_gen_map,
             rss_gen,
             last_gen: generation,
+            last_len: 0,
         })
     }
 
@@ -114,9 +117,12 @@ impl Sampler {
         Ok(())
     }
 
-    pub fn sample(&self) -> Snapshot {
+    pub fn sample(&mut self) -> Snapshot {
         let t_mono = crate::util::clock::monotonic_secs();
-        let mut procs = Vec::with_capacity(256);
+        // Sized from the previous round, with room for some newcomers: a snapshot of 10,000
+        // processes is 3 MiB, and growing it by doubling would copy it and leave up to half
+        // of it unused.
+        let mut procs = Vec::with_capacity(self.last_len + self.last_len / 16 + 64);
         for item in self.procs.iter() {
             match item {
                 Ok((pid, st)) => procs.push((
@@ -127,6 +133,7 @@ impl Sampler {
                 Err(_) => continue,
             }
         }
+        self.last_len = procs.len();
         let mut counters = [0u64; CTR_COUNT as usize];
         for (i, slot) in counters.iter_mut().enumerate() {
             if let Ok(per_cpu) = self.counters.get(&(i as u32), 0) {

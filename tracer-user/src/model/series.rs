@@ -1,6 +1,10 @@
 //! Fixed-capacity time series: one per process, so memory stays bounded however long a
 //! process lives. A ring buffer over a Vec that grows on demand up to its capacity, so
 //! idle processes (one or two samples) cost almost nothing.
+//!
+//! The ring grows itself instead of leaving it to VecDeque: VecDeque's growth starts at 4
+//! items and doubles past the limit (300 fine samples would hold room for 512), and a node
+//! runs thousands of sleeping processes with one sample each.
 use std::collections::VecDeque;
 
 #[derive(Clone, Debug)]
@@ -19,8 +23,14 @@ impl<T> Ring<T> {
 
     /// Append, dropping the oldest item when full.
     pub fn push(&mut self, item: T) {
-        if self.items.len() == self.capacity {
+        let len = self.items.len();
+        if len == self.capacity {
             self.items.pop_front();
+        } else if len == self.items.capacity() {
+            // Double (from one item), never past the limit: amortised O(1) like VecDeque's
+            // own growth, without its minimum of 4 or its overshoot.
+            self.items
+                .reserve_exact(len.max(1).min(self.capacity - len));
         }
         self.items.push_back(item);
     }
@@ -114,6 +124,20 @@ mod tests {
         assert_eq!(r.len(), 3);
         assert_eq!(r.first(), Some(&7));
         assert_eq!(r.last(), Some(&9));
+    }
+
+    #[test]
+    fn ring_grows_exactly_up_to_its_limit() {
+        let mut r: Ring<Sample> = Ring::new(300);
+        r.push(Sample::default());
+        assert_eq!(r.items.capacity(), 1, "one sample, room for one");
+        for _ in 0..299 {
+            r.push(Sample::default());
+        }
+        assert_eq!(r.len(), 300);
+        assert_eq!(r.items.capacity(), 300, "no room past the limit");
+        r.push(Sample::default());
+        assert_eq!(r.items.capacity(), 300);
     }
 
     #[test]

@@ -102,6 +102,7 @@ pub fn judge<'t>(
     let mut out: Vec<(Suspect, &Process)> = table
         .live
         .values()
+        .map(|p| &**p)
         .chain(table.graveyard.iter())
         .filter(|p| wanted(p))
         .filter_map(|p| {

@@ -222,7 +222,12 @@ impl Sink for ReportSink {
                 processes_not_sampled: self.sites.targets_refused,
             });
         let mut at_risk: Vec<RiskRow> = Vec::new();
-        for p in table.live.values().chain(table.graveyard.iter()) {
+        for p in table
+            .live
+            .values()
+            .map(|p| &**p)
+            .chain(table.graveyard.iter())
+        {
             if !self.filter.wants(p, &mut ctx.ids) {
                 continue;
             }
@@ -306,7 +311,7 @@ fn row(
         time_to_limit_secs,
         mmap_size_p50_bytes: log2_percentile(hist, 0.50),
         mmap_size_p99_bytes: log2_percentile(hist, 0.99),
-        cmdline: p.cmdline.clone(),
+        cmdline: p.cmdline.as_deref().map(str::to_owned),
         cgroup: p.memcg_path(),
         names: id.names,
         risk,

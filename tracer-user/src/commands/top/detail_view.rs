@@ -50,7 +50,7 @@ impl Detail {
         };
         Self {
             pid: p.pid,
-            cmdline: p.cmdline.clone(),
+            cmdline: p.cmdline.as_deref().map(str::to_owned),
             reason: a.map(|a| a.reason.clone()),
             since_secs: a.and_then(|a| a.since),
             points: pts.iter().map(|x| (x.t, x.bytes)).collect(),

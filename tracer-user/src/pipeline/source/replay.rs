@@ -344,12 +344,13 @@ impl ReplaySource {
                 continue;
             };
             let cgroup = info.cgroup.map(|c| p.table.strings.intern(c));
+            let cmdline = info.cmdline.map(|c| p.table.cmdlines.intern(c));
             let Some(proc_) = p.table.find_mut(*pid) else {
                 continue;
             };
             proc_.ppid = info.ppid;
             proc_.comm = info.comm;
-            proc_.cmdline = info.cmdline;
+            proc_.cmdline = cmdline;
             proc_.cgroup_raw = cgroup;
             proc_.limit_bytes = info.limit_bytes;
             proc_.limit_from_cgroup = info.limit_cgroup.is_some();
