@@ -28,6 +28,9 @@ pub struct StackOptions {
     pub only: crate::pipeline::filter::Filter,
 }
 
+/// Refused processes remembered (each counted once while it runs).
+const MAX_REFUSED_KEPT: usize = 65_536;
+
 /// Binaries the symbolizer may keep open between collections: more, and it starts afresh
 /// (a busy node's binaries' symbol tables would otherwise stay in memory for the session).
 const MAX_CACHED_BINARIES: usize = 8;
@@ -37,8 +40,9 @@ pub struct StackCollector {
     proc_root: PathBuf,
     /// Processes being sampled.
     targets: HashSet<u32>,
-    /// Processes the kernel's target table had no room for.
-    refused: u64,
+    /// Running processes the kernel's target table has no room for (at most
+    /// [`MAX_REFUSED_KEPT`] remembered: the count saturates there).
+    refused: HashSet<u32>,
     /// Stacks reported so far: their id and samples at the last report.
     known: HashMap<StackKey, (u32, u64)>,
     next_id: u32,
@@ -54,7 +58,7 @@ impl StackCollector {
             opts,
             proc_root,
             targets: HashSet::new(),
-            refused: 0,
+            refused: HashSet::new(),
             known: HashMap::new(),
             next_id: 1,
             images: HashMap::new(),
@@ -66,20 +70,25 @@ impl StackCollector {
     /// Sample every process in `wanted` not sampled yet (while the kernel's table has room).
     pub fn add_targets(&mut self, ebpf: &mut Ebpf, wanted: impl IntoIterator<Item = u32>) {
         for pid in wanted {
+            // A refused process is tried again each round: room comes as targets end.
             if self.targets.contains(&pid) || pid == std::process::id() {
                 continue;
             }
-            if self.targets.len() >= profiler::MAX_TARGETS {
-                self.refused += 1;
-                continue;
-            }
-            match profiler::add_target(ebpf, pid, self.opts.mean_bytes) {
+            let added = if self.targets.len() >= profiler::MAX_TARGETS {
+                Err(anyhow::anyhow!("the target table is full"))
+            } else {
+                profiler::add_target(ebpf, pid, self.opts.mean_bytes)
+            };
+            match added {
                 Ok(()) => {
                     self.targets.insert(pid);
+                    self.refused.remove(&pid);
                 }
                 Err(e) => {
-                    self.refused += 1;
-                    log::debug!("growth sites: {e:#}");
+                    log::debug!("growth sites: pid {pid} not sampled: {e:#}");
+                    if self.refused.len() < MAX_REFUSED_KEPT {
+                        self.refused.insert(pid);
+                    }
                 }
             }
         }
@@ -133,6 +142,7 @@ impl StackCollector {
                 frames: Some(frames),
             });
         }
+        self.refused.retain(|p| alive(*p));
         // The ended: out of the kernel's tables and ours.
         let gone: Vec<u32> = self
             .targets
@@ -154,7 +164,7 @@ impl StackCollector {
         }
         update.counters = profiler::counters(ebpf)?;
         update.targets = self.targets.len() as u32;
-        update.targets_refused = self.refused;
+        update.targets_refused = self.refused.len() as u64;
         Ok(update)
     }
 
