@@ -102,3 +102,71 @@ impl Resolver {
         self.recorded.retain(|pid, _| table.find(*pid).is_some());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        host::identity::cri::SocketChoice, kernel::sampler::Snapshot, model::table::TableLimits,
+    };
+
+    const POD_UID: &str = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
+
+    fn snap(pids: &[u32]) -> Snapshot {
+        Snapshot {
+            t_mono: 1.0,
+            procs: pids
+                .iter()
+                .map(|pid| (*pid, crate::model::counters::Counters::default()))
+                .collect(),
+            counters: Default::default(),
+            procs_capacity: 100,
+            go: Vec::new(),
+        }
+    }
+
+    /// Processes of one cgroup share one cached identity; it is forgotten when the last of
+    /// them has left the table, and a process in another cgroup gets its own.
+    #[test]
+    fn identities_are_cached_per_cgroup_path_and_bounded_by_the_table() {
+        let root = tempfile::tempdir().unwrap();
+        let mut ids = Resolver::new(root.path(), SocketChoice::Disabled);
+        let mut table = ProcessTable::new(TableLimits::default(), 0.0);
+        table.update(&snap(&[1, 2, 3]), None);
+        let pod = format!(
+            "0::/kubepods.slice/kubepods-pod{}.slice\n",
+            POD_UID.replace('-', "_")
+        );
+        for pid in [1, 2] {
+            let raw = table.strings.intern(pod.clone());
+            table.live.get_mut(&pid).unwrap().cgroup_raw = Some(raw);
+        }
+        let raw = table
+            .strings
+            .intern("0::/system.slice/other.service\n".to_string());
+        table.live.get_mut(&3).unwrap().cgroup_raw = Some(raw);
+
+        let (a, b, c) = (
+            ids.get(&table.live[&1]),
+            ids.get(&table.live[&2]),
+            ids.get(&table.live[&3]),
+        );
+        assert_eq!(a.pod_uid.as_deref(), Some(POD_UID));
+        assert_eq!(a, b, "same cgroup, same identity");
+        assert_eq!(c.pod_uid, None);
+        assert_eq!(c.systemd_unit.as_deref(), Some("other.service"));
+        assert_eq!(ids.by_path.len(), 2, "one entry per path, not per process");
+
+        table.exit(1, 2.0);
+        table.exit(2, 2.0);
+        table.graveyard.clear();
+        table.update(&snap(&[3]), None);
+        ids.prune(&table);
+        assert_eq!(
+            ids.by_path.len(),
+            1,
+            "the pod's path left with its processes"
+        );
+        assert_eq!(ids.get(&table.live[&3]), c);
+    }
+}
