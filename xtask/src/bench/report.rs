@@ -625,6 +625,7 @@ mod tests {
                 (Tracer::Memleak, Cell::NotAvailable("forks".into())),
                 (Tracer::Floor, measured(20.1)),
                 (Tracer::Profile, measured(1.2)),
+                (Tracer::RecordStacks, measured(3.1)),
             ]
             .into(),
             verdict: Verdict::Misses { slowdown_pct: 30.8 },
@@ -671,7 +672,7 @@ mod tests {
             .expect("a row for the workload");
         assert_eq!(
             row,
-            "| stress-ng brk | 265079 | 2.0% | 30.8% (0.692) | 25.9% (0.741) | n/a [1] | 20.1% (0.799) | 1.2% (0.988) | **no** (30.8%) | **worse** by 4.9 pts |"
+            "| stress-ng brk | 265079 | 2.0% | 30.8% (0.692) | 25.9% (0.741) | n/a [1] | 20.1% (0.799) | 1.2% (0.988) | 3.1% (0.969) | **no** (30.8%) | **worse** by 4.9 pts |"
         );
         assert!(!md.contains("NOT QUIET"));
         assert!(md.contains("## 3. leaktracer's own footprint\n\nNot run"));
