@@ -316,7 +316,8 @@ pub mod globals {
     pub const SELF_TGID: &str = "SELF_TGID";
 }
 
-/// Growth-site profiling (`leaktracer profile`): user stacks of sampled page faults.
+/// Growth-site profiling (`leaktracer profile`, `record --stacks`): user stacks of sampled
+/// first-touch page faults, and of sampled mmap and brk growth.
 ///
 /// Frames kept per stack (deeper stacks are truncated, and counted).
 pub const STACK_MAX_FRAMES: usize = 64;
@@ -332,16 +333,33 @@ pub const EXP_QUANTILE_SCALE: u64 = 1024;
 pub struct ProfileTarget {
     /// Bytes of faulted-in memory until the next sample (below 1: take one).
     pub countdown: i64,
+    /// Bytes of mmap and brk growth until the next sample: a countdown of its own, so that
+    /// each kind's samples estimate that kind's bytes (memory mapped, then touched, is
+    /// sampled once as each).
+    pub map_countdown: i64,
+    /// The process's program break after its last brk (0: none seen since it became a
+    /// target), to tell growth from the return value alone.
+    pub brk_last: u64,
 }
+
+/// How a sampled stack made its process grow (`StackKey::kind`).
+/// A first-touch page fault: memory that became resident (RSS).
+pub const GROWTH_TOUCHED: u16 = 0;
+/// An anonymous, accessible mmap: address space committed, resident once touched.
+pub const GROWTH_MAPPED: u16 = 1;
+/// The program break moved up (brk/sbrk: glibc's main heap).
+pub const GROWTH_BRK: u16 = 2;
 
 /// A stack of a profiled process, keyed by its content: the hash of its frames (the
 /// frames themselves are in the value and compared, so a hash collision is counted, never
-/// merged).
+/// merged), and how it grew (one stack can map memory and touch it: two entries).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct StackKey {
     pub tgid: u32,
-    pub nframes: u32,
+    pub nframes: u16,
+    /// `GROWTH_*`.
+    pub kind: u16,
     pub hash: u64,
 }
 
@@ -374,7 +392,9 @@ pub const PCTR_COLLISIONS: u32 = 3;
 pub const PCTR_STACKS_FULL: u32 = 4;
 /// bpf_get_stack failed (no user stack).
 pub const PCTR_STACK_ERRORS: u32 = 5;
-pub const PCTR_COUNT: u32 = 6;
+/// mmap and brk calls of the targets that grew them (sampled by bytes, like the faults).
+pub const PCTR_GROWTH_CALLS: u32 = 6;
+pub const PCTR_COUNT: u32 = 7;
 
 #[cfg(feature = "user")]
 mod pod {
@@ -407,6 +427,8 @@ mod tests {
         // The kernel and userspace builds must agree on these sizes; a change here is an
         // ABI change and must be deliberate.
         assert_eq!(core::mem::size_of::<ProcStats>(), 336);
+        assert_eq!(core::mem::size_of::<StackKey>(), 16);
+        assert_eq!(core::mem::size_of::<ProfileTarget>(), 24);
         assert_eq!(core::mem::size_of::<PendingCall>() % 8, 0);
         assert_eq!(core::mem::size_of::<Event>() % 8, 0);
         assert_eq!(core::mem::size_of::<ExitEvent>(), 24 + 336);

@@ -1,5 +1,6 @@
-//! Growth sites (`leaktracer profile`): user stacks where memory is first touched. Attached
-//! only while a profile runs, and only the processes in `PROFILE_TARGETS` are sampled.
+//! Growth sites (`leaktracer profile`, `record --stacks`): user stacks where memory is first
+//! touched, and where it is mapped (anonymous mmap, brk). Attached only while a profile runs,
+//! and only the processes in `PROFILE_TARGETS` are sampled.
 //!
 //! A page fault on a not-present page is where a process's memory really grows (the zero
 //! page or the page cache is mapped in). Faults are sampled by bytes, like Go's runtime and
@@ -8,6 +9,13 @@
 //! that brings it below 1 is sampled. A sample then stands for the mean in bytes, without
 //! bias towards big or small faults. The stack is taken by frame pointers (Go keeps them on
 //! amd64; C code needs -fno-omit-frame-pointer) and counted per (process, stack content).
+//!
+//! mmap and brk growth is sampled the same way with a countdown of its own (a call can
+//! cross it several times: a 64 MiB mmap at a 512 KiB mean counts about 128 samples at its
+//! stack). It tells where C code asks for memory it may never touch, and where a heap grows
+//! whose pages were faulted in long before. Go's runtime maps its heap from the system
+//! stack, where frame pointers end: its mmap stacks stop in the runtime, and its page faults
+//! are what name Go code.
 use aya_ebpf::{
     EbpfContext as _, Global,
     bindings::{BPF_F_NO_PREALLOC, BPF_F_USER_STACK},
@@ -17,12 +25,16 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use tracer_common::{
-    EXP_QUANTILE_COUNT, EXP_QUANTILE_SCALE, HOOK_STACKS, PCTR_COLLISIONS, PCTR_COUNT, PCTR_FAULTS,
-    PCTR_SAMPLES, PCTR_STACK_ERRORS, PCTR_STACKS_FULL, PCTR_TRUNCATED, ProfileTarget,
-    STACK_MAX_FRAMES, StackKey, StackSamples,
+    EXP_QUANTILE_COUNT, EXP_QUANTILE_SCALE, GROWTH_BRK, GROWTH_MAPPED, GROWTH_TOUCHED, HOOK_STACKS,
+    PCTR_COLLISIONS, PCTR_COUNT, PCTR_FAULTS, PCTR_GROWTH_CALLS, PCTR_SAMPLES, PCTR_STACK_ERRORS,
+    PCTR_STACKS_FULL, PCTR_TRUNCATED, ProfileTarget, STACK_MAX_FRAMES, StackKey, StackSamples,
 };
 
 use super::fields::at;
+use super::syscalls::{
+    MAP_ANONYMOUS, OFF_MMAP_FLAGS, OFF_MMAP_LEN, OFF_MMAP_PROT, OFF_SYS_EXIT_RET, PROT_NONE,
+    page_align,
+};
 use crate::maps::{add, count_run};
 
 /// The processes being profiled, with their sampling countdowns (set by userspace).
@@ -93,8 +105,70 @@ pub fn page_fault_user(ctx: TracePointContext) -> u32 {
     }
     t.countdown += next_interval();
     count(PCTR_SAMPLES);
-    take_stack(&ctx, tgid);
+    take_stack(&ctx, tgid, GROWTH_TOUCHED, 1);
     0
+}
+
+/// mmap at enter (the arguments are there; a failed mmap, rare and under memory pressure,
+/// is sampled like a successful one). Reservations (PROT_NONE) and file mappings are not
+/// growth: only anonymous, accessible mappings count.
+#[tracepoint]
+pub fn mmap_growth_stack(ctx: TracePointContext) -> u32 {
+    count_run(HOOK_STACKS);
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let Some(target) = PROFILE_TARGETS.get_ptr_mut(tgid) else {
+        return 0;
+    };
+    let prot = at::<32>(&ctx, &OFF_MMAP_PROT);
+    let flags = at::<40>(&ctx, &OFF_MMAP_FLAGS);
+    if prot == PROT_NONE || flags & MAP_ANONYMOUS == 0 {
+        return 0;
+    }
+    let len = page_align(at::<24>(&ctx, &OFF_MMAP_LEN));
+    // SAFETY: target points into a PROFILE_TARGETS value, valid for the program's run; a
+    // racing thread's lost update shifts a sample, as for faults.
+    let t = unsafe { &mut *target };
+    sample_growth(&ctx, tgid, &mut t.map_countdown, len, GROWTH_MAPPED);
+    0
+}
+
+/// brk at exit: it returns the new break, so the growth is the difference with the last one
+/// this target's brk returned (its first brk since it became a target sets the baseline).
+#[tracepoint]
+pub fn brk_growth_stack(ctx: TracePointContext) -> u32 {
+    count_run(HOOK_STACKS);
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let Some(target) = PROFILE_TARGETS.get_ptr_mut(tgid) else {
+        return 0;
+    };
+    let brk = at::<16>(&ctx, &OFF_SYS_EXIT_RET);
+    // SAFETY: as in mmap_growth_stack.
+    let t = unsafe { &mut *target };
+    let last = t.brk_last;
+    t.brk_last = brk;
+    if last == 0 || brk <= last {
+        return 0;
+    }
+    sample_growth(&ctx, tgid, &mut t.map_countdown, brk - last, GROWTH_BRK);
+    0
+}
+
+/// Count `bytes` of growth down; each crossing of the countdown is a sample at this stack.
+/// A call bigger than the mean crosses it more than once: the deficit past the first
+/// crossing counts one sample per mean, so the samples × the mean estimate the bytes.
+#[inline(always)]
+fn sample_growth(ctx: &TracePointContext, tgid: u32, countdown: &mut i64, bytes: u64, kind: u16) {
+    count(PCTR_GROWTH_CALLS);
+    *countdown -= bytes as i64;
+    if *countdown > 0 {
+        return;
+    }
+    let mean = PROFILE_MEAN_BYTES.load().max(1);
+    // Unsigned: BPF has no signed division. The deficit is at most the call's bytes.
+    let samples = 1 + ((-*countdown) as u64) / mean;
+    *countdown = next_interval();
+    count(PCTR_SAMPLES);
+    take_stack(ctx, tgid, kind, samples);
 }
 
 /// The next countdown: the mean times a random quantile of the exponential distribution.
@@ -110,7 +184,7 @@ fn next_interval() -> i64 {
 }
 
 #[inline(always)]
-fn take_stack(ctx: &TracePointContext, tgid: u32) {
+fn take_stack(ctx: &TracePointContext, tgid: u32, kind: u16, samples: u64) {
     let Some(scratch) = STACK_SCRATCH.get_ptr_mut(0) else {
         return;
     };
@@ -136,7 +210,8 @@ fn take_stack(ctx: &TracePointContext, tgid: u32) {
     }
     let key = StackKey {
         tgid,
-        nframes: nframes as u32,
+        nframes: nframes as u16,
+        kind,
         hash: hash_frames(&buf.frames, nframes),
     };
     if let Some(existing) = GROWTH_STACKS.get_ptr_mut(key) {
@@ -146,10 +221,10 @@ fn take_stack(ctx: &TracePointContext, tgid: u32) {
             count(PCTR_COLLISIONS);
             return;
         }
-        add(&mut e.samples, 1);
+        add(&mut e.samples, samples);
         return;
     }
-    buf.samples = 1;
+    buf.samples = samples;
     // Zero what the helper did not write, so the stored stack is its frames only.
     for i in 0..STACK_MAX_FRAMES {
         if i >= nframes {
@@ -161,7 +236,7 @@ fn take_stack(ctx: &TracePointContext, tgid: u32) {
     if GROWTH_STACKS.insert(key, buf, 1).is_err() {
         match GROWTH_STACKS.get_ptr_mut(key) {
             // SAFETY: as above.
-            Some(existing) => add(unsafe { &mut (*existing).samples }, 1),
+            Some(existing) => add(unsafe { &mut (*existing).samples }, samples),
             None => count(PCTR_STACKS_FULL),
         }
     }

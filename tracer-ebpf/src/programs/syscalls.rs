@@ -23,11 +23,11 @@ use crate::maps::{PENDING, add, bump, count_run, current_proc};
 
 // Field offsets from tracefs format files (set by the loader).
 #[unsafe(no_mangle)]
-static OFF_MMAP_LEN: Global<u32> = Global::new(0);
+pub(super) static OFF_MMAP_LEN: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
-static OFF_MMAP_PROT: Global<u32> = Global::new(0);
+pub(super) static OFF_MMAP_PROT: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
-static OFF_MMAP_FLAGS: Global<u32> = Global::new(0);
+pub(super) static OFF_MMAP_FLAGS: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 static OFF_MMAP_FD: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
@@ -41,10 +41,10 @@ static OFF_MADVISE_LEN: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 static OFF_MADVISE_BEHAVIOR: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
-static OFF_SYS_EXIT_RET: Global<u32> = Global::new(0);
+pub(super) static OFF_SYS_EXIT_RET: Global<u32> = Global::new(0);
 
-const PROT_NONE: u64 = 0;
-const MAP_ANONYMOUS: u64 = 0x20;
+pub(super) const PROT_NONE: u64 = 0;
+pub(super) const MAP_ANONYMOUS: u64 = 0x20;
 const MADV_DONTNEED: u64 = 4;
 const MADV_FREE: u64 = 8;
 const MADV_REMOVE: u64 = 9;
@@ -170,7 +170,7 @@ fn on_exit(ctx: &TracePointContext, expected_kind: usize) -> u32 {
 }
 
 #[inline(always)]
-fn page_align(len: u64) -> u64 {
+pub(super) fn page_align(len: u64) -> u64 {
     (len + PAGE_MASK) & !PAGE_MASK
 }
 

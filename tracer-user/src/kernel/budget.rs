@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Hook {
-    /// Growth-site stacks (`record --stacks`): the page-fault program.
+    /// Growth-site stacks (`record --stacks`): the page-fault, mmap and brk stack programs.
     Stacks,
     Madvise,
     Munmap,
@@ -59,7 +59,7 @@ impl Hook {
     /// programs first: detaching in this order never leaves an exit without its enter.
     pub fn programs(self) -> &'static [&'static str] {
         match self {
-            Hook::Stacks => &["page_fault_user"],
+            Hook::Stacks => &["page_fault_user", "mmap_growth_stack", "brk_growth_stack"],
             Hook::Madvise => &["sys_enter_madvise"],
             Hook::Munmap => &["sys_enter_munmap"],
             Hook::Mmap => &[

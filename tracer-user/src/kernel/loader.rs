@@ -296,8 +296,8 @@ impl Probes {
         }
 
         // Growth sites asked for and this kernel cannot: the user's request fails clearly.
-        let fault_error_code = match opts.stacks_mean_bytes {
-            Some(_) => Some(crate::kernel::profiler::fault_error_code_offset(&tfs)?),
+        let stack_fields = match opts.stacks_mean_bytes {
+            Some(_) => Some(crate::kernel::profiler::field_offsets(&tfs)?),
             None => None,
         };
         let stacks_mean_bytes = opts.stacks_mean_bytes.unwrap_or(0);
@@ -321,8 +321,8 @@ impl Probes {
                     .next_power_of_two()
                     .max(page_size as u32),
             );
-        if let Some(off) = &fault_error_code {
-            crate::kernel::profiler::configure(&mut loader, off, &stacks_mean_bytes);
+        if let Some(fields) = &stack_fields {
+            crate::kernel::profiler::configure(&mut loader, fields, &stacks_mean_bytes);
         }
         let mut ebpf = loader
             .load(OBJECT)
@@ -376,15 +376,14 @@ impl Probes {
                 attached.push(prog);
             }
         }
-        let stacks = fault_error_code.is_some();
+        let stacks = stack_fields.is_some();
         if stacks {
-            use crate::kernel::profiler::{PROGRAM, init};
+            use crate::kernel::profiler::{PROGRAMS, init};
             init(&mut ebpf)?;
-            tracepoint_links.insert(
-                PROGRAM,
-                attach_tp(&mut ebpf, PROGRAM, "exceptions", "page_fault_user")?,
-            );
-            attached.push(PROGRAM);
+            for (prog, group, event) in PROGRAMS {
+                tracepoint_links.insert(prog, attach_tp(&mut ebpf, prog, group, event)?);
+                attached.push(prog);
+            }
         }
         log::info!(
             "attached {} programs (rss source: {:?})",
@@ -514,12 +513,16 @@ impl Probes {
             }
             return Ok(());
         }
-        let fault = crate::kernel::profiler::PROGRAM;
-        let (name, group, event) = match SYSCALL_PROGRAMS.iter().copied().find(|n| *n == prog) {
-            Some(name) => (name, "syscalls", name),
-            None if prog == fault && self.stacks => (fault, "exceptions", "page_fault_user"),
-            // The other rss program (not the one in use), or stacks not asked for.
-            None => return Ok(()),
+        let found = match SYSCALL_PROGRAMS.iter().copied().find(|n| *n == prog) {
+            Some(name) => Some((name, "syscalls", name)),
+            None if self.stacks => crate::kernel::profiler::PROGRAMS
+                .into_iter()
+                .find(|(name, _, _)| *name == prog),
+            None => None,
+        };
+        // None: the other rss program (not the one in use), or stacks not asked for.
+        let Some((name, group, event)) = found else {
+            return Ok(());
         };
         if self.tracepoint_links.contains_key(name) {
             return Ok(());

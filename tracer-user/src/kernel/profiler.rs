@@ -1,6 +1,6 @@
 //! The growth-site profiler's kernel side (tracer-ebpf/src/programs/profile.rs): loads the
-//! object with every other map shrunk to nothing, attaches only the page-fault program, and
-//! hands userspace the sampled stacks as plain values. Independent of a running `record` or
+//! object with every other map shrunk to nothing, attaches only the growth-site programs
+//! (page faults, mmap, brk), and hands userspace the sampled stacks as plain values. Independent of a running `record` or
 //! daemon: it is a separate load.
 use std::path::Path;
 
@@ -10,8 +10,9 @@ use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray},
 };
 use tracer_common::{
-    EXP_QUANTILE_COUNT, EXP_QUANTILE_SCALE, PCTR_COLLISIONS, PCTR_FAULTS, PCTR_SAMPLES,
-    PCTR_STACK_ERRORS, PCTR_STACKS_FULL, PCTR_TRUNCATED, ProfileTarget, StackKey, StackSamples,
+    EXP_QUANTILE_COUNT, EXP_QUANTILE_SCALE, GROWTH_BRK, GROWTH_MAPPED, GROWTH_TOUCHED,
+    PCTR_COLLISIONS, PCTR_FAULTS, PCTR_GROWTH_CALLS, PCTR_SAMPLES, PCTR_STACK_ERRORS,
+    PCTR_STACKS_FULL, PCTR_TRUNCATED, ProfileTarget, StackKey, StackSamples, globals as g,
 };
 
 use crate::{
@@ -26,12 +27,13 @@ const UNUSED_MAPS: [&str; 3] = ["PROCS", "PENDING", "MM_OWNER"];
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SampledStack {
     pub pid: u32,
+    pub kind: GrowthKind,
     pub samples: u64,
     /// User return addresses, innermost first.
     pub frames: Vec<u64>,
 }
 
-pub use crate::model::growth::ProfileCounters;
+pub use crate::model::growth::{GrowthKind, ProfileCounters};
 
 pub struct Profiler {
     ebpf: Ebpf,
@@ -43,9 +45,9 @@ impl Profiler {
         preflight::check_privileges()?;
         let tfs = preflight::locate_tracefs(host_root)?;
         preflight::raise_memlock();
-        let error_code = fault_error_code_offset(&tfs)?;
+        let fields = field_offsets(&tfs)?;
         let mut l = EbpfLoader::new();
-        configure(&mut l, &error_code, &mean_bytes);
+        configure(&mut l, &fields, &mean_bytes);
         for m in UNUSED_MAPS {
             l.map_max_entries(m, 1);
         }
@@ -53,7 +55,9 @@ impl Profiler {
             .load(loader::OBJECT)
             .context("loading the eBPF object into the kernel")?;
         init(&mut ebpf)?;
-        loader::attach_tp(&mut ebpf, PROGRAM, "exceptions", "page_fault_user")?;
+        for (prog, group, event) in PROGRAMS {
+            loader::attach_tp(&mut ebpf, prog, group, event)?;
+        }
         Ok(Self { ebpf })
     }
 
@@ -72,24 +76,51 @@ impl Profiler {
     }
 }
 
-/// The page-fault program (tracer-ebpf/src/programs/profile.rs).
-pub const PROGRAM: &str = "page_fault_user";
+/// The growth-site programs (tracer-ebpf/src/programs/profile.rs) and their tracepoints
+/// (group, event): first-touch page faults, anonymous mmaps, brk growth.
+pub const PROGRAMS: [(&str, &str, &str); 3] = [
+    ("page_fault_user", "exceptions", "page_fault_user"),
+    ("mmap_growth_stack", "syscalls", "sys_enter_mmap"),
+    ("brk_growth_stack", "syscalls", "sys_exit_brk"),
+];
 
-/// Where `error_code` is in the page-fault record; a usage error on a kernel without the
+/// Where the growth-site programs read their tracepoints' fields.
+pub struct FieldOffsets {
+    fault_error_code: u32,
+    mmap_len: u32,
+    mmap_prot: u32,
+    mmap_flags: u32,
+    exit_ret: u32,
+}
+
+/// The fields' offsets from tracefs; a usage error on a kernel without the page-fault
 /// tracepoint (x86 has it).
-pub fn fault_error_code_offset(tfs: &crate::kernel::tracefs::TraceFs) -> anyhow::Result<u32> {
+pub fn field_offsets(tfs: &crate::kernel::tracefs::TraceFs) -> anyhow::Result<FieldOffsets> {
     if !tfs.has_event("exceptions", "page_fault_user") {
         return Err(anyhow!(UsageError::new(
             "tracepoint exceptions:page_fault_user not available on this kernel (x86 has it): growth sites cannot be profiled"
         )));
     }
-    tfs.format("exceptions", "page_fault_user")?
-        .offset("error_code")
+    let mmap = tfs.format("syscalls", "sys_enter_mmap")?;
+    Ok(FieldOffsets {
+        fault_error_code: tfs
+            .format("exceptions", "page_fault_user")?
+            .offset("error_code")?,
+        mmap_len: mmap.offset("len")?,
+        mmap_prot: mmap.offset("prot")?,
+        mmap_flags: mmap.offset("flags")?,
+        exit_ret: tfs.format("syscalls", "sys_exit_brk")?.offset("ret")?,
+    })
 }
 
-/// Set the page-fault program's globals before the object is loaded.
-pub fn configure<'a>(l: &mut EbpfLoader<'a>, error_code_offset: &'a u32, mean_bytes: &'a u64) {
-    l.override_global("OFF_FAULT_ERROR_CODE", error_code_offset, true)
+/// Set the growth-site programs' globals before the object is loaded (the mmap and exit
+/// offsets are the syscall programs' own, set to the same values when both are loaded).
+pub fn configure<'a>(l: &mut EbpfLoader<'a>, fields: &'a FieldOffsets, mean_bytes: &'a u64) {
+    l.override_global("OFF_FAULT_ERROR_CODE", &fields.fault_error_code, true)
+        .override_global(g::MMAP_LEN, &fields.mmap_len, true)
+        .override_global(g::MMAP_PROT, &fields.mmap_prot, true)
+        .override_global(g::MMAP_FLAGS, &fields.mmap_flags, true)
+        .override_global(g::SYS_EXIT_RET, &fields.exit_ret, true)
         .override_global("PROFILE_MEAN_BYTES", mean_bytes, true);
 }
 
@@ -117,7 +148,21 @@ pub fn add_target(ebpf: &mut Ebpf, pid: u32, mean_bytes: u64) -> anyhow::Result<
     let start = exponential_quantiles()[(pid as usize * 97) % EXP_QUANTILE_COUNT as usize];
     let countdown = (mean_bytes * u64::from(start) / EXP_QUANTILE_SCALE) as i64;
     targets(ebpf)?
-        .insert(pid, ProfileTarget { countdown }, 0)
+        .insert(
+            pid,
+            ProfileTarget {
+                countdown,
+                // The other countdown starts at another random share of the mean.
+                map_countdown: (mean_bytes
+                    * u64::from(
+                        exponential_quantiles()
+                            [(pid as usize * 61 + 13) % EXP_QUANTILE_COUNT as usize],
+                    )
+                    / EXP_QUANTILE_SCALE) as i64,
+                brk_last: 0,
+            },
+            0,
+        )
         .with_context(|| {
             format!("adding pid {pid} to the profile (at most {MAX_TARGETS} processes)")
         })
@@ -147,6 +192,7 @@ pub fn stacks(ebpf: &Ebpf) -> anyhow::Result<Vec<(StackKey, SampledStack)>> {
             k,
             SampledStack {
                 pid: k.tgid,
+                kind: growth_kind(k.kind),
                 samples: v.samples,
                 frames: v.frames[..n].to_vec(),
             },
@@ -169,6 +215,17 @@ pub fn remove_stacks(ebpf: &mut Ebpf, keys: &[StackKey]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The kernel's `GROWTH_*` as the model's kind (an unknown value, from a newer object, is
+/// treated as mapped: never counted as resident growth).
+fn growth_kind(kind: u16) -> GrowthKind {
+    match kind {
+        GROWTH_MAPPED => GrowthKind::Mapped,
+        GROWTH_BRK => GrowthKind::Brk,
+        GROWTH_TOUCHED => GrowthKind::Touched,
+        _ => GrowthKind::Mapped,
+    }
+}
+
 pub fn counters(ebpf: &Ebpf) -> anyhow::Result<ProfileCounters> {
     let m: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(
         ebpf.map("PROFILE_COUNTERS")
@@ -187,6 +244,7 @@ pub fn counters(ebpf: &Ebpf) -> anyhow::Result<ProfileCounters> {
         collisions: sum(PCTR_COLLISIONS)?,
         stacks_full: sum(PCTR_STACKS_FULL)?,
         stack_errors: sum(PCTR_STACK_ERRORS)?,
+        growth_calls: sum(PCTR_GROWTH_CALLS)?,
     })
 }
 

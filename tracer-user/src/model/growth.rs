@@ -1,6 +1,6 @@
-//! A growth profile: sampled stacks where processes first touched memory, named, with the
-//! mapping each address came from. Each sample stands for the mean sampling interval in
-//! bytes. The "site" of a stack is its first frame outside the allocator (Go's runtime,
+//! A growth profile: sampled stacks where processes first touched memory (or mapped it:
+//! anonymous mmap, brk), named, with the mapping each address came from. Each sample stands
+//! for the mean sampling interval in bytes. The "site" of a stack is its first frame outside the allocator (Go's runtime,
 //! libc's malloc family and mem* routines): the code that asked for the memory.
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -21,11 +21,43 @@ pub struct ProfileCounters {
     pub collisions: u64,
     pub stacks_full: u64,
     pub stack_errors: u64,
+    /// mmap and brk calls of the targets that grew them (sampled by bytes, like the faults).
+    #[serde(default)]
+    pub growth_calls: u64,
 }
 
 impl ProfileCounters {
     pub fn dropped(&self) -> u64 {
         self.collisions + self.stacks_full + self.stack_errors
+    }
+}
+
+/// How a sampled stack made its process grow.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum GrowthKind {
+    /// A first-touch page fault: memory made resident (RSS). What a leak is made of.
+    #[default]
+    Touched,
+    /// An anonymous, accessible mmap: address space committed, resident once touched.
+    Mapped,
+    /// The program break moved up (glibc's main heap).
+    Brk,
+}
+
+impl GrowthKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrowthKind::Touched => "touched",
+            GrowthKind::Mapped => "mapped",
+            GrowthKind::Brk => "brk",
+        }
+    }
+
+    pub fn is_touched(&self) -> bool {
+        *self == GrowthKind::Touched
     }
 }
 
@@ -51,6 +83,7 @@ pub struct Frame {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcessStack {
     pub pid: u32,
+    pub kind: GrowthKind,
     pub samples: u64,
     /// Innermost first.
     pub frames: Vec<Frame>,
@@ -79,8 +112,10 @@ pub struct Site {
     pub samples: u64,
     /// Estimated bytes: samples × the mean interval.
     pub bytes: u64,
-    /// Share of all sampled growth (0..1).
+    /// Share of all sampled growth of its kind (0..1).
     pub share: f64,
+    /// Touched (resident), or mapped (mmap, brk: address space asked for).
+    pub kind: GrowthKind,
 }
 
 /// A function's growth: its own (flat: it touched the memory) and with its callees (cum: it
@@ -96,10 +131,11 @@ pub struct FunctionGrowth {
 }
 
 impl GrowthProfile {
-    /// Named functions by cumulative growth, largest first (ties by name), at most `n`.
+    /// Named functions by cumulative resident growth (touched), largest first (ties by
+    /// name), at most `n`.
     pub fn functions(&self, n: usize) -> Vec<FunctionGrowth> {
         let mut by: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-        for s in &self.stacks {
+        for s in self.stacks.iter().filter(|s| s.kind.is_touched()) {
             let mut on_stack: Vec<&str> = Vec::new();
             for (i, f) in s.frames.iter().enumerate() {
                 let Some(name) = f.resolved.function.as_deref() else {
@@ -135,15 +171,42 @@ impl GrowthProfile {
         out
     }
 
+    /// Samples of resident growth (touched).
     pub fn total_samples(&self) -> u64 {
-        self.stacks.iter().map(|s| s.samples).sum()
+        self.samples_where(|k| k.is_touched())
     }
 
-    /// Sites by growth, largest first (ties by name), at most `n`.
+    /// Samples of mmap and brk growth.
+    pub fn mapped_samples(&self) -> u64 {
+        self.samples_where(|k| !k.is_touched())
+    }
+
+    fn samples_where(&self, wanted: impl Fn(GrowthKind) -> bool) -> u64 {
+        self.stacks
+            .iter()
+            .filter(|s| wanted(s.kind))
+            .map(|s| s.samples)
+            .sum()
+    }
+
+    /// Sites of resident growth (first touch), largest first (ties by name), at most `n`:
+    /// where the memory a leak holds was made resident.
     pub fn top_sites(&self, n: usize) -> Vec<Site> {
-        type SiteKey = (String, Option<String>, Option<u32>, Vec<String>);
+        self.sites_where(n, |k| k.is_touched())
+    }
+
+    /// Sites of mmap and brk growth, largest first, at most `n`: where the code asked the
+    /// kernel for memory (C's large mallocs, heaps growing), touched or not.
+    pub fn top_mapped_sites(&self, n: usize) -> Vec<Site> {
+        self.sites_where(n, |k| !k.is_touched())
+    }
+
+    fn sites_where(&self, n: usize, wanted: impl Fn(GrowthKind) -> bool) -> Vec<Site> {
+        type SiteKey = (String, Option<String>, Option<u32>, Vec<String>, GrowthKind);
         let mut by: BTreeMap<SiteKey, u64> = BTreeMap::new();
-        for s in &self.stacks {
+        let mut total: HashMap<GrowthKind, u64> = HashMap::new();
+        for s in self.stacks.iter().filter(|s| wanted(s.kind)) {
+            *total.entry(s.kind).or_default() += s.samples;
             let key = match site_index(&s.frames) {
                 Some(i) => {
                     let f = &s.frames[i];
@@ -160,23 +223,24 @@ impl GrowthProfile {
                         f.resolved.file.clone(),
                         f.resolved.line,
                         callers,
+                        s.kind,
                     )
                 }
-                None => ("(unknown)".to_string(), None, None, Vec::new()),
+                None => ("(unknown)".to_string(), None, None, Vec::new(), s.kind),
             };
             *by.entry(key).or_default() += s.samples;
         }
-        let total = self.total_samples().max(1) as f64;
         let mut sites: Vec<Site> = by
             .into_iter()
-            .map(|((function, file, line, callers), samples)| Site {
+            .map(|((function, file, line, callers, kind), samples)| Site {
                 function,
                 file,
                 line,
                 callers,
                 samples,
                 bytes: samples * self.mean_bytes,
-                share: samples as f64 / total,
+                share: samples as f64 / total.get(&kind).copied().unwrap_or(0).max(1) as f64,
+                kind,
             })
             .collect();
         sites.sort_by(|a, b| b.samples.cmp(&a.samples).then(a.function.cmp(&b.function)));
@@ -247,7 +311,7 @@ impl SiteFrame {
 /// Allocator and runtime code: never the site that asked for memory.
 pub fn is_allocator(function: &str) -> bool {
     const GO_PREFIXES: [&str; 3] = ["runtime.", "internal/runtime/", "internal/abi."];
-    const C_NAMES: [&str; 12] = [
+    const C_NAMES: [&str; 14] = [
         "malloc",
         "calloc",
         "realloc",
@@ -259,11 +323,17 @@ pub fn is_allocator(function: &str) -> bool {
         "sysmalloc",
         "operator new",
         "mmap",
+        "mmap64",
         "brk",
+        "sbrk",
     ];
-    const C_PREFIXES: [&str; 8] = [
+    const C_PREFIXES: [&str; 12] = [
         "_int_",
         "__libc_",
+        "__mmap",
+        "__brk",
+        "__sbrk",
+        "__GI___",
         "__memset",
         "__memcpy",
         "__memmove",
@@ -297,6 +367,7 @@ mod tests {
     fn stack(samples: u64, names: &[(&str, u32)]) -> ProcessStack {
         ProcessStack {
             pid: 1,
+            kind: GrowthKind::Touched,
             samples,
             frames: names.iter().map(|(n, l)| frame(n, *l)).collect(),
         }
@@ -367,6 +438,7 @@ mod tests {
             mean_bytes: 4096,
             stacks: vec![ProcessStack {
                 pid: 1,
+                kind: GrowthKind::Touched,
                 samples: 3,
                 frames: vec![Frame {
                     address: 0xdead,

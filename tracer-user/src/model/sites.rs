@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::growth::{GrowthProfile, ProcessStack, ProfileCounters, SiteFrame};
+use crate::model::growth::{GrowthKind, GrowthProfile, ProcessStack, ProfileCounters, SiteFrame};
 
 /// Stacks kept at most (the kernel keeps 16,384 at a time; the dead are forgotten there).
 pub const MAX_STACKS: usize = 100_000;
@@ -16,6 +16,9 @@ pub struct StackSample {
     pub pid: u32,
     /// Unique in the session.
     pub id: u32,
+    /// How it grew (traces before growth kinds have touched stacks only).
+    #[serde(default)]
+    pub kind: GrowthKind,
     pub samples: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frames: Option<Vec<SiteFrame>>,
@@ -39,6 +42,7 @@ pub struct StackUpdate {
 
 #[derive(Clone, Debug)]
 struct Logged {
+    kind: GrowthKind,
     frames: Vec<SiteFrame>,
     samples: u64,
 }
@@ -69,6 +73,7 @@ impl SiteLog {
                     self.stacks.insert(
                         (s.pid, s.id),
                         Logged {
+                            kind: s.kind,
                             frames: frames.clone(),
                             samples: s.samples,
                         },
@@ -87,6 +92,7 @@ impl SiteLog {
         self.mean_bytes
     }
 
+    /// Samples of every kind.
     pub fn total_samples(&self) -> u64 {
         self.stacks.values().map(|s| s.samples).sum()
     }
@@ -103,6 +109,7 @@ impl SiteLog {
                     let s = &self.stacks[k];
                     ProcessStack {
                         pid: k.0,
+                        kind: s.kind,
                         samples: s.samples,
                         frames: s.frames.iter().map(SiteFrame::to_frame).collect(),
                     }
@@ -113,7 +120,9 @@ impl SiteLog {
     }
 
     /// The stacks as folded lines for a flame graph ("root;...;leaf bytes"), each rooted at
-    /// its process (`name(pid)`), of the processes `wanted` accepts.
+    /// its process (`name(pid)`), of the processes `wanted` accepts. Resident growth (first
+    /// touch) sits on the process; mmap and brk growth under a `[mapped]` or `[brk]` frame of
+    /// its own, so that memory mapped and then touched is never one wider tower.
     pub fn folded(
         &self,
         mut wanted: impl FnMut(u32) -> bool,
@@ -125,6 +134,9 @@ impl SiteLog {
             .filter(|((pid, _), s)| wanted(*pid) && s.samples > 0)
             .map(|((pid, _), s)| {
                 let mut parts = vec![clean(&name(*pid))];
+                if !s.kind.is_touched() {
+                    parts.push(format!("[{}]", s.kind.as_str()));
+                }
                 parts.extend(s.frames.iter().rev().map(|f| match &f.function {
                     Some(n) => clean(n),
                     None => format!("{:#x}", f.address),
@@ -168,6 +180,7 @@ mod tests {
         log.apply(&update(vec![StackSample {
             pid: 7,
             id: 1,
+            kind: GrowthKind::Touched,
             samples: 2,
             frames: Some(vec![frame("grab"), frame("keeper"), frame("main")]),
         }]));
@@ -175,6 +188,7 @@ mod tests {
             StackSample {
                 pid: 7,
                 id: 1,
+                kind: GrowthKind::Touched,
                 samples: 9,
                 frames: None,
             },
@@ -182,6 +196,7 @@ mod tests {
             StackSample {
                 pid: 7,
                 id: 2,
+                kind: GrowthKind::Touched,
                 samples: 1,
                 frames: None,
             },
@@ -197,5 +212,57 @@ mod tests {
             log.folded(|_| true, |pid| format!("leaky ({pid})")),
             ["leaky_(7);main;keeper;grab 900"]
         );
+    }
+
+    #[test]
+    fn mapped_growth_is_a_kind_of_its_own() {
+        let mut log = SiteLog::default();
+        let sample = |id, kind, samples| StackSample {
+            pid: 7,
+            id,
+            kind,
+            samples,
+            frames: Some(vec![frame("mmap"), frame("grab"), frame("keeper")]),
+        };
+        log.apply(&update(vec![
+            sample(1, GrowthKind::Touched, 4),
+            sample(2, GrowthKind::Mapped, 6),
+            sample(3, GrowthKind::Brk, 2),
+        ]));
+        let p = log.profile(|_| true);
+        assert_eq!(p.total_samples(), 4, "resident growth alone");
+        assert_eq!(p.mapped_samples(), 8);
+        let touched = p.top_sites(5);
+        assert_eq!(touched.len(), 1);
+        assert_eq!(
+            (touched[0].kind, touched[0].bytes),
+            (GrowthKind::Touched, 400)
+        );
+        let mapped = p.top_mapped_sites(5);
+        assert_eq!(
+            mapped
+                .iter()
+                .map(|s| (s.kind, s.function.as_str(), s.bytes))
+                .collect::<Vec<_>>(),
+            [
+                (GrowthKind::Mapped, "grab", 600),
+                (GrowthKind::Brk, "grab", 200)
+            ]
+        );
+        assert!(
+            (mapped[0].share - 1.0).abs() < 1e-9,
+            "share within its kind"
+        );
+        assert_eq!(
+            log.folded(|_| true, |pid| format!("p{pid}")),
+            [
+                "p7;[brk];keeper;grab;mmap 200",
+                "p7;[mapped];keeper;grab;mmap 600",
+                "p7;keeper;grab;mmap 400",
+            ]
+        );
+        // A trace written before kinds existed reads as touched.
+        let old: StackSample = serde_json::from_str(r#"{"pid":1,"id":2,"samples":3}"#).unwrap();
+        assert_eq!(old.kind, GrowthKind::Touched);
     }
 }

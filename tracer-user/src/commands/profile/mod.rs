@@ -21,7 +21,7 @@ use crate::{
         symbols::Symbolizer,
     },
     kernel::profiler::{ProfileCounters, Profiler, SampledStack},
-    model::growth::{Frame, GrowthProfile, MappingInfo, ProcessStack, Site},
+    model::growth::{Frame, GrowthKind, GrowthProfile, MappingInfo, ProcessStack, Site},
     util::{clock, error::UsageError, format},
 };
 
@@ -84,8 +84,9 @@ pub async fn run(host_root: &Path, opts: &ProfileOptions) -> anyhow::Result<()> 
     pprof::write(&profile, &opts.output)?;
     let seen = &profile.comms;
     let sites = profile.top_sites(opts.top);
+    let mapped_sites = profile.top_mapped_sites(opts.top);
     match opts.format {
-        ProfileFormat::Text => print_text(&profile, &sites, &counters, &opts.output),
+        ProfileFormat::Text => print_text(&profile, &sites, &mapped_sites, &counters, &opts.output),
         ProfileFormat::Json => println!(
             "{}",
             serde_json::to_string(&serde_json::json!({
@@ -93,8 +94,10 @@ pub async fn run(host_root: &Path, opts: &ProfileOptions) -> anyhow::Result<()> 
                 "processes": seen.iter().map(|(pid, comm)| serde_json::json!({"pid": pid, "comm": comm})).collect::<Vec<_>>(),
                 "mean_bytes": opts.mean_bytes,
                 "samples": profile.total_samples(),
+                "mapped_samples": profile.mapped_samples(),
                 "counters": counters,
                 "sites": sites,
+                "mapped_sites": mapped_sites,
                 "functions": profile.functions(opts.top),
             }))?
         ),
@@ -237,6 +240,7 @@ fn build(
         }
         profile.stacks.push(ProcessStack {
             pid: st.pid,
+            kind: st.kind,
             samples: st.samples,
             frames,
         });
@@ -244,7 +248,13 @@ fn build(
     profile
 }
 
-fn print_text(p: &GrowthProfile, sites: &[Site], c: &ProfileCounters, output: &Path) {
+fn print_text(
+    p: &GrowthProfile,
+    sites: &[Site],
+    mapped_sites: &[Site],
+    c: &ProfileCounters,
+    output: &Path,
+) {
     let mut names: Vec<String> = p
         .comms
         .iter()
@@ -259,27 +269,51 @@ fn print_text(p: &GrowthProfile, sites: &[Site], c: &ProfileCounters, output: &P
         format::bytes((p.total_samples() * p.mean_bytes) as f64)
     );
     println!("{:>9}  {:>6}  SITE", "GROWTH", "SHARE");
+    print_sites(sites);
+    if !mapped_sites.is_empty() {
+        println!(
+            "Mapped (anonymous mmap and brk, touched or not): {} estimated",
+            format::bytes((p.mapped_samples() * p.mean_bytes) as f64)
+        );
+        println!("{:>9}  {:>6}  SITE", "MAPPED", "SHARE");
+        print_sites(mapped_sites);
+    }
+    let dropped = c.dropped();
+    println!(
+        "Kernel: {} first-touch faults and {} mmap/brk growths seen, {} samples, {} stacks truncated, {} samples dropped (hash collisions {}, table full {}, no user stack {})",
+        c.faults,
+        c.growth_calls,
+        c.samples,
+        c.truncated,
+        dropped,
+        c.collisions,
+        c.stacks_full,
+        c.stack_errors
+    );
+    println!(
+        "Written: {} (go tool pprof -top {}; -sample_index=mapped_space for the mapped growth)",
+        output.display(),
+        output.display()
+    );
+}
+
+fn print_sites(sites: &[Site]) {
     for s in sites {
         let at = match (&s.file, s.line) {
             (Some(f), Some(l)) => format!("  {f}:{l}"),
             (Some(f), None) => format!("  {f}"),
             _ => String::new(),
         };
+        let kind = if s.kind == GrowthKind::Brk {
+            "  (brk)"
+        } else {
+            ""
+        };
         println!(
-            "{:>9}  {:>5.1}%  {}{at}",
+            "{:>9}  {:>5.1}%  {}{at}{kind}",
             format::bytes(s.bytes as f64),
             s.share * 100.0,
             s.function
         );
     }
-    let dropped = c.dropped();
-    println!(
-        "Kernel: {} first-touch faults seen, {} samples, {} stacks truncated, {} samples dropped (hash collisions {}, table full {}, no user stack {})",
-        c.faults, c.samples, c.truncated, dropped, c.collisions, c.stacks_full, c.stack_errors
-    );
-    println!(
-        "Written: {} (go tool pprof -top {})",
-        output.display(),
-        output.display()
-    );
 }

@@ -147,7 +147,11 @@ impl Strings {
 
 /// Build the pprof message. Sample values: the samples taken (`alloc_samples`) and the
 /// bytes they stand for (`alloc_space`, samples × the mean interval: memory made resident at
-/// that stack). There is no `inuse_space`: a page given back is not traced to the stack that
+/// that stack), then the same for anonymous mmap and brk growth (`mapped_samples`,
+/// `mapped_space`; `-sample_index=mapped_space`). A stack has one kind: the other pair is 0,
+/// so memory mapped and then touched is never summed twice in one view, and the default view
+/// (`alloc_space`) is resident growth. Each sample is labelled `growth` = touched, mapped or
+/// brk. There is no `inuse_space`: a page given back is not traced to the stack that
 /// touched it. Each sample carries its pid and command as labels. Locations are per (process, address): processes map binaries at different
 /// addresses.
 pub fn encode(p: &GrowthProfile) -> Profile {
@@ -162,6 +166,14 @@ pub fn encode(p: &GrowthProfile) -> Profile {
                 r#type: s.get("alloc_space"),
                 unit: s.get("bytes"),
             },
+            ValueType {
+                r#type: s.get("mapped_samples"),
+                unit: s.get("count"),
+            },
+            ValueType {
+                r#type: s.get("mapped_space"),
+                unit: s.get("bytes"),
+            },
         ],
         period_type: Some(ValueType {
             r#type: s.get("alloc_space"),
@@ -174,7 +186,7 @@ pub fn encode(p: &GrowthProfile) -> Profile {
     };
     out.default_sample_type = out.sample_type[1].r#type;
     out.comment.push(s.get(&format!(
-        "leaktracer growth profile: first-touch page faults sampled every {} bytes on average (Poisson); a sample stands for that many bytes",
+        "leaktracer growth profile: first-touch page faults (alloc_space), and anonymous mmap and brk growth (mapped_space), sampled every {} bytes on average (Poisson); a sample stands for that many bytes",
         p.mean_bytes
     )));
     for (i, m) in p.mappings.iter().enumerate() {
@@ -193,7 +205,7 @@ pub fn encode(p: &GrowthProfile) -> Profile {
     }
     let mut functions: HashMap<(String, String), u64> = HashMap::new();
     let mut locations: HashMap<(u32, u64), u64> = HashMap::new();
-    let (pid_key, comm_key) = (s.get("pid"), s.get("comm"));
+    let (pid_key, comm_key, growth_key) = (s.get("pid"), s.get("comm"), s.get("growth"));
     for st in &p.stacks {
         let mut ids = Vec::with_capacity(st.frames.len());
         for f in &st.frames {
@@ -235,7 +247,14 @@ pub fn encode(p: &GrowthProfile) -> Profile {
         let comm = p.comms.get(&st.pid).cloned().unwrap_or_default();
         out.sample.push(Sample {
             location_id: ids,
-            value: vec![st.samples as i64, (st.samples * p.mean_bytes) as i64],
+            value: {
+                let pair = [st.samples as i64, (st.samples * p.mean_bytes) as i64];
+                if st.kind.is_touched() {
+                    vec![pair[0], pair[1], 0, 0]
+                } else {
+                    vec![0, 0, pair[0], pair[1]]
+                }
+            },
             label: vec![
                 Label {
                     key: pid_key,
@@ -245,6 +264,11 @@ pub fn encode(p: &GrowthProfile) -> Profile {
                 Label {
                     key: comm_key,
                     str: s.get(&comm),
+                    ..Label::default()
+                },
+                Label {
+                    key: growth_key,
+                    str: s.get(st.kind.as_str()),
                     ..Label::default()
                 },
             ],
@@ -271,7 +295,7 @@ pub fn write(p: &GrowthProfile, path: &std::path::Path) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use crate::host::symbols::ResolvedFrame;
-    use crate::model::growth::{Frame, MappingInfo, ProcessStack};
+    use crate::model::growth::{Frame, GrowthKind, MappingInfo, ProcessStack};
 
     #[test]
     fn encodes_a_profile_that_decodes_back() {
@@ -300,11 +324,13 @@ mod tests {
             stacks: vec![
                 ProcessStack {
                     pid: 42,
+                    kind: GrowthKind::Touched,
                     samples: 3,
                     frames: vec![f(0x401000, "main.retain"), f(0x402000, "main.main")],
                 },
                 ProcessStack {
                     pid: 42,
+                    kind: GrowthKind::Mapped,
                     samples: 1,
                     frames: vec![f(0x402000, "main.main")],
                 },
@@ -315,7 +341,14 @@ mod tests {
         let st = &back.string_table;
         assert_eq!(st[0], "");
         assert_eq!(back.sample.len(), 2);
-        assert_eq!(back.sample[0].value, vec![3, 3 * 524_288]);
+        assert_eq!(back.sample[0].value, vec![3, 3 * 524_288, 0, 0]);
+        assert_eq!(
+            back.sample[1].value,
+            vec![0, 0, 1, 524_288],
+            "mapped growth apart"
+        );
+        let growth = |i: usize| st[back.sample[i].label[2].str as usize].as_str();
+        assert_eq!((growth(0), growth(1)), ("touched", "mapped"));
         assert_eq!(back.location.len(), 2, "main.main's address shared");
         assert_eq!(back.function.len(), 2);
         assert_eq!(st[back.function[0].name as usize], "main.retain");

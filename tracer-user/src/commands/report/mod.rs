@@ -56,9 +56,13 @@ pub struct SuspectRow {
     pub risk: Option<crate::detector::LimitRisk>,
     /// A Go process's runtime as last recorded (None for other processes).
     pub go: Option<crate::model::go::GoFigures>,
-    /// Where in its code it grew, largest first (traces recorded with `--stacks`).
+    /// Where in its code it grew, largest first (traces recorded with `--stacks`): where
+    /// its memory was first touched (made resident).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sites: Vec<crate::model::growth::Site>,
+    /// Where it mapped memory (anonymous mmap, brk), largest first, touched or not.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mapped_sites: Vec<crate::model::growth::Site>,
 }
 
 /// A process whose peaks meet (or are about to meet) its memory cgroup's limit at the end
@@ -109,7 +113,10 @@ pub struct Report {
 pub struct GrowthSitesReport {
     /// Bytes one sample stands for.
     pub mean_bytes: u64,
+    /// Samples of first-touch page faults.
     pub samples: u64,
+    /// Samples of anonymous mmap and brk growth.
+    pub mapped_samples: u64,
     /// Stacks the report could not keep (beyond its bound, or reported without frames).
     pub stacks_not_kept: u64,
     /// The kernel side's counters at the end (truncated stacks, dropped samples).

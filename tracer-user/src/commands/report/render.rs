@@ -133,7 +133,8 @@ pub fn render_text(r: &Report) -> String {
             x.reason,
             if x.exited { " (exited)" } else { "" }
         ));
-        s.push_str(&render_sites(&row.sites));
+        s.push_str(&render_sites(&row.sites, "grows at"));
+        s.push_str(&render_sites(&row.mapped_sites, "maps at "));
     }
     if let Some(g) = &r.growth_sites {
         s.push_str(&render_sampling(g));
@@ -206,8 +207,8 @@ pub fn render_text(r: &Report) -> String {
 
 /// The NODE section: what no process owns, and what of it grew.
 /// A suspect's growth sites, one per line under its row: share, bytes, the site and the
-/// callers that tell its code path apart.
-fn render_sites(sites: &[crate::model::growth::Site]) -> String {
+/// callers that tell its code path apart (brk growth says so).
+fn render_sites(sites: &[crate::model::growth::Site], label: &str) -> String {
     let mut s = String::new();
     for (i, site) in sites.iter().enumerate() {
         let at = match (&site.file, site.line) {
@@ -216,9 +217,14 @@ fn render_sites(sites: &[crate::model::growth::Site]) -> String {
             _ => String::new(),
         };
         let callers: String = site.callers.iter().map(|c| format!(" <- {c}")).collect();
+        let brk = if site.kind == crate::model::growth::GrowthKind::Brk {
+            " [brk]"
+        } else {
+            ""
+        };
         s.push_str(&format!(
-            "          {} {:>5.1}% {:>9}  {}{at}{callers}\n",
-            if i == 0 { "grows at" } else { "        " },
+            "          {} {:>5.1}% {:>9}  {}{at}{callers}{brk}\n",
+            if i == 0 { label } else { "        " },
             site.share * 100.0,
             format::bytes(site.bytes as f64),
             site.function,
@@ -242,8 +248,9 @@ fn short_file(path: &str) -> &str {
 fn render_sampling(g: &super::GrowthSitesReport) -> String {
     let k = &g.kernel;
     format!(
-        "\nGROWTH SITES: {} samples, one per {} first touched on average; {} stacks truncated, {} samples dropped in the kernel, {} stacks not kept, {} processes not sampled (target table full)\n",
+        "\nGROWTH SITES: {} samples of first touches and {} of mmap/brk growth, one per {} on average; {} stacks truncated, {} samples dropped in the kernel, {} stacks not kept, {} processes not sampled (target table full)\n",
         g.samples,
+        g.mapped_samples,
         format::bytes(g.mean_bytes as f64),
         k.truncated,
         k.dropped(),

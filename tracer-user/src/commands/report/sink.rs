@@ -30,6 +30,8 @@ const PLOTTED: usize = 6;
 
 /// Growth sites listed per suspect (when the trace has stacks).
 const SITES_PER_SUSPECT: usize = 5;
+/// Where a suspect mapped memory: fewer lines (the touched sites are what it holds).
+const MAPPED_SITES_PER_SUSPECT: usize = 3;
 
 pub struct ReportSink {
     header: Header,
@@ -192,9 +194,9 @@ impl Sink for ReportSink {
             .map(|(s, p)| {
                 let r = risk_at(p, now, ctx, risk);
                 let mut row = row(s, p, ctx.ids.get(p), r);
-                row.sites = sites
-                    .profile(|pid| pid == p.pid)
-                    .top_sites(SITES_PER_SUSPECT);
+                let growth = sites.profile(|pid| pid == p.pid);
+                row.sites = growth.top_sites(SITES_PER_SUSPECT);
+                row.mapped_sites = growth.top_mapped_sites(MAPPED_SITES_PER_SUSPECT);
                 row
             })
             .collect();
@@ -213,14 +215,17 @@ impl Sink for ReportSink {
                 format!("{comm} ({pid})")
             },
         );
-        let growth_sites =
-            (!self.sites.is_empty() || self.sites.dropped > 0).then(|| super::GrowthSitesReport {
+        let growth_sites = (!self.sites.is_empty() || self.sites.dropped > 0).then(|| {
+            let all = self.sites.profile(|_| true);
+            super::GrowthSitesReport {
                 mean_bytes: self.sites.mean_bytes(),
-                samples: self.sites.total_samples(),
+                samples: all.total_samples(),
+                mapped_samples: all.mapped_samples(),
                 stacks_not_kept: self.sites.dropped,
                 kernel: self.sites.counters,
                 processes_not_sampled: self.sites.targets_refused,
-            });
+            }
+        });
         let mut at_risk: Vec<RiskRow> = Vec::new();
         for p in table
             .live
@@ -317,6 +322,7 @@ fn row(
         risk,
         go: p.go.as_ref().map(|g| g.latest.clone()),
         sites: Vec::new(),
+        mapped_sites: Vec::new(),
     }
 }
 

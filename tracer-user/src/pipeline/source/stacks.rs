@@ -1,5 +1,5 @@
-//! Growth-site stacks in a live session (`record --stacks`): the page-fault program of the
-//! session's own load samples the processes the user asked for, and every few seconds their
+//! Growth-site stacks in a live session (`record --stacks`): the growth-site programs of the
+//! session's own load (page faults, mmap, brk) sample the processes the user asked for, and every few seconds their
 //! new stacks are named while the processes still run (their mappings read then) and
 //! reported with every stack's samples so far. The kernel's table is bounded: a process
 //! that ended has its stacks reported one last time and then removed from it.
@@ -125,6 +125,7 @@ impl StackCollector {
                     update.stacks.push(StackSample {
                         pid: stack.pid,
                         id: *id,
+                        kind: stack.kind,
                         samples: stack.samples,
                         frames: None,
                     });
@@ -138,6 +139,7 @@ impl StackCollector {
             update.stacks.push(StackSample {
                 pid: stack.pid,
                 id,
+                kind: stack.kind,
                 samples: stack.samples,
                 frames: Some(frames),
             });
