@@ -311,7 +311,7 @@ impl SiteFrame {
 /// Allocator and runtime code: never the site that asked for memory.
 pub fn is_allocator(function: &str) -> bool {
     const GO_PREFIXES: [&str; 3] = ["runtime.", "internal/runtime/", "internal/abi."];
-    const C_NAMES: [&str; 14] = [
+    const C_NAMES: [&str; 16] = [
         "malloc",
         "calloc",
         "realloc",
@@ -321,6 +321,8 @@ pub fn is_allocator(function: &str) -> bool {
         "memalign",
         "valloc",
         "sysmalloc",
+        "sysmalloc_mmap",
+        "sysmalloc_mmap_fallback",
         "operator new",
         "mmap",
         "mmap64",

@@ -6,6 +6,8 @@
 //! - events-v2.sh: `leaktracer record` writes the `oom_kill` record with the same evidence.
 //! - node-v2.sh: zombie memory cgroups (nr_dying_descendants) counted, named, judged and
 //!   seen freed.
+//! - stacks.sh: `leaktracer profile` loads the growth-site programs (page faults, mmap, brk)
+//!   through each kernel's verifier and samples a leaker's first touches and mmaps.
 use std::{
     path::Path,
     time::{Duration, Instant},
@@ -29,6 +31,18 @@ pub fn run(root: &Path, leaktracer: &Path, leaker: &Path) -> anyhow::Result<()> 
     let kernels = kernels(root)?;
     for kernel in &kernels {
         guest(root, kernel, "memcg-v2.sh", &[leaker], |_, _| Ok(()))?;
+        guest(
+            root,
+            kernel,
+            "stacks.sh",
+            &[leaktracer, leaker],
+            |run, pid| {
+                let lines = run
+                    .section("=====PROFILE-JSON-BEGIN=====", "=====PROFILE-JSON-END=====")
+                    .context("no PROFILE-JSON section")?;
+                check_profile(&parse_lines(&lines)?, pid)
+            },
+        )?;
         guest(root, kernel, "node-v2.sh", &[leaktracer], |run, _| {
             check_zombies(run)
         })?;
@@ -105,6 +119,35 @@ pub fn run(root: &Path, leaktracer: &Path, leaker: &Path) -> anyhow::Result<()> 
         "xtask: guest tests passed on {} kernels in {:.0?}",
         kernels.len(),
         start.elapsed()
+    );
+    Ok(())
+}
+
+/// stacks.sh's profile: the leaker was a target, and both its first touches and its mmaps
+/// were sampled.
+fn check_profile(records: &[Value], leaker_pid: u64) -> anyhow::Result<()> {
+    ensure!(leaker_pid != 0, "the script printed no LEAKER-PID");
+    let [p] = records else {
+        bail!("expected 1 JSON line, got {}", records.len());
+    };
+    ensure!(
+        p["processes"]
+            .as_array()
+            .is_some_and(|ps| ps.iter().any(|x| x["pid"] == leaker_pid)),
+        "the leaker {leaker_pid} was not profiled: {p}"
+    );
+    let count = |v: &Value| v.as_u64().unwrap_or(0);
+    ensure!(
+        count(&p["samples"]) >= 1 && count(&p["mapped_samples"]) >= 1,
+        "first touches and mmaps both sampled: {p}"
+    );
+    ensure!(
+        count(&p["counters"]["growth_calls"]) >= 1 && count(&p["counters"]["faults"]) >= 1,
+        "the kernel side saw the faults and the mmaps: {p}"
+    );
+    eprintln!(
+        "xtask: stacks.sh: {} first-touch and {} mmap samples, counters {}",
+        p["samples"], p["mapped_samples"], p["counters"]
     );
     Ok(())
 }
