@@ -6,7 +6,9 @@
 //! - under a page-fault storm (stress-ng's vm worker touching 128 MiB over and over, without
 //!   huge pages) rss_stat itself is paused: RSS is read from /proc each interval meanwhile, so
 //!   the leaker's samples keep growing and it is judged leaking, and after the storm the hook
-//!   resumes and the kernel's figures are exact again.
+//!   resumes and the kernel's figures are exact again;
+//! - the daemon's own growth-profile capture is priced with the session's programs: a
+//!   page-fault storm during one pauses the `stacks` hook first and stops the capture early.
 // An integration test crate: a panic (unwrap, expect) is how a test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::{
@@ -345,6 +347,105 @@ fn under_a_page_fault_storm_the_growth_site_hook_is_paused_first() {
         trace.iter().any(|r| r["type"] == "stacks"),
         "stacks records in the trace"
     );
+}
+
+/// BPF programs the process `pid` holds open (fdinfo with a `prog_id`).
+fn bpf_programs_held(pid: u32) -> usize {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return 0;
+    };
+    dir.filter_map(Result::ok)
+        .filter(|e| {
+            std::fs::read_to_string(e.path())
+                .is_ok_and(|t| t.lines().any(|l| l.starts_with("prog_id:")))
+        })
+        .count()
+}
+
+#[test]
+fn the_daemons_own_capture_is_priced_by_the_budget_and_stops_in_a_storm() {
+    let Some(_serial) = privileged() else { return };
+    let leaker = Proc::spawn(workload(LEAKER).arg("4096"));
+    let port = free_port();
+    let mut daemon = Proc::spawn(
+        Command::new(leaktracer())
+            .args(["daemon", "--interval", "1s", "--max-overhead", "1%"])
+            // Long enough that the storm comes while it runs.
+            .args(["--auto-profile-seconds", "60"])
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit()),
+    );
+    let out = daemon.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<Value>(&line)
+                && (v["type"] == "growth_profile" || v["type"] == "budget")
+                && tx.send(v).is_err()
+            {
+                return;
+            }
+        }
+    });
+    // The capture has begun when the daemon holds the growth-site programs (three more
+    // programs than its session's, loaded only for a capture).
+    let session = wait_until(Duration::from_secs(30), || {
+        let n = bpf_programs_held(daemon.pid());
+        (n > 0).then_some(n)
+    })
+    .expect("the daemon loaded its programs");
+    std::thread::sleep(Duration::from_secs(2));
+    let session = session.max(bpf_programs_held(daemon.pid()));
+    let capturing = wait_until(Duration::from_secs(60), || {
+        (bpf_programs_held(daemon.pid()) >= session + 3).then_some(())
+    });
+    assert!(
+        capturing.is_some(),
+        "the leaker {} judged leaking and a capture begun within 60 s",
+        leaker.pid()
+    );
+    let storm = page_fault_storm();
+    // The capture's page-fault program runs on every fault of the storm: priced with the
+    // session's programs, the `stacks` hook is the first paused, and the capture stops early.
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(50);
+    let profile = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(v) if v["type"] == "growth_profile" => break v,
+            Ok(v) => seen.push(v),
+            Err(_) => {
+                panic!("no growth_profile line within 50 s of the storm; budget lines: {seen:?}")
+            }
+        }
+    };
+    drop(storm);
+    eprintln!(
+        "budget: {seen:#?}
+profile: {profile:#}"
+    );
+    assert_eq!(profile["pid"].as_u64(), Some(u64::from(leaker.pid())));
+    assert_eq!(
+        profile["cut_short"], true,
+        "stopped by the storm: {profile}"
+    );
+    let first = seen
+        .iter()
+        .find(|r| r["action"] == "pause")
+        .unwrap_or_else(|| panic!("no pause: {seen:?}"));
+    assert_eq!(
+        first["hook"], "stacks",
+        "the capture's programs are the first paused: {first}"
+    );
+    // Its programs are gone with it.
+    let unloaded = wait_until(Duration::from_secs(10), || {
+        (bpf_programs_held(daemon.pid()) <= session).then_some(())
+    });
+    assert!(unloaded.is_some(), "the capture's programs released");
 }
 
 /// stress-ng's vm worker touching 128 MiB over and over, without huge pages: a page-fault

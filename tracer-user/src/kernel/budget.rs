@@ -226,6 +226,9 @@ impl Budget {
     /// Start a measurement window: the programs' cumulative costs at `t`. The next
     /// [`Budget::observe`] measures from here.
     pub fn baseline(&mut self, t: f64, costs: &[ProgCost]) {
+        // Programs gone since (a capture's, see priced.rs) must not be a stale base for a
+        // later load's counters of the same name, which start again from 0.
+        self.last.clear();
         for c in costs {
             self.last.insert(c.name.clone(), (c.run_ns, c.runs));
         }
@@ -255,6 +258,8 @@ impl Budget {
                 *e = (e.0 + ns, e.1 + runs);
             }
         }
+        self.last
+            .retain(|name, _| costs.iter().any(|c| &c.name == name));
         self.last_t = Some(t);
         if elapsed.is_some() {
             self.learn_run_costs(total, &per_hook, &spent);

@@ -424,27 +424,28 @@ impl Probes {
     }
 
     /// Each attached program's cumulative run time and count (empty while the statistics
-    /// are off).
+    /// are off), with the programs this process's other loads registered to be priced (the
+    /// daemon's growth-profile captures: see priced.rs).
     pub fn costs(&self) -> Vec<crate::kernel::budget::ProgCost> {
         if self.stats.is_none() {
             return Vec::new();
         }
-        self.attached
-            .iter()
-            .filter_map(|name| {
-                let fd = self.ebpf.program(name)?.fd().ok()?;
-                let (run_ns, runs) = crate::kernel::budget::fdinfo_cost(fd.as_fd().as_raw_fd())?;
-                Some(crate::kernel::budget::ProgCost {
-                    name: (*name).to_string(),
-                    run_ns,
-                    runs,
-                })
+        let mut costs = crate::kernel::priced::costs();
+        costs.extend(self.attached.iter().filter_map(|name| {
+            let fd = self.ebpf.program(name)?.fd().ok()?;
+            let (run_ns, runs) = crate::kernel::budget::fdinfo_cost(fd.as_fd().as_raw_fd())?;
+            Some(crate::kernel::budget::ProgCost {
+                name: (*name).to_string(),
+                run_ns,
+                runs,
             })
-            .collect()
+        }));
+        costs
     }
 
     /// Each pausable hook's cumulative run count (the kernel's `HOOK_RUNS`, summed over
-    /// CPUs), for the overhead budget's guard; empty if the map cannot be read.
+    /// CPUs, with the runs of registered captures' growth-site programs: see priced.rs), for
+    /// the overhead budget's guard; empty if the map cannot be read.
     pub fn hook_runs(&self) -> Vec<(Hook, u64)> {
         let Some(map) = self.ebpf.map("HOOK_RUNS") else {
             return Vec::new();
@@ -461,7 +462,16 @@ impl Probes {
             (Hook::Stacks, HOOK_STACKS),
         ]
         .into_iter()
-        .filter_map(|(hook, index)| Some((hook, runs.get(&index, 0).ok()?.iter().sum())))
+        .filter_map(|(hook, index)| {
+            let own: u64 = runs.get(&index, 0).ok()?.iter().sum();
+            // The daemon's captures run growth-site programs of their own load (priced.rs).
+            let other = if hook == Hook::Stacks {
+                crate::kernel::priced::stacks_runs()
+            } else {
+                0
+            };
+            Some((hook, own + other))
+        })
         .collect()
     }
 

@@ -9,6 +9,7 @@ pub mod health;
 pub mod loader;
 pub mod logging;
 pub mod preflight;
+pub mod priced;
 pub mod profiler;
 pub mod rss_fallback;
 pub mod sampler;

@@ -36,6 +36,9 @@ pub struct SampledStack {
 pub use crate::model::growth::{GrowthKind, ProfileCounters};
 
 pub struct Profiler {
+    /// Priced by a session in this process while attached (unregistered first: fields drop
+    /// in order).
+    _priced: crate::kernel::priced::Registration,
     ebpf: Ebpf,
 }
 
@@ -58,7 +61,12 @@ impl Profiler {
         for (prog, group, event) in PROGRAMS {
             loader::attach_tp(&mut ebpf, prog, group, event)?;
         }
-        Ok(Self { ebpf })
+        // A session in this process (the daemon's) prices them with its own hooks.
+        let names = PROGRAMS.map(|(name, _, _)| name);
+        Ok(Self {
+            _priced: crate::kernel::priced::register(&ebpf, &names)?,
+            ebpf,
+        })
     }
 
     /// Sample `pid` from now on; its first sample comes after a random share of the mean.

@@ -4,10 +4,11 @@
 //! serves them at `/debug/pprof/leaks` (the list, JSON) and `/debug/pprof/leaks/ID` (pprof).
 //! Bounded: one capture at a time (shared with the on-demand endpoint), a process at most
 //! once an hour, at most `keep` profiles of at most [`MAX_PROFILE_BYTES`] each, at most
-//! [`MAX_PENDING`] waiting. And kept out of storms: while the session's overhead budget has a
-//! hook paused (or its programs use more than half the budget) no capture starts, and one
-//! running stops early (keeping what it sampled): its page-fault program would add to the
-//! storm's cost.
+//! [`MAX_PENDING`] waiting. And kept within the overhead budget: while the session's budget
+//! has a hook paused (or its programs use more than half the budget) no capture starts. A
+//! capture's own programs are priced with the session's (kernel/priced.rs, as the `stacks`
+//! hook, paused first): when the budget pauses any hook, the one running stops early
+//! (keeping what it sampled).
 use std::{
     collections::{HashMap, VecDeque},
     io::Write as _,
@@ -125,8 +126,10 @@ pub struct AutoProfiler {
     last_captured: HashMap<u32, Instant>,
     /// Outcomes the sink has not yet added to the metric (the capture task adds to it).
     outcomes: Arc<Mutex<Vec<Outcome>>>,
-    /// The node is in a storm (see the module's comment): set by the sink every round.
+    /// The budget has a hook paused: a running capture stops (set by the sink every round).
     storm: Arc<AtomicBool>,
+    /// A storm, or the programs over half the budget: no capture starts.
+    crowded: bool,
 }
 
 impl AutoProfiler {
@@ -145,15 +148,18 @@ impl AutoProfiler {
             last_captured: HashMap::new(),
             outcomes: Arc::default(),
             storm: Arc::default(),
+            crowded: false,
         }
     }
 
     /// The session's overhead at this round: a paused hook, or programs using more than half
-    /// the budget, hold captures off (and stop a running one).
+    /// the budget, hold captures off; a paused hook stops a running one (whose own programs
+    /// are in the share: a capture within the budget runs on).
     pub fn overhead(&mut self, o: &crate::kernel::budget::OverheadStatus) {
         let busy_programs = o.budget > 0.0 && o.bpf_cpu_share.is_some_and(|s| s > o.budget / 2.0);
-        self.storm
-            .store(!o.paused.is_empty() || busy_programs, Ordering::Release);
+        let storm = !o.paused.is_empty();
+        self.storm.store(storm, Ordering::Release);
+        self.crowded = storm || busy_programs;
     }
 
     /// A process was judged leaking: capture it when the capture slot is free (unless it was
@@ -189,8 +195,7 @@ impl AutoProfiler {
             }
             self.pending.pop_front();
         }
-        let storm = self.storm.load(Ordering::Acquire);
-        if !storm && !self.pending.is_empty() && !self.busy.swap(true, Ordering::AcqRel) {
+        if !self.crowded && !self.pending.is_empty() && !self.busy.swap(true, Ordering::AcqRel) {
             if let Some(p) = self.pending.pop_front() {
                 self.last_captured.insert(p.pid, Instant::now());
                 self.spawn(p, t0_mono);
@@ -413,9 +418,10 @@ mod tests {
             paused: Vec::new(),
             rss_from_proc: 0,
         });
+        assert!(held.crowded, "over half the budget holds off too");
         assert!(
-            held.storm.load(Ordering::Acquire),
-            "over half the budget holds off too"
+            !held.storm.load(Ordering::Acquire),
+            "but stops no capture: within the budget, its own cost among the rest"
         );
         // Off: nothing waits.
         let mut off = AutoProfiler::new(
