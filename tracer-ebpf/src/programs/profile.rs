@@ -12,10 +12,11 @@
 //!
 //! mmap and brk growth is sampled the same way with a countdown of its own (a call can
 //! cross it several times: a 64 MiB mmap at a 512 KiB mean counts about 128 samples at its
-//! stack; see `sample_growth`). It tells where C code asks for memory it may never touch, and where a heap grows
-//! whose pages were faulted in long before. Go's runtime maps its heap from the system
-//! stack, where frame pointers end: its mmap stacks stop in the runtime, and its page faults
-//! are what name Go code.
+//! stack; see `sample_growth`). It tells where C code asks for memory it may never touch,
+//! and where a heap grows whose pages were faulted in long before. Go maps its heap from the
+//! system stack and its frame pointers lead back to the goroutine: the Go code that grew the
+//! heap is named. A stack taken in a syscall needs frame pointers from the libc wrapper on: a
+//! libc without them (Debian 12's glibc) ends a C program's mmap stack there.
 use aya_ebpf::{
     EbpfContext as _, Global,
     bindings::{BPF_F_NO_PREALLOC, BPF_F_USER_STACK},
