@@ -215,7 +215,15 @@ fn a_gc_sawtooth_over_a_32_mib_live_set_reads_its_live_heap_and_is_never_leaking
         let v = verdicts(&trace, s.pid());
         assert!(
             v.iter().all(|v| v["verdict"] != "leaking"),
-            "{name}: judged leaking: {v:?}"
+            "{name}: judged leaking: {v:?}; (t, live heap, GC cycles) {:?}",
+            samples(&trace, s.pid())
+                .iter()
+                .map(|x| (
+                    x["t"].clone(),
+                    x["go"]["live_heap_bytes"].clone(),
+                    x["go"]["gc_cycles"].clone()
+                ))
+                .collect::<Vec<_>>()
         );
     }
 }
