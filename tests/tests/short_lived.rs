@@ -1,7 +1,8 @@
 //! Processes shorter than one sampling interval keep their exact counts in every output:
 //! the trace (at 1 s and 100 ms intervals, and under CPU load), `report`, `top --once` and the
-//! daemon's stdout. The workload (`brief`) forks children that make a known number of brk
-//! and mmap calls and live 5-50 ms; nothing here assumes a child outlives an interval.
+//! daemon's stdout. The workload (`brief`) forks children that make a known number of brk,
+//! mmap, madvise (on two CPUs) and munmap calls and live 5-50 ms; nothing here assumes a
+//! child outlives an interval.
 // An integration test crate: a panic (unwrap, expect) is how a test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::{
@@ -16,8 +17,12 @@ const CHILDREN: usize = 200;
 const BRK_CALLS: u64 = 500;
 const MMAP_CALLS: u64 = 20;
 const MAP_KIB: u64 = 64;
+/// madvise calls of each child, on two CPUs (the per-CPU fast path's slots are folded at
+/// the exit); then it unmaps its maps.
+const MADVISE_CALLS: u64 = 300;
 
-/// Run `brief COUNT BRK MMAP MIN_MS MAX_MS MAP_KIB` to its end; the pids of its children.
+/// Run `brief COUNT BRK MMAP MIN_MS MAX_MS MAP_KIB MADVISE` to its end; the pids of its
+/// children.
 fn run_brief(count: usize, min_ms: u64, max_ms: u64, map_kib: u64) -> Vec<u32> {
     let mut p = Proc::spawn(workload(BRIEF).args([
         count.to_string(),
@@ -26,6 +31,7 @@ fn run_brief(count: usize, min_ms: u64, max_ms: u64, map_kib: u64) -> Vec<u32> {
         min_ms.to_string(),
         max_ms.to_string(),
         map_kib.to_string(),
+        MADVISE_CALLS.to_string(),
     ]));
     let out = p.0.stdout.take().expect("piped");
     let mut pids = Vec::new();
@@ -68,6 +74,10 @@ fn assert_exact(trace: &[Value], pids: &[u32]) {
             MMAP_CALLS * MAP_KIB * 1024,
             "pid {pid}: {s}"
         );
+        assert_eq!(s["calls"]["madvise"], MADVISE_CALLS, "pid {pid}: {s}");
+        assert_eq!(s["released"], MADVISE_CALLS * 4096, "pid {pid}: {s}");
+        assert_eq!(s["calls"]["munmap"], MMAP_CALLS, "pid {pid}: {s}");
+        assert_eq!(s["unmapped"], MMAP_CALLS * MAP_KIB * 1024, "pid {pid}: {s}");
         assert_eq!(
             s["exited"], true,
             "pid {pid}: its last sample is its end: {s}"
@@ -151,6 +161,8 @@ fn report_top_and_daemon_show_a_10ms_process() {
         assert_eq!(e["comm"], "brief-child", "{what}: {e}");
         assert_eq!(e["calls"]["brk"], BRK_CALLS, "{what}: {e}");
         assert_eq!(e["calls"]["mmap"], MMAP_CALLS, "{what}: {e}");
+        assert_eq!(e["calls"]["madvise"], MADVISE_CALLS, "{what}: {e}");
+        assert_eq!(e["calls"]["munmap"], MMAP_CALLS, "{what}: {e}");
         assert!(
             e["peak_private_bytes"].as_u64().unwrap_or(0) >= big_peak,
             "{what}: {e}"

@@ -96,6 +96,42 @@ pub struct ProcStats {
     pub mm_key: u64,
 }
 
+/// Slots of the per-CPU `HOT` array: madvise and munmap, the hottest syscalls (an allocator
+/// purging makes millions of madvise calls a second), count into a slot of their own CPU
+/// indexed by `tgid % HOT_SLOTS` instead of the process's `PROCS` entry: an inlined array
+/// access and plain adds instead of a hash lookup and atomic adds. A slot belongs to one
+/// process at a time (`tgid`); a process whose index is taken on that CPU counts in `PROCS`
+/// as before. Userspace adds a process's slots of every CPU to its entry when it samples; the
+/// exit program folds them into the final counters and frees them.
+pub const HOT_SLOTS: u32 = 256;
+
+/// One process's madvise and munmap counts on one CPU (see [`HOT_SLOTS`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HotCounts {
+    /// The owning process; 0 = free.
+    pub tgid: u32,
+    pub _pad: u32,
+    /// Adds to `ProcStats::calls[CALL_MADVISE]`.
+    pub madvise_calls: u64,
+    /// Adds to `ProcStats::released`.
+    pub released: u64,
+    /// Adds to `ProcStats::calls[CALL_MUNMAP]`.
+    pub munmap_calls: u64,
+    /// Adds to `ProcStats::unmapped`.
+    pub unmapped: u64,
+}
+
+impl HotCounts {
+    /// Add these counts to a process's counters.
+    pub fn add_to(&self, s: &mut ProcStats) {
+        s.calls[CALL_MADVISE] = s.calls[CALL_MADVISE].wrapping_add(self.madvise_calls);
+        s.released = s.released.wrapping_add(self.released);
+        s.calls[CALL_MUNMAP] = s.calls[CALL_MUNMAP].wrapping_add(self.munmap_calls);
+        s.unmapped = s.unmapped.wrapping_add(self.unmapped);
+    }
+}
+
 /// The process was created while tracing (fork seen), so its counters are complete.
 pub const PROC_FLAG_FORK_SEEN: u32 = 1;
 /// The process exec'ed while tracing.
@@ -314,7 +350,15 @@ pub mod globals {
     pub const PAGE_SIZE: &str = "PAGE_SIZE";
     /// leaktracer's own tgid: its allocations are not traced (they would be feedback).
     pub const SELF_TGID: &str = "SELF_TGID";
+    /// 1: madvise and munmap count in per-CPU slots (see `HOT_SLOTS`).
+    pub const HOT_ON: &str = "HOT_ON";
+    /// Possible CPUs: the per-CPU slots the exit program folds.
+    pub const NR_CPUS: &str = "NR_CPUS";
 }
+
+/// The most CPUs the exit program folds slots of (a bounded loop for the verifier): on a
+/// node with more, the per-CPU slots stay off.
+pub const HOT_MAX_CPUS: u32 = 1024;
 
 /// Growth-site profiling (`leaktracer profile`, `record --stacks`): user stacks of sampled
 /// first-touch page faults, and of sampled mmap and brk growth.
@@ -416,6 +460,8 @@ mod pod {
     unsafe impl aya::Pod for super::StackKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::StackSamples {}
+    // SAFETY: repr(C), integers only, no padding (4+4+4*8).
+    unsafe impl aya::Pod for super::HotCounts {}
 }
 
 #[cfg(test)]
@@ -428,6 +474,7 @@ mod tests {
         // ABI change and must be deliberate.
         assert_eq!(core::mem::size_of::<ProcStats>(), 336);
         assert_eq!(core::mem::size_of::<StackKey>(), 16);
+        assert_eq!(core::mem::size_of::<HotCounts>(), 40);
         assert_eq!(core::mem::size_of::<ProfileTarget>(), 24);
         assert_eq!(core::mem::size_of::<PendingCall>() % 8, 0);
         assert_eq!(core::mem::size_of::<Event>() % 8, 0);

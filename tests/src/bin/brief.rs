@@ -1,9 +1,13 @@
 //! Short-lived processes with exactly known counts:
-//! `brief COUNT BRK_CALLS MMAP_CALLS [MIN_MS MAX_MS [MAP_KIB]]` forks COUNT children, a few
-//! at a time. Each child names itself `brief-child`, makes exactly BRK_CALLS brk calls (one
-//! brk(0), then growths of one page each) and MMAP_CALLS anonymous MAP_KIB-KiB mmaps (64 by
-//! default; every page written, so its private memory peaks at least at their sum), sleeps MIN_MS..=MAX_MS
-//! milliseconds and exits. The parent prints `child PID LIFETIME_MS` per child, then `done`.
+//! `brief COUNT BRK_CALLS MMAP_CALLS [MIN_MS MAX_MS [MAP_KIB [MADVISE_CALLS]]]` forks COUNT
+//! children, a few at a time. Each child names itself `brief-child`, makes exactly BRK_CALLS
+//! brk calls (one brk(0), then growths of one page each) and MMAP_CALLS anonymous MAP_KIB-KiB
+//! mmaps (64 by default; every page written, so its private memory peaks at least at their
+//! sum). With MADVISE_CALLS (at most 64 maps then), it then makes that many
+//! madvise(MADV_DONTNEED) calls of one page, the first half on CPU 0 and the second half on
+//! CPU 1 (so that they are counted on two CPUs), and munmaps every map. Then it sleeps
+//! MIN_MS..=MAX_MS milliseconds and exits. The parent prints `child PID LIFETIME_MS` per
+//! child, then `done`.
 //!
 //! Children make their syscalls directly (no libc allocator in between), so the counts a
 //! tracer must report are exactly the arguments.
@@ -13,8 +17,29 @@ fn arg(args: &[String], i: usize, default: u64) -> u64 {
     args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default)
 }
 
+/// Maps a child can release (kept in a fixed array: the child does not allocate).
+const MAX_RELEASED_MAPS: usize = 64;
+
+/// Pin the calling process to one CPU (a no-op where that CPU is not available).
+///
+/// SAFETY: only a raw sched_setaffinity on a stack-allocated mask.
+unsafe fn pin_to(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty mask; CPU_SET stays within it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
 /// The child's whole life: only raw syscalls, then _exit (no destructors, no flushing).
-fn child(brk_calls: u64, mmap_calls: u64, map_bytes: usize, sleep_ms: u64) -> ! {
+fn child(
+    brk_calls: u64,
+    mmap_calls: u64,
+    map_bytes: usize,
+    madvise_calls: u64,
+    sleep_ms: u64,
+) -> ! {
     // SAFETY: raw syscalls on this process's own memory; brk and mmap cannot corrupt
     // anything the child still uses (it never returns into Rust code that allocates), and
     // every mapping is written only within its own length.
@@ -32,7 +57,8 @@ fn child(brk_calls: u64, mmap_calls: u64, map_bytes: usize, sleep_ms: u64) -> ! 
                 libc::syscall(libc::SYS_brk, base + i * 4096);
             }
         }
-        for _ in 0..mmap_calls {
+        let mut maps = [std::ptr::null_mut::<libc::c_void>(); MAX_RELEASED_MAPS];
+        for i in 0..mmap_calls as usize {
             let p = libc::mmap(
                 std::ptr::null_mut(),
                 map_bytes,
@@ -45,6 +71,20 @@ fn child(brk_calls: u64, mmap_calls: u64, map_bytes: usize, sleep_ms: u64) -> ! 
                 for page in (0..map_bytes).step_by(4096) {
                     *(p as *mut u8).add(page) = 1;
                 }
+                if let Some(slot) = maps.get_mut(i) {
+                    *slot = p;
+                }
+            }
+        }
+        if madvise_calls > 0 && !maps[0].is_null() {
+            for i in 0..madvise_calls {
+                if i == 0 || i == madvise_calls / 2 {
+                    pin_to(usize::from(i != 0));
+                }
+                libc::madvise(maps[0], 4096, libc::MADV_DONTNEED);
+            }
+            for p in maps.iter().filter(|p| !p.is_null()) {
+                libc::munmap(*p, map_bytes);
             }
         }
         let ts = libc::timespec {
@@ -64,6 +104,11 @@ fn main() {
     let min_ms = arg(&args, 3, 5);
     let max_ms = arg(&args, 4, 50).max(min_ms);
     let map_bytes = (arg(&args, 5, 64) as usize) << 10;
+    let madvise_calls = arg(&args, 6, 0);
+    if madvise_calls > 0 && mmap_calls as usize > MAX_RELEASED_MAPS {
+        eprintln!("brief: at most {MAX_RELEASED_MAPS} maps with MADVISE_CALLS");
+        std::process::exit(2);
+    }
     let parallel = 4;
     let mut running = Vec::new();
     let mut out = std::io::stdout().lock();
@@ -82,7 +127,7 @@ fn main() {
         // SAFETY: the child runs only raw syscalls and _exit (async-signal-safe).
         let pid = unsafe { libc::fork() };
         match pid {
-            0 => child(brk_calls, mmap_calls, map_bytes, sleep_ms),
+            0 => child(brk_calls, mmap_calls, map_bytes, madvise_calls, sleep_ms),
             p if p > 0 => {
                 let _ = writeln!(out, "child {p} {sleep_ms}");
                 running.push(p);

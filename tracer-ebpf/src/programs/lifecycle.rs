@@ -57,6 +57,7 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     // A new process: replace whatever a recycled pid left behind.
+    crate::hot::free_stale(tgid);
     let Some(p) = new_proc(tgid, 0) else {
         return 0;
     };
@@ -133,6 +134,11 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     if !group_dead || tgid == SELF_TGID.load() {
         return 0;
     }
+    // Its madvise/munmap counts still in per-CPU slots join the final counters first (and
+    // the slots are freed even when the entry is gone).
+    let known = PROCS.get_ptr_mut(tgid);
+    // SAFETY: p points into a PROCS map value, valid for the program's run.
+    crate::hot::fold(tgid, known.map(|p| unsafe { &mut *p }));
     // The final counters travel with the exit, written in place (360 bytes: too big for
     // the stack), and the entry is freed now: a process shorter than one sampling interval
     // is counted exactly, and the map holds live processes only.
@@ -140,7 +146,7 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
         bump(CTR_RINGBUF_FULL);
         // No room: keep the entry, flagged, so the sampler still reads the final counters
         // (and then deletes it). Only the exit's timestamp is lost.
-        if let Some(p) = PROCS.get_ptr_mut(tgid) {
+        if let Some(p) = known {
             // SAFETY: p points into a PROCS map value, valid for the program's run.
             let s = unsafe { &mut *p };
             s.flags |= PROC_FLAG_EXITED;
@@ -149,7 +155,6 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
         return 0;
     };
     let ev = slot.as_mut_ptr();
-    let known = PROCS.get_ptr_mut(tgid);
     if let Some(p) = known {
         // SAFETY: p points into a PROCS map value, valid for the program's run.
         forget_mm(unsafe { &mut *p }, tgid);

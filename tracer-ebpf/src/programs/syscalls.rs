@@ -3,7 +3,8 @@
 //! - madvise and munmap are counted at sys_enter alone: they are the hot ones (an allocator
 //!   purging makes millions of madvise calls a second) and they practically never fail on a
 //!   valid range (EINVAL/ENOMEM come from a caller's bug), so an exit program and a map
-//!   round-trip per call buy nothing.
+//!   round-trip per call buy nothing. They count into a per-CPU slot of their process
+//!   (hot.rs), not its `PROCS` entry, when it has one.
 //! - brk is counted at sys_exit alone: its return value is the new break.
 //! - mmap and mremap save their arguments at sys_enter and are counted at sys_exit when they
 //!   succeeded (mmap fails for real under memory pressure, and its PROT_NONE reservations
@@ -19,7 +20,10 @@ use tracer_common::{
 };
 
 use super::fields::at;
-use crate::maps::{PENDING, add, bump, count_run, current_proc};
+use crate::{
+    hot::own_slot,
+    maps::{PENDING, add, bump, count_run, current_proc},
+};
 
 // Field offsets from tracefs format files (set by the loader).
 #[unsafe(no_mangle)]
@@ -87,13 +91,23 @@ pub fn sys_enter_mmap(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn sys_enter_munmap(ctx: TracePointContext) -> u32 {
     count_run(HOOK_MUNMAP);
-    let Some(stats) = current_proc((bpf_get_current_pid_tgid() >> 32) as u32) else {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let len = page_align(at::<24>(&ctx, &OFF_MUNMAP_LEN));
+    if let Some(slot) = own_slot(tgid) {
+        // SAFETY: slot points into this CPU's value of HOT, valid for the program's run and
+        // written only by this process's programs on this CPU (hot.rs).
+        let h = unsafe { &mut *slot };
+        h.munmap_calls += 1;
+        h.unmapped += len;
+        return 0;
+    }
+    let Some(stats) = current_proc(tgid) else {
         return 0;
     };
     // SAFETY: stats points into a PROCS map value, valid for the program's run.
     let s = unsafe { &mut *stats };
     add(&mut s.calls[CALL_MUNMAP], 1);
-    add(&mut s.unmapped, page_align(at::<24>(&ctx, &OFF_MUNMAP_LEN)));
+    add(&mut s.unmapped, len);
     0
 }
 
@@ -112,22 +126,33 @@ pub fn sys_enter_mremap(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn sys_enter_madvise(ctx: TracePointContext) -> u32 {
     count_run(HOOK_MADVISE);
-    let Some(stats) = current_proc((bpf_get_current_pid_tgid() >> 32) as u32) else {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // `behavior` is an int in an 8-byte slot: keep the low 32 bits.
+    let behavior = at::<32>(&ctx, &OFF_MADVISE_BEHAVIOR) & 0xffff_ffff;
+    let released = if matches!(
+        behavior,
+        MADV_DONTNEED | MADV_FREE | MADV_REMOVE | MADV_DONTNEED_LOCKED
+    ) {
+        page_align(at::<24>(&ctx, &OFF_MADVISE_LEN))
+    } else {
+        0
+    };
+    if let Some(slot) = own_slot(tgid) {
+        // SAFETY: slot points into this CPU's value of HOT, valid for the program's run and
+        // written only by this process's programs on this CPU (hot.rs).
+        let h = unsafe { &mut *slot };
+        h.madvise_calls += 1;
+        h.released += released;
+        return 0;
+    }
+    let Some(stats) = current_proc(tgid) else {
         return 0;
     };
     // SAFETY: stats points into a PROCS map value, valid for the program's run.
     let s = unsafe { &mut *stats };
     add(&mut s.calls[CALL_MADVISE], 1);
-    // `behavior` is an int in an 8-byte slot: keep the low 32 bits.
-    let behavior = at::<32>(&ctx, &OFF_MADVISE_BEHAVIOR) & 0xffff_ffff;
-    if matches!(
-        behavior,
-        MADV_DONTNEED | MADV_FREE | MADV_REMOVE | MADV_DONTNEED_LOCKED
-    ) {
-        add(
-            &mut s.released,
-            page_align(at::<24>(&ctx, &OFF_MADVISE_LEN)),
-        );
+    if released != 0 {
+        add(&mut s.released, released);
     }
     0
 }

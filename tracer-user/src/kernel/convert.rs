@@ -91,6 +91,14 @@ pub fn seed(comm: &str, mem: &StatusMem, now_ns: u64) -> Option<ProcStats> {
     Some(s)
 }
 
+/// Add a process's per-CPU madvise/munmap slot (`tracer_common::HOT_SLOTS`) to its counters.
+pub fn add_hot(c: &mut Counters, h: &tracer_common::HotCounts) {
+    c.calls.madvise = c.calls.madvise.wrapping_add(h.madvise_calls);
+    c.calls.munmap = c.calls.munmap.wrapping_add(h.munmap_calls);
+    c.released = c.released.wrapping_add(h.released);
+    c.unmapped = c.unmapped.wrapping_add(h.unmapped);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +158,24 @@ mod tests {
         assert_eq!(c.peak_private, 13);
         assert_eq!((s.first_seen_ns, s.ppid), (99, 3));
         assert!(seed("kthreadd", &StatusMem::default(), 0).is_none());
+    }
+
+    #[test]
+    fn a_hot_slot_adds_to_the_madvise_and_munmap_counters_only() {
+        let mut c = counters(&ProcStats::default(), true);
+        c.calls.madvise = 5;
+        c.released = 4096;
+        let h = tracer_common::HotCounts {
+            tgid: 7,
+            _pad: 0,
+            madvise_calls: 10,
+            released: 8192,
+            munmap_calls: 2,
+            unmapped: 1 << 20,
+        };
+        add_hot(&mut c, &h);
+        assert_eq!((c.calls.madvise, c.released), (15, 12288));
+        assert_eq!((c.calls.munmap, c.unmapped), (2, 1 << 20));
+        assert_eq!((c.calls.mmap, c.calls.brk, c.mapped_anon), (0, 0, 0));
     }
 }

@@ -87,6 +87,8 @@ pub struct Probes {
     stats: Option<std::os::fd::OwnedFd>,
     /// The kernel refused to enable them once: the budget is off for the session.
     stats_refused: bool,
+    /// madvise and munmap count in per-CPU slots, which the sampler adds (see `hot_slots`).
+    pub hot_slots: bool,
 }
 
 enum RssLink {
@@ -209,6 +211,25 @@ fn tracepoint_offsets(tfs: &TraceFs, oom: bool) -> anyhow::Result<Offsets> {
     Ok(o)
 }
 
+/// Whether madvise and munmap count in per-CPU slots (`tracer_common::HOT_SLOTS`), and the
+/// possible CPUs. The slots need `bpf_map_lookup_percpu_elem` (Linux 5.19) for the exit
+/// program to fold every CPU's; on an older kernel, or a node with more CPUs than the fold
+/// visits, they stay off and those programs count in the process's entry as before.
+/// `LEAKTRACER_HOT_SLOTS=0` turns them off (for measuring what they save).
+fn hot_slots() -> (u32, u32) {
+    let cpus = aya::util::nr_cpus().map_or(0, |n| n as u32);
+    let kernel_has_fold = aya::util::KernelVersion::current()
+        .is_ok_and(|v| v >= aya::util::KernelVersion::new(5, 19, 0));
+    let wanted = std::env::var("LEAKTRACER_HOT_SLOTS").map_or(true, |v| v != "0");
+    let on = wanted && kernel_has_fold && (1..=tracer_common::HOT_MAX_CPUS).contains(&cpus);
+    if wanted && !on {
+        log::info!(
+            "madvise and munmap count in the per-process map (kernel before 5.19 or {cpus} CPUs): the per-CPU fast path is off"
+        );
+    }
+    (u32::from(on), cpus)
+}
+
 impl Probes {
     pub fn load(opts: &LoadOptions) -> anyhow::Result<Self> {
         preflight::check_privileges()?;
@@ -305,6 +326,7 @@ impl Probes {
         let page_size = page_size();
         let self_tgid = std::process::id();
         let raw_keys: u32 = u32::from(rss_source == RssSource::Raw);
+        let (hot_on, nr_cpus) = hot_slots();
         let mut loader = EbpfLoader::new();
         for (name, v) in &offsets.values {
             loader.override_global(name, v, true);
@@ -313,6 +335,8 @@ impl Probes {
             .override_global(g::PAGE_SIZE, &page_size, true)
             .override_global(g::SELF_TGID, &self_tgid, true)
             .override_global("RSS_KEYS_ARE_POINTERS", &raw_keys, true)
+            .override_global(g::HOT_ON, &hot_on, true)
+            .override_global(g::NR_CPUS, &nr_cpus, true)
             .map_max_entries("PROCS", opts.sizes.procs)
             .map_max_entries(
                 "EVENTS",
@@ -399,6 +423,7 @@ impl Probes {
             rss_link,
             stats: None,
             stats_refused: false,
+            hot_slots: hot_on != 0,
         })
     }
 

@@ -8,7 +8,7 @@ use std::sync::{
 
 use anyhow::Context as _;
 use aya::maps::{Array, HashMap, MapData, PerCpuArray};
-use tracer_common::{CTR_COUNT, ProcStats};
+use tracer_common::{CTR_COUNT, HOT_SLOTS, HotCounts, ProcStats};
 
 use crate::{host::procfs::StatusMem, kernel::health::Health, model::counters::Counters};
 
@@ -52,6 +52,9 @@ impl RssGeneration {
 
 pub struct Sampler {
     procs: HashMap<MapData, u32, ProcStats>,
+    /// The per-CPU madvise/munmap slots, when the programs count there (see
+    /// `tracer_common::HOT_SLOTS`).
+    hot: Option<PerCpuArray<MapData, HotCounts>>,
     counters: PerCpuArray<MapData, u64>,
     capacity: u32,
     /// `RSS_GEN`, and the value userspace last wrote there (see `ProcStats::rss_gen`).
@@ -71,8 +74,14 @@ pub fn set_rss_gen(ebpf: &mut aya::Ebpf, generation: u32) -> anyhow::Result<()> 
 }
 
 impl Sampler {
-    pub fn new(ebpf: &mut aya::Ebpf, capacity: u32) -> anyhow::Result<Self> {
+    pub fn new(ebpf: &mut aya::Ebpf, capacity: u32, hot_slots: bool) -> anyhow::Result<Self> {
         let procs = HashMap::try_from(ebpf.take_map("PROCS").context("map PROCS missing")?)?;
+        let hot = match hot_slots {
+            true => Some(PerCpuArray::try_from(
+                ebpf.take_map("HOT").context("map HOT missing")?,
+            )?),
+            false => None,
+        };
         let counters =
             PerCpuArray::try_from(ebpf.take_map("COUNTERS").context("map COUNTERS missing")?)?;
         let rss_gen_map =
@@ -82,6 +91,7 @@ impl Sampler {
         rss_gen.set(generation);
         Ok(Self {
             procs,
+            hot,
             counters,
             capacity,
             rss_gen_map,
@@ -133,6 +143,10 @@ impl Sampler {
                 Err(_) => continue,
             }
         }
+        // The slots are read after the entries: a process whose exit folds its slots into its
+        // entry in between is then short of them in this snapshot (its exit brings the final
+        // counters), never counted twice.
+        self.add_hot_slots(&mut procs);
         self.last_len = procs.len();
         let mut counters = [0u64; CTR_COUNT as usize];
         for (i, slot) in counters.iter_mut().enumerate() {
@@ -146,6 +160,32 @@ impl Sampler {
             counters: Health::from_kernel(counters),
             procs_capacity: self.capacity,
             go: Vec::new(),
+        }
+    }
+
+    /// Add each process's per-CPU madvise/munmap slots to its counters.
+    fn add_hot_slots(&self, procs: &mut [(u32, Counters)]) {
+        let Some(hot) = &self.hot else { return };
+        let mut owned: std::collections::HashMap<u32, HotCounts> = std::collections::HashMap::new();
+        for index in 0..HOT_SLOTS {
+            let Ok(per_cpu) = hot.get(&index, 0) else {
+                continue;
+            };
+            for slot in per_cpu.iter().filter(|s| s.tgid != 0) {
+                let sum = owned.entry(slot.tgid).or_default();
+                sum.madvise_calls += slot.madvise_calls;
+                sum.released += slot.released;
+                sum.munmap_calls += slot.munmap_calls;
+                sum.unmapped += slot.unmapped;
+            }
+        }
+        if owned.is_empty() {
+            return;
+        }
+        for (pid, c) in procs.iter_mut() {
+            if let Some(h) = owned.get(pid) {
+                crate::kernel::convert::add_hot(c, h);
+            }
         }
     }
 

@@ -179,7 +179,7 @@ impl LiveSource {
         release_free_heap();
         protect_self(opts.oom_score_adj);
         let log_task = crate::kernel::logging::spawn_ebpf_logger(&mut probes.ebpf);
-        let mut sampler = Sampler::new(&mut probes.ebpf, opts.load.sizes.procs)?;
+        let mut sampler = Sampler::new(&mut probes.ebpf, opts.load.sizes.procs, probes.hot_slots)?;
         // Events are rare; a deep queue lets a slow sink fall behind briefly without the
         // kernel ring buffer filling.
         let (tx, rx) = mpsc::channel(65536);
