@@ -212,11 +212,18 @@ pub fn row_of(doc: &Value, pid: u32) -> Option<&Value> {
         .find(|r| r["pid"].as_u64() == Some(u64::from(pid)))
 }
 
-/// Parse every line of a JSONL trace; panics naming the first bad line.
+/// Parse every line of a JSONL trace; panics naming the first bad line. A trace still being
+/// written may end in a line its writer has not finished (its buffer filled mid-line): that
+/// line, without its newline yet, is not read. A finished trace ends with a newline.
 pub fn read_trace(path: &std::path::Path) -> Vec<Value> {
     let text =
         std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    text.lines()
+    let complete = match text.rfind('\n') {
+        Some(end) => &text[..end],
+        None => "",
+    };
+    complete
+        .lines()
         .enumerate()
         .map(|(i, l)| {
             serde_json::from_str(l)
