@@ -215,16 +215,21 @@ fn tracepoint_offsets(tfs: &TraceFs, oom: bool) -> anyhow::Result<Offsets> {
 /// possible CPUs. The slots need `bpf_map_lookup_percpu_elem` (Linux 5.19) for the exit
 /// program to fold every CPU's; on an older kernel, or a node with more CPUs than the fold
 /// visits, they stay off and those programs count in the process's entry as before.
-/// `LEAKTRACER_HOT_SLOTS=0` turns them off (for measuring what they save).
-fn hot_slots() -> (u32, u32) {
+/// Without the fork program (no kernel BTF) a pid reused after a missed exit could inherit
+/// its slots, so they stay off too. `LEAKTRACER_HOT_SLOTS=0` turns them off (for measuring
+/// what they save).
+fn hot_slots(fork_traced: bool) -> (u32, u32) {
     let cpus = aya::util::nr_cpus().map_or(0, |n| n as u32);
     let kernel_has_fold = aya::util::KernelVersion::current()
         .is_ok_and(|v| v >= aya::util::KernelVersion::new(5, 19, 0));
     let wanted = std::env::var("LEAKTRACER_HOT_SLOTS").map_or(true, |v| v != "0");
-    let on = wanted && kernel_has_fold && (1..=tracer_common::HOT_MAX_CPUS).contains(&cpus);
+    let on = wanted
+        && kernel_has_fold
+        && fork_traced
+        && (1..=tracer_common::HOT_MAX_CPUS).contains(&cpus);
     if wanted && !on {
         log::info!(
-            "madvise and munmap count in the per-process map (kernel before 5.19 or {cpus} CPUs): the per-CPU fast path is off"
+            "madvise and munmap count in the per-process map (kernel before 5.19, {cpus} CPUs, or fork not traced): the per-CPU fast path is off"
         );
     }
     (u32::from(on), cpus)
@@ -326,7 +331,8 @@ impl Probes {
         let page_size = page_size();
         let self_tgid = std::process::id();
         let raw_keys: u32 = u32::from(rss_source == RssSource::Raw);
-        let (hot_on, nr_cpus) = hot_slots();
+        // The fork program (task offsets known) frees a recycled pid's stale slots.
+        let (hot_on, nr_cpus) = hot_slots(task.is_some());
         let mut loader = EbpfLoader::new();
         for (name, v) in &offsets.values {
             loader.override_global(name, v, true);
