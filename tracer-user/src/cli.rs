@@ -102,7 +102,8 @@ pub struct TraceArgs {
     /// madvise, munmap, mmap (with mremap), brk, and last rss_stat (a page-fault storm), and
     /// resumed after a hold that doubles while the storm goes on. While rss_stat is paused,
     /// RSS is read from /proc/PID/status each interval, so samples and verdicts stay exact
-    /// (peaks between two samples may be missed). Process lifecycle is never paused. Pauses
+    /// (peaks between two samples may be missed); rss_stat is paused only when it costs more
+    /// than those reads would. Process lifecycle is never paused. Pauses
     /// and resumes are reported (trace `budget` records, health, top's header, metrics,
     /// report).
     #[arg(long, default_value = "1%", value_name = "PERCENT", value_parser = parse_percent)]

@@ -74,6 +74,16 @@ impl Procfs {
             .collect()
     }
 
+    /// The processes (thread-group leaders) alive now, from one listing of /proc; None when
+    /// it cannot be listed.
+    pub fn pid_set(&self) -> Option<std::collections::HashSet<u32>> {
+        let dir = std::fs::read_dir(&self.root).ok()?;
+        Some(
+            dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect(),
+        )
+    }
+
     pub fn alive(&self, pid: u32) -> bool {
         self.root.join(pid.to_string()).exists()
     }
@@ -140,6 +150,24 @@ mod tests {
             }
         );
         assert!(!StatusMem::parse("Name:\tkthreadd\nPPid:\t0\n").has_mm);
+    }
+
+    #[test]
+    fn lists_the_live_processes_once() {
+        let dir = std::env::temp_dir().join(format!("lt-procfs-{}", std::process::id()));
+        let proc = dir.join("proc");
+        for d in ["1", "42", "self", "sys"] {
+            std::fs::create_dir_all(proc.join(d)).unwrap();
+        }
+        let procfs = Procfs::new(&dir);
+        let set = procfs.pid_set().unwrap();
+        assert_eq!(set, [1, 42].into_iter().collect());
+        assert!(procfs.alive(42) && !procfs.alive(43));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            Procfs::new(&dir).pid_set().is_none(),
+            "no /proc: no listing"
+        );
     }
 
     #[test]

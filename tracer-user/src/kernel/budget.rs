@@ -15,7 +15,11 @@
 //! byte counters incomplete. A paused rss_stat (a page-fault storm) costs no exactness at the
 //! samples: each interval the RSS of the processes it would have kept current is read from
 //! /proc/PID/status instead (a cost that scales with processes, not faults); only peaks
-//! between two samples are missed. Every pause and resume is reported.
+//! between two samples are missed. That fallback is priced too: each round says how many
+//! processes it would read and what a read cost (this thread's CPU clock around the reads),
+//! and rss_stat is paused only when the hook costs more than the fallback would (10,000
+//! sleeping processes make the fallback the dearer one), and resumed early when the
+//! processes multiplied since its pause. Every pause and resume is reported.
 use std::collections::{HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
@@ -150,6 +154,20 @@ pub struct OverheadStatus {
 #[derive(Clone, Copy, Debug)]
 struct Paused {
     resume_at: f64,
+    /// The hook's share of the node's CPU when it was paused (what pausing it saved).
+    share: f64,
+}
+
+/// What the RSS fallback (/proc/PID/status of every tracked process, each round while
+/// rss_stat is paused) would cost now.
+#[derive(Clone, Copy, Debug)]
+struct FallbackPrice {
+    /// Processes it would read each round.
+    procs: u32,
+    /// One read's CPU time (ns), learnt from the reads made; None before any.
+    ns_per_read: Option<f64>,
+    /// Seconds between rounds.
+    interval_secs: f64,
 }
 
 pub struct Budget {
@@ -171,6 +189,8 @@ pub struct Budget {
     /// Per hook: the hold its next pause gets, and when it was last resumed.
     hold: HashMap<Hook, f64>,
     resumed_at: HashMap<Hook, f64>,
+    /// The price of reading RSS from /proc instead of rss_stat.
+    fallback: FallbackPrice,
     status: OverheadStatus,
 }
 
@@ -192,6 +212,19 @@ const MIN_RUNS_TO_LEARN: u64 = 1000;
 /// paused early rather than late.
 const UNMEASURED_RUN_NS: f64 = 300.0;
 
+/// What one /proc/PID/status read of the RSS fallback is assumed to cost before one has been
+/// measured (ns): a read and parse measured 5-7 µs on the bench machine; erring high keeps
+/// rss_stat running rather than trading it for a fallback that may be dearer.
+const UNMEASURED_PROC_READ_NS: f64 = 10_000.0;
+
+/// A round's fallback reads teach their cost per read only from this many reads or more
+/// (fewer are dominated by the clock reads and the round's fixed costs).
+const MIN_READS_TO_LEARN: u32 = 16;
+
+/// Weight of the newest round in the learnt cost per read (an exponential average: one
+/// round disturbed by another process's CPU use does not swing the price).
+const READ_COST_WEIGHT: f64 = 0.25;
+
 impl Budget {
     /// `max_share` 0 turns the budget off (nothing is ever paused).
     pub fn new(max_share: f64, ncpus: u32, base_hold_secs: f64) -> Self {
@@ -207,6 +240,11 @@ impl Budget {
             paused: HashMap::new(),
             hold: HashMap::new(),
             resumed_at: HashMap::new(),
+            fallback: FallbackPrice {
+                procs: 0,
+                ns_per_read: None,
+                interval_secs: 1.0,
+            },
             status: OverheadStatus {
                 budget: max_share,
                 ..OverheadStatus::default()
@@ -221,6 +259,33 @@ impl Budget {
     /// How many processes the last round read RSS for from /proc (see rss_fallback.rs).
     pub fn set_rss_from_proc(&mut self, n: u32) {
         self.status.rss_from_proc = n;
+    }
+
+    /// The RSS fallback's price this round: it would read `procs` processes every
+    /// `interval_secs` while rss_stat is paused.
+    pub fn price_rss_fallback(&mut self, procs: u32, interval_secs: f64) {
+        self.fallback.procs = procs;
+        if interval_secs > 0.0 {
+            self.fallback.interval_secs = interval_secs;
+        }
+    }
+
+    /// A round's fallback reads: `reads` /proc reads took `cpu_ns` of this thread's CPU.
+    pub fn learn_rss_fallback_cost(&mut self, reads: u32, cpu_ns: u64) {
+        if reads < MIN_READS_TO_LEARN {
+            return;
+        }
+        let per_read = cpu_ns as f64 / f64::from(reads);
+        self.fallback.ns_per_read = Some(match self.fallback.ns_per_read {
+            Some(old) => old + READ_COST_WEIGHT * (per_read - old),
+            None => per_read,
+        });
+    }
+
+    /// The fallback's share of the node's CPU, were rss_stat paused now.
+    fn rss_fallback_share(&self) -> f64 {
+        let per_read = self.fallback.ns_per_read.unwrap_or(UNMEASURED_PROC_READ_NS);
+        f64::from(self.fallback.procs) * per_read / (self.fallback.interval_secs * 1e9 * self.ncpus)
     }
 
     /// Start a measurement window: the programs' cumulative costs at `t`. The next
@@ -381,9 +446,16 @@ impl Budget {
                 break;
             }
             let share = per_hook.get(&hook).copied().unwrap_or(0.0);
-            // A hook costing less than a quarter of the budget is not the storm: pausing it
+            // What pausing it saves: for rss_stat, less the /proc reads that stand in for it
+            // (with thousands of processes they cost more than the hook).
+            let saved = if hook == Hook::Rss {
+                share - self.rss_fallback_share()
+            } else {
+                share
+            };
+            // A hook saving less than a quarter of the budget is not the storm: pausing it
             // would lose its counts for nothing (madvise under a page-fault storm, say).
-            if self.paused.contains_key(&hook) || share < self.max_share * MIN_PAUSE_FRACTION {
+            if self.paused.contains_key(&hook) || saved < self.max_share * MIN_PAUSE_FRACTION {
                 continue;
             }
             // Tripping again soon after its resume: the storm goes on, wait twice as long.
@@ -403,6 +475,7 @@ impl Budget {
                     member,
                     Paused {
                         resume_at: t + hold,
+                        share: member_share,
                     },
                 );
                 excess -= member_share;
@@ -420,12 +493,15 @@ impl Budget {
     }
 
     /// The paused hook to try again now, if any (with its group): one per round, the last
-    /// paused first.
+    /// paused first. rss_stat is due before its hold is over when the /proc reads standing
+    /// in for it now cost more than it did when paused (processes multiplied since).
     fn due_for_resume(&self, t: f64) -> Option<Hook> {
-        Hook::ORDER
-            .into_iter()
-            .rev()
-            .find(|h| self.paused.get(h).is_some_and(|p| p.resume_at <= t))
+        let fallback = self.rss_fallback_share();
+        Hook::ORDER.into_iter().rev().find(|h| {
+            self.paused
+                .get(h)
+                .is_some_and(|p| p.resume_at <= t || (*h == Hook::Rss && fallback > p.share))
+        })
     }
 }
 
@@ -771,6 +847,89 @@ mod tests {
         b.observe(0.0, &c(0.0, 0.012, 0.02));
         let ev = b.observe(1.0, &c(1.0, 0.012, 0.02));
         assert_eq!(hooks(&ev), [Hook::Stacks, Hook::Rss]);
+    }
+
+    #[test]
+    fn rss_stat_is_not_traded_for_a_dearer_proc_fallback() {
+        // rss_stat costs 1.5% of 2 CPUs (a page-fault storm), the budget is 1%.
+        let storm = |b: &mut Budget| {
+            let (mut m, mut r) = (0, 0);
+            b.observe(0.0, &costs(0.0, &mut m, &mut r, 0.0, 0.0));
+            b.observe(1.0, &costs(1.0, &mut m, &mut r, 0.0, 0.015))
+        };
+        // 10,000 processes at 10 µs a read (the prior): 100 ms a second, 5% of the node.
+        let mut b = Budget::new(0.01, 2, 10.0);
+        b.price_rss_fallback(10_000, 1.0);
+        assert!(storm(&mut b).is_empty(), "the fallback would cost more");
+        assert!(b.status().paused.is_empty());
+        // 50 processes: 0.025%, pausing saves 1.475%.
+        let mut b = Budget::new(0.01, 2, 10.0);
+        b.price_rss_fallback(50, 1.0);
+        assert_eq!(hooks(&storm(&mut b)), [Hook::Rss]);
+        // A measured cost replaces the prior: 3,000 processes at the prior (10 µs) cost 1.5%,
+        // as much as the hook; read in 3 ms (1 µs each) they cost 0.15%.
+        let mut prior = Budget::new(0.01, 2, 10.0);
+        prior.price_rss_fallback(3_000, 1.0);
+        assert!(storm(&mut prior).is_empty(), "at the prior");
+        let mut b = Budget::new(0.01, 2, 10.0);
+        b.price_rss_fallback(3_000, 1.0);
+        b.learn_rss_fallback_cost(3_000, 3_000_000);
+        assert_eq!(hooks(&storm(&mut b)), [Hook::Rss], "at the measured cost");
+        // Too few reads teach nothing: 3 reads at 1 ms each leave the prior.
+        let mut b = Budget::new(0.01, 2, 10.0);
+        b.learn_rss_fallback_cost(3, 3_000_000);
+        b.price_rss_fallback(50, 1.0);
+        assert_eq!(hooks(&storm(&mut b)), [Hook::Rss]);
+        // The syscall hooks are not priced against the fallback: a madvise storm with 10,000
+        // processes still pauses them.
+        let mut b = Budget::new(0.01, 2, 10.0);
+        b.price_rss_fallback(10_000, 1.0);
+        let (mut m, mut r) = (0, 0);
+        b.observe(0.0, &costs(0.0, &mut m, &mut r, 0.0, 0.0));
+        let ev = b.observe(1.0, &costs(1.0, &mut m, &mut r, 0.05, 0.0));
+        assert_eq!(
+            hooks(&ev),
+            [Hook::Madvise, Hook::Munmap, Hook::Mmap, Hook::Brk]
+        );
+    }
+
+    #[test]
+    fn the_learnt_read_cost_follows_the_rounds_smoothly() {
+        let mut b = Budget::new(0.01, 2, 10.0);
+        b.learn_rss_fallback_cost(100, 400_000);
+        assert_eq!(b.fallback.ns_per_read, Some(4_000.0));
+        // A round at 8 µs moves it a quarter of the way.
+        b.learn_rss_fallback_cost(100, 800_000);
+        assert_eq!(b.fallback.ns_per_read, Some(5_000.0));
+        b.price_rss_fallback(4_000, 2.0);
+        // 4,000 × 5 µs every 2 s on 2 CPUs: 0.5%.
+        assert!((b.rss_fallback_share() - 0.005).abs() < 1e-12);
+    }
+
+    #[test]
+    fn rss_stat_resumes_early_when_the_processes_multiplied() {
+        let mut b = Budget::new(0.01, 2, 10.0);
+        b.learn_rss_fallback_cost(1_000, 5_000_000);
+        b.price_rss_fallback(20, 1.0);
+        let (mut m, mut r) = (0, 0);
+        b.observe(0.0, &costs(0.0, &mut m, &mut r, 0.0, 0.0));
+        let ev = b.observe(1.0, &costs(1.0, &mut m, &mut r, 0.0, 0.015));
+        assert_eq!(hooks(&ev), [Hook::Rss], "1.5% against 0.005%");
+        // A few processes more: the hold (10 s) stands.
+        b.price_rss_fallback(200, 1.0);
+        assert!(
+            b.observe(2.0, &costs(2.0, &mut m, &mut r, 0.0, 0.0))
+                .is_empty()
+        );
+        // 10,000 sleeping processes forked: reading them all (2.5% of the node) costs more
+        // than the hook did when paused (1.5%): resumed before its hold is over.
+        b.price_rss_fallback(10_000, 1.0);
+        let ev = b.observe(3.0, &costs(3.0, &mut m, &mut r, 0.0, 0.0));
+        assert_eq!(
+            ev.iter().map(|e| (e.hook, e.action)).collect::<Vec<_>>(),
+            [(Hook::Rss, BudgetAction::Resume)]
+        );
+        assert!(b.status().paused.is_empty());
     }
 
     #[test]

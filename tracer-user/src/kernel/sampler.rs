@@ -106,6 +106,11 @@ impl Sampler {
         self.rss_gen.clone()
     }
 
+    /// The RSS generation now: 0 while rss_stat is paused, a new value at each resume.
+    pub fn rss_generation_now(&self) -> u32 {
+        self.rss_gen.current()
+    }
+
     /// The overhead budget paused the rss_stat hook: no kernel RSS figure is exact from now.
     pub fn rss_paused(&mut self) -> anyhow::Result<()> {
         self.write_rss_gen(0)

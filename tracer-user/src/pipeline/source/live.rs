@@ -166,6 +166,8 @@ pub struct LiveSource {
     go: crate::host::goruntime::GoRuntimes,
     /// Growth-site stacks (`record --stacks`).
     stacks: Option<crate::pipeline::source::stacks::StackCollector>,
+    /// The RSS readings from /proc held after rss_stat resumed (see rss_fallback.rs).
+    rereads: rss_fallback::Rereads,
 }
 
 impl LiveSource {
@@ -256,6 +258,7 @@ impl LiveSource {
             zombie_parents: std::collections::HashMap::new(),
             stacks,
             go: crate::host::goruntime::GoRuntimes::new(&go_proc_root),
+            rereads: rss_fallback::Rereads::default(),
         };
         Ok((source, table))
     }
@@ -405,9 +408,15 @@ impl LiveSource {
     /// decisions (queued first: they apply before the round is folded), then the round.
     fn sample(&mut self, table: &ProcessTable, round_no: u64) {
         let mut snap = self.sampler.sample();
-        let polled = self.patch_inexact_rss(table, &mut snap);
-        snap.go = self.go_runtimes(&snap);
+        let polled = self.patch_inexact_rss(table, &mut snap, round_no);
+        snap.go = self.go_runtimes(&snap, round_no);
         self.budget.set_rss_from_proc(polled);
+        // What reading every tracked process from /proc would cost, should rss_stat pause.
+        let live = snap.procs.iter().filter(|(_, c)| !c.exited).count();
+        self.budget.price_rss_fallback(
+            u32::try_from(live).unwrap_or(u32::MAX),
+            self.opts.interval.as_secs_f64(),
+        );
         self.enforce_budget(snap.t_mono, round_no);
         self.round_no = round_no;
         let t_mono = snap.t_mono;
@@ -440,12 +449,16 @@ impl LiveSource {
         // between the /proc scan and attach). A process reaped since the snapshot has had its
         // exit program run, which removed its entry (its exit event brings the final counters):
         // only an entry still there after /proc says the process is gone is stale.
-        if self.round_no % 5 == 4 {
+        // One listing of /proc says which are alive (a stat each would be 10,000 lookups with
+        // 10,000 processes); a failed listing retires nothing.
+        if self.round_no % 5 == 4
+            && let Some(alive) = self.procfs.pid_set()
+        {
             let gone: Vec<u32> = snap
                 .procs
                 .iter()
                 .map(|(pid, _)| *pid)
-                .filter(|pid| !self.procfs.alive(*pid) && self.sampler.holds(*pid))
+                .filter(|pid| !alive.contains(pid) && self.sampler.holds(*pid))
                 .collect();
             for pid in gone {
                 self.sampler.forget(pid);
@@ -513,9 +526,13 @@ impl LiveSource {
     }
 
     /// Read from /proc the RSS of the entries whose kernel figures are not exact (the
-    /// rss_stat hook is paused, or was resumed since their last RSS change). Returns how many
-    /// were read.
-    fn patch_inexact_rss(&self, table: &ProcessTable, snap: &mut Snapshot) -> u32 {
+    /// rss_stat hook is paused, or was resumed since their last RSS change); after a resume,
+    /// an entry read since keeps that reading and is read again only now and then (see
+    /// `rss_fallback::Rereads`). Returns how many were read; the reads' CPU time teaches the
+    /// budget what the fallback costs.
+    fn patch_inexact_rss(&mut self, table: &ProcessTable, snap: &mut Snapshot, round: u64) -> u32 {
+        let generation = self.sampler.rss_generation_now();
+        let cpu0 = clock::thread_cpu_ns();
         let mut from_proc = 0;
         for (pid, st) in &mut snap.procs {
             if st.rss_exact {
@@ -524,15 +541,25 @@ impl LiveSource {
             let prev = table.live.get(pid).map(|p| &p.counters);
             // An entry flagged exited is a process that is gone: its pid may already be
             // another process's, never read /proc for it.
-            let now = if !st.exited {
-                self.procfs.status(*pid)
-            } else {
-                None
-            };
+            if st.exited {
+                rss_fallback::patch(st, None, prev);
+                continue;
+            }
+            let fingerprint = rss_fallback::fingerprint(st);
+            if prev.is_some() && !self.rereads.due(*pid, generation, round, fingerprint) {
+                // Held: the previous sample's figures, read from /proc since the resume.
+                rss_fallback::patch(st, None, prev);
+                continue;
+            }
+            let now = self.procfs.status(*pid);
             if rss_fallback::patch(st, now.as_ref(), prev) == RssOrigin::Proc {
                 from_proc += 1;
+                self.rereads.read(*pid, generation, round, fingerprint);
             }
         }
+        self.rereads.end_round(round);
+        self.budget
+            .learn_rss_fallback_cost(from_proc, clock::thread_cpu_ns().saturating_sub(cpu0));
         from_proc
     }
 
@@ -624,15 +651,26 @@ impl LiveSource {
 
     /// The runtime figures of the round's Go processes. A runtime that cannot be read is
     /// said once per binary (host/goruntime) and left out: its process is judged on RSS.
-    fn go_runtimes(&mut self, snap: &Snapshot) -> Vec<(u32, crate::model::go::GoFigures)> {
-        snap.procs
+    /// Processes found not to be Go are looked at again only now and then, or when their
+    /// identity (first sight, comm, exec) changes: see `goruntime::NotGo`.
+    fn go_runtimes(
+        &mut self,
+        snap: &Snapshot,
+        round: u64,
+    ) -> Vec<(u32, crate::model::go::GoFigures)> {
+        let figures = snap
+            .procs
             .iter()
             .filter(|(_, c)| !c.exited)
-            .filter_map(|(pid, _)| match self.go.sample(*pid) {
-                Ok(Some(s)) => Some((*pid, crate::model::go::GoFigures::from(&s))),
-                Ok(None) | Err(_) => None,
-            })
-            .collect()
+            .filter_map(
+                |(pid, c)| match self.go.sample_in_round(*pid, go_identity(c), round) {
+                    Ok(Some(s)) => Some((*pid, crate::model::go::GoFigures::from(&s))),
+                    Ok(None) | Err(_) => None,
+                },
+            )
+            .collect();
+        self.go.end_round(round);
+        figures
     }
 
     /// Removals add to their parent's zombies, releases take away (a release of a cgroup
@@ -670,13 +708,17 @@ impl LiveSource {
             // exec, so identity is re-read here as well as at first sight.
             KernelEvent::Exec {
                 tgid, comm, t_mono, ..
-            } => Step::Exec {
-                pid: tgid,
-                comm,
-                t_mono,
-                cmdline: self.procfs.cmdline(tgid),
-                cgroup: self.procfs.cgroup(tgid),
-            },
+            } => {
+                // Its program changed: whether it is Go is looked at afresh.
+                self.go.exec(tgid);
+                Step::Exec {
+                    pid: tgid,
+                    comm,
+                    t_mono,
+                    cmdline: self.procfs.cmdline(tgid),
+                    cgroup: self.procfs.cgroup(tgid),
+                }
+            }
             // The final counters came with the exit: folded in by the pipeline, whatever the
             // process's lifetime (one shorter than an interval was never sampled alive).
             KernelEvent::Exit {
@@ -709,6 +751,16 @@ impl LiveSource {
             }
         })
     }
+}
+
+/// What tells a process, and the program it runs, from another without a look at /proc: when
+/// the kernel first saw it (a reused pid is another entry), its comm and whether it exec'ed
+/// (an exec usually changes the comm; the exec event also says so, unless the ring lost it).
+fn go_identity(c: &crate::model::counters::Counters) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (c.first_seen_ns, c.comm, c.exec_seen).hash(&mut h);
+    h.finish()
 }
 
 /// How often (in rounds) free heap memory is handed back to the kernel.
