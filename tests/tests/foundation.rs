@@ -200,6 +200,47 @@ fn go_style_reservation_is_committed_once() {
     );
 }
 
+/// Threads outnumbering the CPUs map at once, each call sleeping in the kernel while it
+/// populates its pages: a call whose thread is preempted or moved to another CPU between
+/// sys_enter and sys_exit is still counted once, with its own arguments, and a failed call
+/// as failed.
+#[test]
+fn interleaved_mmaps_of_many_threads_are_each_counted_once() {
+    let Some(_serial) = privileged() else { return };
+    const THREADS: u64 = 8;
+    const CALLS: u64 = 300;
+    // 640 KiB: log2 bucket 7 (512 KiB-1 MiB), which nothing else in mapper maps (the loader
+    // maps a 332 KiB piece of libc, and threads' stacks are 2 MiB).
+    let (_, s, _) = map_and_sample(
+        "threads",
+        &["threads", &THREADS.to_string(), &CALLS.to_string(), "640"],
+        "tracepoint",
+    );
+    let hist = s["mmap_size_log2"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no mmap size histogram: {s}"));
+    let sized = hist.get(7).and_then(Value::as_u64).unwrap_or(0);
+    eprintln!(
+        "threads: 640 KiB maps {sized}, failed {}, mmap calls {}",
+        field(&s, "failed_calls"),
+        s["calls"]["mmap"]
+    );
+    assert_eq!(
+        sized,
+        THREADS * CALLS,
+        "each 640 KiB mmap counted once: {s}"
+    );
+    assert_eq!(
+        field(&s, "failed_calls"),
+        THREADS * CALLS,
+        "each mmap of length 0 counted as failed: {s}"
+    );
+    assert!(
+        field(&s, "unmapped") >= THREADS * CALLS * 640 * 1024,
+        "every map unmapped: {s}"
+    );
+}
+
 /// madvise(MADV_DONTNEED) is counted as released memory.
 #[test]
 fn madvise_dontneed_is_a_release() {

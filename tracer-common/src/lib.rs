@@ -88,7 +88,9 @@ pub struct ProcStats {
     /// sets the generation to 0 when it pauses the rss_stat hook and to a new value when it
     /// resumes it, so an entry not refilled since is read from /proc instead.
     pub rss_gen: u32,
-    pub _pad: u32,
+    /// 1 while this process's RSS figures live in its `RSS_SLOTS` slot (see [`RssSlot`]):
+    /// the slot's `rss`, `peak_private` and `rss_gen` are then newer than the entry's.
+    pub rss_in_slot: u32,
     /// The key under which this process owns its mm in `MM_OWNER` (the mm's address for the
     /// raw rss_stat program, its tagged hash for the classic one; 0 until learnt). An rss_stat
     /// event for this very key is the process's own: the kernel program then skips the owner
@@ -97,15 +99,60 @@ pub struct ProcStats {
 }
 
 /// Slots of the per-CPU `HOT` array: madvise and munmap, the hottest syscalls (an allocator
-/// purging makes millions of madvise calls a second), count into a slot of their own CPU
-/// indexed by `tgid % HOT_SLOTS` instead of the process's `PROCS` entry: an inlined array
-/// access and plain adds instead of a hash lookup and atomic adds. A slot belongs to one
+/// purging makes millions of madvise calls a second), and the mmap/mremap exits count into a
+/// slot of their own CPU indexed by `tgid % HOT_SLOTS` instead of the process's `PROCS`
+/// entry: an inlined array access and plain adds instead of a hash lookup and atomic adds. A slot belongs to one
 /// process at a time (`tgid`); a process whose index is taken on that CPU counts in `PROCS`
 /// as before. Userspace adds a process's slots of every CPU to its entry when it samples; the
 /// exit program folds them into the final counters and frees them.
 pub const HOT_SLOTS: u32 = 256;
 
-/// One process's madvise and munmap counts on one CPU (see [`HOT_SLOTS`]).
+/// Slots of the `RSS_SLOTS` array: the rss_stat programs (every page fault runs them) keep a
+/// process's RSS in the slot at index `tgid % RSS_SLOTS` instead of its `PROCS` entry, an
+/// inlined array access instead of a hash lookup, the most of what the page-fault path cost
+/// above the empty program. Unlike [`HOT_SLOTS`] this array is shared by all CPUs: RSS figures
+/// are absolute values (the last writer is right), not sums, so one slot per process serves.
+/// A slot belongs to one process at a time (`tgid`); a process whose index is taken keeps
+/// its RSS in `PROCS` as before. Its entry's `rss_in_slot` tells userspace to read the slot;
+/// exec and exit fold the slot back into the entry and free it.
+pub const RSS_SLOTS: u32 = 4096;
+
+/// One process's RSS figures while it holds a slot (see [`RSS_SLOTS`]): the fields of
+/// [`ProcStats`] that the rss_stat programs write.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RssSlot {
+    /// The owning process; 0 = free.
+    pub tgid: u32,
+    /// As `ProcStats::rss_gen`.
+    pub rss_gen: u32,
+    /// As `ProcStats::mm_key`: the mm whose changes this slot takes (0 while being claimed).
+    pub mm_key: u64,
+    /// As `ProcStats::rss`.
+    pub rss: [u64; RSS_MEMBERS],
+    /// As `ProcStats::peak_private`.
+    pub peak_private: u64,
+}
+
+impl RssSlot {
+    /// The entry as it is with this slot's figures, when the slot is the entry's (same owner
+    /// `tgid` and mm): what the sampler reads for a process whose RSS lives in its slot.
+    pub fn merged_into(&self, tgid: u32, s: &ProcStats) -> Option<ProcStats> {
+        if self.tgid != tgid || self.mm_key != s.mm_key || self.mm_key == 0 {
+            return None;
+        }
+        Some(ProcStats {
+            rss: self.rss,
+            peak_private: self.peak_private.max(s.peak_private),
+            rss_gen: self.rss_gen,
+            ..*s
+        })
+    }
+}
+
+/// One process's counts on one CPU (see [`HOT_SLOTS`]): what its madvise and munmap
+/// programs count (at sys_enter) and its mmap and mremap exits (when the call returns), each
+/// field adding to the [`ProcStats`] field of the same name.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HotCounts {
@@ -114,21 +161,66 @@ pub struct HotCounts {
     pub _pad: u32,
     /// Adds to `ProcStats::calls[CALL_MADVISE]`.
     pub madvise_calls: u64,
-    /// Adds to `ProcStats::released`.
     pub released: u64,
     /// Adds to `ProcStats::calls[CALL_MUNMAP]`.
     pub munmap_calls: u64,
-    /// Adds to `ProcStats::unmapped`.
     pub unmapped: u64,
+    /// Adds to `ProcStats::calls[CALL_MMAP]`.
+    pub mmap_calls: u64,
+    pub mapped_anon: u64,
+    pub mapped_file: u64,
+    pub reserved: u64,
+    /// Adds to `ProcStats::calls[CALL_MREMAP]`.
+    pub mremap_calls: u64,
+    pub mremap_grown: u64,
+    pub mremap_shrunk: u64,
+    pub failed_calls: u64,
+    pub mmap_size_hist: [u32; MMAP_HIST_BUCKETS],
 }
 
 impl HotCounts {
     /// Add these counts to a process's counters.
     pub fn add_to(&self, s: &mut ProcStats) {
-        s.calls[CALL_MADVISE] = s.calls[CALL_MADVISE].wrapping_add(self.madvise_calls);
-        s.released = s.released.wrapping_add(self.released);
-        s.calls[CALL_MUNMAP] = s.calls[CALL_MUNMAP].wrapping_add(self.munmap_calls);
-        s.unmapped = s.unmapped.wrapping_add(self.unmapped);
+        let add = |a: &mut u64, b: u64| *a = a.wrapping_add(b);
+        add(&mut s.calls[CALL_MADVISE], self.madvise_calls);
+        add(&mut s.released, self.released);
+        add(&mut s.calls[CALL_MUNMAP], self.munmap_calls);
+        add(&mut s.unmapped, self.unmapped);
+        add(&mut s.calls[CALL_MMAP], self.mmap_calls);
+        add(&mut s.mapped_anon, self.mapped_anon);
+        add(&mut s.mapped_file, self.mapped_file);
+        add(&mut s.reserved, self.reserved);
+        add(&mut s.calls[CALL_MREMAP], self.mremap_calls);
+        add(&mut s.mremap_grown, self.mremap_grown);
+        add(&mut s.mremap_shrunk, self.mremap_shrunk);
+        add(&mut s.failed_calls, self.failed_calls);
+        for (into, n) in s.mmap_size_hist.iter_mut().zip(self.mmap_size_hist) {
+            *into = into.wrapping_add(n);
+        }
+    }
+
+    /// Add another slot's counts of the same process (its slot on another CPU).
+    pub fn merge(&mut self, o: &HotCounts) {
+        let pairs = [
+            (&mut self.madvise_calls, o.madvise_calls),
+            (&mut self.released, o.released),
+            (&mut self.munmap_calls, o.munmap_calls),
+            (&mut self.unmapped, o.unmapped),
+            (&mut self.mmap_calls, o.mmap_calls),
+            (&mut self.mapped_anon, o.mapped_anon),
+            (&mut self.mapped_file, o.mapped_file),
+            (&mut self.reserved, o.reserved),
+            (&mut self.mremap_calls, o.mremap_calls),
+            (&mut self.mremap_grown, o.mremap_grown),
+            (&mut self.mremap_shrunk, o.mremap_shrunk),
+            (&mut self.failed_calls, o.failed_calls),
+        ];
+        for (into, n) in pairs {
+            *into = into.wrapping_add(n);
+        }
+        for (into, n) in self.mmap_size_hist.iter_mut().zip(o.mmap_size_hist) {
+            *into = into.wrapping_add(n);
+        }
     }
 }
 
@@ -460,8 +552,10 @@ mod pod {
     unsafe impl aya::Pod for super::StackKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::StackSamples {}
-    // SAFETY: repr(C), integers only, no padding (4+4+4*8).
+    // SAFETY: repr(C), integers only, no padding (4+4+12*8+24*4).
     unsafe impl aya::Pod for super::HotCounts {}
+    // SAFETY: repr(C), integers only, no padding (4+4+8+4*8+8).
+    unsafe impl aya::Pod for super::RssSlot {}
 }
 
 #[cfg(test)]
@@ -474,7 +568,8 @@ mod tests {
         // ABI change and must be deliberate.
         assert_eq!(core::mem::size_of::<ProcStats>(), 336);
         assert_eq!(core::mem::size_of::<StackKey>(), 16);
-        assert_eq!(core::mem::size_of::<HotCounts>(), 40);
+        assert_eq!(core::mem::size_of::<HotCounts>(), 200);
+        assert_eq!(core::mem::size_of::<RssSlot>(), 56);
         assert_eq!(core::mem::size_of::<ProfileTarget>(), 24);
         assert_eq!(core::mem::size_of::<PendingCall>() % 8, 0);
         assert_eq!(core::mem::size_of::<Event>() % 8, 0);
@@ -485,5 +580,41 @@ mod tests {
             core::mem::size_of::<Event>() < 200,
             "Event is built on the 512-byte BPF stack"
         );
+    }
+
+    #[test]
+    fn an_rss_slot_is_read_only_for_its_owner_and_mm() {
+        let entry = ProcStats {
+            rss: [1, 2, 3, 4],
+            peak_private: 100,
+            rss_gen: 1,
+            rss_in_slot: 1,
+            mm_key: 0xabc,
+            ppid: 9,
+            ..ProcStats::default()
+        };
+        let slot = RssSlot {
+            tgid: 42,
+            rss_gen: 2,
+            mm_key: 0xabc,
+            rss: [10, 20, 30, 40],
+            peak_private: 90,
+        };
+        let merged = slot.merged_into(42, &entry).unwrap();
+        assert_eq!(merged.rss, [10, 20, 30, 40]);
+        assert_eq!(merged.rss_gen, 2);
+        // The higher of the two peaks: the entry's may come from before the slot.
+        assert_eq!(merged.peak_private, 100);
+        assert_eq!(merged.ppid, 9);
+        // Another process's slot, a slot for another mm (exec), a slot being claimed.
+        assert!(slot.merged_into(43, &entry).is_none());
+        let other_mm = ProcStats {
+            mm_key: 0xdef,
+            ..entry
+        };
+        assert!(slot.merged_into(42, &other_mm).is_none());
+        let claiming = RssSlot { mm_key: 0, ..slot };
+        let unlearnt = ProcStats { mm_key: 0, ..entry };
+        assert!(claiming.merged_into(42, &unlearnt).is_none());
     }
 }

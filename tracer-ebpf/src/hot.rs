@@ -1,6 +1,6 @@
-//! The per-CPU fast path of madvise and munmap (see `tracer_common::HOT_SLOTS`): each CPU
-//! keeps a slot per `tgid % HOT_SLOTS`, owned by one process at a time, that those programs
-//! count into with plain adds. A `PROCS` lookup (a hash of the key, a bucket walk) and two
+//! The per-CPU fast path of madvise, munmap and the mmap/mremap exits (see
+//! `tracer_common::HOT_SLOTS`): each CPU keeps a slot per `tgid % HOT_SLOTS`, owned by one
+//! process at a time, that those programs count into with plain adds. A `PROCS` lookup (a hash of the key, a bucket walk) and two
 //! atomic adds were most of what these programs cost per call above the empty program's floor.
 //!
 //! Who writes a slot: only the programs of its owning process, on that CPU (a program runs to
@@ -29,12 +29,24 @@ static HOT_ON: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 static NR_CPUS: Global<u32> = Global::new(0);
 
+/// Whether the per-CPU slots are in use (see `HOT_ON`).
+#[inline(always)]
+pub fn hot_on() -> bool {
+    HOT_ON.load() != 0
+}
+
+/// Possible CPUs: the slots a fold visits.
+#[inline(always)]
+pub fn nr_cpus() -> u32 {
+    NR_CPUS.load()
+}
+
 /// This CPU's slot of the current process `tgid`, claimed if free; None when the fast path
 /// is off, or the slot is another process's (the caller counts in `PROCS`), or the process
 /// has no entry to belong to (ourselves, a task exiting, a full map).
 #[inline(always)]
 pub fn own_slot(tgid: u32) -> Option<*mut HotCounts> {
-    if HOT_ON.load() == 0 {
+    if !hot_on() {
         return None;
     }
     let slot = HOT.get_ptr_mut(tgid % HOT_SLOTS)?;
@@ -60,11 +72,11 @@ pub fn own_slot(tgid: u32) -> Option<*mut HotCounts> {
 /// Visit `tgid`'s slots on every CPU: add them to `into` (when given) and free them.
 #[inline(always)]
 fn drain(tgid: u32, mut into: Option<&mut ProcStats>) {
-    if HOT_ON.load() == 0 {
+    if !hot_on() {
         return;
     }
     let index = tgid % HOT_SLOTS;
-    let cpus = NR_CPUS.load();
+    let cpus = nr_cpus();
     for cpu in 0..HOT_MAX_CPUS {
         if cpu >= cpus {
             break;

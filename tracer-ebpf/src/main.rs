@@ -9,7 +9,9 @@
 
 mod hot;
 mod maps;
+mod pending;
 mod programs;
+mod rss_slots;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -18,7 +18,8 @@ use tracer_common::{CTR_COUNT, CTR_PROCS_FULL, HOOK_COUNT, PendingCall, ProcStat
 pub static PROCS: HashMap<u32, ProcStats> = HashMap::with_max_entries(32768, 0);
 
 /// One slot per thread for the arguments of its mmap or mremap in flight, keyed by pid_tgid,
-/// written in place at sys_enter and marked consumed at sys_exit. Slots persist (a map insert
+/// written in place at sys_enter and marked consumed at sys_exit, where a per-CPU slot cannot
+/// serve (see pending.rs). Slots persist (a map insert
 /// and delete per call cost several times an in-place write): an LRU, so that on a node with
 /// more threads than slots the idle threads' slots are the ones recycled; a slot recycled
 /// while its call is in flight is counted at the exit (`exit_without_enter`). A thread's slot
@@ -110,29 +111,40 @@ pub fn leader_comm() -> [u8; 16] {
 /// that predates us showed `rss_anon` 0, then 31 MB a second later.
 #[inline(always)]
 pub fn fill_rss_from_mm(s: &mut ProcStats, mm: u64) -> bool {
+    fill_rss(&mut s.rss, &mut s.peak_private, &mut s.rss_gen, mm)
+}
+
+/// [`fill_rss_from_mm`] on the RSS fields wherever they live (a `PROCS` entry or its process's
+/// `RSS_SLOTS` slot).
+#[inline(always)]
+pub fn fill_rss(
+    rss: &mut [u64; RSS_MEMBERS],
+    peak_private: &mut u64,
+    rss_gen_of: &mut u32,
+    mm: u64,
+) -> bool {
     let stride = RSS_STAT_STRIDE.load() as u64;
     if mm == 0 || stride == 0 {
         return false;
     }
     let base = mm + OFF_MM_RSS_STAT.load() as u64 + OFF_RSS_STAT_COUNT.load() as u64;
     let page = PAGE_SIZE.load();
-    for member in 0..RSS_MEMBERS {
+    for (member, slot) in rss.iter_mut().enumerate() {
         // SAFETY: a checked kernel read; an mm freed under us reads garbage or fails, and
         // the next rss_stat event for the member overwrites it with the absolute value.
         let read = unsafe { bpf_probe_read_kernel((base + member as u64 * stride) as *const i64) };
         if let Ok(pages) = read {
             // Per-CPU batching can leave the shared count briefly negative: clamp.
-            s.rss[member] = if pages > 0 { pages as u64 * page } else { 0 };
+            *slot = if pages > 0 { pages as u64 * page } else { 0 };
         }
     }
-    let private = s.rss[tracer_common::RSS_ANON]
-        + s.rss[tracer_common::RSS_SHMEM]
-        + s.rss[tracer_common::RSS_SWAP];
-    if private > s.peak_private {
-        s.peak_private = private;
+    let private =
+        rss[tracer_common::RSS_ANON] + rss[tracer_common::RSS_SHMEM] + rss[tracer_common::RSS_SWAP];
+    if private > *peak_private {
+        *peak_private = private;
     }
     // Whole and current as of this generation: exact from here on while rss_stat runs.
-    s.rss_gen = rss_gen();
+    *rss_gen_of = rss_gen();
     true
 }
 

@@ -3,6 +3,12 @@
 //! - `mapper go-style RESERVE_MIB COMMIT_MIB`: reserve with mmap(PROT_NONE) like the Go
 //!   runtime, then commit part of it with mmap(MAP_FIXED, PROT_READ|PROT_WRITE) and touch it.
 //! - `mapper madvise MIB`: mmap, touch, then release with madvise(MADV_DONTNEED).
+//! - `mapper threads THREADS CALLS KIB`: THREADS threads at once (more than the CPUs, so that
+//!   their calls interleave on each CPU and sleep in the kernel), each making CALLS pairs of
+//!   an anonymous mmap of KIB KiB with MAP_POPULATE (the kernel allocates every page inside
+//!   the call, where the thread can be preempted or moved to another CPU) then its munmap,
+//!   and one mmap of length 0 (fails with EINVAL). Exactly THREADS*CALLS successful mmaps of
+//!   that size and as many failed ones.
 //!
 //! Prints "ready" once done and then sleeps, so the tracer can sample the final state.
 use std::io::Write as _;
@@ -32,6 +38,33 @@ fn touch(p: *mut u8, len: usize) {
     for off in (0..len).step_by(4096) {
         // SAFETY: within a fresh read-write mapping of `len` bytes.
         unsafe { p.add(off).write_volatile(1) };
+    }
+}
+
+/// One thread of `mapper threads`: CALLS populated mmaps of `len` bytes, each unmapped at
+/// once, and as many failing mmaps.
+fn map_in_a_thread(calls: usize, len: usize) {
+    for _ in 0..calls {
+        let p = map(
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_POPULATE,
+            std::ptr::null_mut(),
+        );
+        // SAFETY: unmapping exactly what was mapped.
+        assert_eq!(unsafe { libc::munmap(p.cast(), len) }, 0);
+        // SAFETY: a zero length is refused (EINVAL) before anything is mapped.
+        let failed = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                0,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_eq!(failed, libc::MAP_FAILED);
     }
 }
 
@@ -86,9 +119,26 @@ fn main() {
             let rc = unsafe { libc::madvise(p.cast(), len, libc::MADV_DONTNEED) };
             assert_eq!(rc, 0);
         }
+        Some("threads") => {
+            let arg = |i: usize| args.get(i).and_then(|a| a.parse::<usize>().ok());
+            let (threads, calls, kib) = (
+                arg(1).unwrap_or(8),
+                arg(2).unwrap_or(200),
+                arg(3).unwrap_or(384),
+            );
+            let workers: Vec<_> = (0..threads)
+                .map(|_| std::thread::spawn(move || map_in_a_thread(calls, kib << 10)))
+                .collect();
+            for w in workers {
+                if w.join().is_err() {
+                    eprintln!("mapper: a mapping thread failed");
+                    std::process::exit(1);
+                }
+            }
+        }
         other => {
             eprintln!(
-                "usage: mapper roundtrip MIB | go-style RESERVE_MIB COMMIT_MIB | madvise MIB (got {other:?})"
+                "usage: mapper roundtrip MIB | go-style RESERVE_MIB COMMIT_MIB | madvise MIB | threads THREADS CALLS KIB (got {other:?})"
             );
             std::process::exit(2);
         }

@@ -15,8 +15,8 @@ use tracer_common::{
 };
 
 use crate::maps::{
-    EVENTS, MM_OWNER, OFF_TASK_MM, PENDING, PROCS, SELF_TGID, ZERO_STATS, bump, current_mm,
-    current_proc, fill_rss_from_mm, forget_mm, leader_comm, new_proc, now,
+    EVENTS, MM_OWNER, OFF_TASK_MM, PROCS, SELF_TGID, ZERO_STATS, bump, current_mm, current_proc,
+    fill_rss_from_mm, forget_mm, leader_comm, new_proc, now,
 };
 
 #[unsafe(no_mangle)]
@@ -58,6 +58,7 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     }
     // A new process: replace whatever a recycled pid left behind.
     crate::hot::free_stale(tgid);
+    crate::rss_slots::free_stale(tgid);
     let Some(p) = new_proc(tgid, 0) else {
         return 0;
     };
@@ -96,6 +97,9 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
         let s = unsafe { &mut *stats };
         s.comm = comm;
         s.flags |= PROC_FLAG_EXEC_SEEN;
+        // Its RSS slot held the old mm's figures (or the new one's first pages): back into
+        // the entry, refilled below; the new mm's next event claims a slot again.
+        crate::rss_slots::fold(tgid, Some(s));
         // The old mm is gone; the new one is learnt at its first rss_stat event.
         forget_mm(s, tgid);
         // A new mm: its counters, not the old one's (or the parent's, filled at fork), until
@@ -122,8 +126,7 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
 pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let (tid, tgid) = (pid_tgid as u32, (pid_tgid >> 32) as u32);
-    // A thread killed inside a traced syscall never reached sys_exit: free its slot.
-    let _ = PENDING.remove(pid_tgid);
+    crate::pending::forget_current();
     let off = OFF_EXIT_GROUP_DEAD.load();
     let group_dead = if off != 0 {
         // SAFETY: a bounded read of the tracepoint record at a tracefs-given offset.
@@ -139,6 +142,9 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     let known = PROCS.get_ptr_mut(tgid);
     // SAFETY: p points into a PROCS map value, valid for the program's run.
     crate::hot::fold(tgid, known.map(|p| unsafe { &mut *p }));
+    // Likewise its RSS figures, from its RSS slot.
+    // SAFETY: as above.
+    crate::rss_slots::fold(tgid, known.map(|p| unsafe { &mut *p }));
     // The final counters travel with the exit, written in place (360 bytes: too big for
     // the stack), and the entry is freed now: a process shorter than one sampling interval
     // is counted exactly, and the map holds live processes only.

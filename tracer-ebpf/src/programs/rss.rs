@@ -7,8 +7,9 @@
 //!
 //! Either way `curr=0` changes (reclaim, fork, exit: another task touches this mm) are
 //! attributed through `MM_OWNER`, learnt from `curr=1` changes. Each entry remembers the key
-//! of its own mm (`ProcStats::mm_key`), so a process's own page faults, nearly every event,
-//! cost one map lookup and no owner lookup (see `update`).
+//! of its own mm (`ProcStats::mm_key`), and a process's RSS lives in a slot of an array
+//! (rss_slots.rs) from its first own event on, so its own page faults, nearly every event,
+//! cost one inlined array access: no hash lookup, no owner lookup (see `update`).
 use aya_ebpf::{
     Global,
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel},
@@ -21,9 +22,12 @@ use tracer_common::{
 };
 
 use super::fields::{field, try_at};
-use crate::maps::{
-    MM_OWNER, OFF_MM_RSS_STAT, OFF_RSS_STAT_COUNT, PAGE_SIZE, PROCS, RSS_STAT_STRIDE, bump,
-    count_run, current_mm, current_proc, fill_rss_from_mm, forget_mm, rss_gen,
+use crate::{
+    maps::{
+        MM_OWNER, OFF_MM_RSS_STAT, OFF_RSS_STAT_COUNT, PAGE_SIZE, PROCS, RSS_STAT_STRIDE, bump,
+        count_run, current_mm, current_proc, fill_rss, forget_mm, rss_gen,
+    },
+    rss_slots,
 };
 
 #[unsafe(no_mangle)]
@@ -121,11 +125,33 @@ enum Curr {
 #[inline(always)]
 fn update(mm_key: u64, curr: Curr, member: usize, bytes: u64, mm: u64) {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    // The fast path, nearly every event: a page fault of a process in its own mm, whose key
-    // its entry already knows. One map lookup; no owner map, no task read.
-    let (stats, is_current) = match PROCS.get_ptr_mut(tgid) {
+    // The fast path, nearly every event: a page fault of a process in its own mm, whose RSS
+    // lives in its slot (rss_slots.rs). One inlined array access; no hash, no owner map.
+    if let Some(p) = rss_slots::owned(tgid) {
+        // SAFETY: p points into an RSS_SLOTS value, valid for the program's run.
+        let slot = unsafe { &mut *p };
+        if slot.mm_key == mm_key {
+            let mm = if mm == 0 {
+                current_mm_if_stale(slot.rss_gen)
+            } else {
+                mm
+            };
+            apply(
+                &mut slot.rss,
+                &mut slot.peak_private,
+                &mut slot.rss_gen,
+                member,
+                bytes,
+                mm,
+            );
+            return;
+        }
+    }
+    // Then its entry: the process's first events, a process whose slot index is taken, and
+    // changes made by another task (reclaim, fork, exit) to the mm of the process that owns it.
+    let (stats, owner, is_current) = match PROCS.get_ptr_mut(tgid) {
         // SAFETY: p points into a PROCS map value, valid for the program's run.
-        Some(p) if unsafe { (*p).mm_key } == mm_key => (p, true),
+        Some(p) if unsafe { (*p).mm_key } == mm_key => (p, tgid, true),
         _ => match owner_entry(tgid, mm_key, curr, mm) {
             Some(found) => found,
             None => return,
@@ -137,16 +163,74 @@ fn update(mm_key: u64, curr: Curr, member: usize, bytes: u64, mm: u64) {
         // Address-space teardown after exit: keep the last live figures for the post-mortem.
         return;
     }
-    // The hook was paused since this entry was last filled whole: its other members are
-    // stale, refill them from the mm (once per entry and resume; until then userspace reads
-    // this process's RSS from /proc).
-    if s.rss_gen != rss_gen() {
-        let mm = if mm == 0 && is_current {
-            current_mm()
-        } else {
-            mm
-        };
-        fill_rss_from_mm(s, mm);
+    let slot = match rss_slots::owned(owner) {
+        // SAFETY: q points into an RSS_SLOTS value, valid for the program's run.
+        Some(q) if unsafe { (*q).mm_key } == s.mm_key => Some(q),
+        Some(_) => {
+            // A slot of the mm it had before exec (whose new image faults pages in before the
+            // exec event): back into the entry, until its new mm's next event claims it.
+            rss_slots::fold(owner, Some(s));
+            None
+        }
+        None if is_current && s.mm_key == mm_key => rss_slots::claim(owner, s),
+        None => None,
+    };
+    let mm = if mm == 0 && is_current {
+        current_mm_if_stale(s.rss_gen)
+    } else {
+        mm
+    };
+    match slot {
+        Some(q) => {
+            // SAFETY: q points into an RSS_SLOTS value, valid for the program's run.
+            let slot = unsafe { &mut *q };
+            apply(
+                &mut slot.rss,
+                &mut slot.peak_private,
+                &mut slot.rss_gen,
+                member,
+                bytes,
+                mm,
+            )
+        }
+        None => apply(
+            &mut s.rss,
+            &mut s.peak_private,
+            &mut s.rss_gen,
+            member,
+            bytes,
+            mm,
+        ),
+    }
+}
+
+/// The current task's mm when figures of generation `generation` must be refilled (see
+/// [`apply`]), 0 otherwise: the task read is paid only then.
+#[inline(always)]
+fn current_mm_if_stale(generation: u32) -> u64 {
+    if generation != rss_gen() {
+        current_mm()
+    } else {
+        0
+    }
+}
+
+/// Write one member's new value into a process's RSS figures (its slot or its entry) and
+/// raise its peak.
+#[inline(always)]
+fn apply(
+    rss: &mut [u64; RSS_MEMBERS],
+    peak_private: &mut u64,
+    generation: &mut u32,
+    member: usize,
+    bytes: u64,
+    mm: u64,
+) {
+    // The hook was paused since these figures were last filled whole: the other members are
+    // stale, refill them from the mm (once per process and resume; until then userspace
+    // reads this process's RSS from /proc).
+    if *generation != rss_gen() {
+        fill_rss(rss, peak_private, generation, mm);
     }
     // The caller's bound check on `member` is lost on older verifiers (6.1) when the refill
     // branch above spills it to the stack: LLVM drops this check as redundant, and the 6.1
@@ -154,22 +238,22 @@ fn update(mm_key: u64, curr: Curr, member: usize, bytes: u64, mm: u64) {
     // write, where every verifier sees it.
     // SAFETY: a plain read of a local through a reference to it.
     let member = unsafe { core::ptr::read_volatile(&member) };
-    if let Some(slot) = s.rss.get_mut(member) {
+    if let Some(slot) = rss.get_mut(member) {
         // An absolute value: last writer wins, no atomics needed.
         *slot = bytes;
     }
-    let private = s.rss[RSS_ANON] + s.rss[RSS_SHMEM] + s.rss[RSS_SWAP];
-    if private > s.peak_private {
-        s.peak_private = private;
+    let private = rss[RSS_ANON] + rss[RSS_SHMEM] + rss[RSS_SWAP];
+    if private > *peak_private {
+        *peak_private = private;
     }
 }
 
-/// The slow path: the entry of the process that owns the changed mm, and whether that is
-/// the current process. The current task's own mm teaches `MM_OWNER` (first event of a
+/// The slow path: the entry of the process that owns the changed mm, that process, and
+/// whether it is the current one. The current task's own mm teaches `MM_OWNER` (first event of a
 /// process, or after exec); another task's change (`curr=0`: reclaim, fork, exit) is
 /// attributed through it.
 #[inline(always)]
-fn owner_entry(tgid: u32, mm_key: u64, curr: Curr, mm: u64) -> Option<(*mut ProcStats, bool)> {
+fn owner_entry(tgid: u32, mm_key: u64, curr: Curr, mm: u64) -> Option<(*mut ProcStats, u32, bool)> {
     let is_current = match curr {
         Curr::Given(c) => c,
         Curr::FromTask => current_mm() == mm,
@@ -185,7 +269,7 @@ fn owner_entry(tgid: u32, mm_key: u64, curr: Curr, mm: u64) -> Option<(*mut Proc
             let _ = MM_OWNER.insert(mm_key, tgid, 0);
             s.mm_key = mm_key;
         }
-        return Some((p, true));
+        return Some((p, tgid, true));
     }
     // SAFETY: the u32 is copied out at once; a stale owner only misattributes one event,
     // which the owner's next curr=1 event corrects.
@@ -194,5 +278,5 @@ fn owner_entry(tgid: u32, mm_key: u64, curr: Curr, mm: u64) -> Option<(*mut Proc
         return None;
     };
     // Never create an entry from another task's context: the owner may be gone.
-    Some((PROCS.get_ptr_mut(owner)?, false))
+    Some((PROCS.get_ptr_mut(owner)?, owner, false))
 }

@@ -8,21 +8,22 @@
 //! - brk is counted at sys_exit alone: its return value is the new break.
 //! - mmap and mremap save their arguments at sys_enter and are counted at sys_exit when they
 //!   succeeded (mmap fails for real under memory pressure, and its PROT_NONE reservations
-//!   must not be counted as memory). The arguments wait in a per-thread slot written in place
-//!   (see `PENDING`), not in a map entry inserted and deleted per call.
+//!   must not be counted as memory). The arguments wait in a per-CPU slot (pending.rs), and
+//!   the exit counts into the process's per-CPU slot like madvise and munmap.
 use aya_ebpf::{
     Global, helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
 };
 use tracer_common::{
-    CALL_BRK, CALL_MADVISE, CALL_MMAP, CALL_MREMAP, CALL_MUNMAP, CTR_EXIT_WITHOUT_ENTRY,
-    CTR_PENDING_FULL, HOOK_BRK, HOOK_MADVISE, HOOK_MMAP, HOOK_MUNMAP, MMAP_HIST_BUCKETS,
-    MMAP_HIST_MIN_SHIFT, PendingCall, ProcStats,
+    CALL_BRK, CALL_MADVISE, CALL_MMAP, CALL_MREMAP, CALL_MUNMAP, CTR_EXIT_WITHOUT_ENTRY, HOOK_BRK,
+    HOOK_MADVISE, HOOK_MMAP, HOOK_MUNMAP, HotCounts, MMAP_HIST_BUCKETS, MMAP_HIST_MIN_SHIFT,
+    PendingCall, ProcStats,
 };
 
 use super::fields::at;
 use crate::{
     hot::own_slot,
-    maps::{PENDING, add, bump, count_run, current_proc},
+    maps::{add, bump, count_run, current_proc},
+    pending,
 };
 
 // Field offsets from tracefs format files (set by the loader).
@@ -55,36 +56,18 @@ const MADV_REMOVE: u64 = 9;
 const MADV_DONTNEED_LOCKED: u64 = 24;
 const PAGE_MASK: u64 = 4095;
 
-/// `PendingCall::kind` of a slot whose call has been counted (no `CALL_*` value).
-const CONSUMED: u32 = u32::MAX;
-
-#[inline(always)]
-fn save(call: PendingCall) -> u32 {
-    let key = bpf_get_current_pid_tgid();
-    if let Some(slot) = PENDING.get_ptr_mut(key) {
-        // SAFETY: slot points into this thread's PENDING value, valid for the program's run;
-        // only this thread writes its own slot.
-        unsafe { *slot = call };
-        return 0;
-    }
-    // The thread's first mmap or mremap (or its slot was recycled): a slot of its own.
-    if PENDING.insert(key, call, 0).is_err() {
-        bump(CTR_PENDING_FULL);
-    }
-    0
-}
-
 #[tracepoint]
 pub fn sys_enter_mmap(ctx: TracePointContext) -> u32 {
     count_run(HOOK_MMAP);
-    save(PendingCall {
+    pending::save(PendingCall {
         kind: CALL_MMAP as u32,
         len: at::<24>(&ctx, &OFF_MMAP_LEN),
         arg2: at::<32>(&ctx, &OFF_MMAP_PROT),
         arg3: at::<40>(&ctx, &OFF_MMAP_FLAGS),
         arg4: at::<48>(&ctx, &OFF_MMAP_FD),
         ..PendingCall::default()
-    })
+    });
+    0
 }
 
 /// munmap at enter: the length is all there is to count.
@@ -114,12 +97,13 @@ pub fn sys_enter_munmap(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn sys_enter_mremap(ctx: TracePointContext) -> u32 {
     count_run(HOOK_MMAP);
-    save(PendingCall {
+    pending::save(PendingCall {
         kind: CALL_MREMAP as u32,
         len: at::<24>(&ctx, &OFF_MREMAP_OLD_LEN),
         arg2: at::<32>(&ctx, &OFF_MREMAP_NEW_LEN),
         ..PendingCall::default()
-    })
+    });
+    0
 }
 
 /// madvise at enter: the advice decides whether memory is given back.
@@ -160,30 +144,31 @@ pub fn sys_enter_madvise(ctx: TracePointContext) -> u32 {
 /// One exit program per syscall (tracepoints are per syscall), all sharing this body.
 #[inline(always)]
 fn on_exit(ctx: &TracePointContext, expected_kind: usize) -> u32 {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let Some(slot) = PENDING.get_ptr_mut(pid_tgid) else {
+    let Some(call) = pending::take() else {
         bump(CTR_EXIT_WITHOUT_ENTRY);
         return 0;
     };
-    // SAFETY: slot points into this thread's PENDING value, valid for the program's run; only
-    // this thread writes its own slot.
-    let call = unsafe { *slot };
-    // SAFETY: as above.
-    unsafe { (*slot).kind = CONSUMED };
-    if call.kind == CONSUMED {
-        bump(CTR_EXIT_WITHOUT_ENTRY);
-        return 0;
-    }
     if call.kind as usize != expected_kind {
         return 0;
     }
     let ret = at::<16>(ctx, &OFF_SYS_EXIT_RET);
-    let tgid = (pid_tgid >> 32) as u32;
+    // Errors come back as -errno, i.e. the top 4095 values of an unsigned long.
+    let failed = ret > (-4096i64) as u64;
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if let Some(slot) = own_slot(tgid) {
+        // SAFETY: slot points into this CPU's value of HOT, valid for the program's run and
+        // written only by this process's programs on this CPU (hot.rs).
+        let h = unsafe { &mut *slot };
+        if failed {
+            h.failed_calls += 1;
+        } else {
+            account_in_slot(h, &call);
+        }
+        return 0;
+    }
     let Some(stats) = current_proc(tgid) else {
         return 0;
     };
-    // Errors come back as -errno, i.e. the top 4095 values of an unsigned long.
-    let failed = ret > (-4096i64) as u64;
     // SAFETY: stats points into a PROCS map value, valid for the program's run.
     let s = unsafe { &mut *stats };
     if failed {
@@ -226,6 +211,37 @@ fn account(s: &mut ProcStats, call: &PendingCall) {
                 add(&mut s.mremap_grown, new - old);
             } else {
                 add(&mut s.mremap_shrunk, old - new);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// [`account`] into the process's per-CPU slot: plain adds, no other CPU writes it.
+#[inline(always)]
+fn account_in_slot(h: &mut HotCounts, call: &PendingCall) {
+    match call.kind as usize {
+        CALL_MMAP => {
+            let len = page_align(call.len);
+            h.mmap_calls += 1;
+            if call.arg2 == PROT_NONE {
+                h.reserved += len;
+            } else if call.arg3 & MAP_ANONYMOUS != 0 {
+                h.mapped_anon += len;
+            } else {
+                h.mapped_file += len;
+            }
+            if let Some(slot) = h.mmap_size_hist.get_mut(log2_bucket(len)) {
+                *slot = slot.wrapping_add(1);
+            }
+        }
+        CALL_MREMAP => {
+            h.mremap_calls += 1;
+            let (old, new) = (page_align(call.len), page_align(call.arg2));
+            if new > old {
+                h.mremap_grown += new - old;
+            } else {
+                h.mremap_shrunk += old - new;
             }
         }
         _ => {}

@@ -91,12 +91,27 @@ pub fn seed(comm: &str, mem: &StatusMem, now_ns: u64) -> Option<ProcStats> {
     Some(s)
 }
 
-/// Add a process's per-CPU madvise/munmap slot (`tracer_common::HOT_SLOTS`) to its counters.
+/// Add a process's per-CPU slot (`tracer_common::HOT_SLOTS`) to its counters: the same sums
+/// as the kernel's fold into the entry at exit (`HotCounts::add_to`).
 pub fn add_hot(c: &mut Counters, h: &tracer_common::HotCounts) {
-    c.calls.madvise = c.calls.madvise.wrapping_add(h.madvise_calls);
-    c.calls.munmap = c.calls.munmap.wrapping_add(h.munmap_calls);
-    c.released = c.released.wrapping_add(h.released);
-    c.unmapped = c.unmapped.wrapping_add(h.unmapped);
+    let mut st = ProcStats::default();
+    h.add_to(&mut st);
+    let add = |a: &mut u64, b: u64| *a = a.wrapping_add(b);
+    add(&mut c.calls.madvise, st.calls[CALL_MADVISE]);
+    add(&mut c.calls.munmap, st.calls[CALL_MUNMAP]);
+    add(&mut c.calls.mmap, st.calls[CALL_MMAP]);
+    add(&mut c.calls.mremap, st.calls[CALL_MREMAP]);
+    add(&mut c.released, st.released);
+    add(&mut c.unmapped, st.unmapped);
+    add(&mut c.mapped_anon, st.mapped_anon);
+    add(&mut c.mapped_file, st.mapped_file);
+    add(&mut c.reserved, st.reserved);
+    add(&mut c.mremap_grown, st.mremap_grown);
+    add(&mut c.mremap_shrunk, st.mremap_shrunk);
+    add(&mut c.failed_calls, st.failed_calls);
+    for (into, n) in c.mmap_size_hist.iter_mut().zip(st.mmap_size_hist) {
+        *into = into.wrapping_add(n);
+    }
 }
 
 #[cfg(test)]
@@ -161,21 +176,67 @@ mod tests {
     }
 
     #[test]
-    fn a_hot_slot_adds_to_the_madvise_and_munmap_counters_only() {
+    fn a_hot_slot_adds_each_count_to_its_counter() {
         let mut c = counters(&ProcStats::default(), true);
         c.calls.madvise = 5;
         c.released = 4096;
-        let h = tracer_common::HotCounts {
+        c.mmap_size_hist[2] = 1;
+        let mut h = tracer_common::HotCounts {
             tgid: 7,
-            _pad: 0,
             madvise_calls: 10,
             released: 8192,
             munmap_calls: 2,
             unmapped: 1 << 20,
+            mmap_calls: 3,
+            mapped_anon: 1 << 21,
+            mapped_file: 4096,
+            reserved: 1 << 26,
+            mremap_calls: 1,
+            mremap_grown: 8192,
+            mremap_shrunk: 4096,
+            failed_calls: 1,
+            ..Default::default()
         };
+        h.mmap_size_hist[2] = 2;
         add_hot(&mut c, &h);
         assert_eq!((c.calls.madvise, c.released), (15, 12288));
         assert_eq!((c.calls.munmap, c.unmapped), (2, 1 << 20));
-        assert_eq!((c.calls.mmap, c.calls.brk, c.mapped_anon), (0, 0, 0));
+        assert_eq!(
+            (c.calls.mmap, c.mapped_anon, c.mapped_file, c.reserved),
+            (3, 1 << 21, 4096, 1 << 26)
+        );
+        assert_eq!(
+            (c.calls.mremap, c.mremap_grown, c.mremap_shrunk),
+            (1, 8192, 4096)
+        );
+        assert_eq!((c.failed_calls, c.mmap_size_hist[2]), (1, 3));
+        // What no slot counts stays untouched.
+        assert_eq!((c.calls.brk, c.brk_grown, c.rss.total()), (0, 0, 0));
+    }
+
+    #[test]
+    fn slots_of_one_process_on_two_cpus_merge_into_their_sum() {
+        let mut a = tracer_common::HotCounts {
+            tgid: 7,
+            madvise_calls: 1,
+            mmap_calls: 2,
+            failed_calls: 1,
+            ..Default::default()
+        };
+        a.mmap_size_hist[0] = 1;
+        let mut b = tracer_common::HotCounts {
+            tgid: 7,
+            madvise_calls: 4,
+            mmap_calls: 1,
+            reserved: 1 << 30,
+            ..Default::default()
+        };
+        b.mmap_size_hist[0] = 2;
+        a.merge(&b);
+        assert_eq!(
+            (a.madvise_calls, a.mmap_calls, a.failed_calls, a.reserved),
+            (5, 3, 1, 1 << 30)
+        );
+        assert_eq!(a.mmap_size_hist[0], 3);
     }
 }

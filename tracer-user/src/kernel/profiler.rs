@@ -21,7 +21,7 @@ use crate::{
 };
 
 /// Maps the profiler does not use, shrunk so that loading the object costs no memory.
-const UNUSED_MAPS: [&str; 4] = ["PROCS", "PENDING", "MM_OWNER", "HOT"];
+const UNUSED_MAPS: [&str; 5] = ["PROCS", "PENDING", "MM_OWNER", "HOT", "RSS_SLOTS"];
 
 /// One sampled stack of one process.
 #[derive(Clone, Debug, PartialEq, Eq)]

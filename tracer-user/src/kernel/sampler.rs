@@ -8,7 +8,7 @@ use std::sync::{
 
 use anyhow::Context as _;
 use aya::maps::{Array, HashMap, MapData, PerCpuArray};
-use tracer_common::{CTR_COUNT, HOT_SLOTS, HotCounts, ProcStats};
+use tracer_common::{CTR_COUNT, HOT_SLOTS, HotCounts, ProcStats, RSS_SLOTS, RssSlot};
 
 use crate::{host::procfs::StatusMem, kernel::health::Health, model::counters::Counters};
 
@@ -55,6 +55,9 @@ pub struct Sampler {
     /// The per-CPU madvise/munmap slots, when the programs count there (see
     /// `tracer_common::HOT_SLOTS`).
     hot: Option<PerCpuArray<MapData, HotCounts>>,
+    /// Where the rss_stat programs keep a process's RSS while it holds a slot (see
+    /// `tracer_common::RSS_SLOTS`).
+    rss_slots: Array<MapData, RssSlot>,
     counters: PerCpuArray<MapData, u64>,
     capacity: u32,
     /// `RSS_GEN`, and the value userspace last wrote there (see `ProcStats::rss_gen`).
@@ -82,6 +85,10 @@ impl Sampler {
             )?),
             false => None,
         };
+        let rss_slots = Array::try_from(
+            ebpf.take_map("RSS_SLOTS")
+                .context("map RSS_SLOTS missing")?,
+        )?;
         let counters =
             PerCpuArray::try_from(ebpf.take_map("COUNTERS").context("map COUNTERS missing")?)?;
         let rss_gen_map =
@@ -92,6 +99,7 @@ impl Sampler {
         Ok(Self {
             procs,
             hot,
+            rss_slots,
             counters,
             capacity,
             rss_gen_map,
@@ -140,10 +148,13 @@ impl Sampler {
         let mut procs = Vec::with_capacity(self.last_len + self.last_len / 16 + 64);
         for item in self.procs.iter() {
             match item {
-                Ok((pid, st)) => procs.push((
-                    pid,
-                    crate::kernel::convert::counters(&st, self.rss_gen.is_exact(&st)),
-                )),
+                Ok((pid, st)) => {
+                    let st = self.with_rss_slot(pid, st);
+                    procs.push((
+                        pid,
+                        crate::kernel::convert::counters(&st, self.rss_gen.is_exact(&st)),
+                    ))
+                }
                 // An entry removed between get_next_key and lookup: the process just exited.
                 Err(_) => continue,
             }
@@ -168,7 +179,21 @@ impl Sampler {
         }
     }
 
-    /// Add each process's per-CPU madvise/munmap slots to its counters.
+    /// The entry of `pid` with its RSS figures from its RSS slot, when they live there.
+    fn with_rss_slot(&self, pid: u32, st: ProcStats) -> ProcStats {
+        if st.rss_in_slot == 0 {
+            return st;
+        }
+        if let Ok(slot) = self.rss_slots.get(&(pid % RSS_SLOTS), 0)
+            && let Some(merged) = slot.merged_into(pid, &st)
+        {
+            return merged;
+        }
+        // Folded back into the entry since it was read (exec, exit): read it again.
+        self.procs.get(&pid, 0).unwrap_or(st)
+    }
+
+    /// Add each process's per-CPU slots (madvise, munmap, mmap, mremap) to its counters.
     fn add_hot_slots(&self, procs: &mut [(u32, Counters)]) {
         let Some(hot) = &self.hot else { return };
         let mut owned: std::collections::HashMap<u32, HotCounts> = std::collections::HashMap::new();
@@ -177,11 +202,7 @@ impl Sampler {
                 continue;
             };
             for slot in per_cpu.iter().filter(|s| s.tgid != 0) {
-                let sum = owned.entry(slot.tgid).or_default();
-                sum.madvise_calls += slot.madvise_calls;
-                sum.released += slot.released;
-                sum.munmap_calls += slot.munmap_calls;
-                sum.unmapped += slot.unmapped;
+                owned.entry(slot.tgid).or_default().merge(slot);
             }
         }
         if owned.is_empty() {
