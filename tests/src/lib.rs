@@ -262,6 +262,11 @@ impl Recording {
     /// Start recording to a fresh file and wait until the programs are attached (the
     /// header line is written after attach).
     pub fn start(name: &str, extra: &[&str]) -> Self {
+        Self::start_with_env(name, extra, &[])
+    }
+
+    /// [`Recording::start`] with environment variables for leaktracer.
+    pub fn start_with_env(name: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = std::env::temp_dir().join(format!("leaktracer-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let path = dir.join(format!("{name}.jsonl"));
@@ -272,6 +277,7 @@ impl Recording {
                 .arg(&path)
                 .args(extra)
                 .args(accounting_budget(extra))
+                .envs(env.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit()),

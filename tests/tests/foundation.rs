@@ -123,7 +123,17 @@ fn brk_calls_match_stress_ng() {
 
 /// Runs `mapper ARGS` while recording and returns (its pid, its last sample, status RSS).
 fn map_and_sample(name: &str, args: &[&str], rss_source: &str) -> (u32, Value, (u64, u64)) {
-    let rec = Recording::start(
+    map_and_sample_with_env(name, args, rss_source, &[])
+}
+
+/// [`map_and_sample`] with environment variables for leaktracer.
+fn map_and_sample_with_env(
+    name: &str,
+    args: &[&str],
+    rss_source: &str,
+    env: &[(&str, &str)],
+) -> (u32, Value, (u64, u64)) {
+    let rec = Recording::start_with_env(
         name,
         &[
             "--interval",
@@ -133,6 +143,7 @@ fn map_and_sample(name: &str, args: &[&str], rss_source: &str) -> (u32, Value, (
             "--rss-source",
             rss_source,
         ],
+        env,
     );
     let mut m = Proc::spawn(workload(MAPPER).args(args));
     m.wait_for_line("ready", Duration::from_secs(20));
@@ -253,11 +264,12 @@ fn madvise_dontneed_is_a_release() {
     );
 }
 
-fn rss_matches(rss_source: &str) {
-    let (pid, s, (anon, file)) = map_and_sample(
-        &format!("rss-{rss_source}"),
+fn rss_matches(rss_source: &str, env: &[(&str, &str)]) {
+    let (pid, s, (anon, file)) = map_and_sample_with_env(
+        &format!("rss-{rss_source}-{}", env.len()),
         &["go-style", "128", "48"],
         rss_source,
+        env,
     );
     let (t_anon, t_file) = (field(&s, "rss_anon"), field(&s, "rss_file"));
     eprintln!(
@@ -286,14 +298,23 @@ fn rss_matches(rss_source: &str) {
 #[test]
 fn rss_matches_proc_status() {
     let Some(_serial) = privileged() else { return };
-    rss_matches("tracepoint");
+    rss_matches("tracepoint", &[]);
 }
 
 /// The raw tracepoint agrees with /proc within 2% or the per-CPU batch bound.
 #[test]
 fn rss_matches_proc_status_with_raw_tracepoint() {
     let Some(_serial) = privileged() else { return };
-    rss_matches("raw");
+    rss_matches("raw", &[]);
+}
+
+/// Without RSS slots (every process's RSS in its map entry, the path of a process whose slot
+/// index another process holds), the figures are the same.
+#[test]
+fn rss_matches_proc_status_without_rss_slots() {
+    let Some(_serial) = privileged() else { return };
+    rss_matches("raw", &[("LEAKTRACER_RSS_SLOTS", "0")]);
+    rss_matches("tracepoint", &[("LEAKTRACER_RSS_SLOTS", "0")]);
 }
 
 /// Memory another process faults into a process (rss_stat's curr=0: here process_vm_writev;
@@ -301,10 +322,11 @@ fn rss_matches_proc_status_with_raw_tracepoint() {
 /// its mm (posix_spawn). The kernel program remembers each process's own mm and updates the
 /// owner map only when that changes: a child sharing the mm claims it, and must hand it back
 /// when it execs, or these faults are lost (`rss_unattributed`) and RSS stays low.
-fn foreign_faults_count_after_spawning(rss_source: &str) {
-    let rec = Recording::start(
-        &format!("foreign-faults-{rss_source}"),
+fn foreign_faults_count_after_spawning(rss_source: &str, env: &[(&str, &str)]) {
+    let rec = Recording::start_with_env(
+        &format!("foreign-faults-{rss_source}-{}", env.len()),
         &["--interval", "500ms", "--rss-source", rss_source],
+        env,
     );
     let mut target = Proc::spawn(
         Command::new(SPAWNEE)
@@ -362,13 +384,20 @@ fn foreign_faults_count_after_spawning(rss_source: &str) {
 #[test]
 fn memory_another_process_faults_in_is_counted_after_spawning_children() {
     let Some(_serial) = privileged() else { return };
-    foreign_faults_count_after_spawning("tracepoint");
+    foreign_faults_count_after_spawning("tracepoint", &[]);
 }
 
 #[test]
 fn memory_another_process_faults_in_is_counted_after_spawning_children_raw() {
     let Some(_serial) = privileged() else { return };
-    foreign_faults_count_after_spawning("raw");
+    foreign_faults_count_after_spawning("raw", &[]);
+}
+
+/// The same through the process's map entry (no RSS slots).
+#[test]
+fn memory_another_process_faults_in_is_counted_after_spawning_children_without_rss_slots() {
+    let Some(_serial) = privileged() else { return };
+    foreign_faults_count_after_spawning("raw", &[("LEAKTRACER_RSS_SLOTS", "0")]);
 }
 
 /// With a deliberately tiny process map, overflow is counted, not silent.

@@ -211,6 +211,17 @@ fn tracepoint_offsets(tfs: &TraceFs, oom: bool) -> anyhow::Result<Offsets> {
     Ok(o)
 }
 
+/// How many RSS slots the rss_stat programs have (`tracer_common::RSS_SLOTS`).
+/// `LEAKTRACER_RSS_SLOTS=0` leaves one (index 0 only): every other process keeps its RSS in
+/// its entry, the path a process takes when its slot's index is another's (for measuring
+/// what the slots save, and for testing that path).
+fn rss_slots() -> u32 {
+    match std::env::var("LEAKTRACER_RSS_SLOTS") {
+        Ok(v) if v == "0" => 1,
+        _ => tracer_common::RSS_SLOTS,
+    }
+}
+
 /// Whether madvise and munmap count in per-CPU slots (`tracer_common::HOT_SLOTS`), and the
 /// possible CPUs. The slots need `bpf_map_lookup_percpu_elem` (Linux 5.19) for the exit
 /// program to fold every CPU's; on an older kernel, or a node with more CPUs than the fold
@@ -344,6 +355,7 @@ impl Probes {
             .override_global(g::HOT_ON, &hot_on, true)
             .override_global(g::NR_CPUS, &nr_cpus, true)
             .map_max_entries("PROCS", opts.sizes.procs)
+            .map_max_entries("RSS_SLOTS", rss_slots())
             .map_max_entries(
                 "EVENTS",
                 opts.sizes
