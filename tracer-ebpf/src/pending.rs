@@ -62,11 +62,11 @@ pub fn save(call: PendingCall) {
     save_in_hash(key, call);
 }
 
-/// At sys_exit: the current thread's call, taken (marked consumed); None when its enter
-/// was not seen (attached in between, or its slot recycled: the caller counts it).
+/// At sys_exit: the call of the current thread `key` (its pid_tgid), taken (marked
+/// consumed); None when its enter was not seen (attached in between, or its slot recycled:
+/// the caller counts it).
 #[inline(always)]
-pub fn take() -> Option<PendingCall> {
-    let key = bpf_get_current_pid_tgid();
+pub fn take(key: u64) -> Option<PendingCall> {
     if hot_on() {
         if let Some(p) = CPU_PENDING.get_ptr_mut(0)
             // SAFETY: as in `save`.

@@ -15,8 +15,7 @@ use aya_ebpf::{
 };
 use tracer_common::{
     CALL_BRK, CALL_MADVISE, CALL_MMAP, CALL_MREMAP, CALL_MUNMAP, CTR_EXIT_WITHOUT_ENTRY, HOOK_BRK,
-    HOOK_MADVISE, HOOK_MMAP, HOOK_MUNMAP, HotCounts, MMAP_HIST_BUCKETS, MMAP_HIST_MIN_SHIFT,
-    PendingCall, ProcStats,
+    HOOK_MADVISE, HOOK_MMAP, HOOK_MUNMAP, HotCounts, PendingCall, ProcStats, mmap_size_bucket,
 };
 
 use super::fields::at;
@@ -76,21 +75,17 @@ pub fn sys_enter_munmap(ctx: TracePointContext) -> u32 {
     count_run(HOOK_MUNMAP);
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let len = page_align(at::<24>(&ctx, &OFF_MUNMAP_LEN));
-    if let Some(slot) = own_slot(tgid) {
-        // SAFETY: slot points into this CPU's value of HOT, valid for the program's run and
-        // written only by this process's programs on this CPU (hot.rs).
-        let h = unsafe { &mut *slot };
-        h.munmap_calls += 1;
-        h.unmapped += len;
-        return 0;
-    }
-    let Some(stats) = current_proc(tgid) else {
-        return 0;
-    };
-    // SAFETY: stats points into a PROCS map value, valid for the program's run.
-    let s = unsafe { &mut *stats };
-    add(&mut s.calls[CALL_MUNMAP], 1);
-    add(&mut s.unmapped, len);
+    count_in(
+        tgid,
+        |h| {
+            h.munmap_calls += 1;
+            h.unmapped += len;
+        },
+        |s| {
+            add(&mut s.calls[CALL_MUNMAP], 1);
+            add(&mut s.unmapped, len);
+        },
+    );
     0
 }
 
@@ -121,30 +116,47 @@ pub fn sys_enter_madvise(ctx: TracePointContext) -> u32 {
     } else {
         0
     };
+    count_in(
+        tgid,
+        |h| {
+            h.madvise_calls += 1;
+            h.released += released;
+        },
+        |s| {
+            add(&mut s.calls[CALL_MADVISE], 1);
+            if released != 0 {
+                add(&mut s.released, released);
+            }
+        },
+    );
+    0
+}
+
+/// Count into the current process's per-CPU slot (hot.rs) when it has one on this CPU, else
+/// into its entry (created if missing).
+#[inline(always)]
+fn count_in(
+    tgid: u32,
+    in_slot: impl FnOnce(&mut HotCounts),
+    in_entry: impl FnOnce(&mut ProcStats),
+) {
     if let Some(slot) = own_slot(tgid) {
         // SAFETY: slot points into this CPU's value of HOT, valid for the program's run and
         // written only by this process's programs on this CPU (hot.rs).
-        let h = unsafe { &mut *slot };
-        h.madvise_calls += 1;
-        h.released += released;
-        return 0;
+        in_slot(unsafe { &mut *slot });
+        return;
     }
-    let Some(stats) = current_proc(tgid) else {
-        return 0;
-    };
-    // SAFETY: stats points into a PROCS map value, valid for the program's run.
-    let s = unsafe { &mut *stats };
-    add(&mut s.calls[CALL_MADVISE], 1);
-    if released != 0 {
-        add(&mut s.released, released);
+    if let Some(stats) = current_proc(tgid) {
+        // SAFETY: stats points into a PROCS map value, valid for the program's run.
+        in_entry(unsafe { &mut *stats });
     }
-    0
 }
 
 /// One exit program per syscall (tracepoints are per syscall), all sharing this body.
 #[inline(always)]
 fn on_exit(ctx: &TracePointContext, expected_kind: usize) -> u32 {
-    let Some(call) = pending::take() else {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let Some(call) = pending::take(pid_tgid) else {
         bump(CTR_EXIT_WITHOUT_ENTRY);
         return 0;
     };
@@ -154,28 +166,18 @@ fn on_exit(ctx: &TracePointContext, expected_kind: usize) -> u32 {
     let ret = at::<16>(ctx, &OFF_SYS_EXIT_RET);
     // Errors come back as -errno, i.e. the top 4095 values of an unsigned long.
     let failed = ret > (-4096i64) as u64;
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    if let Some(slot) = own_slot(tgid) {
-        // SAFETY: slot points into this CPU's value of HOT, valid for the program's run and
-        // written only by this process's programs on this CPU (hot.rs).
-        let h = unsafe { &mut *slot };
-        if failed {
-            h.failed_calls += 1;
-        } else {
-            account_in_slot(h, &call);
-        }
-        return 0;
-    }
-    let Some(stats) = current_proc(tgid) else {
-        return 0;
-    };
-    // SAFETY: stats points into a PROCS map value, valid for the program's run.
-    let s = unsafe { &mut *stats };
-    if failed {
-        add(&mut s.failed_calls, 1);
-        return 0;
-    }
-    account(s, &call);
+    let tgid = (pid_tgid >> 32) as u32;
+    count_in(
+        tgid,
+        |h| match failed {
+            true => h.failed_calls += 1,
+            false => account_in_slot(h, &call),
+        },
+        |s| match failed {
+            true => add(&mut s.failed_calls, 1),
+            false => account(s, &call),
+        },
+    );
     0
 }
 
@@ -199,7 +201,7 @@ fn account(s: &mut ProcStats, call: &PendingCall) {
             } else {
                 add(&mut s.mapped_file, len);
             }
-            let bucket = log2_bucket(len);
+            let bucket = mmap_size_bucket(len);
             if let Some(slot) = s.mmap_size_hist.get_mut(bucket) {
                 *slot = slot.wrapping_add(1);
             }
@@ -231,7 +233,7 @@ fn account_in_slot(h: &mut HotCounts, call: &PendingCall) {
             } else {
                 h.mapped_file += len;
             }
-            if let Some(slot) = h.mmap_size_hist.get_mut(log2_bucket(len)) {
+            if let Some(slot) = h.mmap_size_hist.get_mut(mmap_size_bucket(len)) {
                 *slot = slot.wrapping_add(1);
             }
         }
@@ -246,18 +248,6 @@ fn account_in_slot(h: &mut HotCounts, call: &PendingCall) {
         }
         _ => {}
     }
-}
-
-/// floor(log2(len)) - 12, clamped to the histogram; a fixed-trip loop the verifier accepts.
-#[inline(always)]
-fn log2_bucket(len: u64) -> usize {
-    let mut v = len >> (MMAP_HIST_MIN_SHIFT + 1);
-    let mut bucket = 0usize;
-    while v != 0 && bucket < MMAP_HIST_BUCKETS - 1 {
-        v >>= 1;
-        bucket += 1;
-    }
-    bucket
 }
 
 #[tracepoint]
