@@ -75,34 +75,44 @@ fn drain(tgid: u32, mut into: Option<&mut ProcStats>) {
     if !hot_on() {
         return;
     }
-    let index = tgid % HOT_SLOTS;
+    on_each_cpu(&HOT, tgid % HOT_SLOTS, |h| {
+        // The process is gone, so none of its programs writes the slot meanwhile.
+        if h.tgid == tgid {
+            if let Some(s) = into.as_deref_mut() {
+                h.add_to(s);
+            }
+            *h = HotCounts::default();
+        }
+        false
+    });
+}
+
+/// Visit the value at `index` of a per-CPU array on every possible CPU, until `visit` returns
+/// true. Needs `bpf_map_lookup_percpu_elem` (Linux 5.19): only on paths behind `hot_on`.
+#[inline(always)]
+pub fn on_each_cpu<T>(map: &PerCpuArray<T>, index: u32, mut visit: impl FnMut(&mut T) -> bool) {
     let cpus = nr_cpus();
     for cpu in 0..HOT_MAX_CPUS {
         if cpu >= cpus {
             break;
         }
-        // SAFETY: HOT is a map definition (the helper takes its address) and `index` lives
+        // SAFETY: `map` is a map definition (the helper takes its address) and `index` lives
         // on our stack for the call; the result is null or a pointer into that CPU's value.
         let p = unsafe {
             bpf_map_lookup_percpu_elem(
-                &HOT as *const _ as *mut _,
+                map as *const _ as *mut _,
                 &index as *const u32 as *const _,
                 cpu,
             )
-        } as *mut HotCounts;
+        } as *mut T;
         if p.is_null() {
             continue;
         }
-        // SAFETY: non-null: a valid pointer into CPU `cpu`'s value of HOT for the program's
-        // run. The process is gone, so none of its programs writes the slot meanwhile.
-        let h = unsafe { &mut *p };
-        if h.tgid != tgid {
-            continue;
+        // SAFETY: non-null: a valid pointer into CPU `cpu`'s value for the program's run.
+        // Another CPU may write it meanwhile: callers say why that is harmless.
+        if visit(unsafe { &mut *p }) {
+            break;
         }
-        if let Some(s) = into.as_deref_mut() {
-            h.add_to(s);
-        }
-        *h = HotCounts::default();
     }
 }
 

@@ -12,15 +12,11 @@
 //!
 //! Without that helper (older kernels, or with the per-CPU slots turned off: `HOT_ON`, see
 //! hot.rs) every call waits in `PENDING`, as before.
-use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, generated::bpf_map_lookup_percpu_elem},
-    macros::map,
-    maps::PerCpuArray,
-};
-use tracer_common::{CTR_PENDING_FULL, HOT_MAX_CPUS, PendingCall};
+use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::map, maps::PerCpuArray};
+use tracer_common::{CTR_PENDING_FULL, PendingCall};
 
 use crate::{
-    hot::{hot_on, nr_cpus},
+    hot::{hot_on, on_each_cpu},
     maps::{PENDING, bump},
 };
 
@@ -105,36 +101,17 @@ fn take_call(call: &mut PendingCall) -> Option<PendingCall> {
     Some(taken)
 }
 
-/// The thread `key`'s call in another CPU's slot.
+/// The thread `key`'s call in another CPU's slot. That CPU may be saving another thread's
+/// call into it meanwhile: the tag is checked first, and a save moves the call it replaces to
+/// the hash before overwriting it.
 #[inline(always)]
 fn take_remote(key: u64) -> Option<PendingCall> {
-    let index = 0u32;
-    let cpus = nr_cpus();
-    for cpu in 0..HOT_MAX_CPUS {
-        if cpu >= cpus {
-            break;
-        }
-        // SAFETY: CPU_PENDING is a map definition (the helper takes its address) and `index`
-        // lives on our stack for the call; the result is null or a pointer into that CPU's
-        // value.
-        let p = unsafe {
-            bpf_map_lookup_percpu_elem(
-                &CPU_PENDING as *const _ as *mut _,
-                &index as *const u32 as *const _,
-                cpu,
-            )
-        } as *mut CpuPending;
-        if p.is_null() {
-            continue;
-        }
-        // SAFETY: non-null: a valid pointer into CPU `cpu`'s value for the program's run.
-        // That CPU may be saving another thread's call into it meanwhile: the tag is checked
-        // first, and a save moves the call it replaces to the hash before overwriting it.
-        if let Some(call) = take_from(unsafe { &mut *p }, key) {
-            return Some(call);
-        }
-    }
-    None
+    let mut found = None;
+    on_each_cpu(&CPU_PENDING, 0, |slot| {
+        found = take_from(slot, key);
+        found.is_some()
+    });
+    found
 }
 
 /// Write the thread `key`'s call into its `PENDING` slot: in place when it has one (a map

@@ -18,7 +18,7 @@ use aya_ebpf::{
 };
 use tracer_common::{
     CTR_READ_ERRORS, CTR_RSS_UNATTRIBUTED, HOOK_RSS, PROC_FLAG_EXITED, ProcStats, RSS_ANON,
-    RSS_MEMBERS, RSS_SHMEM, RSS_SWAP,
+    RSS_MEMBERS, RSS_SHMEM, RSS_SWAP, RssSlot,
 };
 
 use super::fields::{field, try_at};
@@ -136,14 +136,7 @@ fn update(mm_key: u64, curr: Curr, member: usize, bytes: u64, mm: u64) {
             } else {
                 mm
             };
-            apply(
-                &mut slot.rss,
-                &mut slot.peak_private,
-                &mut slot.rss_gen,
-                member,
-                bytes,
-                mm,
-            );
+            apply_in_slot(slot, member, bytes, mm);
             return;
         }
     }
@@ -183,15 +176,7 @@ fn update(mm_key: u64, curr: Curr, member: usize, bytes: u64, mm: u64) {
     match slot {
         Some(q) => {
             // SAFETY: q points into an RSS_SLOTS value, valid for the program's run.
-            let slot = unsafe { &mut *q };
-            apply(
-                &mut slot.rss,
-                &mut slot.peak_private,
-                &mut slot.rss_gen,
-                member,
-                bytes,
-                mm,
-            )
+            apply_in_slot(unsafe { &mut *q }, member, bytes, mm)
         }
         None => apply(
             &mut s.rss,
@@ -213,6 +198,19 @@ fn current_mm_if_stale(generation: u32) -> u64 {
     } else {
         0
     }
+}
+
+/// [`apply`] to a process's RSS slot.
+#[inline(always)]
+fn apply_in_slot(slot: &mut RssSlot, member: usize, bytes: u64, mm: u64) {
+    apply(
+        &mut slot.rss,
+        &mut slot.peak_private,
+        &mut slot.rss_gen,
+        member,
+        bytes,
+        mm,
+    )
 }
 
 /// Write one member's new value into a process's RSS figures (its slot or its entry) and
