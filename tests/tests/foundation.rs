@@ -190,11 +190,24 @@ fn mmap_then_munmap_nets_to_zero() {
     );
 }
 
+/// The mmap/mremap enter programs save the arguments for the exits: the path of kernels
+/// before 5.15 (elsewhere the exits read them from the thread's saved registers).
+const ARGS_SAVED_AT_ENTER: &[(&str, &str)] = &[("LEAKTRACER_MMAP_ARGS", "enter")];
+
 /// A Go-style PROT_NONE reservation then MAP_FIXED commit: reserved once, committed once.
 #[test]
 fn go_style_reservation_is_committed_once() {
+    go_style_reservation("gostyle", &[]);
+}
+
+#[test]
+fn go_style_reservation_is_committed_once_with_arguments_saved_at_enter() {
+    go_style_reservation("gostyle-enter", ARGS_SAVED_AT_ENTER);
+}
+
+fn go_style_reservation(name: &str, env: &[(&str, &str)]) {
     let Some(_serial) = privileged() else { return };
-    let (_, s, _) = map_and_sample("gostyle", &["go-style", "256", "32"], "tracepoint");
+    let (_, s, _) = map_and_sample_with_env(name, &["go-style", "256", "32"], "tracepoint", env);
     let (reserved, mapped) = (field(&s, "reserved"), field(&s, "mapped_anon"));
     eprintln!("go-style: reserved {reserved} mapped_anon {mapped}");
     assert!(
@@ -217,15 +230,27 @@ fn go_style_reservation_is_committed_once() {
 /// as failed.
 #[test]
 fn interleaved_mmaps_of_many_threads_are_each_counted_once() {
+    interleaved_mmaps("threads", &[]);
+}
+
+/// The same with the arguments waiting from enter to exit, where a thread's call can be
+/// displaced by another thread's on its CPU or finish on another CPU.
+#[test]
+fn interleaved_mmaps_of_many_threads_are_each_counted_once_with_arguments_saved_at_enter() {
+    interleaved_mmaps("threads-enter", ARGS_SAVED_AT_ENTER);
+}
+
+fn interleaved_mmaps(name: &str, env: &[(&str, &str)]) {
     let Some(_serial) = privileged() else { return };
     const THREADS: u64 = 8;
     const CALLS: u64 = 300;
     // 640 KiB: log2 bucket 7 (512 KiB-1 MiB), which nothing else in mapper maps (the loader
     // maps a 332 KiB piece of libc, and threads' stacks are 2 MiB).
-    let (_, s, _) = map_and_sample(
-        "threads",
+    let (_, s, _) = map_and_sample_with_env(
+        name,
         &["threads", &THREADS.to_string(), &CALLS.to_string(), "640"],
         "tracepoint",
+        env,
     );
     let hist = s["mmap_size_log2"]
         .as_array()
@@ -249,6 +274,38 @@ fn interleaved_mmaps_of_many_threads_are_each_counted_once() {
     assert!(
         field(&s, "unmapped") >= THREADS * CALLS * 640 * 1024,
         "every map unmapped: {s}"
+    );
+}
+
+/// mremap growth and shrink are counted exactly from the call's old and new lengths, and a
+/// failed mremap as failed.
+#[test]
+fn mremap_growth_and_shrink_are_counted() {
+    mremap_counted("mremap", &[]);
+}
+
+#[test]
+fn mremap_growth_and_shrink_are_counted_with_arguments_saved_at_enter() {
+    mremap_counted("mremap-enter", ARGS_SAVED_AT_ENTER);
+}
+
+fn mremap_counted(name: &str, env: &[(&str, &str)]) {
+    let Some(_serial) = privileged() else { return };
+    // 3 MiB, grown by 5 MiB, shrunk by 2 MiB.
+    let (_, s, _) = map_and_sample_with_env(name, &["mremap", "3", "5", "2"], "tracepoint", env);
+    eprintln!(
+        "mremap: grown {} shrunk {} calls {} failed {}",
+        field(&s, "mremap_grown"),
+        field(&s, "mremap_shrunk"),
+        s["calls"]["mremap"],
+        field(&s, "failed_calls")
+    );
+    assert_eq!(field(&s, "mremap_grown"), 5 * MIB, "{s}");
+    assert_eq!(field(&s, "mremap_shrunk"), 2 * MIB, "{s}");
+    assert_eq!(s["calls"]["mremap"].as_u64(), Some(2), "{s}");
+    assert!(
+        field(&s, "failed_calls") >= 1,
+        "the unaligned mremap failed: {s}"
     );
 }
 

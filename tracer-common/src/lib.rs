@@ -462,6 +462,8 @@ pub mod globals {
     pub const HOT_ON: &str = "HOT_ON";
     /// Possible CPUs: the per-CPU slots the exit program folds.
     pub const NR_CPUS: &str = "NR_CPUS";
+    /// 1: the mmap/mremap exits read their arguments from the saved user registers.
+    pub const ARGS_FROM_REGS: &str = "ARGS_FROM_REGS";
 }
 
 /// The most CPUs the exit program folds slots of (a bounded loop for the verifier): on a

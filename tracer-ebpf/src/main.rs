@@ -12,6 +12,7 @@ mod maps;
 mod pending;
 mod programs;
 mod rss_slots;
+mod syscall_args;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -9,6 +9,9 @@
 //!   the call, where the thread can be preempted or moved to another CPU) then its munmap,
 //!   and one mmap of length 0 (fails with EINVAL). Exactly THREADS*CALLS successful mmaps of
 //!   that size and as many failed ones.
+//! - `mapper mremap MIB GROW_MIB SHRINK_MIB`: mmap MIB, grow it by GROW_MIB with mremap
+//!   (MREMAP_MAYMOVE), then shrink it by SHRINK_MIB, and one mremap that fails (EINVAL: an
+//!   unaligned address). Exactly two successful mremap calls.
 //!
 //! Prints "ready" once done and then sleeps, so the tracer can sample the final state.
 use std::io::Write as _;
@@ -136,9 +139,27 @@ fn main() {
                 }
             }
         }
+        Some("mremap") => {
+            let (len, grow, shrink) = (mib(1), mib(2), mib(3));
+            let p = map(
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                0,
+                std::ptr::null_mut(),
+            );
+            // SAFETY: resizing our own mapping; the results are checked.
+            let grown = unsafe { libc::mremap(p.cast(), len, len + grow, libc::MREMAP_MAYMOVE) };
+            assert_ne!(grown, libc::MAP_FAILED, "mremap grow failed");
+            // SAFETY: as above; shrinking in place never moves.
+            let shrunk = unsafe { libc::mremap(grown, len + grow, len + grow - shrink, 0) };
+            assert_eq!(shrunk, grown, "mremap shrink failed");
+            // SAFETY: an unaligned old address is refused (EINVAL) before anything changes.
+            let failed = unsafe { libc::mremap(grown.cast::<u8>().add(1).cast(), 4096, 8192, 0) };
+            assert_eq!(failed, libc::MAP_FAILED);
+        }
         other => {
             eprintln!(
-                "usage: mapper roundtrip MIB | go-style RESERVE_MIB COMMIT_MIB | madvise MIB | threads THREADS CALLS KIB (got {other:?})"
+                "usage: mapper roundtrip MIB | go-style RESERVE_MIB COMMIT_MIB | madvise MIB | threads THREADS CALLS KIB | mremap MIB GROW_MIB SHRINK_MIB (got {other:?})"
             );
             std::process::exit(2);
         }

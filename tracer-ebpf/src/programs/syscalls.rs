@@ -6,23 +6,25 @@
 //!   round-trip per call buy nothing. They count into a per-CPU slot of their process
 //!   (hot.rs), not its `PROCS` entry, when it has one.
 //! - brk is counted at sys_exit alone: its return value is the new break.
-//! - mmap and mremap save their arguments at sys_enter and are counted at sys_exit when they
-//!   succeeded (mmap fails for real under memory pressure, and its PROT_NONE reservations
-//!   must not be counted as memory). The arguments wait in a per-CPU slot (pending.rs), and
-//!   the exit counts into the process's per-CPU slot like madvise and munmap.
+//! - mmap and mremap are counted at sys_exit when they succeeded (mmap fails for real under
+//!   memory pressure, and its PROT_NONE reservations must not be counted as memory). The
+//!   exit reads the call's arguments back from the thread's saved registers
+//!   (syscall_args.rs); where it cannot, the enter programs save them for it (pending.rs).
+//!   The exit counts into the process's per-CPU slot like madvise and munmap.
 use aya_ebpf::{
     Global, helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
 };
 use tracer_common::{
-    CALL_BRK, CALL_MADVISE, CALL_MMAP, CALL_MREMAP, CALL_MUNMAP, CTR_EXIT_WITHOUT_ENTRY, HOOK_BRK,
-    HOOK_MADVISE, HOOK_MMAP, HOOK_MUNMAP, HotCounts, PendingCall, ProcStats, mmap_size_bucket,
+    CALL_BRK, CALL_MADVISE, CALL_MMAP, CALL_MREMAP, CALL_MUNMAP, CTR_EXIT_WITHOUT_ENTRY,
+    CTR_READ_ERRORS, HOOK_BRK, HOOK_MADVISE, HOOK_MMAP, HOOK_MUNMAP, HotCounts, PendingCall,
+    ProcStats, mmap_size_bucket,
 };
 
 use super::fields::at;
 use crate::{
     hot::own_slot,
     maps::{add, bump, count_run, current_proc},
-    pending,
+    pending, syscall_args,
 };
 
 // Field offsets from tracefs format files (set by the loader).
@@ -156,9 +158,18 @@ fn count_in(
 #[inline(always)]
 fn on_exit(ctx: &TracePointContext, expected_kind: usize) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
-    let Some(call) = pending::take(pid_tgid) else {
-        bump(CTR_EXIT_WITHOUT_ENTRY);
-        return 0;
+    let call = if syscall_args::from_regs() {
+        let Some(call) = syscall_args::current(expected_kind) else {
+            bump(CTR_READ_ERRORS);
+            return 0;
+        };
+        call
+    } else {
+        let Some(call) = pending::take(pid_tgid) else {
+            bump(CTR_EXIT_WITHOUT_ENTRY);
+            return 0;
+        };
+        call
     };
     if call.kind as usize != expected_kind {
         return 0;

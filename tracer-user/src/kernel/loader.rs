@@ -89,6 +89,8 @@ pub struct Probes {
     stats_refused: bool,
     /// madvise and munmap count in per-CPU slots, which the sampler adds (see `hot_slots`).
     pub hot_slots: bool,
+    /// The syscall programs in use (see `syscall_programs`): the ones the budget reattaches.
+    syscall_programs: Vec<&'static str>,
 }
 
 enum RssLink {
@@ -100,17 +102,19 @@ enum RssLink {
 pub(crate) static OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ebpf"));
 
-/// Syscall tracepoints, named like their programs. brk needs no enter program (its return
-/// value is the new break); the others save their arguments at enter and count at exit.
-const SYSCALL_PROGRAMS: [&str; 7] = [
-    "sys_enter_mmap",
+/// Syscall tracepoints, named like their programs. madvise and munmap are counted at enter,
+/// brk at exit (its return value is the new break), mmap and mremap at exit.
+const SYSCALL_PROGRAMS: [&str; 5] = [
     "sys_exit_mmap",
     "sys_enter_munmap",
     "sys_exit_brk",
-    "sys_enter_mremap",
     "sys_exit_mremap",
     "sys_enter_madvise",
 ];
+
+/// The enter programs that save mmap's and mremap's arguments for their exits, where the
+/// exits cannot read them from the thread's saved registers (see `args_from_regs`).
+const ARG_SAVING_PROGRAMS: [&str; 2] = ["sys_enter_mmap", "sys_enter_mremap"];
 
 /// (program, vmscan event) for memory-cgroup direct reclaim.
 const RECLAIM_PROGRAMS: [(&str, &str); 2] = [
@@ -246,6 +250,34 @@ fn hot_slots(fork_traced: bool) -> (u32, u32) {
     (u32::from(on), cpus)
 }
 
+/// Whether the mmap/mremap exits read their arguments from the thread's saved user
+/// registers (tracer-ebpf's syscall_args.rs), which spares them an enter program each. That
+/// needs x86_64 (the register layout the programs know), `bpf_task_pt_regs` (Linux 5.15) and
+/// the kernel's BTF (`btf_usable`). `LEAKTRACER_MMAP_ARGS=enter` keeps the enter programs
+/// (for measuring what this saves, and for testing that path).
+fn args_from_regs(btf_usable: bool) -> u32 {
+    let kernel_has_regs = aya::util::KernelVersion::current()
+        .is_ok_and(|v| v >= aya::util::KernelVersion::new(5, 15, 0));
+    let wanted = std::env::var("LEAKTRACER_MMAP_ARGS").map_or(true, |v| v != "enter");
+    let on = wanted && kernel_has_regs && btf_usable && std::env::consts::ARCH == "x86_64";
+    if wanted && !on {
+        log::info!(
+            "mmap and mremap save their arguments at enter (kernel before 5.15, no kernel BTF, or not x86_64)"
+        );
+    }
+    u32::from(on)
+}
+
+/// The syscall programs to attach: the arguments' enter programs only when the exits need
+/// them.
+fn syscall_programs(args_from_regs: bool) -> Vec<&'static str> {
+    let mut programs = SYSCALL_PROGRAMS.to_vec();
+    if !args_from_regs {
+        programs.extend(ARG_SAVING_PROGRAMS);
+    }
+    programs
+}
+
 impl Probes {
     pub fn load(opts: &LoadOptions) -> anyhow::Result<Self> {
         preflight::check_privileges()?;
@@ -344,6 +376,7 @@ impl Probes {
         let raw_keys: u32 = u32::from(rss_source == RssSource::Raw);
         // The fork program (task offsets known) frees a recycled pid's stale slots.
         let (hot_on, nr_cpus) = hot_slots(task.is_some());
+        let args_from_regs = args_from_regs(task.is_some());
         let mut loader = EbpfLoader::new();
         for (name, v) in &offsets.values {
             loader.override_global(name, v, true);
@@ -354,6 +387,7 @@ impl Probes {
             .override_global("RSS_KEYS_ARE_POINTERS", &raw_keys, true)
             .override_global(g::HOT_ON, &hot_on, true)
             .override_global(g::NR_CPUS, &nr_cpus, true)
+            .override_global(g::ARGS_FROM_REGS, &args_from_regs, true)
             .map_max_entries("PROCS", opts.sizes.procs)
             .map_max_entries("RSS_SLOTS", rss_slots())
             .map_max_entries(
@@ -374,7 +408,8 @@ impl Probes {
         crate::kernel::sampler::set_rss_gen(&mut ebpf, 1)?;
         let mut attached = Vec::new();
         let mut tracepoint_links = std::collections::HashMap::new();
-        for prog in SYSCALL_PROGRAMS {
+        let syscall_programs = syscall_programs(args_from_regs != 0);
+        for &prog in &syscall_programs {
             tracepoint_links.insert(prog, attach_tp(&mut ebpf, prog, "syscalls", prog)?);
             attached.push(prog);
         }
@@ -442,6 +477,7 @@ impl Probes {
             stats: None,
             stats_refused: false,
             hot_slots: hot_on != 0,
+            syscall_programs,
         })
     }
 
@@ -566,14 +602,15 @@ impl Probes {
             }
             return Ok(());
         }
-        let found = match SYSCALL_PROGRAMS.iter().copied().find(|n| *n == prog) {
+        let found = match self.syscall_programs.iter().copied().find(|n| *n == prog) {
             Some(name) => Some((name, "syscalls", name)),
             None if self.stacks => crate::kernel::profiler::PROGRAMS
                 .into_iter()
                 .find(|(name, _, _)| *name == prog),
             None => None,
         };
-        // None: the other rss program (not the one in use), or stacks not asked for.
+        // None: the other rss program (not the one in use), stacks not asked for, or an
+        // enter program the mmap exits do not need.
         let Some((name, group, event)) = found else {
             return Ok(());
         };
