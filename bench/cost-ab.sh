@@ -51,7 +51,7 @@ prog_fds() { { ls -l /proc/"$1"/fd 2>/dev/null || true; } | grep -c 'anon_inode:
 measure() {
     local label=$1 round=$2 want
     case $label in
-        floor) taskset -c 0 bpftrace "$HERE/floor.bt" >/dev/null 2>&1 & want=8 ;;
+        floor) taskset -c 0 bpftrace "$HERE/floor.bt" >/dev/null 2>&1 & want=6 ;;
         steps) taskset -c 0 bpftrace "$HERE/cost-steps.bt" >/dev/null 2>&1 & want=2 ;;
         base) taskset -c 0 "$BASE" record --max-overhead 0 -i 1s -o "$dir/$round-base.jsonl" >/dev/null 2>&1 & want=10 ;;
         new) taskset -c 0 "$NEW" record --max-overhead 0 -i 1s -o "$dir/$round-new.jsonl" >/dev/null 2>&1 & want=10 ;;

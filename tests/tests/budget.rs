@@ -372,6 +372,10 @@ fn the_daemons_own_capture_is_priced_by_the_budget_and_stops_in_a_storm() {
             .args(["daemon", "--interval", "1s", "--max-overhead", "1%"])
             // Long enough that the storm comes while it runs.
             .args(["--auto-profile-seconds", "60"])
+            // Only the leaker can be profiled: anything else judged leaking on the node (a
+            // build running beside the tests) would start the capture the storm must cut.
+            .arg("--pid")
+            .arg(leaker.pid().to_string())
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .stdin(Stdio::null())

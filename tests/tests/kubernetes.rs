@@ -363,3 +363,61 @@ fn trace_and_oom_record_carry_the_pod_identity() {
     );
     assert_eq!(report["oom_kills"].as_array().map(Vec::len), Some(1));
 }
+
+/// `daemon --pid A`: verdict lines (and so growth profiles) for A only, though another
+/// process leaks just as fast beside it.
+#[test]
+fn the_daemon_reports_only_the_processes_its_filter_selects() {
+    let Some(_serial) = privileged() else { return };
+    let selected = Proc::spawn(workload(LEAKER).arg("4096"));
+    let other = Proc::spawn(workload(LEAKER).arg("4096"));
+    let port = free_port();
+    let mut daemon = Proc::spawn(
+        Command::new(leaktracer())
+            .args(["daemon", "--interval", "1s", "--auto-profiles", "0"])
+            .arg("--pid")
+            .arg(selected.pid().to_string())
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit()),
+    );
+    let out = daemon.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && v["type"] == "verdict"
+                && tx.send(v).is_err()
+            {
+                return;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !lines
+        .iter()
+        .any(|v: &serde_json::Value| v["pid"] == selected.pid() && v["verdict"] == "leaking")
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(v) => lines.push(v),
+            Err(_) => panic!(
+                "no leaking verdict line for the selected {} within 60 s: {lines:?}",
+                selected.pid()
+            ),
+        }
+    }
+    // The other leaker would be judged within a round or two of the first.
+    std::thread::sleep(Duration::from_secs(5));
+    lines.extend(rx.try_iter());
+    eprintln!("daemon --pid {}: {lines:#?}", selected.pid());
+    assert!(
+        lines.iter().all(|v| v["pid"] == selected.pid()),
+        "only the selected process {} has verdict lines (the other is {}): {lines:?}",
+        selected.pid(),
+        other.pid()
+    );
+}

@@ -291,7 +291,10 @@ pub enum Command {
     /// Serves /metrics (OpenMetrics text), /healthz and /readyz (ready once the eBPF programs
     /// are attached) on --listen, and writes OOM kills, verdict changes and limit-risk changes as JSON Lines on
     /// stdout for the log pipeline (the same records as `record` writes). SIGTERM detaches the
-    /// programs, flushes and exits 0. Metrics reference: deploy/README.md.
+    /// programs, flushes and exits 0. --pid/--comm/--namespace/--pod/--container select the
+    /// processes that get verdict, risk and exit lines, growth profiles and per-container
+    /// series; node-wide totals, node verdicts, memory-cgroup events and OOM kills stay
+    /// node-wide. Metrics reference: deploy/README.md.
     #[command(
         after_help = "Example: sudo leaktracer daemon --listen 127.0.0.1:9464\n         curl -s localhost:9464/metrics | grep leaktracer_container"
     )]

@@ -167,6 +167,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     top as usize,
                     exit_min_peak_mib.saturating_mul(1 << 20),
                     auto,
+                    filter(&trace),
                 );
                 let mut session = Session::live(live_options(&cli.global, &trace, None), ctx)?
                     .with_risk_config(risk.config());

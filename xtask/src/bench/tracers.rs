@@ -127,7 +127,7 @@ pub fn start(tracer: Tracer, env: &Env, tag: &str) -> anyhow::Result<Option<Runn
         Tracer::None | Tracer::Memleak => Ok(None),
         Tracer::Leaktracer => record(env, &[], tag).map(Some),
         Tracer::Bpftrace => bpftrace(env, tag, "bench/peer.bt", 6).map(Some),
-        Tracer::Floor => bpftrace(env, tag, "bench/floor.bt", 8).map(Some),
+        Tracer::Floor => bpftrace(env, tag, "bench/floor.bt", 6).map(Some),
         Tracer::Profile => profile(env, tag).map(Some),
         Tracer::RecordStacks => record(env, &["--stacks"], tag).map(Some),
     }
@@ -324,10 +324,8 @@ mod tests {
             .filter(|l| l.starts_with("tracepoint:"))
             .collect();
         for hook in [
-            "syscalls:sys_enter_mmap",
             "syscalls:sys_exit_mmap",
             "syscalls:sys_enter_munmap",
-            "syscalls:sys_enter_mremap",
             "syscalls:sys_exit_mremap",
             "syscalls:sys_enter_madvise",
             "syscalls:sys_exit_brk",
@@ -340,6 +338,6 @@ mod tests {
                 "bench/floor.bt lacks an empty program on {hook}"
             );
         }
-        assert_eq!(probes.len(), 8, "one empty program per hook, nothing else");
+        assert_eq!(probes.len(), 6, "one empty program per hook, nothing else");
     }
 }

@@ -22,6 +22,7 @@ use crate::{
     host::identity::Identity,
     model::table::ProcessTable,
     pipeline::context::Context,
+    pipeline::filter::Filter,
     pipeline::sink::{Happening, SessionEnd, SessionInfo, Sink},
     trace::{NodeVerdictRecord, Record, RiskRecord, VerdictRecord},
     util::clock::round_ms,
@@ -133,6 +134,11 @@ pub struct DaemonSink {
     gc_cycles: HashMap<u32, u32>,
     /// Growth profiles of processes judged leaking.
     auto: auto_profile::AutoProfiler,
+    /// The processes --pid/--comm/--namespace/--pod/--container select: the only ones with
+    /// verdict, risk and exit lines, growth profiles and per-container series. Node-wide
+    /// figures (totals, node verdicts, memory-cgroup events, OOM kills, budget) stay
+    /// node-wide: a filter must not hide what killed a selected process's neighbour.
+    only: Filter,
 }
 
 impl DaemonSink {
@@ -141,9 +147,11 @@ impl DaemonSink {
         top: usize,
         exit_min_peak: u64,
         auto: auto_profile::AutoProfiler,
+        only: Filter,
     ) -> Self {
         Self {
             auto,
+            only,
             shared,
             top,
             t0_mono: 0.0,
@@ -224,6 +232,9 @@ impl Sink for DaemonSink {
                 let now = table.session_time(snap.t_mono);
                 for v in verdicts.iter() {
                     let Some(p) = table.find(v.pid) else { continue };
+                    if !self.only.wants(p, &mut ctx.ids) {
+                        continue;
+                    }
                     let rec = VerdictRecord::from_change(round_ms(now), &p.comm, v);
                     if rec.verdict == crate::detector::Verdict::Leaking {
                         self.auto.leaking(rec.pid, &rec.comm, &rec.reason);
@@ -236,6 +247,9 @@ impl Sink for DaemonSink {
                     .tick(|pid| table.live.contains_key(&pid), self.t0_mono);
                 for r in risks.iter() {
                     let Some(p) = table.find(r.pid) else { continue };
+                    if !self.only.wants(p, &mut ctx.ids) {
+                        continue;
+                    }
                     self.emit(&Record::Risk(RiskRecord::from_change(
                         round_ms(now),
                         &p.comm,
@@ -246,6 +260,7 @@ impl Sink for DaemonSink {
                 let ranked: Vec<(u32, f64)> = table
                     .ranked(now, 60.0)
                     .into_iter()
+                    .filter(|(p, _)| self.only.wants(p, &mut ctx.ids))
                     .take(self.top)
                     .map(|(p, r)| (p.pid, r))
                     .collect();
@@ -288,6 +303,9 @@ impl Sink for DaemonSink {
                 let mut headroom: HashMap<ContainerLabels, f64> = HashMap::new();
                 for p in table.live.values() {
                     let Some(risk) = &p.risk else { continue };
+                    if !self.only.wants(p, &mut ctx.ids) {
+                        continue;
+                    }
                     let in_top = ranked.iter().any(|(pid, _)| *pid == p.pid);
                     if !(risk.at_risk || in_top) {
                         continue;
@@ -302,6 +320,9 @@ impl Sink for DaemonSink {
                 let mut gc_seen = HashMap::new();
                 for p in table.live.values() {
                     let Some(go) = &p.go else { continue };
+                    if !self.only.wants(p, &mut ctx.ids) {
+                        continue;
+                    }
                     let f = &go.latest;
                     let before = self.gc_cycles.get(&p.pid).copied().unwrap_or(f.gc_cycles);
                     gc_seen.insert(p.pid, f.gc_cycles);
@@ -473,7 +494,11 @@ impl Sink for DaemonSink {
                     .find(pid)
                     .filter(|_| ended.is_some())
                     .map_or(0, |p| p.counters.peak_private);
-                if ended.is_some() && peak >= self.exit_min_peak {
+                let wanted = match table.find(pid) {
+                    Some(p) => self.only.wants(p, &mut ctx.ids),
+                    None => self.only.matches(pid, comm),
+                };
+                if wanted && ended.is_some() && peak >= self.exit_min_peak {
                     let t = round_ms(t_mono - self.t0_mono);
                     let (sample, exit) =
                         crate::commands::record::exit_records(table, pid, comm, t, ended);
