@@ -33,6 +33,7 @@ mod latency;
 mod memleak;
 mod report;
 mod slowdown;
+mod storms;
 mod sys;
 mod trace_tail;
 mod tracers;
@@ -90,6 +91,9 @@ impl Options {
 struct Plan {
     rounds: usize,
     secs: u64,
+    /// Rounds of the per-hook storms (section 2) and seconds per storm.
+    storm_rounds: usize,
+    storm_secs: u64,
     footprint: footprint::Plan,
     rates: Vec<latency::Rate>,
 }
@@ -107,6 +111,8 @@ impl Plan {
                 // Two rounds: the alternation and the untraced spread are exercised too.
                 rounds: 2,
                 secs: 1,
+                storm_rounds: 1,
+                storm_secs: 1,
                 footprint: footprint::Plan {
                     idle_secs: 3.0,
                     rate_secs: 3.0,
@@ -121,6 +127,8 @@ impl Plan {
         Self {
             rounds: 5,
             secs: 5,
+            storm_rounds: 3,
+            storm_secs: 5,
             footprint: footprint::Plan {
                 idle_secs: 20.0,
                 rate_secs: 20.0,
@@ -219,6 +227,8 @@ struct Results {
     memleak: Result<String, String>,
     slowdown: Option<slowdown::Slowdown>,
     per_event: Vec<PerEventRow>,
+    /// Cost per event under a storm of each hook's own event (run with section 1).
+    storms: Option<storms::Storms>,
     footprint: Option<footprint::Footprint>,
     latency: Option<Vec<latency::Outcome>>,
 }
@@ -280,6 +290,11 @@ pub fn run(root: &Path, bin: &Path, opts: &Options) -> anyhow::Result<()> {
             sd
         })
     });
+    let storms = opts.runs(Section::Slowdown).then(|| {
+        section(&mut loads, !smoke, "2. cost per event under storms", || {
+            storms::run(&env, plan.storm_rounds, plan.storm_secs)
+        })
+    });
     let footprint = opts.runs(Section::Footprint).then(|| {
         section(&mut loads, !smoke, "3. footprint", || {
             footprint::run(&env, &helpers, &plan.footprint)
@@ -314,6 +329,7 @@ pub fn run(root: &Path, bin: &Path, opts: &Options) -> anyhow::Result<()> {
             .map(|s| per_event_rows(&s.per_event))
             .unwrap_or_default(),
         slowdown,
+        storms,
         footprint,
         latency,
     };
@@ -343,6 +359,9 @@ pub fn run(root: &Path, bin: &Path, opts: &Options) -> anyhow::Result<()> {
     }
     if let Some(sd) = &results.slowdown {
         gaps.extend(sd.errors.iter().cloned().map(Gap::Failed));
+    }
+    if let Some(st) = &results.storms {
+        gaps.extend(st.errors.iter().cloned().map(Gap::Failed));
     }
     if let Some(f) = &results.footprint {
         for (what, err) in [
