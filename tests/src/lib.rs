@@ -232,6 +232,28 @@ pub fn read_trace(path: &std::path::Path) -> Vec<Value> {
         .collect()
 }
 
+/// The JSON lines a child writes on `out` (a daemon's stdout), parsed, as they come, on a
+/// thread of their own: those whose `type` is one of `types` (every line when empty). The
+/// thread ends with the child's stdout or when the receiver is dropped.
+pub fn json_lines(
+    out: std::process::ChildStdout,
+    types: &'static [&'static str],
+) -> std::sync::mpsc::Receiver<Value> {
+    use std::io::BufRead as _;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<Value>(&line)
+                && (types.is_empty() || types.iter().any(|t| v["type"] == *t))
+                && tx.send(v).is_err()
+            {
+                return;
+            }
+        }
+    });
+    rx
+}
+
 /// Poll `f` until it returns Some or the timeout passes.
 pub fn wait_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let start = Instant::now();

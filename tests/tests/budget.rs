@@ -382,19 +382,10 @@ fn the_daemons_own_capture_is_priced_by_the_budget_and_stops_in_a_storm() {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit()),
     );
-    let out = daemon.0.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<Value>();
-    std::thread::spawn(move || {
-        use std::io::BufRead as _;
-        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<Value>(&line)
-                && (v["type"] == "growth_profile" || v["type"] == "budget")
-                && tx.send(v).is_err()
-            {
-                return;
-            }
-        }
-    });
+    let rx = json_lines(
+        daemon.0.stdout.take().unwrap(),
+        &["growth_profile", "budget"],
+    );
     // The capture has begun when the daemon holds the growth-site programs (three more
     // programs than its session's, loaded only for a capture).
     let session = wait_until(Duration::from_secs(30), || {

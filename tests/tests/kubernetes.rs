@@ -383,18 +383,7 @@ fn the_daemon_reports_only_the_processes_its_filter_selects() {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit()),
     );
-    let out = daemon.0.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                && v["type"] == "verdict"
-                && tx.send(v).is_err()
-            {
-                return;
-            }
-        }
-    });
+    let rx = json_lines(daemon.0.stdout.take().unwrap(), &["verdict"]);
     let mut lines = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !lines

@@ -6,9 +6,7 @@
 // An integration test crate: a panic (unwrap, expect) is how a test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::{
-    io::{BufRead as _, BufReader},
     process::{Command, Stdio},
-    sync::mpsc,
     time::Duration,
 };
 
@@ -182,15 +180,7 @@ fn daemon_reports_risk_start_end_and_headroom() {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut daemon = start_attached(&["daemon", "--listen", &listen, "--interval", "500ms"]);
-    let out = daemon.0.stdout.take().expect("piped");
-    let (tx, rx) = mpsc::channel::<Value>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                let _ = tx.send(v);
-            }
-        }
-    });
+    let rx = json_lines(daemon.0.stdout.take().expect("piped"), &[]);
     let risk_event = |at_risk: bool, secs: u64| -> Value {
         let deadline = std::time::Instant::now() + Duration::from_secs(secs);
         loop {

@@ -412,19 +412,7 @@ fn the_daemon_profiles_a_process_judged_leaking_on_its_own() {
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit()),
     );
-    let out = daemon.0.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<Value>();
-    std::thread::spawn(move || {
-        use std::io::BufRead as _;
-        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<Value>(&line)
-                && v["type"] == "growth_profile"
-                && tx.send(v).is_err()
-            {
-                return;
-            }
-        }
-    });
+    let rx = json_lines(daemon.0.stdout.take().unwrap(), &["growth_profile"]);
     // Judged leaking (a few seconds at 4 MiB/s), then a 6 s capture.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
     let event = loop {
