@@ -324,3 +324,55 @@ fn corrupt_and_truncated_traces_are_refused_clearly() {
     assert_ne!(missing.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/trace.jsonl"));
 }
+
+/// A Go heap leak recorded while `stress-ng --cpu 2` held both CPUs (data/go-heapleak-under-load.jsonl:
+/// the header, that process's samples and the summary). Starved, the heap grew 5-8 MiB every
+/// 2-4 s and stored no sample in between, so `report` once judged the whole trace `growing`
+/// (confidence 0.64) from the 2.6 s of silence at its end. Replayed as if the trace had ended at
+/// every half second from 30 s on, it is `leaking` each time.
+#[test]
+fn a_go_heap_leak_starved_of_cpu_stays_leaking_at_every_cut() {
+    let full = include_str!("data/go-heapleak-under-load.jsonl");
+    let lines: Vec<Value> = full
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (header, rest) = lines.split_first().unwrap();
+    let (summary, samples) = rest.split_last().unwrap();
+    assert_eq!(summary["type"], "summary");
+    let end = summary["t"].as_f64().unwrap();
+    let dir = std::env::temp_dir().join(format!("leaktracer-cuts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("cut.jsonl");
+    let mut judged = 0;
+    let mut cut = 30.0;
+    while cut <= end + 1e-9 {
+        let mut text = format!("{header}\n");
+        for s in samples.iter().filter(|s| s["t"].as_f64().unwrap() <= cut) {
+            text += &format!("{s}\n");
+        }
+        let mut summary = summary.clone();
+        summary["t"] = serde_json::json!(cut);
+        text += &format!("{summary}\n");
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(leaktracer())
+            .arg("report")
+            .arg(&path)
+            .args(["--format", "json"])
+            .output()
+            .expect("leaktracer report");
+        assert!(
+            out.status.success(),
+            "report of the trace cut at {cut}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: Value = serde_json::from_slice(&out.stdout).expect("report JSON");
+        let suspect = &report["suspects"][0];
+        assert_eq!(suspect["comm"], "heapleak", "cut at {cut}: {report}");
+        assert_eq!(suspect["verdict"], "leaking", "cut at {cut}: {suspect}");
+        judged += 1;
+        cut += 0.5;
+    }
+    assert!(judged > 150, "only {judged} cuts judged");
+    let _ = std::fs::remove_dir_all(&dir);
+}

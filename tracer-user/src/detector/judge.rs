@@ -39,6 +39,14 @@ const RESIDUAL_CLIP_SIGMAS: f64 = 3.0;
 /// The persistence check only needs the sign and rough size of the recent slope, so its
 /// Theil–Sen uses at most this many points (a quarter of the cost of a full fit).
 const PERSISTENCE_MAX_POINTS: usize = 200;
+/// The persistence check's most recent part spans at least this long. Memory that grows in
+/// steps (a Go heap under CPU contention grows 5-8 MiB every 2-4 s, and samples are only stored
+/// on change) is flat for seconds after each step; the last third of a 15 s piece is one such
+/// pause, and judged on it alone a two-minute leak lost its verdict until the next step (the
+/// trace in tests/tests/data/go-heapleak-under-load.jsonl). 10 s spans a few steps: that trace
+/// cut at every half second stays `Leaking` (8 s does not), and `tests::report_false_alarms` and
+/// the warm-up's time to `Steady` are unchanged within one assessment in a thousand.
+const PERSISTENCE_MIN_SECS: f64 = 10.0;
 /// Fewest troughs in a trend piece when segmenting a trough series.
 const MIN_TROUGH_PIECE: usize = 4;
 
@@ -285,11 +293,16 @@ fn confidence(
     }
 }
 
-/// 1 if the most recent part of the piece still trends at least half as fast as the whole
-/// piece, falling linearly to 0 as the recent slope falls to zero (or reverses). This is the
-/// "is it still happening?" test that keeps a levelling cache from being called a leak.
+/// 1 if the most recent part of the piece (its last third, at least
+/// [`PERSISTENCE_MIN_SECS`]) still trends at least half as fast as the whole piece, falling
+/// linearly to 0 as the recent slope falls to zero (or reverses). This is the "is it still
+/// happening?" test that keeps a levelling cache from being called a leak.
 fn persistence(cur: &[Point], cur_fit: &Trend, dir: f64, cfg: &DetectorConfig) -> f64 {
-    let recent = recent_part(cur, cfg.recent_frac, 3);
+    let frac = match span(cur) {
+        s if s > 0.0 => cfg.recent_frac.max(PERSISTENCE_MIN_SECS / s),
+        _ => cfg.recent_frac,
+    };
+    let recent = recent_part(cur, frac, 3);
     let whole = dir * cur_fit.slope;
     match stats::theil_sen_capped(recent, PERSISTENCE_MAX_POINTS) {
         Some(f) if whole > 0.0 => (dir * f.slope / (0.5 * whole)).clamp(0.0, 1.0),

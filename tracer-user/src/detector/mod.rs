@@ -28,7 +28,8 @@
 //!      samples' own jitter), as 1 − exp(−(snr/3)²),
 //!    - evidence: effective number of samples (or troughs), discounted for autocorrelated
 //!      residuals, as 1 − exp(−(n−2)/4) (troughs: /3.5),
-//!    - persistence: the slope over the most recent third must still be half the piece's slope,
+//!    - persistence: the slope over the most recent third (at least 10 s, a few of the steps a
+//!      contended Go heap grows in) must still be half the piece's slope,
 //!
 //!    so it grows with window length, cycle count and goodness of fit. `Leaking` needs ≥ 0.7,
 //!    `Growing` ≥ 0.3 (both configurable); below that a rise is called noise. `since` walks back
@@ -46,15 +47,15 @@
 //! | same, 10 s samples                                         | 4 min  | 6.3 min|
 //! | same, 60 s samples (needs ≥ 7–9 points)                    | 7 min  | 9 min  |
 //! | saw-tooth 100→200 MiB per 20 s, troughs +5 MiB per cycle   | 144 s  | 145 s  |
-//! | 1 MiB/s leak starting at t=120 s after a flat period       | +7 s   | +10 s  |
+//! | 1 MiB/s leak starting at t=120 s after a flat period       | +5 s   | +7 s   |
 //!
 //! Before the slow leak is `Leaking` it is `Steady` (first ~1–2 min) then `Growing`. A cycling
 //! process needs about 7 troughs: with Go's forced GC every 2 minutes that is ~14 minutes.
-//! A warm-up (0→200 MiB in 3 min, then flat) turns `Steady` 3–20 s after it levels off.
+//! A warm-up (0→200 MiB in 3 min, then flat) turns `Steady` 9–33 s after it levels off.
 //!
 //! False alarms (`tests::report_false_alarms`, 200 seeds × windows of 1–30 min): flat Gaussian
 //! noise, a flat saw-tooth and an irregular (10–40 s) saw-tooth were never `Leaking`. A
-//! mean-reverting random walk (1 MiB steps, correlation time 10–100 s) was `Leaking` in 0.5–1.2 %
+//! mean-reverting random walk (1 MiB steps, correlation time 10–100 s) was `Leaking` in 0.5–1.3 %
 //! of assessments, mostly in 1–2 minute windows, where an upswing of the wander is, from the
 //! data alone, indistinguishable from a leak; callers that can afford it should judge windows of
 //! several minutes, or require `Leaking` on consecutive assessments before paging.

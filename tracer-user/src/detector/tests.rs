@@ -266,6 +266,40 @@ fn leak_in_steps_is_still_leaking() {
     }
 }
 
+/// A Go heap leaking under CPU contention grows in steps of a few MiB every 2-4 s, and the
+/// rounds in between store no sample (samples are kept only on change; the live table carries
+/// the last value forward to "now"). A silence no longer than the ones before it is no sign that
+/// the leak stopped: judged at every half second, the leak stays `Leaking`. (When persistence
+/// looked at the last third of a short piece alone, it fell to `Growing` after some steps; the
+/// trace this models is tests/tests/data/go-heapleak-under-load.jsonl.)
+#[test]
+fn leak_in_steps_with_silent_rounds_stays_leaking() {
+    const SILENT_ROUNDS: [usize; 4] = [1, 2, 1, 3];
+    for seed in 0..10 {
+        let mut rng = Rng(seed);
+        let mut stored = Vec::new();
+        let mut bytes = 100.0 * MB;
+        let mut round = 1usize;
+        let mut i = 0;
+        while round <= 120 {
+            bytes += (6.0 + 2.0 * rng.sym()) * MB;
+            stored.push(Point {
+                t: round as f64,
+                bytes,
+            });
+            round += 1 + SILENT_ROUNDS[i % SILENT_ROUNDS.len()];
+            i += 1;
+        }
+        for half_secs in 80..=240 {
+            let now = half_secs as f64 / 2.0;
+            let mut pts = upto(&stored, now).to_vec();
+            crate::model::verdicts::carry_forward(&mut pts, now, None);
+            let a = run(&pts);
+            assert_eq!(a.verdict, Verdict::Leaking, "seed {seed} at {now}: {a:?}");
+        }
+    }
+}
+
 #[test]
 fn spike_is_not_a_leak() {
     for at in [10usize, 150, 298, 300] {

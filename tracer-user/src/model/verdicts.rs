@@ -36,7 +36,8 @@ fn coarse_points(p: &Process, now: f64) -> Vec<Point> {
     pts
 }
 
-fn carry_forward(pts: &mut Vec<Point>, now: f64, exited_at: Option<f64>) {
+/// Extends a stored-on-change series to `now` (or the exit) with its last value.
+pub(crate) fn carry_forward(pts: &mut Vec<Point>, now: f64, exited_at: Option<f64>) {
     let end = exited_at.unwrap_or(now);
     if let Some(last) = pts.last().copied() {
         // Fill the silent stretch with points at a 1 s-ish pace so the detector sees time
