@@ -14,7 +14,10 @@
 //! one to read.
 //!
 //! Needs `bpf_get_current_task_btf` (5.11) and `bpf_task_pt_regs` (5.15), and the kernel's
-//! BTF for the verifier to type them. The loader sets `ARGS_FROM_REGS` only where they exist
+//! BTF for the verifier to type them. The registers are read with plain loads from the
+//! pt_regs the second helper returns: the verifier knows its type from BTF and turns each load
+//! into one that cannot fault, so no `bpf_probe_read_kernel` call is needed (measured: 10 ns
+//! less per call, 25 ns less right after an mmap with MAP_POPULATE; see bench/results). The loader sets `ARGS_FROM_REGS` only where they exist
 //! and the architecture is x86_64; elsewhere the enter programs save the arguments
 //! (pending.rs), and the verifier prunes every path that calls these helpers (a read-only
 //! global is a known constant), so the object still loads on older kernels.
@@ -60,39 +63,29 @@ pub fn current(kind: usize) -> Option<PendingCall> {
 mod arch {
     use aya_ebpf::{
         bindings::pt_regs,
-        helpers::{
-            bpf_probe_read_kernel,
-            generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
-        },
+        helpers::generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
     };
 
-    /// pt_regs from r10 up to rdi, in the kernel's order: one read covers the five
-    /// arguments the exits use.
-    #[repr(C)]
-    #[derive(Clone, Copy)]
-    struct FromR10 {
-        r10: u64,
-        _r9: u64,
-        r8: u64,
-        _rax: u64,
-        _rcx: u64,
-        rdx: u64,
-        rsi: u64,
-        rdi: u64,
-    }
-
-    /// The first five syscall arguments, in the syscall's order (rdi, rsi, rdx, r10, r8).
+    /// The first five syscall arguments, in the syscall's order (rdi, rsi, rdx, r10, r8);
+    /// rdi (the address) is not used by the exits and reads as 0.
     #[inline(always)]
     pub fn saved_args() -> Option<[u64; 5]> {
-        // SAFETY: both helpers take no pointer from us but the task the first returns; the
-        // verifier types both results (BTF), and the read goes through
-        // bpf_probe_read_kernel, which fails cleanly on a bad address.
-        let r = unsafe {
-            let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as u64;
-            let at = regs + core::mem::offset_of!(pt_regs, r10) as u64;
-            bpf_probe_read_kernel(at as *const FromR10).ok()?
-        };
-        Some([r.rdi, r.rsi, r.rdx, r.r10, r.r8])
+        // SAFETY: both helpers take no pointer from us but the task the first returns, and the
+        // verifier types both results (BTF). The loads read 8-byte fields of that pt_regs at
+        // their offsets in the kernel's own layout (x86_64's, as the bindings'); the verifier
+        // checks each against the kernel's BTF and makes it a load that cannot fault.
+        unsafe {
+            let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as *const pt_regs;
+            let field =
+                |at: usize| core::ptr::read_volatile((regs as *const u8).add(at) as *const u64);
+            Some([
+                0,
+                field(core::mem::offset_of!(pt_regs, rsi)),
+                field(core::mem::offset_of!(pt_regs, rdx)),
+                field(core::mem::offset_of!(pt_regs, r10)),
+                field(core::mem::offset_of!(pt_regs, r8)),
+            ])
+        }
     }
 }
 
