@@ -7,7 +7,8 @@
 # empty bpftrace program on each of the same hooks), the order reversed every other round so
 # that a change in the machine's load hits both builds alike. Each measurement runs one
 # tracer pinned to CPU 0 (`record --max-overhead 0`: no hook is paused) and the stress-ng
-# storms (vm page faults, malloc/madvise, brk, mmap) pinned to CPU 1, and reads the kernel's
+# storms (vm page faults, malloc/madvise, brk: stress-ng; mmap: xtask/src/bench/helpers.c
+# `mmap lazy`, see xtask/src/bench/storms.rs for why not stress-ng's) pinned to CPU 1, and reads the kernel's
 # statistics for that tracer's programs only (run_time_ns and run_cnt in the fdinfo of the
 # program fds the tracer holds, with kernel.bpf_stats_enabled=1). What a build's own work costs
 # per event is its ns per run minus the floor's in the same round: the floor is mostly the
@@ -30,6 +31,7 @@ cleanup() {
 }
 trap cleanup EXIT
 sysctl -qw kernel.bpf_stats_enabled=1
+cc -O2 -o "$dir/helpers" "$HERE/../xtask/src/bench/helpers.c"
 
 # prog name, run_time_ns, run_cnt of every BPF program the process $1 holds.
 snapshot() {
@@ -69,10 +71,11 @@ measure() {
     local load
     load=$(cut -d' ' -f1 /proc/loadavg)
     snapshot "$tracer" >"$dir/a"
-    for w in "--vm 1 --vm-bytes 128M" "--malloc 1" "--brk 1" "--mmap 1"; do
+    for w in "--vm 1 --vm-bytes 128M" "--malloc 1" "--brk 1"; do
         # shellcheck disable=SC2086
         taskset -c 1 stress-ng $w -t "$STORM_SECS" -q || true
     done
+    taskset -c 1 "$dir/helpers" mmap "$STORM_SECS" lazy >/dev/null || true
     snapshot "$tracer" >"$dir/b"
     kill -INT "$tracer"
     wait "$tracer" || true
@@ -112,7 +115,7 @@ rs = [str(i) for i in range(1, int(rounds) + 1)]
 print(f"# Cost per event, A/B: `{base}` (base) vs `{new}` (new)\n")
 print(f"`bench/cost-ab.sh {base} {new} {rounds}`: {rounds} rounds; each round measures base, new "
       f"and the floor (bench/floor.bt) back to back, the order reversed every other round, each "
-      f"under stress-ng vm, malloc, brk and mmap storms of {secs} s pinned to CPU 1 with the tracer "
+      f"under stress-ng vm, malloc and brk storms and a one-page mmap storm (helpers.c `mmap lazy`) of {secs} s each, pinned to CPU 1 with the tracer "
       f"on CPU 0 (`record --max-overhead 0`). ns per run = run_time_ns / run_cnt of the tracer's "
       f"own programs (kernel.bpf_stats_enabled=1). Above the floor = ns per run minus the empty "
       f"program's on the same hook in the same round; the median over rounds.\n")

@@ -10,6 +10,9 @@
 //   helpers madvise SECONDS         madvise(DONTNEED) on one page as fast as it goes, the page
 //                                   touched again one call in 64 (so the call has work to do
 //                                   now and then): about one event per call; prints "ops N"
+//   helpers mmap SECONDS lazy|populate  mmap + write + munmap of one page as fast as it goes,
+//                                   the page allocated at the write (lazy, as allocators map)
+//                                   or inside mmap (MAP_POPULATE); prints "ops N"
 //   helpers forkpause N             forks N children that pause(), prints "ready N" and pauses;
 //                                   the bench kills the whole process group
 #define _GNU_SOURCE
@@ -115,6 +118,24 @@ static int madvise_storm(double secs) {
     return 0;
 }
 
+static int mmap_storm(double secs, int populate) {
+    int flags = MAP_PRIVATE | MAP_ANONYMOUS | (populate ? MAP_POPULATE : 0);
+    double end = now() + secs;
+    uint64_t done = 0;
+    do {
+        for (int i = 0; i < 1024; i++) {
+            char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, flags, -1, 0);
+            if (p == MAP_FAILED)
+                return 1;
+            p[0] = 1;
+            munmap(p, 4096);
+        }
+        done += 1024;
+    } while (now() < end);
+    printf("ops %llu\n", (unsigned long long)done);
+    return 0;
+}
+
 static _Noreturn void forkpause(long n) {
     long made = 0;
     for (; made < n; made++) {
@@ -141,8 +162,10 @@ int main(int argc, char **argv) {
         return pace(atof(argv[2]), atof(argv[3]));
     if (argc >= 3 && !strcmp(argv[1], "madvise"))
         return madvise_storm(atof(argv[2]));
+    if (argc >= 4 && !strcmp(argv[1], "mmap"))
+        return mmap_storm(atof(argv[2]), !strcmp(argv[3], "populate"));
     if (argc >= 3 && !strcmp(argv[1], "forkpause"))
         forkpause(atol(argv[2]));
-    fprintf(stderr, "usage: helpers malloc SECS | pace OPS_PER_SEC SECS | madvise SECS | forkpause N\n");
+    fprintf(stderr, "usage: helpers malloc SECS | pace OPS_PER_SEC SECS | madvise SECS | mmap SECS lazy|populate | forkpause N\n");
     return 2;
 }

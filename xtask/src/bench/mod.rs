@@ -292,7 +292,7 @@ pub fn run(root: &Path, bin: &Path, opts: &Options) -> anyhow::Result<()> {
     });
     let storms = opts.runs(Section::Slowdown).then(|| {
         section(&mut loads, !smoke, "2. cost per event under storms", || {
-            storms::run(&env, plan.storm_rounds, plan.storm_secs)
+            storms::run(&env, &helpers.c, plan.storm_rounds, plan.storm_secs)
         })
     });
     let footprint = opts.runs(Section::Footprint).then(|| {

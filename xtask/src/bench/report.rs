@@ -209,7 +209,7 @@ fn per_event(s: &mut String, r: &Results) {
          This is the program's own run time; the tracepoint or uprobe dispatch around it is not included. \
          The floor: what a program that does nothing costs on the same hook by this measure (bench/floor.bt, under the same runs), \
          most of it the kernel's own bookkeeping for these statistics (two clock reads per run); above the floor: what leaktracer's work costs.\n\n\
-         Under its storm: the same measure while stress-ng storms of page faults, madvise, brk and mmap run one after another on the workload CPU \
+         Under its storm: the same measure while storms of page faults, madvise and brk (stress-ng) and of mmap (one page mapped, written and unmapped: helpers.c `mmap lazy`) run one after another on the workload CPU \
          and `leaktracer record --max-overhead 0` (no hook paused), then bench/floor.bt, on the other (xtask/src/bench/storms.rs){storms}. \
          Section 1's figures mix every workload, and a hook whose calls are rare there runs with cold caches; under its storm a hook runs tens of thousands of times a second, \
          the rate at which its cost per event decides the overhead. The target is judged on both.\n",
@@ -288,8 +288,30 @@ fn per_event(s: &mut String, r: &Results) {
         );
     }
     s.push('\n');
+    if let Some(st) = &r.storms {
+        populate_note(s, st);
+    }
     memcg_note(s, &programs);
     other_peers(s, &by);
+}
+
+/// The mmap exit right after the kernel allocated the page inside the call (MAP_POPULATE),
+/// measured apart (storms.rs says why).
+fn populate_note(s: &mut String, st: &super::storms::Storms) {
+    use super::storms::AFTER_POPULATE;
+    let Some((lt, runs)) = st.median(Tracer::Leaktracer, AFTER_POPULATE) else {
+        return;
+    };
+    let floor = st.median(Tracer::Floor, AFTER_POPULATE);
+    let _ = writeln!(
+        s,
+        "With MAP_POPULATE on every mmap (helpers.c `mmap populate`, measured after the other storms, same rounds): sys_exit_mmap {lt:.0} ns per run ({}), \
+         the empty program {}. The kernel has just allocated and zeroed a page inside the call, and the exit program meets cold caches. \
+         Allocators map lazily (glibc, jemalloc, the Go runtime), as the mmap storm above does; stress-ng's mmap stressor maps with MAP_POPULATE \
+         unless one of its random flags fails in a run, so its runs land on either figure.\n",
+        count(runs),
+        floor.map_or("was not measured".into(), |(ns, _)| format!("{ns:.0} ns")),
+    );
 }
 
 /// Whether a program runs per memory event (rss_stat, the syscall programs and profile's page
@@ -614,6 +636,31 @@ fn projection(kib_per_sec: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_populate_figures_are_reported_apart_when_measured() {
+        use crate::bench::storms::{AFTER_POPULATE, Storms};
+        let mut st = Storms::default();
+        let mut out = String::new();
+        populate_note(&mut out, &st);
+        assert_eq!(out, "", "nothing measured, nothing said");
+        for (tracer, ns) in [
+            (Tracer::Leaktracer, vec![125.0, 131.0, 122.0]),
+            (Tracer::Floor, vec![47.0, 48.0, 46.0]),
+        ] {
+            st.ns_per_run
+                .entry(tracer)
+                .or_default()
+                .insert(AFTER_POPULATE.into(), ns);
+            st.runs
+                .entry(tracer)
+                .or_default()
+                .insert(AFTER_POPULATE.into(), 900_000);
+        }
+        populate_note(&mut out, &st);
+        assert!(out.contains("sys_exit_mmap 125 ns per run"), "{out}");
+        assert!(out.contains("the empty program 47 ns"), "{out}");
+    }
 
     #[test]
     fn bpftrace_hook_names_match_leaktracer_programs() {

@@ -90,7 +90,7 @@ const STRESS: &[(&str, &[&str])] = &[
 
 /// The helper programs, built into the work dir.
 pub struct Helpers {
-    /// helpers.c: `malloc`, `pace`, `forkpause`.
+    /// helpers.c: `malloc`, `pace`, `madvise`, `mmap`, `forkpause`.
     pub c: PathBuf,
     /// tests/workloads/go/allocbench.go, or why it could not be built.
     pub go_alloc: Result<PathBuf, String>,
