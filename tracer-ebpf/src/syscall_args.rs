@@ -16,8 +16,8 @@
 //! Needs `bpf_get_current_task_btf` (5.11) and `bpf_task_pt_regs` (5.15), and the kernel's
 //! BTF for the verifier to type them. The registers are read with plain loads from the
 //! pt_regs the second helper returns: the verifier knows its type from BTF and turns each load
-//! into one that cannot fault, so no `bpf_probe_read_kernel` call is needed (measured: 10 ns
-//! less per call, 25 ns less right after an mmap with MAP_POPULATE; see bench/results). The loader sets `ARGS_FROM_REGS` only where they exist
+//! into one that cannot fault, so no `bpf_probe_read_kernel` call is needed (measured: 12-31 ns
+//! less per call, bench/results/mmap-modes-2026-12-05.md). The loader sets `ARGS_FROM_REGS` only where they exist
 //! and the architecture is x86_64; elsewhere the enter programs save the arguments
 //! (pending.rs), and the verifier prunes every path that calls these helpers (a read-only
 //! global is a known constant), so the object still loads on older kernels.

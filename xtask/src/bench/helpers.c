@@ -10,9 +10,10 @@
 //   helpers madvise SECONDS         madvise(DONTNEED) on one page as fast as it goes, the page
 //                                   touched again one call in 64 (so the call has work to do
 //                                   now and then): about one event per call; prints "ops N"
-//   helpers mmap SECONDS lazy|populate  mmap + write + munmap of one page as fast as it goes,
-//                                   the page allocated at the write (lazy, as allocators map)
-//                                   or inside mmap (MAP_POPULATE); prints "ops N"
+//   helpers mmap SECONDS lazy|populate|bare  mmap + write + munmap of one page as fast as it
+//                                   goes, the page allocated at the write (lazy, as allocators
+//                                   map) or inside mmap (MAP_POPULATE); bare: mmap + munmap,
+//                                   never written, no page allocated; prints "ops N"
 //   helpers forkpause N             forks N children that pause(), prints "ready N" and pauses;
 //                                   the bench kills the whole process group
 #define _GNU_SOURCE
@@ -118,7 +119,8 @@ static int madvise_storm(double secs) {
     return 0;
 }
 
-static int mmap_storm(double secs, int populate) {
+static int mmap_storm(double secs, const char *mode) {
+    int populate = !strcmp(mode, "populate"), write = strcmp(mode, "bare") != 0;
     int flags = MAP_PRIVATE | MAP_ANONYMOUS | (populate ? MAP_POPULATE : 0);
     double end = now() + secs;
     uint64_t done = 0;
@@ -127,7 +129,8 @@ static int mmap_storm(double secs, int populate) {
             char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, flags, -1, 0);
             if (p == MAP_FAILED)
                 return 1;
-            p[0] = 1;
+            if (write)
+                p[0] = 1;
             munmap(p, 4096);
         }
         done += 1024;
@@ -163,9 +166,9 @@ int main(int argc, char **argv) {
     if (argc >= 3 && !strcmp(argv[1], "madvise"))
         return madvise_storm(atof(argv[2]));
     if (argc >= 4 && !strcmp(argv[1], "mmap"))
-        return mmap_storm(atof(argv[2]), !strcmp(argv[3], "populate"));
+        return mmap_storm(atof(argv[2]), argv[3]);
     if (argc >= 3 && !strcmp(argv[1], "forkpause"))
         forkpause(atol(argv[2]));
-    fprintf(stderr, "usage: helpers malloc SECS | pace OPS_PER_SEC SECS | madvise SECS | mmap SECS lazy|populate | forkpause N\n");
+    fprintf(stderr, "usage: helpers malloc SECS | pace OPS_PER_SEC SECS | madvise SECS | mmap SECS lazy|populate|bare | forkpause N\n");
     return 2;
 }

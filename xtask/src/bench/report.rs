@@ -575,7 +575,7 @@ fn latency(s: &mut String, r: &Results) {
 fn latency_row(s: &mut String, notes: &mut Notes, o: &Outcome) {
     let expected = match o.rate.kib_per_sec {
         k if k >= 10 * 1024 => "≈ 6 s",
-        k if k >= 1024 => "7-11 s",
+        k if k >= 1024 => "7-8 s",
         _ => "3.2-3.7 min (on a 500 MiB process with ±1 MiB noise)",
     };
     if let Some(why) = &o.error {
