@@ -33,17 +33,8 @@ trap cleanup EXIT
 sysctl -qw kernel.bpf_stats_enabled=1
 cc -O2 -o "$dir/helpers" "$HERE/../xtask/src/bench/helpers.c"
 
-# prog name, run_time_ns, run_cnt of every BPF program the process $1 holds.
-snapshot() {
-    local fd info id name
-    for fd in /proc/"$1"/fd/*; do
-        [ "$(readlink "$fd" 2>/dev/null)" = "anon_inode:bpf-prog" ] || continue
-        info=/proc/$1/fdinfo/$(basename "$fd")
-        id=$(awk '/^prog_id/{print $2}' "$info")
-        name=$(bpftool prog show id "$id" | awk 'NR == 1 {print $4}')
-        echo "$name $(awk '/^run_time_ns/{print $2}' "$info") $(awk '/^run_cnt/{print $2}' "$info")"
-    done | sort
-}
+# shellcheck source=bench/prog-stats.sh
+. "$HERE/prog-stats.sh"
 
 # How many BPF programs the process $1 holds (fds come and go while it attaches: never fail).
 prog_fds() { { ls -l /proc/"$1"/fd 2>/dev/null || true; } | grep -c 'anon_inode:bpf-prog' || true; }

@@ -25,17 +25,11 @@ trap cleanup EXIT
 sysctl -qw kernel.bpf_stats_enabled=1
 cc -O2 -o "$dir/helpers" "$HERE/../xtask/src/bench/helpers.c"
 
+# shellcheck source=bench/prog-stats.sh
+. "$HERE/prog-stats.sh"
+
 # "run_time_ns run_cnt" of the sys_exit_mmap program process $1 holds.
-mmap_exit() {
-    local fd info id
-    for fd in /proc/"$1"/fd/*; do
-        [ "$(readlink "$fd" 2>/dev/null)" = "anon_inode:bpf-prog" ] || continue
-        info=/proc/$1/fdinfo/$(basename "$fd")
-        id=$(awk '/^prog_id/{print $2}' "$info")
-        [ "$(bpftool prog show id "$id" | awk 'NR == 1 {print $4}')" = sys_exit_mmap ] || continue
-        awk '/^run_time_ns/{t=$2} /^run_cnt/{c=$2} END{print t, c}' "$info"
-    done
-}
+mmap_exit() { snapshot "$1" | awk '$1 == "sys_exit_mmap" {print $2, $3}'; }
 
 echo "| binary | mode | leaktracer ns/run per round | median | empty program per round | median |"
 echo "|---|---|---|---|---|---|"
