@@ -212,6 +212,28 @@ pub fn row_of(doc: &Value, pid: u32) -> Option<&Value> {
         .find(|r| r["pid"].as_u64() == Some(u64::from(pid)))
 }
 
+/// `leaktracer report TRACE EXTRA...`: its text; panics with its output when it fails.
+pub fn report_text(trace: &Path, extra: &[&str]) -> String {
+    let mut c = Command::new(leaktracer());
+    c.arg("report").arg(trace).args(extra);
+    let out = c.output().unwrap_or_else(|e| panic!("running {c:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{c:?} exited with {}: {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("report prints UTF-8")
+}
+
+/// `leaktracer report TRACE --format json EXTRA...`, parsed; panics when it fails.
+pub fn report_json(trace: &Path, extra: &[&str]) -> Value {
+    let args = [&["--format", "json"], extra].concat();
+    let text = report_text(trace, &args);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("report JSON ({e}): {text}"))
+}
+
 /// Parse every line of a JSONL trace; panics naming the first bad line. A trace still being
 /// written may end in a line its writer has not finished (its buffer filled mid-line): that
 /// line, without its newline yet, is not read. A finished trace ends with a newline.

@@ -102,12 +102,7 @@ fn a_madvise_storm_is_paused_within_budget_and_a_leaker_is_still_found() {
         "{summary}"
     );
     // `report` shows it.
-    let out = Command::new(leaktracer())
-        .arg("report")
-        .arg(&path)
-        .output()
-        .expect("report");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = report_text(&path, &[]);
     assert!(
         text.contains("OVERHEAD BUDGET") && text.contains("madvise"),
         "report: {text}"

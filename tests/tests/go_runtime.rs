@@ -307,13 +307,7 @@ fn a_heap_leak_under_gc_is_found_within_3_gc_cycles() {
         );
     }
     // Judged at the end on the Go runtime's own figure: the heap each GC left live.
-    let out = Command::new(leaktracer())
-        .args(["report", "--format", "json"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let doc = report_json(&path, &[]);
     for (l, exe) in leaks.iter().zip(&builds) {
         let name = exe.file_name().unwrap().to_string_lossy();
         let suspect = doc["suspects"]

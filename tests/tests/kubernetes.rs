@@ -332,18 +332,7 @@ fn trace_and_oom_record_carry_the_pod_identity() {
     assert_eq!(oom["pod_uid"], POD_UID);
     assert_eq!(oom["cgroup_limit_bytes"].as_u64(), Some(64 * MIB));
     // Offline: the report filters by the recorded names and shows them.
-    let out = Command::new(leaktracer())
-        .arg("report")
-        .arg(&path)
-        .args(["--format", "json", "--namespace", "shop"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = report_json(&path, &["--namespace", "shop"]);
     let suspects = report["suspects"].as_array().unwrap();
     let s = suspects
         .iter()

@@ -5,10 +5,7 @@
 //! and `top --once --format json`.
 // An integration test crate: a panic (unwrap, expect) is how a test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-use std::{
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::{process::Stdio, time::Duration};
 
 use leaktracer_tests::*;
 
@@ -130,13 +127,7 @@ fn surging_process_near_its_cgroup_limit_is_at_risk_and_never_leaking() {
     );
 
     // report on the trace: the tight one in `at_risk`, not a suspect; the roomy one absent.
-    let out = Command::new(leaktracer())
-        .args(["report", "--format", "json"])
-        .arg(&path)
-        .output()
-        .expect("running leaktracer report");
-    assert!(out.status.success(), "report failed: {}", out.status);
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = report_json(&path, &[]);
     let at_risk: Vec<u64> = report["at_risk"]
         .as_array()
         .unwrap()

@@ -162,7 +162,7 @@ fn zombie_memory_cgroups_are_counted_named_judged_and_seen_freed() {
     );
     // Named, from the trace alone: `report` on the trace so far (a copy; the recording goes
     // on) says how many were removed while watched and never freed, and under which parent.
-    let held = report(&copy_of(&path));
+    let held = report_json(&copy_of(&path), &[]);
     let named = &held["node"]["end"]["zombies_named"];
     assert!(
         named["count"].as_u64().unwrap() >= ZOMBIES as u64 * 9 / 10,
@@ -236,27 +236,12 @@ fn zombie_memory_cgroups_are_counted_named_judged_and_seen_freed() {
         "only {} of {ZOMBIES} zombies were seen freed within 60 s of deleting their files (the kernel now holds {kernel_freed})",
         ours("release")
     );
-    let end = report(&path);
+    let end = report_json(&path, &[]);
     let named = &end["node"]["end"]["zombies_named"];
     assert!(
         named["freed"].as_u64().unwrap() >= ZOMBIES as u64 * 9 / 10,
         "{named}"
     );
-}
-
-/// `report --format json` on a trace.
-fn report(trace: &Path) -> Value {
-    let out = Command::new(leaktracer())
-        .args(["report", "--format", "json"])
-        .arg(trace)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "report: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// A copy of a trace being written (whole lines only).
@@ -320,7 +305,7 @@ fn a_stat_storm_names_the_dentry_slab_cache_growing() {
             || reason.starts_with("slab cache dentry is leaking: +"),
         "{reason}"
     );
-    let doc = report(&path);
+    let doc = report_json(&path, &[]);
     assert!(
         doc["node"]["findings"]
             .as_array()
@@ -330,12 +315,7 @@ fn a_stat_storm_names_the_dentry_slab_cache_growing() {
         "report findings: {}",
         doc["node"]["findings"]
     );
-    let text = Command::new(leaktracer())
-        .arg("report")
-        .arg(&path)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&text.stdout);
+    let text = report_text(&path, &[]);
     assert!(
         text.contains("NODE (memory no process owns)") && text.contains("slab cache dentry is"),
         "{text}"

@@ -308,13 +308,7 @@ fn record_with_stacks_names_where_each_suspect_grows() {
         "{go_frame}"
     );
 
-    let report = run_checked(
-        Command::new(leaktracer())
-            .arg("report")
-            .arg(&trace_path)
-            .args(["--format", "json"]),
-    );
-    let report: Value = serde_json::from_str(&report).unwrap();
+    let report = report_json(&trace_path, &[]);
     let suspect = |pid: u32| {
         report["suspects"]
             .as_array()
@@ -378,13 +372,7 @@ fn record_with_stacks_names_where_each_suspect_grows() {
 
     // The text report shows them under each suspect, and --flame draws them.
     let flame = dir.path().join("sites.svg");
-    let text = run_checked(
-        Command::new(leaktracer())
-            .arg("report")
-            .arg(&trace_path)
-            .arg("--flame")
-            .arg(&flame),
-    );
+    let text = report_text(&trace_path, &["--flame", &flame.to_string_lossy()]);
     assert!(
         text.contains("grows at") && text.contains("fill") && text.contains("<- keeper"),
         "{text}"

@@ -255,17 +255,7 @@ fn a_replayed_burst_then_flat_ranks_below_steady_leakers() {
         .unwrap();
     }
     drop(out);
-    let res = Command::new(leaktracer())
-        .args(["report", "--format", "json"])
-        .arg(&path)
-        .output()
-        .expect("running leaktracer report");
-    assert!(
-        res.status.success(),
-        "report failed: {}",
-        String::from_utf8_lossy(&res.stderr)
-    );
-    let doc: Value = serde_json::from_slice(&res.stdout).expect("report JSON");
+    let doc = report_json(&path, &[]);
     let suspects = doc["suspects"].as_array().expect("suspects");
     let pids: Vec<u64> = suspects.iter().filter_map(|s| s["pid"].as_u64()).collect();
     eprintln!(

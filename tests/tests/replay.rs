@@ -6,7 +6,7 @@
 //! and exits mid-recording, and a busy process that does not grow.
 // An integration test crate: a panic (unwrap, expect) is how a test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-use std::{process::Command, time::Duration};
+use std::time::Duration;
 
 use leaktracer_tests::*;
 
@@ -73,13 +73,7 @@ fn report_lists_exactly_the_suspects_record_gave_live() {
         .iter()
         .map(key)
         .collect();
-    let out = Command::new(leaktracer())
-        .args(["report", "--format", "json"])
-        .arg(&path)
-        .output()
-        .expect("running report");
-    assert!(out.status.success(), "report: {out:?}");
-    let report: Value = serde_json::from_slice(&out.stdout).expect("report JSON");
+    let report = report_json(&path, &[]);
     let offline: Vec<_> = report["suspects"]
         .as_array()
         .expect("report suspects")

@@ -174,13 +174,7 @@ fn report_top_and_daemon_show_a_10ms_process() {
     let pids = run_brief(3, 10, 10, BIG_KIB);
     let path = rec.path.clone();
     drop(rec.stop());
-    let out = Command::new(leaktracer())
-        .args(["report", "--format", "json", "--comm", "brief-child"])
-        .arg(&path)
-        .output()
-        .expect("running leaktracer report");
-    assert!(out.status.success(), "report failed: {out:?}");
-    let doc: Value = serde_json::from_slice(&out.stdout).expect("report JSON");
+    let doc = report_json(&path, &["--comm", "brief-child"]);
     for pid in &pids {
         let e = doc["ended"]["largest"]
             .as_array()

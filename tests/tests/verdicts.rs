@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::{
     collections::HashMap,
+    path::Path,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -155,20 +156,11 @@ fn leakers_are_flagged_and_non_leakers_are_not() {
     }
 
     // Offline report of the same trace: same verdicts for the leakers, same ranking head.
-    let out = Command::new(leaktracer())
-        .args(["report", &path, "--format", "json", "--plot"])
-        .arg(std::env::temp_dir().join(format!(
-            "leaktracer-test-{}/verdicts.svg",
-            std::process::id()
-        )))
-        .output()
-        .expect("leaktracer report");
-    assert!(
-        out.status.success(),
-        "report failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).expect("report JSON");
+    let plot = std::env::temp_dir().join(format!(
+        "leaktracer-test-{}/verdicts.svg",
+        std::process::id()
+    ));
+    let report = report_json(Path::new(&path), &["--plot", &plot.to_string_lossy()]);
     let rs = report["suspects"].as_array().expect("report.suspects");
     for pid in &leaker_pids {
         let s = rs
@@ -355,18 +347,7 @@ fn a_go_heap_leak_starved_of_cpu_stays_leaking_at_every_cut() {
         summary["t"] = serde_json::json!(cut);
         text += &format!("{summary}\n");
         std::fs::write(&path, text).unwrap();
-        let out = Command::new(leaktracer())
-            .arg("report")
-            .arg(&path)
-            .args(["--format", "json"])
-            .output()
-            .expect("leaktracer report");
-        assert!(
-            out.status.success(),
-            "report of the trace cut at {cut}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let report: Value = serde_json::from_slice(&out.stdout).expect("report JSON");
+        let report = report_json(&path, &[]);
         let suspect = &report["suspects"][0];
         assert_eq!(suspect["comm"], "heapleak", "cut at {cut}: {report}");
         assert_eq!(suspect["verdict"], "leaking", "cut at {cut}: {suspect}");
