@@ -212,10 +212,8 @@ pub fn row_of(doc: &Value, pid: u32) -> Option<&Value> {
         .find(|r| r["pid"].as_u64() == Some(u64::from(pid)))
 }
 
-/// `leaktracer report TRACE EXTRA...`: its text; panics with its output when it fails.
-pub fn report_text(trace: &Path, extra: &[&str]) -> String {
-    let mut c = Command::new(leaktracer());
-    c.arg("report").arg(trace).args(extra);
+/// Run a command to its end: its stdout; panics with its output when it fails.
+pub fn run_checked(c: &mut Command) -> String {
     let out = c.output().unwrap_or_else(|e| panic!("running {c:?}: {e}"));
     assert!(
         out.status.success(),
@@ -224,7 +222,17 @@ pub fn report_text(trace: &Path, extra: &[&str]) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).expect("report prints UTF-8")
+    String::from_utf8(out.stdout).unwrap_or_else(|e| panic!("{c:?} printed no UTF-8: {e}"))
+}
+
+/// `leaktracer report TRACE EXTRA...`: its text; panics with its output when it fails.
+pub fn report_text(trace: &Path, extra: &[&str]) -> String {
+    run_checked(
+        Command::new(leaktracer())
+            .arg("report")
+            .arg(trace)
+            .args(extra),
+    )
 }
 
 /// `leaktracer report TRACE --format json EXTRA...`, parsed; panics when it fails.

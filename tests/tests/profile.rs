@@ -18,18 +18,6 @@ fn source(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn run_checked(c: &mut Command) -> String {
-    let out = c.output().unwrap_or_else(|e| panic!("{c:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{c:?} exited with {}: {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// Profile `pid` for `secs`; the JSON summary and the pprof file written.
 fn profile(pid: u32, secs: u32, dir: &Path) -> (Value, PathBuf) {
     let out = dir.join(format!("growth-{pid}.pb.gz"));
