@@ -22,19 +22,9 @@ set -uo pipefail
 BASE=$1 NEW=$2 ROUNDS=${3:-3}
 STORM_SECS=${STORM_SECS:-5}
 HERE=$(cd "$(dirname "$0")" && pwd)
-dir=$(mktemp -d)
-tracer=
-cleanup() {
-    if [ -n "$tracer" ]; then kill -INT "$tracer" 2>/dev/null || true; wait "$tracer" 2>/dev/null || true; fi
-    sysctl -qw kernel.bpf_stats_enabled=0
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-sysctl -qw kernel.bpf_stats_enabled=1
-cc -O2 -o "$dir/helpers" "$HERE/../xtask/src/bench/helpers.c"
-
 # shellcheck source=bench/prog-stats.sh
 . "$HERE/prog-stats.sh"
+start_session
 
 # How many BPF programs the process $1 holds (fds come and go while it attaches: never fail).
 prog_fds() { { ls -l /proc/"$1"/fd 2>/dev/null || true; } | grep -c 'anon_inode:bpf-prog' || true; }
@@ -50,6 +40,7 @@ measure() {
         new) taskset -c 0 "$NEW" record --max-overhead 0 -i 1s -o "$dir/$round-new.jsonl" >/dev/null 2>&1 & want=10 ;;
     esac
     tracer=$!
+    tracers=("$tracer")
     # Attached when it holds its programs and they have stopped appearing (60 s at most).
     local last=-1 n
     for _ in $(seq 1 600); do
@@ -70,7 +61,7 @@ measure() {
     snapshot "$tracer" >"$dir/b"
     kill -INT "$tracer"
     wait "$tracer" || true
-    tracer=
+    tracers=()
     join "$dir/a" "$dir/b" | awk -v l="$label" -v r="$round" -v load="$load" \
         '{ n = $5 - $3; t = $4 - $2; if (n > 1000) printf "%s %s %s %s %d %.1f\n", l, r, load, $1, n, t / n }'
 }

@@ -13,20 +13,9 @@
 set -uo pipefail
 ROUNDS=${ROUNDS:-3}
 HERE=$(cd "$(dirname "$0")" && pwd)
-dir=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    sysctl -qw kernel.bpf_stats_enabled=0
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-sysctl -qw kernel.bpf_stats_enabled=1
-cc -O2 -o "$dir/helpers" "$HERE/../xtask/src/bench/helpers.c"
-
 # shellcheck source=bench/prog-stats.sh
 . "$HERE/prog-stats.sh"
+start_session
 
 # "run_time_ns run_cnt" of the sys_exit_mmap program process $1 holds.
 mmap_exit() { snapshot "$1" | awk '$1 == "sys_exit_mmap" {print $2, $3}'; }
@@ -38,7 +27,7 @@ for bin in "$@"; do
     lt=$!
     taskset -c 0 bpftrace "$HERE/floor.bt" >/dev/null 2>&1 &
     bt=$!
-    pids=("$lt" "$bt")
+    tracers=("$lt" "$bt")
     for _ in $(seq 1 100); do
         [ -n "$(mmap_exit "$lt")" ] && [ -n "$(mmap_exit "$bt")" ] && break
         sleep 0.2
@@ -60,5 +49,5 @@ for bin in "$@"; do
     done
     kill -INT "$lt" "$bt"
     wait "$lt" "$bt" 2>/dev/null
-    pids=()
+    tracers=()
 done

@@ -208,20 +208,6 @@ impl Cri {
     }
 }
 
-fn check(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}): {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// A FROM-scratch image holding the leaker and the shared libraries `ldd` lists, saved as a
 /// docker archive at `<dir>/image.tar`.
 fn build_image(dir: &Path) -> PathBuf {
@@ -235,14 +221,14 @@ fn build_image(dir: &Path) -> PathBuf {
     .unwrap();
     let store = dir.join("podman");
     std::fs::create_dir_all(store.join("tmp")).unwrap();
-    check(
+    run_checked(
         podman(&store)
             .args(["build", "--network", "none", "-t", IMAGE, "-f"])
             .arg(dir.join("Containerfile"))
             .arg(&ctx),
     );
     let tar = dir.join("image.tar");
-    check(
+    run_checked(
         podman(&store)
             .args(["save", "--format", "docker-archive", "-o"])
             .arg(&tar)
@@ -609,7 +595,7 @@ fn pod_names_come_from_a_real_containerd_cri() {
     eprintln!("containerd up after {:.1?}", t0.elapsed());
     let tar = build_image(&dir);
     eprintln!("image built after {:.1?}", t0.elapsed());
-    check(
+    run_checked(
         containerd
             .ctr()
             .args(["images", "import", "--snapshotter", "native"])
