@@ -9,14 +9,15 @@
 //! so a steady drift of the machine's speed favours no configuration. A node-wide tracer is
 //! started before the workload's run and stopped after it.
 //!
-//! Verdicts: see [`verdict`]. No verdict is printed when the untraced runs alone vary more
-//! than the distance between the measured slowdown and the 3% target.
+//! Verdicts: see [`verdict`]. No verdict is printed when the 95% bounds on the median of the
+//! per-round slowdowns straddle the 3% target.
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use super::{
     bpf::ProgStat,
+    median_bounds::{Bounds, median_bounds},
     sys::{self, Pinning},
     tracers::{self, Env, Running, Tracer},
     workloads::{self, Missing, Throughput, Workload},
@@ -38,6 +39,8 @@ pub enum Cell {
         ratio: f64,
         /// (1 − ratio) in percent
         slowdown_pct: f64,
+        /// round -> (1 − traced ÷ untraced of that round) in percent: what the verdicts bound
+        per_round_slowdown_pct: BTreeMap<usize, f64>,
     },
     NotAvailable(String),
 }
@@ -49,24 +52,40 @@ impl Cell {
             Self::NotAvailable(_) => None,
         }
     }
+
+    pub fn per_round_slowdown_pct(&self) -> Option<&BTreeMap<usize, f64>> {
+        match self {
+            Self::Measured {
+                per_round_slowdown_pct,
+                ..
+            } => Some(per_round_slowdown_pct),
+            Self::NotAvailable(_) => None,
+        }
+    }
 }
 
-/// Whether a workload meets the target, judged only when the noise allows.
+/// Whether a workload meets the target, judged only when the rounds allow.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
-    /// At or below the target by at least the untraced spread.
+    /// The median slowdown is at most the target, at 95% confidence.
     Meets {
         slowdown_pct: f64,
+        at_most_pct: f64,
     },
-    /// Above the target by more than the untraced spread.
+    /// The median slowdown is above the target, at 95% confidence.
     Misses {
         slowdown_pct: f64,
+        at_least_pct: f64,
     },
-    /// The untraced runs vary more than the distance to the target (None: fewer than 2
-    /// untraced runs, so their spread is unknown).
+    /// The bounds straddle the target: the rounds disagree more than the effect allows.
     Inconclusive {
-        untraced_spread_pct: Option<f64>,
+        slowdown_pct: f64,
+        bounds_pct: Bounds,
+    },
+    /// Fewer rounds than any 95% bound needs (five).
+    TooFewRounds {
+        rounds: usize,
     },
     NotMeasured,
 }
@@ -74,83 +93,169 @@ pub enum Verdict {
 impl std::fmt::Display for Verdict {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Meets { slowdown_pct } => write!(f, "yes ({slowdown_pct:.1}%)"),
-            Self::Misses { slowdown_pct } => write!(f, "**no** ({slowdown_pct:.1}%)"),
-            Self::Inconclusive {
-                untraced_spread_pct: Some(s),
-            } => write!(f, "inconclusive (untraced spread {s:.1}%)"),
-            Self::Inconclusive {
-                untraced_spread_pct: None,
-            } => f.write_str("inconclusive (untraced spread unknown: fewer than 2 rounds)"),
+            Self::Meets {
+                slowdown_pct,
+                at_most_pct,
+            } => write!(f, "yes ({slowdown_pct:.1}%, at most {at_most_pct:.1}%)"),
+            Self::Misses {
+                slowdown_pct,
+                at_least_pct,
+            } => write!(
+                f,
+                "**no** ({slowdown_pct:.1}%, at least {at_least_pct:.1}%)"
+            ),
+            Self::Inconclusive { bounds_pct: b, .. } => write!(
+                f,
+                "inconclusive (bounds {:.1}% to {:.1}%)",
+                b.lower, b.upper
+            ),
+            Self::TooFewRounds { rounds } => {
+                write!(f, "inconclusive ({rounds} rounds; a 95% bound needs 5)")
+            }
             Self::NotMeasured => f.write_str("not measured"),
         }
     }
 }
 
-/// The verdict of a slowdown against [`TARGET_PCT`].
+/// The verdict of a workload's slowdown against [`TARGET_PCT`], from its per-round slowdowns
+/// (1 − traced ÷ untraced in the same round, in percent).
 ///
-/// "Yes" claims the slowdown is below 3%; "no" claims it is above. Either claim needs the
-/// noise to be smaller than the effect it rests on, which is the distance between the measured
-/// slowdown and the target: yes when slowdown + spread ≤ 3% (the target is "at most 3%"), no
-/// when slowdown − spread > 3%.
-/// The noise is the spread of the untraced runs, (max − min) ÷ median: how far apart two runs
-/// of the same configuration land on this machine. So a 30% slowdown is "no" unless the
-/// untraced runs spread by 27% or more, a 1% slowdown is "yes" only if they spread by at most
-/// 2%, and a slowdown smaller than the spread is never called "no".
-pub fn verdict(slowdown_pct: Option<f64>, untraced_spread_pct: Option<f64>) -> Verdict {
-    let Some(s) = slowdown_pct else {
+/// "Yes" claims the median slowdown is at most 3%; "no" claims it is above. Each claim rests
+/// on a one-sided 95% bound on the median ([`median_bounds`]): yes when the upper bound is at
+/// most 3%, no when the lower bound is above 3%, otherwise inconclusive. With 5-7 rounds the
+/// bounds are the best and worst round, so "yes" means no round was slowed by more than 3%;
+/// with 8 they are the second best and second worst.
+pub fn verdict(slowdown_pct: Option<f64>, per_round_pct: &[f64]) -> Verdict {
+    let Some(slowdown_pct) = slowdown_pct else {
         return Verdict::NotMeasured;
     };
-    match untraced_spread_pct {
-        Some(noise) if s + noise <= TARGET_PCT => Verdict::Meets { slowdown_pct: s },
-        Some(noise) if s - noise > TARGET_PCT => Verdict::Misses { slowdown_pct: s },
-        spread => Verdict::Inconclusive {
-            untraced_spread_pct: spread,
-        },
+    let Some(b) = median_bounds(per_round_pct) else {
+        return Verdict::TooFewRounds {
+            rounds: per_round_pct.len(),
+        };
+    };
+    let b = Bounds {
+        lower: round1(b.lower),
+        upper: round1(b.upper),
+    };
+    if b.upper <= TARGET_PCT {
+        Verdict::Meets {
+            slowdown_pct,
+            at_most_pct: b.upper,
+        }
+    } else if b.lower > TARGET_PCT {
+        Verdict::Misses {
+            slowdown_pct,
+            at_least_pct: b.lower,
+        }
+    } else {
+        Verdict::Inconclusive {
+            slowdown_pct,
+            bounds_pct: b,
+        }
     }
+}
+
+/// The rule of the runs before 2026-12-05, kept for comparison: yes when slowdown + untraced
+/// spread ≤ 3%, no when slowdown − spread > 3%, otherwise None. It judges the median of paired
+/// ratios by how far single untraced runs minutes apart land, a noise that more rounds never
+/// shrink, so on this VM it can call only the steadiest workloads.
+pub fn untraced_spread_rule(slowdown_pct: Option<f64>, spread_pct: Option<f64>) -> Option<bool> {
+    let (s, noise) = (slowdown_pct?, spread_pct?);
+    if s + noise <= TARGET_PCT {
+        Some(true)
+    } else if s - noise > TARGET_PCT {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+fn round1(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
 }
 
 /// leaktracer against bpftrace on the same hooks (target: never worse).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum VsPeer {
-    /// The two slowdowns differ by no more than the untraced spread.
+    /// The bounds on the per-round difference include zero.
     Same {
         difference_pts: f64,
+        bounds_pts: Bounds,
     },
     Worse {
         difference_pts: f64,
+        bounds_pts: Bounds,
     },
     Better {
         difference_pts: f64,
+        bounds_pts: Bounds,
     },
-    /// One of them not measured, or the spread unknown.
+    /// One of them not measured, or too few rounds in common.
     Unknown,
 }
 
 impl std::fmt::Display for VsPeer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Same { difference_pts: d } => write!(f, "same within noise ({d:+.1} pts)"),
-            Self::Worse { difference_pts: d } => write!(f, "**worse** by {d:.1} pts"),
-            Self::Better { difference_pts: d } => write!(f, "better by {:.1} pts", -d),
+            Self::Same {
+                difference_pts: d,
+                bounds_pts: b,
+            } => write!(
+                f,
+                "same within noise ({d:+.1} pts, bounds {:+.1} to {:+.1})",
+                b.lower, b.upper
+            ),
+            Self::Worse {
+                difference_pts: d, ..
+            } => write!(f, "**worse** by {d:.1} pts"),
+            Self::Better {
+                difference_pts: d, ..
+            } => write!(f, "better by {:.1} pts", -d),
             Self::Unknown => f.write_str("-"),
         }
     }
 }
 
-/// leaktracer's slowdown minus bpftrace's, judged against the untraced spread like [`verdict`].
-pub fn vs_peer(lt: Option<f64>, peer: Option<f64>, untraced_spread_pct: Option<f64>) -> VsPeer {
-    let (Some(lt), Some(peer), Some(noise)) = (lt, peer, untraced_spread_pct) else {
+/// leaktracer's median slowdown minus bpftrace's, judged like [`verdict`]: by 95% bounds on
+/// the median of the per-round differences (rounds where both ran), against zero.
+pub fn vs_peer(
+    lt: Option<f64>,
+    peer: Option<f64>,
+    lt_rounds: &BTreeMap<usize, f64>,
+    peer_rounds: &BTreeMap<usize, f64>,
+) -> VsPeer {
+    let (Some(lt), Some(peer)) = (lt, peer) else {
         return VsPeer::Unknown;
     };
-    let d = ((lt - peer) * 10.0).round() / 10.0;
-    if d.abs() <= noise {
-        VsPeer::Same { difference_pts: d }
-    } else if d > 0.0 {
-        VsPeer::Worse { difference_pts: d }
+    let diffs: Vec<f64> = lt_rounds
+        .iter()
+        .filter_map(|(r, l)| Some(l - peer_rounds.get(r)?))
+        .collect();
+    let Some(b) = median_bounds(&diffs) else {
+        return VsPeer::Unknown;
+    };
+    let bounds_pts = Bounds {
+        lower: round1(b.lower),
+        upper: round1(b.upper),
+    };
+    let difference_pts = round1(lt - peer);
+    if b.lower > 0.0 {
+        VsPeer::Worse {
+            difference_pts,
+            bounds_pts,
+        }
+    } else if b.upper < 0.0 {
+        VsPeer::Better {
+            difference_pts,
+            bounds_pts,
+        }
     } else {
-        VsPeer::Better { difference_pts: d }
+        VsPeer::Same {
+            difference_pts,
+            bounds_pts,
+        }
     }
 }
 
@@ -177,6 +282,8 @@ pub struct Row {
     pub cells: BTreeMap<Tracer, Cell>,
     /// leaktracer against the target.
     pub verdict: Verdict,
+    /// The same by [`untraced_spread_rule`]: yes, no, or null for inconclusive.
+    pub meets_by_untraced_spread: Option<bool>,
     pub vs_bpftrace: VsPeer,
 }
 
@@ -186,6 +293,8 @@ pub type PerEvent = BTreeMap<Tracer, BTreeMap<String, (u64, u64)>>;
 #[derive(Debug, Serialize)]
 pub struct Slowdown {
     pub rounds: usize,
+    /// Rounds of the cells no verdict rests on (the first `side_rounds`).
+    pub side_rounds: usize,
     pub seconds_per_run: u64,
     pub pinning: Pinning,
     /// Load average at the start of each round.
@@ -258,6 +367,7 @@ pub fn run(
     workloads: &[Workload],
     missing: &[Missing],
     rounds: usize,
+    side_rounds: usize,
     secs: u64,
 ) -> Slowdown {
     let mut s = Samples::default();
@@ -265,7 +375,10 @@ pub fn run(
     for round in 0..rounds {
         load_per_round.push(sys::loadavg());
         for w in workloads {
-            let mut order = Tracer::ALL.to_vec();
+            let mut order: Vec<Tracer> = Tracer::ALL
+                .into_iter()
+                .filter(|t| round < side_rounds || t.judged())
+                .collect();
             if round % 2 == 1 {
                 order.reverse();
             }
@@ -285,11 +398,13 @@ pub fn run(
                 .map(|t| (*t, Cell::NotAvailable(m.why.clone())))
                 .collect(),
             verdict: Verdict::NotMeasured,
+            meets_by_untraced_spread: None,
             vs_bpftrace: VsPeer::Unknown,
         });
     }
     Slowdown {
         rounds,
+        side_rounds,
         seconds_per_run: secs,
         pinning: env.pin.clone(),
         load_per_round,
@@ -434,15 +549,25 @@ fn row(s: &Samples, w: &Workload) -> Row {
     let untraced: Vec<f64> = base.values().copied().collect();
     let spread = spread_pct(&untraced);
     let slowdown = |t| cells.get(&t).and_then(Cell::slowdown_pct);
+    let no_rounds = BTreeMap::new();
+    let per_round = |t| {
+        cells
+            .get(&t)
+            .and_then(Cell::per_round_slowdown_pct)
+            .unwrap_or(&no_rounds)
+    };
+    let lt_rounds: Vec<f64> = per_round(Tracer::Leaktracer).values().copied().collect();
     Row {
         workload: name,
         untraced_per_cpu_sec: sys::median(&untraced).map(f64::round),
         untraced_spread_pct: spread,
-        verdict: verdict(slowdown(Tracer::Leaktracer), spread),
+        verdict: verdict(slowdown(Tracer::Leaktracer), &lt_rounds),
+        meets_by_untraced_spread: untraced_spread_rule(slowdown(Tracer::Leaktracer), spread),
         vs_bpftrace: vs_peer(
             slowdown(Tracer::Leaktracer),
             slowdown(Tracer::Bpftrace),
-            spread,
+            per_round(Tracer::Leaktracer),
+            per_round(Tracer::Bpftrace),
         ),
         cells,
     }
@@ -450,10 +575,14 @@ fn row(s: &Samples, w: &Workload) -> Row {
 
 /// Median of the per-round ratios to the untraced run of the same round.
 fn measured(runs: &[(usize, Throughput)], base: &BTreeMap<usize, f64>) -> Cell {
-    let ratios: Vec<f64> = runs
+    let per_round: BTreeMap<usize, f64> = runs
         .iter()
-        .filter_map(|(round, t)| Some(t.per_cpu_sec()? / base.get(round).filter(|b| **b > 0.0)?))
+        .filter_map(|(round, t)| {
+            let ratio = t.per_cpu_sec()? / base.get(round).filter(|b| **b > 0.0)?;
+            Some((*round, ratio))
+        })
         .collect();
+    let ratios: Vec<f64> = per_round.values().copied().collect();
     match sys::median(&ratios) {
         Some(ratio) => Cell::Measured {
             runs: runs.to_vec(),
@@ -463,6 +592,10 @@ fn measured(runs: &[(usize, Throughput)], base: &BTreeMap<usize, f64>) -> Cell {
                 .collect(),
             ratio: (ratio * 1000.0).round() / 1000.0,
             slowdown_pct: ((1.0 - ratio) * 1000.0).round() / 10.0,
+            per_round_slowdown_pct: per_round
+                .into_iter()
+                .map(|(r, ratio)| (r, ((1.0 - ratio) * 10000.0).round() / 100.0))
+                .collect(),
         },
         None => Cell::NotAvailable("no untraced run in the same round".into()),
     }
@@ -514,83 +647,101 @@ mod tests {
     }
 
     #[test]
-    fn verdicts_need_the_noise_below_the_distance_to_the_target() {
-        // 30% with 5% noise: clearly over.
+    fn verdicts_rest_on_bounds_of_the_per_round_slowdowns() {
+        // Every round under 3%: yes, with the worst round as the bound.
         assert_eq!(
-            verdict(Some(30.0), Some(5.0)),
-            Verdict::Misses { slowdown_pct: 30.0 }
-        );
-        // 1% with 1% noise: clearly under.
-        assert_eq!(
-            verdict(Some(1.0), Some(1.0)),
-            Verdict::Meets { slowdown_pct: 1.0 }
-        );
-        // 1% with 2.5% noise: could be 3.5%.
-        assert_eq!(
-            verdict(Some(1.0), Some(2.5)),
-            Verdict::Inconclusive {
-                untraced_spread_pct: Some(2.5)
+            verdict(Some(0.5), &[1.0, 0.5, 0.4, -0.7, 1.0]),
+            Verdict::Meets {
+                slowdown_pct: 0.5,
+                at_most_pct: 1.0
             }
         );
-        // 12% with 63% noise (the old README's malloc figure): no verdict.
+        // Every round over 3%: no, with the best round as the bound.
         assert_eq!(
-            verdict(Some(12.0), Some(63.0)),
-            Verdict::Inconclusive {
-                untraced_spread_pct: Some(63.0)
+            verdict(Some(21.8), &[23.4, 22.3, 21.8, 19.4, 18.6]),
+            Verdict::Misses {
+                slowdown_pct: 21.8,
+                at_least_pct: 18.6
             }
         );
-        // A slowdown smaller than the spread is never "no".
-        assert!(!matches!(
-            verdict(Some(4.0), Some(4.5)),
-            Verdict::Misses { .. }
+        // The brk row of 2026-12-05: one round at 13.8% leaves five rounds no verdict...
+        assert_eq!(
+            verdict(Some(2.3), &[3.7, 2.4, 13.8, -2.4, -2.5]),
+            Verdict::Inconclusive {
+                slowdown_pct: 2.3,
+                bounds_pct: Bounds {
+                    lower: -2.5,
+                    upper: 13.8
+                }
+            }
+        );
+        // ...while of eight rounds the second worst bounds the median.
+        assert_eq!(
+            verdict(Some(1.5), &[2.0, 2.4, 13.8, -2.4, -2.5, 1.0, 0.0, 2.9]),
+            Verdict::Meets {
+                slowdown_pct: 1.5,
+                at_most_pct: 2.9
+            }
+        );
+        // The target is "at most 3%": a bound of exactly 3% meets it.
+        assert!(matches!(
+            verdict(Some(2.0), &[3.0, 2.0, 1.0, 2.0, 2.0]),
+            Verdict::Meets { .. }
         ));
-        // The target is "at most 3%": exactly 3% with no noise meets it, 3.1% does not.
+        // Four rounds bound nothing at 95%.
         assert_eq!(
-            verdict(Some(3.0), Some(0.0)),
-            Verdict::Meets { slowdown_pct: 3.0 }
+            verdict(Some(30.0), &[30.0, 31.0, 29.0, 30.0]),
+            Verdict::TooFewRounds { rounds: 4 }
+        );
+        assert_eq!(verdict(None, &[1.0; 5]), Verdict::NotMeasured);
+        assert_eq!(
+            verdict(Some(2.3), &[3.7, 2.4, 13.8, -2.4, -2.5]).to_string(),
+            "inconclusive (bounds -2.5% to 13.8%)"
         );
         assert_eq!(
-            verdict(Some(3.1), Some(0.0)),
-            Verdict::Misses { slowdown_pct: 3.1 }
-        );
-        // A speed-up within the noise is still "yes" when the noise is small.
-        assert_eq!(
-            verdict(Some(-0.5), Some(1.0)),
-            Verdict::Meets { slowdown_pct: -0.5 }
-        );
-        // One round: no spread, no verdict.
-        assert_eq!(
-            verdict(Some(30.0), None),
-            Verdict::Inconclusive {
-                untraced_spread_pct: None
-            }
-        );
-        assert_eq!(verdict(None, Some(1.0)), Verdict::NotMeasured);
-        assert_eq!(
-            verdict(Some(12.0), Some(63.0)).to_string(),
-            "inconclusive (untraced spread 63.0%)"
+            verdict(Some(0.5), &[1.0, 0.5, 0.4, -0.7, 1.0]).to_string(),
+            "yes (0.5%, at most 1.0%)"
         );
     }
 
     #[test]
-    fn peer_comparison_within_noise_is_a_tie() {
+    fn the_untraced_spread_rule_is_kept_for_comparison() {
+        assert_eq!(untraced_spread_rule(Some(30.0), Some(5.0)), Some(false));
+        assert_eq!(untraced_spread_rule(Some(1.0), Some(1.0)), Some(true));
+        assert_eq!(untraced_spread_rule(Some(1.0), Some(2.5)), None);
+        assert_eq!(untraced_spread_rule(Some(4.0), Some(4.5)), None);
+        assert_eq!(untraced_spread_rule(Some(3.0), Some(0.0)), Some(true));
+        assert_eq!(untraced_spread_rule(Some(30.0), None), None);
+    }
+
+    #[test]
+    fn peer_comparison_bounds_the_per_round_differences() {
+        let rounds =
+            |v: &[f64]| -> BTreeMap<usize, f64> { v.iter().copied().enumerate().collect() };
+        // bpftrace 20 points worse in every round: better.
+        let lt = rounds(&[1.0, 2.0, 0.0, 1.5, -1.0]);
+        let bt = rounds(&[21.0, 22.0, 19.0, 23.0, 20.0]);
+        assert!(matches!(
+            vs_peer(Some(1.0), Some(21.0), &lt, &bt),
+            VsPeer::Better { difference_pts, .. } if difference_pts == -20.0
+        ));
         assert_eq!(
-            vs_peer(Some(26.0), Some(25.0), Some(2.0)),
-            VsPeer::Same {
-                difference_pts: 1.0
-            }
+            vs_peer(Some(1.0), Some(21.0), &lt, &bt).to_string(),
+            "better by 20.0 pts"
         );
+        assert!(matches!(
+            vs_peer(Some(21.0), Some(1.0), &bt, &lt),
+            VsPeer::Worse { .. }
+        ));
+        // Differences on both sides of zero: a tie.
+        let bt = rounds(&[0.0, 3.0, -1.0, 1.0, 0.0]);
         assert_eq!(
-            vs_peer(Some(53.0), Some(34.0), Some(2.0)),
-            VsPeer::Worse {
-                difference_pts: 19.0
-            }
+            vs_peer(Some(1.0), Some(0.0), &lt, &bt).to_string(),
+            "same within noise (+1.0 pts, bounds -1.0 to +1.0)"
         );
-        assert_eq!(
-            vs_peer(Some(1.0), Some(5.0), Some(2.0)).to_string(),
-            "better by 4.0 pts"
-        );
-        assert_eq!(vs_peer(Some(1.0), None, Some(2.0)), VsPeer::Unknown);
-        assert_eq!(vs_peer(Some(1.0), Some(1.0), None), VsPeer::Unknown);
+        // Only rounds where both ran count: four in common bound nothing.
+        let bt = rounds(&[21.0, 22.0, 19.0, 23.0]);
+        assert_eq!(vs_peer(Some(1.0), Some(21.0), &lt, &bt), VsPeer::Unknown);
+        assert_eq!(vs_peer(Some(1.0), None, &lt, &lt), VsPeer::Unknown);
     }
 }

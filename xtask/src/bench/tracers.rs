@@ -48,6 +48,11 @@ impl Tracer {
         Self::RecordStacks,
     ];
 
+    /// The cells the slowdown verdicts rest on: every round runs them.
+    pub fn judged(self) -> bool {
+        matches!(self, Self::None | Self::Leaktracer | Self::Bpftrace)
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Self::None => "no tracer",
