@@ -1,7 +1,7 @@
 #!/bin/bash
 # What a syscall storm costs once the budget has paused the storming hook: stress-ng brk
 # (pinned to CPU 1) untraced, then under `leaktracer record` (pinned to CPU 0) with the given
-# options, 3 alternating rounds of 5 s; prints bogo-ops per CPU-second of each run and the
+# options, $ROUNDS (default 3) alternating rounds of 5 s; prints bogo-ops per CPU-second of each run and the
 # budget records of each traced run.
 #   bench/storm-residual.sh target/release/leaktracer                        # default budget
 #   bench/storm-residual.sh target/release/leaktracer --max-overhead 0.001%  # everything paused
@@ -13,7 +13,7 @@ ops() {
     taskset -c 1 stress-ng --brk 1 -t 5 --metrics-brief 2>&1 |
         awk '$4=="brk" && $5 ~ /^[0-9]+$/ {printf "%.0f", $5/($7+$8)}'
 }
-for r in 1 2 3; do
+for r in $(seq "${ROUNDS:-3}"); do
     u=$(ops)
     taskset -c 0 "$BIN" record --output "$TRACE" "$@" 2>/dev/null &
     lt=$!

@@ -194,49 +194,79 @@ pub struct HotCounts {
     pub mmap_size_hist: [u32; MMAP_HIST_BUCKETS],
 }
 
+/// A slot's counters, or the counters of a process they add to: the twelve sums, then the
+/// mmap size histogram.
+type CounterRefs<'a> = ([&'a mut u64; 12], &'a mut [u32; MMAP_HIST_BUCKETS]);
+
+// `HotCounts::targets_in` takes the call counts apart by position.
+const _: () = assert!(
+    CALL_MMAP == 0 && CALL_MUNMAP == 1 && CALL_BRK == 2 && CALL_MREMAP == 3 && CALL_MADVISE == 4
+);
+
 impl HotCounts {
+    /// The slot's counters, in the order of [`Self::targets_in`]: the one list of them.
+    fn counters_mut(&mut self) -> CounterRefs<'_> {
+        (
+            [
+                &mut self.madvise_calls,
+                &mut self.released,
+                &mut self.munmap_calls,
+                &mut self.unmapped,
+                &mut self.mmap_calls,
+                &mut self.mapped_anon,
+                &mut self.mapped_file,
+                &mut self.reserved,
+                &mut self.mremap_calls,
+                &mut self.mremap_grown,
+                &mut self.mremap_shrunk,
+                &mut self.failed_calls,
+            ],
+            &mut self.mmap_size_hist,
+        )
+    }
+
+    /// The counters of a process that each of [`Self::counters_mut`] adds to.
+    fn targets_in(s: &mut ProcStats) -> CounterRefs<'_> {
+        let [mmap, munmap, _brk, mremap, madvise] = &mut s.calls;
+        (
+            [
+                madvise,
+                &mut s.released,
+                munmap,
+                &mut s.unmapped,
+                mmap,
+                &mut s.mapped_anon,
+                &mut s.mapped_file,
+                &mut s.reserved,
+                mremap,
+                &mut s.mremap_grown,
+                &mut s.mremap_shrunk,
+                &mut s.failed_calls,
+            ],
+            &mut s.mmap_size_hist,
+        )
+    }
+
+    /// Add this slot's counters to `into` (wrapping, as the kernel's adds do).
+    fn add_into(&self, (sums, hist): CounterRefs<'_>) {
+        let mut copy = *self;
+        let (from_sums, from_hist) = copy.counters_mut();
+        for (into, n) in sums.into_iter().zip(from_sums) {
+            *into = into.wrapping_add(*n);
+        }
+        for (into, n) in hist.iter_mut().zip(from_hist.iter()) {
+            *into = into.wrapping_add(*n);
+        }
+    }
+
     /// Add these counts to a process's counters.
     pub fn add_to(&self, s: &mut ProcStats) {
-        let add = |a: &mut u64, b: u64| *a = a.wrapping_add(b);
-        add(&mut s.calls[CALL_MADVISE], self.madvise_calls);
-        add(&mut s.released, self.released);
-        add(&mut s.calls[CALL_MUNMAP], self.munmap_calls);
-        add(&mut s.unmapped, self.unmapped);
-        add(&mut s.calls[CALL_MMAP], self.mmap_calls);
-        add(&mut s.mapped_anon, self.mapped_anon);
-        add(&mut s.mapped_file, self.mapped_file);
-        add(&mut s.reserved, self.reserved);
-        add(&mut s.calls[CALL_MREMAP], self.mremap_calls);
-        add(&mut s.mremap_grown, self.mremap_grown);
-        add(&mut s.mremap_shrunk, self.mremap_shrunk);
-        add(&mut s.failed_calls, self.failed_calls);
-        for (into, n) in s.mmap_size_hist.iter_mut().zip(self.mmap_size_hist) {
-            *into = into.wrapping_add(n);
-        }
+        self.add_into(Self::targets_in(s));
     }
 
     /// Add another slot's counts of the same process (its slot on another CPU).
     pub fn merge(&mut self, o: &HotCounts) {
-        let pairs = [
-            (&mut self.madvise_calls, o.madvise_calls),
-            (&mut self.released, o.released),
-            (&mut self.munmap_calls, o.munmap_calls),
-            (&mut self.unmapped, o.unmapped),
-            (&mut self.mmap_calls, o.mmap_calls),
-            (&mut self.mapped_anon, o.mapped_anon),
-            (&mut self.mapped_file, o.mapped_file),
-            (&mut self.reserved, o.reserved),
-            (&mut self.mremap_calls, o.mremap_calls),
-            (&mut self.mremap_grown, o.mremap_grown),
-            (&mut self.mremap_shrunk, o.mremap_shrunk),
-            (&mut self.failed_calls, o.failed_calls),
-        ];
-        for (into, n) in pairs {
-            *into = into.wrapping_add(n);
-        }
-        for (into, n) in self.mmap_size_hist.iter_mut().zip(o.mmap_size_hist) {
-            *into = into.wrapping_add(n);
-        }
+        o.add_into(self.counters_mut());
     }
 }
 
@@ -652,5 +682,76 @@ mod tests {
         let claiming = RssSlot { mm_key: 0, ..slot };
         let unlearnt = ProcStats { mm_key: 0, ..entry };
         assert!(claiming.merged_into(42, &unlearnt).is_none());
+    }
+
+    fn hot_slot() -> HotCounts {
+        let mut mmap_size_hist = [0; MMAP_HIST_BUCKETS];
+        mmap_size_hist[3] = 7;
+        HotCounts {
+            tgid: 42,
+            _pad: 0,
+            madvise_calls: 1,
+            released: 2,
+            munmap_calls: 3,
+            unmapped: 4,
+            mmap_calls: 5,
+            mapped_anon: 6,
+            mapped_file: 7,
+            reserved: 8,
+            mremap_calls: 9,
+            mremap_grown: 10,
+            mremap_shrunk: 11,
+            failed_calls: 12,
+            mmap_size_hist,
+        }
+    }
+
+    #[test]
+    fn a_hot_slot_adds_each_counter_to_its_namesake() {
+        let mut s = ProcStats {
+            calls: [100, 200, 300, 400, 500],
+            released: 1000,
+            unmapped: u64::MAX,
+            ..ProcStats::default()
+        };
+        hot_slot().add_to(&mut s);
+        assert_eq!(s.calls[CALL_MMAP], 105);
+        assert_eq!(s.calls[CALL_MUNMAP], 203);
+        assert_eq!(s.calls[CALL_BRK], 300, "brk is never counted in a slot");
+        assert_eq!(s.calls[CALL_MREMAP], 409);
+        assert_eq!(s.calls[CALL_MADVISE], 501);
+        assert_eq!(s.released, 1002);
+        assert_eq!(s.unmapped, 3, "wraps as the kernel's adds do");
+        assert_eq!((s.mapped_anon, s.mapped_file, s.reserved), (6, 7, 8));
+        assert_eq!(
+            (s.mremap_grown, s.mremap_shrunk, s.failed_calls),
+            (10, 11, 12)
+        );
+        assert_eq!(s.mmap_size_hist[3], 7);
+        assert_eq!((s.brk_grown, s.peak_private), (0, 0));
+    }
+
+    #[test]
+    fn hot_slots_of_two_cpus_merge_field_by_field() {
+        let mut a = hot_slot();
+        a.merge(&hot_slot());
+        let doubled = HotCounts {
+            tgid: 42,
+            _pad: 0,
+            madvise_calls: 2,
+            released: 4,
+            munmap_calls: 6,
+            unmapped: 8,
+            mmap_calls: 10,
+            mapped_anon: 12,
+            mapped_file: 14,
+            reserved: 16,
+            mremap_calls: 18,
+            mremap_grown: 20,
+            mremap_shrunk: 22,
+            failed_calls: 24,
+            mmap_size_hist: hot_slot().mmap_size_hist.map(|n| n * 2),
+        };
+        assert_eq!(a, doubled);
     }
 }

@@ -71,6 +71,8 @@ pub struct Options {
     /// Only the slowdown workloads whose name contains one of these (empty: all).
     pub workloads: Vec<String>,
     pub rounds: Option<usize>,
+    /// Rounds of the cells no verdict rests on (at most `rounds`; 0 leaves them out).
+    pub side_rounds: Option<usize>,
     pub secs: Option<u64>,
 }
 
@@ -84,6 +86,7 @@ impl Options {
         !self.only.is_empty()
             || !self.workloads.is_empty()
             || self.rounds.is_some()
+            || self.side_rounds.is_some()
             || self.secs.is_some()
     }
 }
@@ -276,6 +279,9 @@ pub fn run(root: &Path, bin: &Path, opts: &Options) -> anyhow::Result<()> {
         plan.rounds = r.max(1);
         plan.side_rounds = plan.side_rounds.min(plan.rounds);
     }
+    if let Some(r) = opts.side_rounds {
+        plan.side_rounds = r.min(plan.rounds);
+    }
     if let Some(secs) = opts.secs {
         plan.secs = secs.max(1);
     }
@@ -457,6 +463,9 @@ fn partial_command(opts: &Options) -> String {
     }
     if let Some(r) = opts.rounds {
         c += &format!(" --rounds {r}");
+    }
+    if let Some(r) = opts.side_rounds {
+        c += &format!(" --side-rounds {r}");
     }
     if let Some(s) = opts.secs {
         c += &format!(" --secs {s}");
