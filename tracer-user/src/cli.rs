@@ -100,7 +100,9 @@ pub struct TraceArgs {
     /// (e.g. 1%, 0.5%; 0 turns it off). Measured one interval in five from the kernel's
     /// own per-program statistics; when over budget, hooks are paused in this order:
     /// madvise, munmap, mmap (with mremap), brk, and last rss_stat (a page-fault storm), and
-    /// resumed after a hold that doubles while the storm goes on. While rss_stat is paused,
+    /// resumed after a hold that doubles while the storm goes on. The four syscall hooks are
+    /// paused together (any syscall tracepoint slows every syscall), the dearest detached
+    /// first. While rss_stat is paused,
     /// RSS is read from /proc/PID/status each interval, so samples and verdicts stay exact
     /// (peaks between two samples may be missed); rss_stat is paused only when it costs more
     /// than those reads would. Process lifecycle is never paused. Pauses
