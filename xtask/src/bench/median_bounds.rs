@@ -19,6 +19,17 @@ pub struct Bounds {
     pub upper: f64,
 }
 
+impl Bounds {
+    /// To a tenth, as the tables print them (judge on the bounds themselves, not on these).
+    pub fn to_tenth(self) -> Bounds {
+        let tenth = |v: f64| (v * 10.0).round() / 10.0;
+        Bounds {
+            lower: tenth(self.lower),
+            upper: tenth(self.upper),
+        }
+    }
+}
+
 /// P(Binomial(n, ½) ≤ k).
 fn binomial_half_cdf(n: usize, k: usize) -> f64 {
     let mut term = 0.5f64.powi(n as i32); // C(n, 0) / 2^n

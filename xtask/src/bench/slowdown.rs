@@ -134,24 +134,21 @@ pub fn verdict(slowdown_pct: Option<f64>, per_round_pct: &[f64]) -> Verdict {
             rounds: per_round_pct.len(),
         };
     };
-    let b = Bounds {
-        lower: round1(b.lower),
-        upper: round1(b.upper),
-    };
+    let shown = b.to_tenth();
     if b.upper <= TARGET_PCT {
         Verdict::Meets {
             slowdown_pct,
-            at_most_pct: b.upper,
+            at_most_pct: shown.upper,
         }
     } else if b.lower > TARGET_PCT {
         Verdict::Misses {
             slowdown_pct,
-            at_least_pct: b.lower,
+            at_least_pct: shown.lower,
         }
     } else {
         Verdict::Inconclusive {
             slowdown_pct,
-            bounds_pct: b,
+            bounds_pct: shown,
         }
     }
 }
@@ -169,10 +166,6 @@ pub fn untraced_spread_rule(slowdown_pct: Option<f64>, spread_pct: Option<f64>) 
     } else {
         None
     }
-}
-
-fn round1(v: f64) -> f64 {
-    (v * 10.0).round() / 10.0
 }
 
 /// leaktracer against bpftrace on the same hooks (target: never worse).
@@ -236,11 +229,8 @@ pub fn vs_peer(
     let Some(b) = median_bounds(&diffs) else {
         return VsPeer::Unknown;
     };
-    let bounds_pts = Bounds {
-        lower: round1(b.lower),
-        upper: round1(b.upper),
-    };
-    let difference_pts = round1(lt - peer);
+    let bounds_pts = b.to_tenth();
+    let difference_pts = ((lt - peer) * 10.0).round() / 10.0;
     if b.lower > 0.0 {
         VsPeer::Worse {
             difference_pts,
@@ -687,6 +677,11 @@ mod tests {
         assert!(matches!(
             verdict(Some(2.0), &[3.0, 2.0, 1.0, 2.0, 2.0]),
             Verdict::Meets { .. }
+        ));
+        // Judged on the bound itself, not on the tenth it prints as: 3.04% is over.
+        assert!(matches!(
+            verdict(Some(2.0), &[3.04, 2.0, 1.0, 2.0, 2.0]),
+            Verdict::Inconclusive { .. }
         ));
         // Four rounds bound nothing at 95%.
         assert_eq!(
