@@ -8,7 +8,8 @@
 //!   the leaker's samples keep growing and it is judged leaking, and after the storm the hook
 //!   resumes and the kernel's figures are exact again;
 //! - the daemon's own growth-profile capture is priced with the session's programs: a
-//!   page-fault storm during one pauses the `stacks` hook first and stops the capture early.
+//!   page-fault storm during one pauses the `stacks` hook first and stops the capture early;
+//! - the budget measures the programs' cost without turning the kernel's BPF statistics on.
 // An integration test crate: a panic (unwrap, expect) is how a test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::{
@@ -464,4 +465,105 @@ fn judged_leaking(trace: &[Value], pid: u32) -> bool {
             && r["pid"].as_u64() == Some(u64::from(pid))
             && r["verdict"] == "leaking"
     })
+}
+
+/// The budget measures the programs' cost without ever turning the kernel's BPF run-time
+/// statistics on: flipping them flips a static key, which patches kernel text at every BPF
+/// dispatch site while programs run there (a Debian 6.12.117 guest panicked with "Oops: int3"
+/// in trace_call_bpf under such flips). With 100 ms intervals a measurement window opens
+/// every half second; a 5 ms poll of leaktracer's open files would see the `bpf-stats` fd the
+/// old windows held for a whole interval, and the programs' kernel statistics, which only
+/// ever grow while statistics are on, must still be zero at the end. Meanwhile the budget has
+/// measured a share (the programs time themselves).
+#[test]
+fn the_budget_measures_without_turning_the_kernels_bpf_statistics_on() {
+    let Some(_serial) = privileged() else { return };
+    let sysctl = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
+        .expect("reading kernel.bpf_stats_enabled");
+    assert_eq!(
+        sysctl.trim(),
+        "0",
+        "kernel.bpf_stats_enabled is on: with it on, this test cannot tell whether leaktracer \
+         turned the statistics on (turn it off: sysctl kernel.bpf_stats_enabled=0)"
+    );
+    let rec = Recording::start(
+        "budget-no-stats",
+        &["--interval", "100ms", "--max-overhead", "50%"],
+    );
+    let _storm = Proc::spawn(
+        Command::new("stress-ng")
+            .args(["--brk", "1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let pid = rec.proc.pid();
+    let mut polls = 0u32;
+    let mut stats_fd_seen = Vec::new();
+    let measured = wait_until(Duration::from_secs(60), || {
+        polls += 1;
+        if let Some(link) = stats_fd(pid) {
+            stats_fd_seen.push(link);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        let shares: Vec<f64> = read_trace_so_far(&rec.path)
+            .iter()
+            .filter(|r| r["type"] == "health")
+            .filter_map(|r| r["bpf_cpu_share"].as_f64())
+            .filter(|s| *s > 0.0)
+            .collect();
+        (shares.len() >= 4).then_some(shares)
+    });
+    let held = bpf_program_run_stats(pid);
+    let trace = rec.stop();
+    eprintln!(
+        "{polls} polls; shares measured: {measured:?}; programs' kernel statistics: {held:?}"
+    );
+    assert!(
+        stats_fd_seen.is_empty(),
+        "leaktracer held a bpf-stats fd: {stats_fd_seen:?}"
+    );
+    assert!(
+        measured.is_some(),
+        "no four measurement windows with a share within 60 s; health lines: {:?}",
+        trace
+            .iter()
+            .filter(|r| r["type"] == "health")
+            .collect::<Vec<_>>()
+    );
+    assert!(held.len() >= 5, "leaktracer's programs found: {held:?}");
+    assert!(
+        held.iter().all(|&(ns, runs)| ns == 0 && runs == 0),
+        "the kernel counted run time for leaktracer's programs, so statistics were on: {held:?}"
+    );
+}
+
+/// The `bpf-stats` anon inode among the open files of `pid`, if any.
+fn stats_fd(pid: u32) -> Option<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .map(|l| l.to_string_lossy().into_owned())
+        .find(|l| l.contains("bpf-stats"))
+}
+
+/// (run_time_ns, run_cnt) of every BPF program `pid` holds open.
+fn bpf_program_run_stats(pid: u32) -> Vec<(u64, u64)> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter(|t| t.lines().any(|l| l.starts_with("prog_id:")))
+        .map(|t| {
+            let field = |key: &str| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix(key))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0)
+            };
+            (field("run_time_ns:"), field("run_cnt:"))
+        })
+        .collect()
 }

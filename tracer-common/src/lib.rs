@@ -295,9 +295,8 @@ pub const CTR_COUNT: u32 = 7;
 
 /// Indices of the per-CPU `HOOK_RUNS` array: how many times each pausable hook's programs
 /// ran. The overhead budget reads them every few hundred milliseconds and multiplies them by
-/// the cost per run it measured, so a storm is paused within a fraction of a second without
-/// the kernel's run-time statistics (two clock reads per run) being on. The order is the
-/// budget's pause order.
+/// the cost per run the programs timed (`HOOK_TIME`), so a storm is paused within a fraction
+/// of a second. The order is the budget's pause order.
 pub const HOOK_MADVISE: u32 = 0;
 pub const HOOK_MUNMAP: u32 = 1;
 pub const HOOK_MMAP: u32 = 2;
@@ -307,6 +306,31 @@ pub const HOOK_RSS: u32 = 4;
 /// optional.
 pub const HOOK_STACKS: u32 = 5;
 pub const HOOK_COUNT: u32 = 6;
+
+/// Index of the per-CPU `HOOK_TIME` array after the hooks': the programs that are never
+/// paused (process lifecycle, cgroups, OOM, reclaim), every run of which is timed.
+pub const TIMED_UNPAUSABLE: u32 = HOOK_COUNT;
+pub const TIMED_COUNT: u32 = HOOK_COUNT + 1;
+
+/// One run in this many of a pausable hook's programs (per CPU) times itself (a power of
+/// two). The programs time themselves rather than rely on the kernel's run-time statistics
+/// (`BPF_ENABLE_STATS`): turning those on and off flips a static key, which patches kernel
+/// text at every BPF dispatch site while the programs run; a Debian 6.12.117 guest panicked
+/// ("Oops: int3" in trace_call_bpf) within seconds of flips under a page-fault storm, and
+/// keeping them on costs every run of every BPF program on the node two clock reads. Timing
+/// one run in 32 costs the other 31 a mask test.
+pub const TIME_EVERY: u64 = 32;
+
+/// What the timed runs of one hook (or of the unpausable programs) cost, per CPU:
+/// `HOOK_TIME`'s value. Cumulative, like `HOOK_RUNS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunTime {
+    /// Nanoseconds spent in the timed runs (bpf_ktime_get_ns around the program's body).
+    pub ns: u64,
+    /// How many runs were timed.
+    pub runs: u64,
+}
 
 /// Names of the counters above, in index order (for logs, JSON and metrics).
 pub const COUNTER_NAMES: [&str; CTR_COUNT as usize] = [
@@ -602,6 +626,8 @@ mod pod {
     unsafe impl aya::Pod for super::StackSamples {}
     // SAFETY: repr(C), integers only, no padding (4+4+12*8+24*4).
     unsafe impl aya::Pod for super::HotCounts {}
+    // SAFETY: RunTime is repr(C) and made of u64 only: no padding, every bit pattern valid.
+    unsafe impl aya::Pod for super::RunTime {}
     // SAFETY: repr(C), integers only, no padding (4+4+8+4*8+8).
     unsafe impl aya::Pod for super::RssSlot {}
 }

@@ -9,7 +9,10 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use tracer_common::{CTR_COUNT, CTR_PROCS_FULL, HOOK_COUNT, PendingCall, ProcStats, RSS_MEMBERS};
+use tracer_common::{
+    CTR_COUNT, CTR_PROCS_FULL, HOOK_COUNT, PendingCall, ProcStats, RSS_MEMBERS, RunTime,
+    TIME_EVERY, TIMED_COUNT, TIMED_UNPAUSABLE,
+};
 
 /// Per-process aggregates. A plain hash map, not LRU: entries are removed explicitly at
 /// exit (and by the userspace sweeper for processes whose exit was missed), and a full map
@@ -51,6 +54,11 @@ pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(CTR_COUNT,
 /// Runs of each pausable hook's programs, see `tracer_common::HOOK_*`.
 #[map]
 pub static HOOK_RUNS: PerCpuArray<u64> = PerCpuArray::with_max_entries(HOOK_COUNT, 0);
+
+/// What the programs' timed runs cost, per hook and for the unpausable programs, see
+/// `tracer_common::RunTime`. The overhead budget prices runs with it.
+#[map]
+pub static HOOK_TIME: PerCpuArray<RunTime> = PerCpuArray::with_max_entries(TIMED_COUNT, 0);
 
 /// Rare events (exec, exit, OOM victim).
 #[map]
@@ -204,14 +212,51 @@ pub fn bump(counter: u32) {
     }
 }
 
-/// Count one run of a pausable hook's program (see `HOOK_RUNS`). The kernel inlines per-CPU
-/// array lookups (since 6.10): a few instructions and a plain add, no helper call.
+/// Run a pausable hook's program body: count the run (see `HOOK_RUNS`) and time one run in
+/// `TIME_EVERY` (see `HOOK_TIME`). The kernel inlines per-CPU array lookups (since 6.10): the
+/// untimed runs cost a few instructions, a plain add and a mask test, no helper call.
 #[inline(always)]
-pub fn count_run(hook: u32) {
-    if let Some(slot) = HOOK_RUNS.get_ptr_mut(hook) {
+pub fn run_hook<R>(hook: u32, body: impl FnOnce() -> R) -> R {
+    let t0 = match HOOK_RUNS.get_ptr_mut(hook) {
         // SAFETY: slot points into this CPU's value of HOOK_RUNS, valid for the program's
         // run and written by no one else while we run (programs are not preempted on a CPU).
-        unsafe { *slot += 1 };
+        Some(slot) => unsafe {
+            *slot += 1;
+            if *slot & (TIME_EVERY - 1) == 0 {
+                now()
+            } else {
+                0
+            }
+        },
+        None => 0,
+    };
+    let r = body();
+    if t0 != 0 {
+        add_run_time(hook, t0);
+    }
+    r
+}
+
+/// Run a program that is never paused (lifecycle, cgroups, OOM, reclaim), timing every run:
+/// they are rare, and the budget counts their share against the hooks'.
+#[inline(always)]
+pub fn run_unpausable<R>(body: impl FnOnce() -> R) -> R {
+    let t0 = now();
+    let r = body();
+    add_run_time(TIMED_UNPAUSABLE, t0);
+    r
+}
+
+#[inline(always)]
+fn add_run_time(index: u32, t0: u64) {
+    let spent = now().saturating_sub(t0);
+    if let Some(t) = HOOK_TIME.get_ptr_mut(index) {
+        // SAFETY: t points into this CPU's value of HOOK_TIME, valid for the program's run
+        // and written by no one else while we run (programs are not preempted on a CPU).
+        unsafe {
+            (*t).ns += spent;
+            (*t).runs += 1;
+        }
     }
 }
 

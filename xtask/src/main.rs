@@ -74,7 +74,12 @@ enum Cmd {
     /// `podman run <image> --version`, then the image is removed (needs root).
     Image,
     /// Only the cgroup-v2 QEMU guest tests (Debian 6.1 and 6.12 kernels), part of `test`.
-    Guest,
+    Guest {
+        /// Boot each kernel with this one script of tests/guest/ instead (e.g.
+        /// repro-bpf-stats-flips.sh) and print its console; it must exit 0.
+        #[arg(long, value_name = "NAME")]
+        script: Option<String>,
+    },
     /// Benchmarks: cost per event, workload slowdown, own footprint (writes bench/results/).
     Bench {
         /// A short run that only checks the harness works (for CI), not the timings.
@@ -134,7 +139,7 @@ fn needs(cmd: &Cmd) -> &'static [Need] {
             Need::Bench,
             Need::Lint,
         ],
-        Cmd::Image | Cmd::Guest => &[Need::Build, Need::Tests],
+        Cmd::Image | Cmd::Guest { .. } => &[Need::Build, Need::Tests],
         Cmd::Bench { .. } => &[Need::Build, Need::Bench],
     }
 }
@@ -176,9 +181,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             test(&root, scope, forbid_skips, filter.as_deref())
         }
         Cmd::Image => image::build_and_check(&root),
-        Cmd::Guest => {
+        Cmd::Guest { script } => {
             build(&root, false)?;
-            guest_tests(&root)
+            guest_tests(&root, script.as_deref())
         }
         Cmd::Bench {
             smoke,
@@ -317,7 +322,7 @@ fn test_steps(
     if scope == Scope::EndToEnd {
         return Ok(());
     }
-    guest_tests(root)?;
+    guest_tests(root, None)?;
     // The bench harness, not its timings: a smoke run (every section, minimal) so that
     // `cargo xtask bench` keeps working. The debug binary saves CI a release build; the
     // numbers of a smoke run mean nothing either way. Any harness error fails it.
@@ -330,12 +335,13 @@ fn test_steps(
 
 /// cgroup v2 for real: QEMU guests booting Debian's 6.1 and 6.12 cloud kernels (this
 /// machine's memory controller is v1 only). Needs the debug leaktracer built.
-fn guest_tests(root: &Path) -> anyhow::Result<()> {
+fn guest_tests(root: &Path, only: Option<&str>) -> anyhow::Result<()> {
     check(cargo(root).args(["build", "-p", "leaktracer-tests", "--bin", "leaker"]))?;
     qemu::guest_tests::run(
         root,
         &binary(root, false),
         &root.join("target/debug/leaker"),
+        only,
     )
 }
 

@@ -12,7 +12,7 @@ use tracer_common::{
 };
 
 use crate::{
-    maps::{EVENTS, bump, now},
+    maps::{EVENTS, bump, now, run_unpausable},
     programs::lifecycle::submit,
 };
 
@@ -27,20 +27,26 @@ static OFF_CGROUP_PATH: Global<u32> = Global::new(0);
 
 #[tracepoint]
 pub fn cgroup_mkdir(ctx: TracePointContext) -> u32 {
-    cgroup_event(&ctx, CGROUP_MKDIR);
-    0
+    run_unpausable(|| {
+        cgroup_event(&ctx, CGROUP_MKDIR);
+        0
+    })
 }
 
 #[tracepoint]
 pub fn cgroup_rmdir(ctx: TracePointContext) -> u32 {
-    cgroup_event(&ctx, CGROUP_RMDIR);
-    0
+    run_unpausable(|| {
+        cgroup_event(&ctx, CGROUP_RMDIR);
+        0
+    })
 }
 
 #[tracepoint]
 pub fn cgroup_release(ctx: TracePointContext) -> u32 {
-    cgroup_event(&ctx, CGROUP_RELEASE);
-    0
+    run_unpausable(|| {
+        cgroup_event(&ctx, CGROUP_RELEASE);
+        0
+    })
 }
 
 #[inline(always)]

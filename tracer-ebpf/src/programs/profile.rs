@@ -36,7 +36,7 @@ use super::syscalls::{
     MAP_ANONYMOUS, OFF_MMAP_FLAGS, OFF_MMAP_LEN, OFF_MMAP_PROT, OFF_SYS_EXIT_RET, PROT_NONE,
     page_align,
 };
-use crate::maps::{add, count_run};
+use crate::maps::{add, run_hook};
 
 /// The processes being profiled, with their sampling countdowns (set by userspace).
 #[map]
@@ -87,27 +87,28 @@ fn count(counter: u32) {
 pub fn page_fault_user(ctx: TracePointContext) -> u32 {
     // Every user page fault on the node runs this program, target or not: that is its cost,
     // which the overhead budget's guard prices (`record --stacks`).
-    count_run(HOOK_STACKS);
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let Some(target) = PROFILE_TARGETS.get_ptr_mut(tgid) else {
-        return 0;
-    };
-    if at::<24>(&ctx, &OFF_FAULT_ERROR_CODE) & PF_PROT != 0 {
-        return 0;
-    }
-    count(PCTR_FAULTS);
-    // SAFETY: target points into a PROFILE_TARGETS value, valid for the program's run.
-    // Threads of one process race on the countdown: a lost update shifts one sample by a
-    // page, which the sampling's randomness already dwarfs.
-    let t = unsafe { &mut *target };
-    t.countdown -= PAGE_BYTES;
-    if t.countdown > 0 {
-        return 0;
-    }
-    t.countdown += next_interval();
-    count(PCTR_SAMPLES);
-    take_stack(&ctx, tgid, GROWTH_TOUCHED, 1);
-    0
+    run_hook(HOOK_STACKS, || {
+        let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+        let Some(target) = PROFILE_TARGETS.get_ptr_mut(tgid) else {
+            return 0;
+        };
+        if at::<24>(&ctx, &OFF_FAULT_ERROR_CODE) & PF_PROT != 0 {
+            return 0;
+        }
+        count(PCTR_FAULTS);
+        // SAFETY: target points into a PROFILE_TARGETS value, valid for the program's run.
+        // Threads of one process race on the countdown: a lost update shifts one sample by a
+        // page, which the sampling's randomness already dwarfs.
+        let t = unsafe { &mut *target };
+        t.countdown -= PAGE_BYTES;
+        if t.countdown > 0 {
+            return 0;
+        }
+        t.countdown += next_interval();
+        count(PCTR_SAMPLES);
+        take_stack(&ctx, tgid, GROWTH_TOUCHED, 1);
+        0
+    })
 }
 
 /// mmap at enter (the arguments are there; a failed mmap, rare and under memory pressure,
@@ -115,43 +116,45 @@ pub fn page_fault_user(ctx: TracePointContext) -> u32 {
 /// growth: only anonymous, accessible mappings count.
 #[tracepoint]
 pub fn mmap_growth_stack(ctx: TracePointContext) -> u32 {
-    count_run(HOOK_STACKS);
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let Some(target) = PROFILE_TARGETS.get_ptr_mut(tgid) else {
-        return 0;
-    };
-    let prot = at::<32>(&ctx, &OFF_MMAP_PROT);
-    let flags = at::<40>(&ctx, &OFF_MMAP_FLAGS);
-    if prot == PROT_NONE || flags & MAP_ANONYMOUS == 0 {
-        return 0;
-    }
-    let len = page_align(at::<24>(&ctx, &OFF_MMAP_LEN));
-    // SAFETY: target points into a PROFILE_TARGETS value, valid for the program's run; a
-    // racing thread's lost update shifts a sample, as for faults.
-    let t = unsafe { &mut *target };
-    sample_growth(&ctx, tgid, &mut t.map_countdown, len, GROWTH_MAPPED);
-    0
+    run_hook(HOOK_STACKS, || {
+        let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+        let Some(target) = PROFILE_TARGETS.get_ptr_mut(tgid) else {
+            return 0;
+        };
+        let prot = at::<32>(&ctx, &OFF_MMAP_PROT);
+        let flags = at::<40>(&ctx, &OFF_MMAP_FLAGS);
+        if prot == PROT_NONE || flags & MAP_ANONYMOUS == 0 {
+            return 0;
+        }
+        let len = page_align(at::<24>(&ctx, &OFF_MMAP_LEN));
+        // SAFETY: target points into a PROFILE_TARGETS value, valid for the program's run; a
+        // racing thread's lost update shifts a sample, as for faults.
+        let t = unsafe { &mut *target };
+        sample_growth(&ctx, tgid, &mut t.map_countdown, len, GROWTH_MAPPED);
+        0
+    })
 }
 
 /// brk at exit: it returns the new break, so the growth is the difference with the last one
 /// this target's brk returned (its first brk since it became a target sets the baseline).
 #[tracepoint]
 pub fn brk_growth_stack(ctx: TracePointContext) -> u32 {
-    count_run(HOOK_STACKS);
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let Some(target) = PROFILE_TARGETS.get_ptr_mut(tgid) else {
-        return 0;
-    };
-    let brk = at::<16>(&ctx, &OFF_SYS_EXIT_RET);
-    // SAFETY: as in mmap_growth_stack.
-    let t = unsafe { &mut *target };
-    let last = t.brk_last;
-    t.brk_last = brk;
-    if last == 0 || brk <= last {
-        return 0;
-    }
-    sample_growth(&ctx, tgid, &mut t.map_countdown, brk - last, GROWTH_BRK);
-    0
+    run_hook(HOOK_STACKS, || {
+        let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+        let Some(target) = PROFILE_TARGETS.get_ptr_mut(tgid) else {
+            return 0;
+        };
+        let brk = at::<16>(&ctx, &OFF_SYS_EXIT_RET);
+        // SAFETY: as in mmap_growth_stack.
+        let t = unsafe { &mut *target };
+        let last = t.brk_last;
+        t.brk_last = brk;
+        if last == 0 || brk <= last {
+            return 0;
+        }
+        sample_growth(&ctx, tgid, &mut t.map_countdown, brk - last, GROWTH_BRK);
+        0
+    })
 }
 
 /// Count `bytes` of growth down; each crossing of the countdown is a sample at this stack.

@@ -9,7 +9,7 @@ use aya_ebpf::{
 };
 use tracer_common::{CTR_PENDING_FULL, CTR_READ_ERRORS, CTR_RECLAIM_EVENTS};
 
-use crate::maps::{add, bump, current_proc, now};
+use crate::maps::{add, bump, current_proc, now, run_unpausable};
 
 #[unsafe(no_mangle)]
 static OFF_RECLAIM_NR_RECLAIMED: Global<u32> = Global::new(0);
@@ -23,40 +23,44 @@ static RECLAIM_START: HashMap<u64, u64> = HashMap::with_max_entries(4096, 0);
 
 #[tracepoint]
 pub fn memcg_reclaim_begin(_ctx: TracePointContext) -> u32 {
-    if RECLAIM_START
-        .insert(bpf_get_current_pid_tgid(), now(), 0)
-        .is_err()
-    {
-        bump(CTR_PENDING_FULL);
-    }
-    0
+    run_unpausable(|| {
+        if RECLAIM_START
+            .insert(bpf_get_current_pid_tgid(), now(), 0)
+            .is_err()
+        {
+            bump(CTR_PENDING_FULL);
+        }
+        0
+    })
 }
 
 #[tracepoint]
 pub fn memcg_reclaim_end(ctx: TracePointContext) -> u32 {
-    let id = bpf_get_current_pid_tgid();
-    // SAFETY: a copy of a u64 out of the map value; the entry is removed right after.
-    let Some(start) = (unsafe { RECLAIM_START.get(id) }).copied() else {
-        return 0;
-    };
-    let _ = RECLAIM_START.remove(id);
-    bump(CTR_RECLAIM_EVENTS);
-    // SAFETY: read_at goes through bpf_probe_read_kernel: a bad offset is an Err, counted.
-    let pages = match unsafe { ctx.read_at::<u64>(OFF_RECLAIM_NR_RECLAIMED.load() as usize) } {
-        Ok(v) => v,
-        Err(_) => {
-            bump(CTR_READ_ERRORS);
-            0
-        }
-    };
-    let Some(p) = current_proc((id >> 32) as u32) else {
-        return 0;
-    };
-    // SAFETY: p points into a PROCS map value, valid for the program's run.
-    let s = unsafe { &mut *p };
-    let t = now();
-    add(&mut s.reclaim_runs, 1);
-    add(&mut s.reclaim_ns, t.saturating_sub(start));
-    add(&mut s.reclaimed_pages, pages);
-    0
+    run_unpausable(|| {
+        let id = bpf_get_current_pid_tgid();
+        // SAFETY: a copy of a u64 out of the map value; the entry is removed right after.
+        let Some(start) = (unsafe { RECLAIM_START.get(id) }).copied() else {
+            return 0;
+        };
+        let _ = RECLAIM_START.remove(id);
+        bump(CTR_RECLAIM_EVENTS);
+        // SAFETY: read_at goes through bpf_probe_read_kernel: a bad offset is an Err, counted.
+        let pages = match unsafe { ctx.read_at::<u64>(OFF_RECLAIM_NR_RECLAIMED.load() as usize) } {
+            Ok(v) => v,
+            Err(_) => {
+                bump(CTR_READ_ERRORS);
+                0
+            }
+        };
+        let Some(p) = current_proc((id >> 32) as u32) else {
+            return 0;
+        };
+        // SAFETY: p points into a PROCS map value, valid for the program's run.
+        let s = unsafe { &mut *p };
+        let t = now();
+        add(&mut s.reclaim_runs, 1);
+        add(&mut s.reclaim_ns, t.saturating_sub(start));
+        add(&mut s.reclaimed_pages, pages);
+        0
+    })
 }

@@ -25,7 +25,7 @@ use super::fields::{field, try_at};
 use crate::{
     maps::{
         MM_OWNER, OFF_MM_RSS_STAT, OFF_RSS_STAT_COUNT, PAGE_SIZE, PROCS, RSS_STAT_STRIDE, bump,
-        count_run, current_mm, current_proc, fill_rss, forget_mm, rss_gen,
+        current_mm, current_proc, fill_rss, forget_mm, rss_gen, run_hook,
     },
     rss_slots,
 };
@@ -45,71 +45,73 @@ const MM_ID_TAG: u64 = 1 << 63;
 
 #[raw_tracepoint(tracepoint = "rss_stat")]
 pub fn rss_stat_raw(ctx: RawTracePointContext) -> i32 {
-    count_run(HOOK_RSS);
-    let mm: u64 = ctx.arg(0);
-    let member: u64 = ctx.arg(1);
-    let member = member & 0xffff_ffff;
-    if member >= RSS_MEMBERS as u64 || mm == 0 {
-        return 0;
-    }
-    let counter = mm
-        + OFF_MM_RSS_STAT.load() as u64
-        + member * RSS_STAT_STRIDE.load() as u64
-        + OFF_RSS_STAT_COUNT.load() as u64;
-    // SAFETY: a checked kernel read of the counter inside the mm the tracepoint hands us
-    // (alive while its counter changes); a bad address is an Err, counted.
-    let pages = match unsafe { bpf_probe_read_kernel(counter as *const i64) } {
-        Ok(p) => p,
-        Err(_) => {
-            bump(CTR_READ_ERRORS);
+    run_hook(HOOK_RSS, || {
+        let mm: u64 = ctx.arg(0);
+        let member: u64 = ctx.arg(1);
+        let member = member & 0xffff_ffff;
+        if member >= RSS_MEMBERS as u64 || mm == 0 {
             return 0;
         }
-    };
-    // Per-CPU batching can leave the shared count briefly negative: clamp like the kernel's
-    // own *_read_positive.
-    let bytes = if pages > 0 {
-        pages as u64 * PAGE_SIZE.load()
-    } else {
+        let counter = mm
+            + OFF_MM_RSS_STAT.load() as u64
+            + member * RSS_STAT_STRIDE.load() as u64
+            + OFF_RSS_STAT_COUNT.load() as u64;
+        // SAFETY: a checked kernel read of the counter inside the mm the tracepoint hands us
+        // (alive while its counter changes); a bad address is an Err, counted.
+        let pages = match unsafe { bpf_probe_read_kernel(counter as *const i64) } {
+            Ok(p) => p,
+            Err(_) => {
+                bump(CTR_READ_ERRORS);
+                return 0;
+            }
+        };
+        // Per-CPU batching can leave the shared count briefly negative: clamp like the kernel's
+        // own *_read_positive.
+        let bytes = if pages > 0 {
+            pages as u64 * PAGE_SIZE.load()
+        } else {
+            0
+        };
+        update(mm, Curr::FromTask, member as usize, bytes, mm);
         0
-    };
-    update(mm, Curr::FromTask, member as usize, bytes, mm);
-    0
+    })
 }
 
 #[tracepoint]
 pub fn rss_stat(ctx: TracePointContext) -> u32 {
-    count_run(HOOK_RSS);
     // Direct loads at the layout of every kernel since 5.5 (mm_id and curr are adjacent u32s,
     // member an int, size a long), helper reads otherwise: see fields.rs.
-    let (Some(mm_id), Some(member), Some(size)) = (
-        try_at::<8>(&ctx, &OFF_RSS_MM_ID),
-        try_at::<16>(&ctx, &OFF_RSS_MEMBER),
-        try_at::<24>(&ctx, &OFF_RSS_SIZE),
-    ) else {
-        return 0;
-    };
-    // curr is the u32 after mm_id: the 8-byte load above holds it (a context load must be
-    // aligned to its size, so it cannot be read alone at 12).
-    let curr = if OFF_RSS_MM_ID.load() == 8 && OFF_RSS_CURR.load() == 12 {
-        mm_id >> 32 != 0
-    } else {
-        field(&ctx, &OFF_RSS_CURR).is_some_and(|c| c & 0xffff_ffff != 0)
-    };
-    let member = (member & 0xffff_ffff) as usize;
-    if member >= RSS_MEMBERS {
-        return 0;
-    }
-    let size = size as i64;
-    update(
-        MM_ID_TAG | (mm_id & 0xffff_ffff),
-        Curr::Given(curr),
-        member,
-        if size > 0 { size as u64 } else { 0 },
-        // The classic event names the mm by a hash only (`update` reads current's mm when
-        // it needs the address).
-        0,
-    );
-    0
+    run_hook(HOOK_RSS, || {
+        let (Some(mm_id), Some(member), Some(size)) = (
+            try_at::<8>(&ctx, &OFF_RSS_MM_ID),
+            try_at::<16>(&ctx, &OFF_RSS_MEMBER),
+            try_at::<24>(&ctx, &OFF_RSS_SIZE),
+        ) else {
+            return 0;
+        };
+        // curr is the u32 after mm_id: the 8-byte load above holds it (a context load must be
+        // aligned to its size, so it cannot be read alone at 12).
+        let curr = if OFF_RSS_MM_ID.load() == 8 && OFF_RSS_CURR.load() == 12 {
+            mm_id >> 32 != 0
+        } else {
+            field(&ctx, &OFF_RSS_CURR).is_some_and(|c| c & 0xffff_ffff != 0)
+        };
+        let member = (member & 0xffff_ffff) as usize;
+        if member >= RSS_MEMBERS {
+            return 0;
+        }
+        let size = size as i64;
+        update(
+            MM_ID_TAG | (mm_id & 0xffff_ffff),
+            Curr::Given(curr),
+            member,
+            if size > 0 { size as u64 } else { 0 },
+            // The classic event names the mm by a hash only (`update` reads current's mm when
+            // it needs the address).
+            0,
+        );
+        0
+    })
 }
 
 /// Whether the changed mm is the current task's: given by the classic event, read from the

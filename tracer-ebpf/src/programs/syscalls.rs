@@ -23,7 +23,7 @@ use tracer_common::{
 use super::fields::at;
 use crate::{
     hot::own_slot,
-    maps::{add, bump, count_run, current_proc},
+    maps::{add, bump, current_proc, run_hook},
     pending, syscall_args,
 };
 
@@ -59,79 +59,83 @@ const PAGE_MASK: u64 = 4095;
 
 #[tracepoint]
 pub fn sys_enter_mmap(ctx: TracePointContext) -> u32 {
-    count_run(HOOK_MMAP);
-    pending::save(PendingCall {
-        kind: CALL_MMAP as u32,
-        len: at::<24>(&ctx, &OFF_MMAP_LEN),
-        arg2: at::<32>(&ctx, &OFF_MMAP_PROT),
-        arg3: at::<40>(&ctx, &OFF_MMAP_FLAGS),
-        arg4: at::<48>(&ctx, &OFF_MMAP_FD),
-        ..PendingCall::default()
-    });
-    0
+    run_hook(HOOK_MMAP, || {
+        pending::save(PendingCall {
+            kind: CALL_MMAP as u32,
+            len: at::<24>(&ctx, &OFF_MMAP_LEN),
+            arg2: at::<32>(&ctx, &OFF_MMAP_PROT),
+            arg3: at::<40>(&ctx, &OFF_MMAP_FLAGS),
+            arg4: at::<48>(&ctx, &OFF_MMAP_FD),
+            ..PendingCall::default()
+        });
+        0
+    })
 }
 
 /// munmap at enter: the length is all there is to count.
 #[tracepoint]
 pub fn sys_enter_munmap(ctx: TracePointContext) -> u32 {
-    count_run(HOOK_MUNMAP);
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let len = page_align(at::<24>(&ctx, &OFF_MUNMAP_LEN));
-    count_in(
-        tgid,
-        |h| {
-            h.munmap_calls += 1;
-            h.unmapped += len;
-        },
-        |s| {
-            add(&mut s.calls[CALL_MUNMAP], 1);
-            add(&mut s.unmapped, len);
-        },
-    );
-    0
+    run_hook(HOOK_MUNMAP, || {
+        let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+        let len = page_align(at::<24>(&ctx, &OFF_MUNMAP_LEN));
+        count_in(
+            tgid,
+            |h| {
+                h.munmap_calls += 1;
+                h.unmapped += len;
+            },
+            |s| {
+                add(&mut s.calls[CALL_MUNMAP], 1);
+                add(&mut s.unmapped, len);
+            },
+        );
+        0
+    })
 }
 
 #[tracepoint]
 pub fn sys_enter_mremap(ctx: TracePointContext) -> u32 {
-    count_run(HOOK_MMAP);
-    pending::save(PendingCall {
-        kind: CALL_MREMAP as u32,
-        len: at::<24>(&ctx, &OFF_MREMAP_OLD_LEN),
-        arg2: at::<32>(&ctx, &OFF_MREMAP_NEW_LEN),
-        ..PendingCall::default()
-    });
-    0
+    run_hook(HOOK_MMAP, || {
+        pending::save(PendingCall {
+            kind: CALL_MREMAP as u32,
+            len: at::<24>(&ctx, &OFF_MREMAP_OLD_LEN),
+            arg2: at::<32>(&ctx, &OFF_MREMAP_NEW_LEN),
+            ..PendingCall::default()
+        });
+        0
+    })
 }
 
 /// madvise at enter: the advice decides whether memory is given back.
 #[tracepoint]
 pub fn sys_enter_madvise(ctx: TracePointContext) -> u32 {
-    count_run(HOOK_MADVISE);
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    // `behavior` is an int in an 8-byte slot: keep the low 32 bits.
-    let behavior = at::<32>(&ctx, &OFF_MADVISE_BEHAVIOR) & 0xffff_ffff;
-    let released = if matches!(
-        behavior,
-        MADV_DONTNEED | MADV_FREE | MADV_REMOVE | MADV_DONTNEED_LOCKED
-    ) {
-        page_align(at::<24>(&ctx, &OFF_MADVISE_LEN))
-    } else {
+    run_hook(HOOK_MADVISE, || {
+        let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+        // `behavior` is an int in an 8-byte slot: keep the low 32 bits.
+        let behavior = at::<32>(&ctx, &OFF_MADVISE_BEHAVIOR) & 0xffff_ffff;
+        let released = if matches!(
+            behavior,
+            MADV_DONTNEED | MADV_FREE | MADV_REMOVE | MADV_DONTNEED_LOCKED
+        ) {
+            page_align(at::<24>(&ctx, &OFF_MADVISE_LEN))
+        } else {
+            0
+        };
+        count_in(
+            tgid,
+            |h| {
+                h.madvise_calls += 1;
+                h.released += released;
+            },
+            |s| {
+                add(&mut s.calls[CALL_MADVISE], 1);
+                if released != 0 {
+                    add(&mut s.released, released);
+                }
+            },
+        );
         0
-    };
-    count_in(
-        tgid,
-        |h| {
-            h.madvise_calls += 1;
-            h.released += released;
-        },
-        |s| {
-            add(&mut s.calls[CALL_MADVISE], 1);
-            if released != 0 {
-                add(&mut s.released, released);
-            }
-        },
-    );
-    0
+    })
 }
 
 /// Count into the current process's per-CPU slot (hot.rs) when it has one on this CPU, else
@@ -263,8 +267,7 @@ fn account_in_slot(h: &mut HotCounts, call: &PendingCall) {
 
 #[tracepoint]
 pub fn sys_exit_mmap(ctx: TracePointContext) -> u32 {
-    count_run(HOOK_MMAP);
-    on_exit(&ctx, CALL_MMAP)
+    run_hook(HOOK_MMAP, || on_exit(&ctx, CALL_MMAP))
 }
 
 /// brk needs no enter program: it returns the new break (the old one when it fails), so
@@ -272,29 +275,29 @@ pub fn sys_exit_mmap(ctx: TracePointContext) -> u32 {
 /// of an enter/exit pair. A failed brk counts as a call with no change.
 #[tracepoint]
 pub fn sys_exit_brk(ctx: TracePointContext) -> u32 {
-    count_run(HOOK_BRK);
-    let ret = at::<16>(&ctx, &OFF_SYS_EXIT_RET);
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let Some(stats) = current_proc(tgid) else {
-        return 0;
-    };
-    // SAFETY: stats points into a PROCS map value, valid for the program's run.
-    let s = unsafe { &mut *stats };
-    add(&mut s.calls[CALL_BRK], 1);
-    let before = s.brk_current;
-    if before != 0 && ret != before {
-        if ret > before {
-            add(&mut s.brk_grown, ret - before);
-        } else {
-            add(&mut s.brk_shrunk, before - ret);
+    run_hook(HOOK_BRK, || {
+        let ret = at::<16>(&ctx, &OFF_SYS_EXIT_RET);
+        let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+        let Some(stats) = current_proc(tgid) else {
+            return 0;
+        };
+        // SAFETY: stats points into a PROCS map value, valid for the program's run.
+        let s = unsafe { &mut *stats };
+        add(&mut s.calls[CALL_BRK], 1);
+        let before = s.brk_current;
+        if before != 0 && ret != before {
+            if ret > before {
+                add(&mut s.brk_grown, ret - before);
+            } else {
+                add(&mut s.brk_shrunk, before - ret);
+            }
         }
-    }
-    s.brk_current = ret;
-    0
+        s.brk_current = ret;
+        0
+    })
 }
 
 #[tracepoint]
 pub fn sys_exit_mremap(ctx: TracePointContext) -> u32 {
-    count_run(HOOK_MMAP);
-    on_exit(&ctx, CALL_MREMAP)
+    run_hook(HOOK_MMAP, || on_exit(&ctx, CALL_MREMAP))
 }

@@ -1,8 +1,8 @@
 //! The overhead budget (`--max-overhead`): leaktracer's kernel programs may use at most that
 //! share of the node's CPU, whatever the workload. Two readings decide:
-//! - A measurement window, one interval in five: the programs' own run time (the kernel's
-//!   bpf_stats, which cost each run two clock reads, so they are not left on). It gives the
-//!   real share, each hook's cost per run, and decides resumes.
+//! - A measurement window, one interval in five: the programs' own run time (they time one
+//!   run in 32 of themselves, see run_time.rs). It gives the real share, each hook's cost
+//!   per run, and decides resumes.
 //! - The guard, every 200 ms in between: each hook's run count (the kernel's `HOOK_RUNS`, a
 //!   per-CPU add per run) priced at its last measured cost per run. A storm is paused within
 //!   a fraction of a second of starting instead of up to five intervals later.
@@ -93,10 +93,11 @@ impl Hook {
         }
     }
 
-    fn of_program(name: &str) -> Option<Hook> {
+    /// The hook of a cost named by a program or by the hook itself (run_time.rs).
+    pub fn of_program(name: &str) -> Option<Hook> {
         Hook::ORDER
             .into_iter()
-            .find(|h| h.programs().contains(&name))
+            .find(|h| h.as_str() == name || h.programs().contains(&name))
     }
 }
 
@@ -139,7 +140,7 @@ pub enum BudgetAction {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct OverheadStatus {
     /// The kernel programs' share of the node's CPU over the last round (0..1; None before
-    /// two measurements, or without bpf_stats).
+    /// two measurements).
     pub bpf_cpu_share: Option<f64>,
     /// The budget (0..1); 0 when off.
     pub budget: f64,
@@ -381,8 +382,7 @@ impl Budget {
     /// The guard, between measurement windows: the hooks' run counts over the last
     /// [`GUARD_SPAN_SECS`] (cumulative counts from the kernel's `HOOK_RUNS`, read at time
     /// `t`), priced at each hook's last measured cost per run. A heavy storm is paused within
-    /// a reading or two of starting, without the kernel's run-time statistics on (they cost
-    /// two clock reads per run). Judging a whole span, like a measurement window, keeps a
+    /// a reading or two of starting. Judging a whole span, like a measurement window, keeps a
     /// burst of a fraction of a second (a process starting up) from pausing a hook. Resuming
     /// stays with the measurement windows, which see the real cost.
     pub fn guard(&mut self, t: f64, runs: &[(Hook, u64)]) -> Vec<BudgetEvent> {
@@ -562,22 +562,6 @@ pub fn summarize(events: &[(f64, BudgetEvent)], end: f64) -> Vec<HookSummary> {
     }
     out.sort_by_key(|h| h.hook);
     out
-}
-
-/// The cumulative run time and run count of the BPF program behind `fd` of this process,
-/// from /proc/self/fdinfo (the kernel fills them while bpf_stats are enabled).
-pub fn fdinfo_cost(fd: i32) -> Option<(u64, u64)> {
-    let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
-    parse_fdinfo(&text)
-}
-
-fn parse_fdinfo(text: &str) -> Option<(u64, u64)> {
-    let field = |key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-    };
-    Some((field("run_time_ns:")?, field("run_cnt:")?))
 }
 
 #[cfg(test)]
@@ -1111,12 +1095,5 @@ mod tests {
         b.observe(3.0, &brk_cost(2_050_000, 20_010));
         let ev = guard_ticks(&mut b, Hook::Brk, 3.0, 30_000, 20);
         assert!(ev.iter().all(Vec::is_empty), "{ev:?}");
-    }
-
-    #[test]
-    fn reads_fdinfo() {
-        let text = "pos:\t0\nflags:\t02000002\nprog_type:\t5\nprog_jited:\t1\nprog_tag:\tab\nmemlock:\t4096\nprog_id:\t97\nrun_time_ns:\t123456\nrun_cnt:\t789\nrecursion_misses:\t0\n";
-        assert_eq!(parse_fdinfo(text), Some((123_456, 789)));
-        assert_eq!(parse_fdinfo("pos:\t0\n"), None);
     }
 }

@@ -3,7 +3,6 @@
 use std::path::Path;
 
 use anyhow::{Context as _, anyhow, bail};
-use std::os::fd::{AsFd as _, AsRawFd as _};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -13,14 +12,13 @@ use aya::{
         trace_point::TracePointLinkId,
     },
 };
-use tracer_common::{
-    HOOK_BRK, HOOK_MADVISE, HOOK_MMAP, HOOK_MUNMAP, HOOK_RSS, HOOK_STACKS, globals as g,
-};
+use tracer_common::{RunTime, globals as g};
 
 use crate::{
     kernel::btf::{self, KernelBtf},
     kernel::budget::Hook,
     kernel::preflight,
+    kernel::run_time,
     kernel::tracefs::TraceFs,
     util::error::UsageError,
 };
@@ -82,11 +80,6 @@ pub struct Probes {
     stacks: bool,
     /// The rss_stat program's link, which the budget detaches last (absent while detached).
     rss_link: Option<RssLink>,
-    /// Keeps the kernel's per-program run-time statistics on while held (BPF_ENABLE_STATS):
-    /// only during measurement windows, since they cost each program run two clock reads.
-    stats: Option<std::os::fd::OwnedFd>,
-    /// The kernel refused to enable them once: the budget is off for the session.
-    stats_refused: bool,
     /// madvise and munmap count in per-CPU slots, which the sampler adds (see `hot_slots`).
     pub hot_slots: bool,
     /// The syscall programs in use (see `syscall_programs`): the ones the budget reattaches.
@@ -474,52 +467,28 @@ impl Probes {
             tracepoint_links,
             stacks,
             rss_link,
-            stats: None,
-            stats_refused: false,
             hot_slots: hot_on != 0,
             syscall_programs,
         })
     }
 
-    /// Turn the kernel's per-program run-time statistics on (a measurement window) or off.
-    /// Returns whether they are on.
-    pub fn set_stats(&mut self, on: bool) -> bool {
-        if !on {
-            self.stats = None;
-            return false;
-        }
-        if self.stats.is_none() && !self.stats_refused {
-            match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
-                Ok(fd) => self.stats = Some(fd),
-                Err(e) => {
-                    self.stats_refused = true;
-                    log::warn!(
-                        "the kernel's BPF run-time statistics could not be enabled ({e}): the overhead budget is off"
-                    );
-                }
-            }
-        }
-        self.stats.is_some()
-    }
-
-    /// Each attached program's cumulative run time and count (empty while the statistics
-    /// are off), with the programs this process's other loads registered to be priced (the
-    /// daemon's growth-profile captures: see priced.rs).
+    /// What the programs have cost so far, as they timed themselves (run_time.rs): one
+    /// figure per hook and one for the unpausable programs, with the hooks' runs in this
+    /// process's other loads registered to be priced (the daemon's growth-profile captures:
+    /// see priced.rs). Empty if the maps cannot be read.
     pub fn costs(&self) -> Vec<crate::kernel::budget::ProgCost> {
-        if self.stats.is_none() {
-            return Vec::new();
+        let mut readings = crate::kernel::priced::readings();
+        if let (Some(time), Some(runs)) = (self.ebpf.map("HOOK_TIME"), self.ebpf.map("HOOK_RUNS"))
+            && let (Ok(time), Ok(runs)) = (
+                PerCpuArray::<_, RunTime>::try_from(time),
+                PerCpuArray::<_, u64>::try_from(runs),
+            )
+        {
+            readings.extend(
+                run_time::indices().filter_map(|i| Some((i, run_time::read(&time, &runs, i)?))),
+            );
         }
-        let mut costs = crate::kernel::priced::costs();
-        costs.extend(self.attached.iter().filter_map(|name| {
-            let fd = self.ebpf.program(name)?.fd().ok()?;
-            let (run_ns, runs) = crate::kernel::budget::fdinfo_cost(fd.as_fd().as_raw_fd())?;
-            Some(crate::kernel::budget::ProgCost {
-                name: (*name).to_string(),
-                run_ns,
-                runs,
-            })
-        }));
-        costs
+        run_time::costs(&readings)
     }
 
     /// Each pausable hook's cumulative run count (the kernel's `HOOK_RUNS`, summed over
@@ -532,26 +501,19 @@ impl Probes {
         let Ok(runs) = PerCpuArray::<_, u64>::try_from(map) else {
             return Vec::new();
         };
-        [
-            (Hook::Madvise, HOOK_MADVISE),
-            (Hook::Munmap, HOOK_MUNMAP),
-            (Hook::Mmap, HOOK_MMAP),
-            (Hook::Brk, HOOK_BRK),
-            (Hook::Rss, HOOK_RSS),
-            (Hook::Stacks, HOOK_STACKS),
-        ]
-        .into_iter()
-        .filter_map(|(hook, index)| {
-            let own: u64 = runs.get(&index, 0).ok()?.iter().sum();
-            // The daemon's captures run growth-site programs of their own load (priced.rs).
-            let other = if hook == Hook::Stacks {
-                crate::kernel::priced::stacks_runs()
-            } else {
-                0
-            };
-            Some((hook, own + other))
-        })
-        .collect()
+        run_time::HOOK_INDICES
+            .into_iter()
+            .filter_map(|(hook, index)| {
+                let own: u64 = runs.get(&index, 0).ok()?.iter().sum();
+                // The daemon's captures run growth-site programs of their own load (priced.rs).
+                let other = if hook == Hook::Stacks {
+                    crate::kernel::priced::stacks_runs()
+                } else {
+                    0
+                };
+                Some((hook, own + other))
+            })
+            .collect()
     }
 
     fn tracepoint(&mut self, name: &str) -> anyhow::Result<&mut TracePoint> {

@@ -12,5 +12,6 @@ pub mod preflight;
 pub mod priced;
 pub mod profiler;
 pub mod rss_fallback;
+pub mod run_time;
 pub mod sampler;
 pub mod tracefs;

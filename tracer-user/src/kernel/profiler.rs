@@ -62,9 +62,8 @@ impl Profiler {
             loader::attach_tp(&mut ebpf, prog, group, event)?;
         }
         // A session in this process (the daemon's) prices them with its own hooks.
-        let names = PROGRAMS.map(|(name, _, _)| name);
         Ok(Self {
-            _priced: crate::kernel::priced::register(&ebpf, &names)?,
+            _priced: crate::kernel::priced::register(&ebpf)?,
             ebpf,
         })
     }

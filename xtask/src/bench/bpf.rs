@@ -14,9 +14,36 @@ pub struct ProgStat {
     pub run_cnt: u64,
 }
 
-pub fn enable_stats() -> anyhow::Result<()> {
-    std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1")
-        .context("enabling kernel.bpf_stats_enabled (needs root)")
+const STATS_SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+/// kernel.bpf_stats_enabled on for the bench, back to what it was when dropped: a node-wide
+/// setting (every BPF program on the machine pays two clock reads per run while it is on),
+/// and the end-to-end tests check that leaktracer never turns it on, which they cannot tell
+/// while it is left on.
+pub struct StatsOn {
+    before: String,
+}
+
+pub fn enable_stats() -> anyhow::Result<StatsOn> {
+    let before =
+        std::fs::read_to_string(STATS_SYSCTL).with_context(|| format!("reading {STATS_SYSCTL}"))?;
+    std::fs::write(STATS_SYSCTL, "1").context("enabling kernel.bpf_stats_enabled (needs root)")?;
+    Ok(StatsOn {
+        before: before.trim().to_string(),
+    })
+}
+
+impl Drop for StatsOn {
+    fn drop(&mut self) {
+        if self.before != "1"
+            && let Err(e) = std::fs::write(STATS_SYSCTL, &self.before)
+        {
+            eprintln!(
+                "bench: could not restore kernel.bpf_stats_enabled={}: {e}",
+                self.before
+            );
+        }
+    }
 }
 
 /// Programs held open by `pid`, with their cumulative run time and count.

@@ -285,7 +285,7 @@ pub fn run(root: &Path, bin: &Path, opts: &Options) -> anyhow::Result<()> {
     if let Some(secs) = opts.secs {
         plan.secs = secs.max(1);
     }
-    bpf::enable_stats()?;
+    let _stats_on = bpf::enable_stats()?;
     let work = tracers::work_dir(root)?;
     let helpers = workloads::build_helpers(root, &work)?;
     let leaker = latency::build_leaker(root)?;

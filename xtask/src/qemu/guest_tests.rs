@@ -24,11 +24,25 @@ const CGROUP: &str = "/lt-test";
 const LIMIT: u64 = 64 << 20;
 
 /// Run the guest scripts on both Debian kernels with these binaries (the leaktracer build to
-/// test and the tests crate's `leaker`), checking what they report. Fails on the first failure,
-/// with the guest's console in the error.
-pub fn run(root: &Path, leaktracer: &Path, leaker: &Path) -> anyhow::Result<()> {
+/// test and the tests crate's `leaker`), checking what they report; or only the script `only`,
+/// printing its console. Fails on the first failure, with the guest's console in the error.
+pub fn run(
+    root: &Path,
+    leaktracer: &Path,
+    leaker: &Path,
+    only: Option<&str>,
+) -> anyhow::Result<()> {
     let start = Instant::now();
     let kernels = kernels(root)?;
+    if let Some(script) = only {
+        for kernel in &kernels {
+            guest(root, kernel, script, &[leaktracer, leaker], |run, _| {
+                eprintln!("{}", run.console);
+                Ok(())
+            })?;
+        }
+        return Ok(());
+    }
     for kernel in &kernels {
         guest(root, kernel, "memcg-v2.sh", &[leaker], |_, _| Ok(()))?;
         guest(

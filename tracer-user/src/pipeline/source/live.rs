@@ -566,21 +566,16 @@ impl LiveSource {
     /// Measure the kernel programs' cost since the last round and pause or resume syscall
     /// hooks to keep it within `--max-overhead`; every decision is queued for the sinks.
     ///
-    /// The kernel's statistics are on for one interval in every [`STATS_EVERY`] rounds
-    /// (they cost every program run two clock reads): a storm is caught within that many
-    /// intervals, and the figures in between are the last window's.
+    /// A measurement window is one interval in every [`STATS_EVERY`] rounds: the figures
+    /// in between are the last window's, and the guard catches a storm in the meantime.
     fn enforce_budget(&mut self, t_mono: f64, rounds: u64) {
         let mut decided = Vec::new();
         if self.stats_window_open {
             let costs = self.probes.costs();
-            self.probes.set_stats(false);
             self.stats_window_open = false;
             decided = self.budget.observe(t_mono, &costs);
         }
-        if self.opts.max_overhead > 0.0
-            && rounds.is_multiple_of(STATS_EVERY)
-            && self.probes.set_stats(true)
-        {
+        if self.opts.max_overhead > 0.0 && rounds.is_multiple_of(STATS_EVERY) {
             self.budget.baseline(t_mono, &self.probes.costs());
             self.stats_window_open = true;
         }
