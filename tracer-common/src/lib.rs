@@ -288,24 +288,54 @@ pub const CTR_RSS_UNATTRIBUTED: u32 = 3;
 pub const CTR_EXIT_WITHOUT_ENTRY: u32 = 4;
 pub const CTR_READ_ERRORS: u32 = 5;
 /// Memory-cgroup direct reclaim runs seen (vmscan memcg_reclaim_end). (Run counts of the hot
-/// syscall and rss_stat programs are kept apart, in `HOOK_RUNS`: they are activity, not
+/// syscall and rss_stat programs are kept apart, in `PROG_RUNS`: they are activity, not
 /// health, and the overhead budget reads them several times a second.)
 pub const CTR_RECLAIM_EVENTS: u32 = 6;
 pub const CTR_COUNT: u32 = 7;
 
-/// Indices of the per-CPU `HOOK_RUNS` array: how many times each pausable hook's programs
-/// ran. The overhead budget reads them every few hundred milliseconds and multiplies them by
-/// the cost per run the programs timed (`HOOK_TIME`), so a storm is paused within a fraction
-/// of a second. The order is the budget's pause order.
+/// The pausable hooks, in the budget's pause order: indices of the per-CPU `HOOK_TIME` array
+/// (what their timed runs cost).
 pub const HOOK_MADVISE: u32 = 0;
 pub const HOOK_MUNMAP: u32 = 1;
 pub const HOOK_MMAP: u32 = 2;
 pub const HOOK_BRK: u32 = 3;
 pub const HOOK_RSS: u32 = 4;
-/// The growth-site page-fault program (`record --stacks`): paused first, it is the most
+/// The growth-site stack programs (`record --stacks`): paused first, they are the most
 /// optional.
 pub const HOOK_STACKS: u32 = 5;
 pub const HOOK_COUNT: u32 = 6;
+
+/// Indices of the per-CPU `PROG_RUNS` array: how many times each program of a pausable hook
+/// ran. The overhead budget sums them per hook every few hundred milliseconds and multiplies
+/// them by the hook's cost per run (`HOOK_TIME`), so a storm is paused within a fraction of a
+/// second. One counter per program, not per hook: a program times the run whose count is a
+/// multiple of `TIME_EVERY`, and a hook's enter and exit alternating on one shared counter
+/// would always time the same one of the two.
+pub const RUN_MADVISE: u32 = 0;
+pub const RUN_MUNMAP: u32 = 1;
+pub const RUN_MMAP_ENTER: u32 = 2;
+pub const RUN_MMAP_EXIT: u32 = 3;
+pub const RUN_MREMAP_ENTER: u32 = 4;
+pub const RUN_MREMAP_EXIT: u32 = 5;
+pub const RUN_BRK: u32 = 6;
+/// rss_stat and rss_stat_raw (only one of them is attached).
+pub const RUN_RSS: u32 = 7;
+pub const RUN_FAULT_STACK: u32 = 8;
+pub const RUN_MMAP_STACK: u32 = 9;
+pub const RUN_BRK_STACK: u32 = 10;
+pub const RUN_COUNT: u32 = 11;
+
+/// The hook a `PROG_RUNS` index belongs to.
+pub const fn hook_of_run(run: u32) -> u32 {
+    match run {
+        RUN_MADVISE => HOOK_MADVISE,
+        RUN_MUNMAP => HOOK_MUNMAP,
+        RUN_MMAP_ENTER | RUN_MMAP_EXIT | RUN_MREMAP_ENTER | RUN_MREMAP_EXIT => HOOK_MMAP,
+        RUN_BRK => HOOK_BRK,
+        RUN_RSS => HOOK_RSS,
+        _ => HOOK_STACKS,
+    }
+}
 
 /// Index of the per-CPU `HOOK_TIME` array after the hooks': the programs that are never
 /// paused (process lifecycle, cgroups, OOM, reclaim), every run of which is timed.
@@ -322,7 +352,7 @@ pub const TIMED_COUNT: u32 = HOOK_COUNT + 1;
 pub const TIME_EVERY: u64 = 32;
 
 /// What the timed runs of one hook (or of the unpausable programs) cost, per CPU:
-/// `HOOK_TIME`'s value. Cumulative, like `HOOK_RUNS`.
+/// `HOOK_TIME`'s value. Cumulative, like `PROG_RUNS`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RunTime {

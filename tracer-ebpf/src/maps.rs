@@ -10,8 +10,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use tracer_common::{
-    CTR_COUNT, CTR_PROCS_FULL, HOOK_COUNT, PendingCall, ProcStats, RSS_MEMBERS, RunTime,
-    TIME_EVERY, TIMED_COUNT, TIMED_UNPAUSABLE,
+    CTR_COUNT, CTR_PROCS_FULL, PendingCall, ProcStats, RSS_MEMBERS, RUN_COUNT, RunTime, TIME_EVERY,
+    TIMED_COUNT, TIMED_UNPAUSABLE, hook_of_run,
 };
 
 /// Per-process aggregates. A plain hash map, not LRU: entries are removed explicitly at
@@ -51,9 +51,9 @@ pub static RSS_GEN: Array<u32> = Array::with_max_entries(1, 0);
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(CTR_COUNT, 0);
 
-/// Runs of each pausable hook's programs, see `tracer_common::HOOK_*`.
+/// Runs of each pausable hook's programs, see `tracer_common::RUN_*`.
 #[map]
-pub static HOOK_RUNS: PerCpuArray<u64> = PerCpuArray::with_max_entries(HOOK_COUNT, 0);
+pub static PROG_RUNS: PerCpuArray<u64> = PerCpuArray::with_max_entries(RUN_COUNT, 0);
 
 /// What the programs' timed runs cost, per hook and for the unpausable programs, see
 /// `tracer_common::RunTime`. The overhead budget prices runs with it.
@@ -212,13 +212,14 @@ pub fn bump(counter: u32) {
     }
 }
 
-/// Run a pausable hook's program body: count the run (see `HOOK_RUNS`) and time one run in
-/// `TIME_EVERY` (see `HOOK_TIME`). The kernel inlines per-CPU array lookups (since 6.10): the
-/// untimed runs cost a few instructions, a plain add and a mask test, no helper call.
+/// Run the body of a pausable hook's program (`run`: its `RUN_*` index): count the run (see
+/// `PROG_RUNS`) and time one run in `TIME_EVERY` into its hook's `HOOK_TIME`. The kernel
+/// inlines per-CPU array lookups (since 6.10): the untimed runs cost a few instructions, a
+/// plain add and a mask test, no helper call.
 #[inline(always)]
-pub fn run_hook<R>(hook: u32, body: impl FnOnce() -> R) -> R {
-    let t0 = match HOOK_RUNS.get_ptr_mut(hook) {
-        // SAFETY: slot points into this CPU's value of HOOK_RUNS, valid for the program's
+pub fn run_hook<R>(run: u32, body: impl FnOnce() -> R) -> R {
+    let t0 = match PROG_RUNS.get_ptr_mut(run) {
+        // SAFETY: slot points into this CPU's value of PROG_RUNS, valid for the program's
         // run and written by no one else while we run (programs are not preempted on a CPU).
         Some(slot) => unsafe {
             *slot += 1;
@@ -232,7 +233,7 @@ pub fn run_hook<R>(hook: u32, body: impl FnOnce() -> R) -> R {
     };
     let r = body();
     if t0 != 0 {
-        add_run_time(hook, t0);
+        add_run_time(hook_of_run(run), t0);
     }
     r
 }

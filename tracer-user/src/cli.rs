@@ -97,8 +97,9 @@ pub struct TraceArgs {
     pub containers: Vec<String>,
 
     /// Overhead budget: the share of the node's CPU leaktracer's kernel programs may use
-    /// (e.g. 1%, 0.5%; 0 turns it off). Measured one interval in five from the kernel's
-    /// own per-program statistics; when over budget, hooks are paused in this order:
+    /// (e.g. 1%, 0.5%; 0 turns it off). Measured one interval in five from the programs'
+    /// own timing (one run in 32; the kernel's BPF statistics are never turned on); when
+    /// over budget, hooks are paused in this order:
     /// madvise, munmap, mmap (with mremap), brk, and last rss_stat (a page-fault storm), and
     /// resumed after a hold that doubles while the storm goes on. The four syscall hooks are
     /// paused together (any syscall tracepoint slows every syscall), the dearest detached

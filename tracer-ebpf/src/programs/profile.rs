@@ -26,9 +26,10 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use tracer_common::{
-    EXP_QUANTILE_COUNT, EXP_QUANTILE_SCALE, GROWTH_BRK, GROWTH_MAPPED, GROWTH_TOUCHED, HOOK_STACKS,
+    EXP_QUANTILE_COUNT, EXP_QUANTILE_SCALE, GROWTH_BRK, GROWTH_MAPPED, GROWTH_TOUCHED,
     PCTR_COLLISIONS, PCTR_COUNT, PCTR_FAULTS, PCTR_GROWTH_CALLS, PCTR_SAMPLES, PCTR_STACK_ERRORS,
-    PCTR_STACKS_FULL, PCTR_TRUNCATED, ProfileTarget, STACK_MAX_FRAMES, StackKey, StackSamples,
+    PCTR_STACKS_FULL, PCTR_TRUNCATED, ProfileTarget, RUN_BRK_STACK, RUN_FAULT_STACK,
+    RUN_MMAP_STACK, STACK_MAX_FRAMES, StackKey, StackSamples,
 };
 
 use super::fields::at;
@@ -87,7 +88,7 @@ fn count(counter: u32) {
 pub fn page_fault_user(ctx: TracePointContext) -> u32 {
     // Every user page fault on the node runs this program, target or not: that is its cost,
     // which the overhead budget's guard prices (`record --stacks`).
-    run_hook(HOOK_STACKS, || {
+    run_hook(RUN_FAULT_STACK, || {
         let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
         let Some(target) = PROFILE_TARGETS.get_ptr_mut(tgid) else {
             return 0;
@@ -116,7 +117,7 @@ pub fn page_fault_user(ctx: TracePointContext) -> u32 {
 /// growth: only anonymous, accessible mappings count.
 #[tracepoint]
 pub fn mmap_growth_stack(ctx: TracePointContext) -> u32 {
-    run_hook(HOOK_STACKS, || {
+    run_hook(RUN_MMAP_STACK, || {
         let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
         let Some(target) = PROFILE_TARGETS.get_ptr_mut(tgid) else {
             return 0;
@@ -139,7 +140,7 @@ pub fn mmap_growth_stack(ctx: TracePointContext) -> u32 {
 /// this target's brk returned (its first brk since it became a target sets the baseline).
 #[tracepoint]
 pub fn brk_growth_stack(ctx: TracePointContext) -> u32 {
-    run_hook(HOOK_STACKS, || {
+    run_hook(RUN_BRK_STACK, || {
         let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
         let Some(target) = PROFILE_TARGETS.get_ptr_mut(tgid) else {
             return 0;

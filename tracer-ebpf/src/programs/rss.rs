@@ -17,8 +17,8 @@ use aya_ebpf::{
     programs::{RawTracePointContext, TracePointContext},
 };
 use tracer_common::{
-    CTR_READ_ERRORS, CTR_RSS_UNATTRIBUTED, HOOK_RSS, PROC_FLAG_EXITED, ProcStats, RSS_ANON,
-    RSS_MEMBERS, RSS_SHMEM, RSS_SWAP, RssSlot,
+    CTR_READ_ERRORS, CTR_RSS_UNATTRIBUTED, PROC_FLAG_EXITED, ProcStats, RSS_ANON, RSS_MEMBERS,
+    RSS_SHMEM, RSS_SWAP, RUN_RSS, RssSlot,
 };
 
 use super::fields::{field, try_at};
@@ -45,7 +45,7 @@ const MM_ID_TAG: u64 = 1 << 63;
 
 #[raw_tracepoint(tracepoint = "rss_stat")]
 pub fn rss_stat_raw(ctx: RawTracePointContext) -> i32 {
-    run_hook(HOOK_RSS, || {
+    run_hook(RUN_RSS, || {
         let mm: u64 = ctx.arg(0);
         let member: u64 = ctx.arg(1);
         let member = member & 0xffff_ffff;
@@ -81,7 +81,7 @@ pub fn rss_stat_raw(ctx: RawTracePointContext) -> i32 {
 pub fn rss_stat(ctx: TracePointContext) -> u32 {
     // Direct loads at the layout of every kernel since 5.5 (mm_id and curr are adjacent u32s,
     // member an int, size a long), helper reads otherwise: see fields.rs.
-    run_hook(HOOK_RSS, || {
+    run_hook(RUN_RSS, || {
         let (Some(mm_id), Some(member), Some(size)) = (
             try_at::<8>(&ctx, &OFF_RSS_MM_ID),
             try_at::<16>(&ctx, &OFF_RSS_MEMBER),

@@ -16,8 +16,8 @@ use aya_ebpf::{
 };
 use tracer_common::{
     CALL_BRK, CALL_MADVISE, CALL_MMAP, CALL_MREMAP, CALL_MUNMAP, CTR_EXIT_WITHOUT_ENTRY,
-    CTR_READ_ERRORS, HOOK_BRK, HOOK_MADVISE, HOOK_MMAP, HOOK_MUNMAP, HotCounts, PendingCall,
-    ProcStats, mmap_size_bucket,
+    CTR_READ_ERRORS, HotCounts, PendingCall, ProcStats, RUN_BRK, RUN_MADVISE, RUN_MMAP_ENTER,
+    RUN_MMAP_EXIT, RUN_MREMAP_ENTER, RUN_MREMAP_EXIT, RUN_MUNMAP, mmap_size_bucket,
 };
 
 use super::fields::at;
@@ -59,7 +59,7 @@ const PAGE_MASK: u64 = 4095;
 
 #[tracepoint]
 pub fn sys_enter_mmap(ctx: TracePointContext) -> u32 {
-    run_hook(HOOK_MMAP, || {
+    run_hook(RUN_MMAP_ENTER, || {
         pending::save(PendingCall {
             kind: CALL_MMAP as u32,
             len: at::<24>(&ctx, &OFF_MMAP_LEN),
@@ -75,7 +75,7 @@ pub fn sys_enter_mmap(ctx: TracePointContext) -> u32 {
 /// munmap at enter: the length is all there is to count.
 #[tracepoint]
 pub fn sys_enter_munmap(ctx: TracePointContext) -> u32 {
-    run_hook(HOOK_MUNMAP, || {
+    run_hook(RUN_MUNMAP, || {
         let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
         let len = page_align(at::<24>(&ctx, &OFF_MUNMAP_LEN));
         count_in(
@@ -95,7 +95,7 @@ pub fn sys_enter_munmap(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn sys_enter_mremap(ctx: TracePointContext) -> u32 {
-    run_hook(HOOK_MMAP, || {
+    run_hook(RUN_MREMAP_ENTER, || {
         pending::save(PendingCall {
             kind: CALL_MREMAP as u32,
             len: at::<24>(&ctx, &OFF_MREMAP_OLD_LEN),
@@ -109,7 +109,7 @@ pub fn sys_enter_mremap(ctx: TracePointContext) -> u32 {
 /// madvise at enter: the advice decides whether memory is given back.
 #[tracepoint]
 pub fn sys_enter_madvise(ctx: TracePointContext) -> u32 {
-    run_hook(HOOK_MADVISE, || {
+    run_hook(RUN_MADVISE, || {
         let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
         // `behavior` is an int in an 8-byte slot: keep the low 32 bits.
         let behavior = at::<32>(&ctx, &OFF_MADVISE_BEHAVIOR) & 0xffff_ffff;
@@ -267,7 +267,7 @@ fn account_in_slot(h: &mut HotCounts, call: &PendingCall) {
 
 #[tracepoint]
 pub fn sys_exit_mmap(ctx: TracePointContext) -> u32 {
-    run_hook(HOOK_MMAP, || on_exit(&ctx, CALL_MMAP))
+    run_hook(RUN_MMAP_EXIT, || on_exit(&ctx, CALL_MMAP))
 }
 
 /// brk needs no enter program: it returns the new break (the old one when it fails), so
@@ -275,7 +275,7 @@ pub fn sys_exit_mmap(ctx: TracePointContext) -> u32 {
 /// of an enter/exit pair. A failed brk counts as a call with no change.
 #[tracepoint]
 pub fn sys_exit_brk(ctx: TracePointContext) -> u32 {
-    run_hook(HOOK_BRK, || {
+    run_hook(RUN_BRK, || {
         let ret = at::<16>(&ctx, &OFF_SYS_EXIT_RET);
         let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
         let Some(stats) = current_proc(tgid) else {
@@ -299,5 +299,5 @@ pub fn sys_exit_brk(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn sys_exit_mremap(ctx: TracePointContext) -> u32 {
-    run_hook(HOOK_MMAP, || on_exit(&ctx, CALL_MREMAP))
+    run_hook(RUN_MREMAP_EXIT, || on_exit(&ctx, CALL_MREMAP))
 }

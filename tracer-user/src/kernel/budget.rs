@@ -3,7 +3,7 @@
 //! - A measurement window, one interval in five: the programs' own run time (they time one
 //!   run in 32 of themselves, see run_time.rs). It gives the real share, each hook's cost
 //!   per run, and decides resumes.
-//! - The guard, every 200 ms in between: each hook's run count (the kernel's `HOOK_RUNS`, a
+//! - The guard, every 200 ms in between: each hook's run count (the kernel's `PROG_RUNS`, a
 //!   per-CPU add per run) priced at its last measured cost per run. A storm is paused within
 //!   a fraction of a second of starting instead of up to five intervals later.
 //!
@@ -380,7 +380,7 @@ impl Budget {
     }
 
     /// The guard, between measurement windows: the hooks' run counts over the last
-    /// [`GUARD_SPAN_SECS`] (cumulative counts from the kernel's `HOOK_RUNS`, read at time
+    /// [`GUARD_SPAN_SECS`] (cumulative counts from the kernel's `PROG_RUNS`, read at time
     /// `t`), priced at each hook's last measured cost per run. A heavy storm is paused within
     /// a reading or two of starting. Judging a whole span, like a measurement window, keeps a
     /// burst of a fraction of a second (a process starting up) from pausing a hook. Resuming

@@ -478,7 +478,7 @@ impl Probes {
     /// see priced.rs). Empty if the maps cannot be read.
     pub fn costs(&self) -> Vec<crate::kernel::budget::ProgCost> {
         let mut readings = crate::kernel::priced::readings();
-        if let (Some(time), Some(runs)) = (self.ebpf.map("HOOK_TIME"), self.ebpf.map("HOOK_RUNS"))
+        if let (Some(time), Some(runs)) = (self.ebpf.map("HOOK_TIME"), self.ebpf.map("PROG_RUNS"))
             && let (Ok(time), Ok(runs)) = (
                 PerCpuArray::<_, RunTime>::try_from(time),
                 PerCpuArray::<_, u64>::try_from(runs),
@@ -491,11 +491,11 @@ impl Probes {
         run_time::costs(&readings)
     }
 
-    /// Each pausable hook's cumulative run count (the kernel's `HOOK_RUNS`, summed over
-    /// CPUs, with the runs of registered captures' growth-site programs: see priced.rs), for
-    /// the overhead budget's guard; empty if the map cannot be read.
+    /// Each pausable hook's cumulative run count (the kernel's `PROG_RUNS`, summed over its
+    /// programs and CPUs, with the runs of registered captures' growth-site programs: see
+    /// priced.rs), for the overhead budget's guard; empty if the map cannot be read.
     pub fn hook_runs(&self) -> Vec<(Hook, u64)> {
-        let Some(map) = self.ebpf.map("HOOK_RUNS") else {
+        let Some(map) = self.ebpf.map("PROG_RUNS") else {
             return Vec::new();
         };
         let Ok(runs) = PerCpuArray::<_, u64>::try_from(map) else {
@@ -504,7 +504,7 @@ impl Probes {
         run_time::HOOK_INDICES
             .into_iter()
             .filter_map(|(hook, index)| {
-                let own: u64 = runs.get(&index, 0).ok()?.iter().sum();
+                let own = run_time::hook_runs(&runs, index)?;
                 // The daemon's captures run growth-site programs of their own load (priced.rs).
                 let other = if hook == Hook::Stacks {
                     crate::kernel::priced::stacks_runs()

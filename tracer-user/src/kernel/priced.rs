@@ -21,7 +21,7 @@ use crate::kernel::run_time::{self, Reading};
 
 struct Registered {
     token: u64,
-    /// The load's own run counters (`HOOK_RUNS`), for the guard.
+    /// The load's own run counters (`PROG_RUNS`), for the guard.
     runs: PerCpuArray<MapData, u64>,
     /// The load's timed runs (`HOOK_TIME`), for the measurement windows.
     time: PerCpuArray<MapData, RunTime>,
@@ -51,7 +51,7 @@ fn reopen(ebpf: &aya::Ebpf, name: &str) -> anyhow::Result<MapData> {
 /// Price `ebpf`'s growth-site programs with the session's until the registration is dropped.
 pub fn register(ebpf: &aya::Ebpf) -> anyhow::Result<Registration> {
     let runs =
-        PerCpuArray::try_from(Map::PerCpuArray(reopen(ebpf, "HOOK_RUNS")?)).context("HOOK_RUNS")?;
+        PerCpuArray::try_from(Map::PerCpuArray(reopen(ebpf, "PROG_RUNS")?)).context("PROG_RUNS")?;
     let time =
         PerCpuArray::try_from(Map::PerCpuArray(reopen(ebpf, "HOOK_TIME")?)).context("HOOK_TIME")?;
     let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
@@ -85,8 +85,7 @@ pub fn stacks_runs() -> u64 {
         return 0;
     };
     v.iter()
-        .filter_map(|r| r.runs.get(&HOOK_STACKS, 0).ok())
-        .map(|per_cpu| per_cpu.iter().sum::<u64>())
+        .filter_map(|r| run_time::hook_runs(&r.runs, HOOK_STACKS))
         .sum()
 }
 

@@ -1,6 +1,6 @@
 //! What the kernel programs cost, from their own timing: each pausable hook's programs time
 //! one run in `TIME_EVERY` and the unpausable ones every run (`HOOK_TIME`), next to the run
-//! counts (`HOOK_RUNS`). The overhead budget prices the hooks with these figures.
+//! counts (`PROG_RUNS`, one per program). The overhead budget prices the hooks with these figures.
 //!
 //! Why not the kernel's run-time statistics (`BPF_ENABLE_STATS`, bpf_stats): turning them on
 //! and off flips a static key, which patches the kernel's text at every BPF dispatch site
@@ -12,13 +12,13 @@ use std::borrow::Borrow;
 
 use aya::maps::{MapData, PerCpuArray};
 use tracer_common::{
-    HOOK_BRK, HOOK_MADVISE, HOOK_MMAP, HOOK_MUNMAP, HOOK_RSS, HOOK_STACKS, RunTime, TIME_EVERY,
-    TIMED_UNPAUSABLE,
+    HOOK_BRK, HOOK_MADVISE, HOOK_MMAP, HOOK_MUNMAP, HOOK_RSS, HOOK_STACKS, RUN_COUNT, RunTime,
+    TIME_EVERY, TIMED_UNPAUSABLE, hook_of_run,
 };
 
 use crate::kernel::budget::{Hook, ProgCost};
 
-/// Each pausable hook's index in `HOOK_RUNS` and `HOOK_TIME`.
+/// Each pausable hook's index in `HOOK_TIME` (and in `tracer_common::hook_of_run`).
 pub const HOOK_INDICES: [(Hook, u32); 6] = [
     (Hook::Madvise, HOOK_MADVISE),
     (Hook::Munmap, HOOK_MUNMAP),
@@ -38,7 +38,16 @@ pub struct Reading {
     pub timed: RunTime,
 }
 
-/// Read a load's `HOOK_TIME` (and `HOOK_RUNS` for the hooks' run counts) at `index`.
+/// A hook's runs so far (`PROG_RUNS`: its programs' counts, summed over CPUs).
+pub fn hook_runs<U: Borrow<MapData>>(runs: &PerCpuArray<U, u64>, hook: u32) -> Option<u64> {
+    let mut total = 0;
+    for run in (0..RUN_COUNT).filter(|r| hook_of_run(*r) == hook) {
+        total += runs.get(&run, 0).ok()?.iter().sum::<u64>();
+    }
+    Some(total)
+}
+
+/// Read a load's `HOOK_TIME` (and `PROG_RUNS` for the hooks' run counts) at `index`.
 pub fn read<T: Borrow<MapData>, U: Borrow<MapData>>(
     time: &PerCpuArray<T, RunTime>,
     runs: &PerCpuArray<U, u64>,
@@ -55,7 +64,7 @@ pub fn read<T: Borrow<MapData>, U: Borrow<MapData>>(
     let runs = if index == TIMED_UNPAUSABLE {
         timed.runs
     } else {
-        runs.get(&index, 0).ok()?.iter().sum()
+        hook_runs(runs, index)?
     };
     Some(Reading { runs, timed })
 }
@@ -147,6 +156,19 @@ mod tests {
         ]);
         assert_eq!(c.len(), 1);
         assert_eq!((c[0].run_ns, c[0].runs), (1_600 * TIME_EVERY, 96));
+    }
+
+    #[test]
+    fn every_program_counts_for_one_hook_and_every_hook_has_one() {
+        for (hook, index) in HOOK_INDICES {
+            assert!(
+                (0..RUN_COUNT).any(|r| hook_of_run(r) == index),
+                "{hook:?} has no program"
+            );
+        }
+        assert_eq!(hook_of_run(tracer_common::RUN_MREMAP_EXIT), HOOK_MMAP);
+        assert_eq!(hook_of_run(tracer_common::RUN_BRK_STACK), HOOK_STACKS);
+        assert_eq!(hook_of_run(tracer_common::RUN_BRK), HOOK_BRK);
     }
 
     #[test]

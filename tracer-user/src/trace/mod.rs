@@ -408,8 +408,8 @@ pub struct Health {
     pub procs_in_map: usize,
     pub procs_capacity: u32,
     pub own_rss_bytes: u64,
-    /// The kernel programs' share of the node's CPU over the last interval (0..1; absent
-    /// without the kernel's BPF statistics).
+    /// The kernel programs' share of the node's CPU in the last measurement window (0..1;
+    /// absent before the first window closes, or with the budget off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bpf_cpu_share: Option<f64>,
     /// Hooks the overhead budget has paused (a syscall hook's counts are incomplete

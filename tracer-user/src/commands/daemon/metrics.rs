@@ -262,7 +262,7 @@ impl Metrics {
         );
         r.register(
             "bpf_cpu_ratio",
-            "Share of the node's CPU (0..1) leaktracer's kernel programs used over the last interval (the kernel's BPF statistics)",
+            "Share of the node's CPU (0..1) leaktracer's kernel programs used in the last measurement window (the programs' own timing)",
             m.bpf_cpu_ratio.clone(),
         );
         r.register(

@@ -133,7 +133,7 @@ pub struct LiveSource {
     probes: Probes,
     /// The overhead budget: pauses and resumes syscall hooks (see budget.rs).
     budget: Budget,
-    /// The kernel's BPF statistics are on for a measurement window that ends next round.
+    /// A measurement window is open: it ends next round.
     stats_window_open: bool,
     sampler: Sampler,
     events: mpsc::Receiver<KernelEvent>,
