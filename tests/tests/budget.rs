@@ -260,13 +260,7 @@ fn the_guard_pauses_a_brk_storm_before_any_measurement_window() {
         "budget-guard",
         &["--interval", "30s", "--max-overhead", "1%"],
     );
-    let _storm = Proc::spawn(
-        Command::new("stress-ng")
-            .args(["--brk", "1"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
+    let _storm = brk_storm();
     // The pause reaches the trace at the latest with the round after it (30 s).
     let first_pause = |trace: &[serde_json::Value]| {
         trace
@@ -347,15 +341,7 @@ fn under_a_page_fault_storm_the_growth_site_hook_is_paused_first() {
 
 /// BPF programs the process `pid` holds open (fdinfo with a `prog_id`).
 fn bpf_programs_held(pid: u32) -> usize {
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
-        return 0;
-    };
-    dir.filter_map(Result::ok)
-        .filter(|e| {
-            std::fs::read_to_string(e.path())
-                .is_ok_and(|t| t.lines().any(|l| l.starts_with("prog_id:")))
-        })
-        .count()
+    bpf_program_run_stats(pid).len()
 }
 
 #[test]
@@ -439,6 +425,17 @@ profile: {profile:#}"
     assert!(unloaded.is_some(), "the capture's programs released");
 }
 
+/// stress-ng's brk worker: brk calls (and some madvise) as fast as it can.
+fn brk_storm() -> Proc {
+    Proc::spawn(
+        Command::new("stress-ng")
+            .args(["--brk", "1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+}
+
 /// stress-ng's vm worker touching 128 MiB over and over, without huge pages: a page-fault
 /// storm.
 fn page_fault_storm() -> Proc {
@@ -478,25 +475,12 @@ fn judged_leaking(trace: &[Value], pid: u32) -> bool {
 #[test]
 fn the_budget_measures_without_turning_the_kernels_bpf_statistics_on() {
     let Some(_serial) = privileged() else { return };
-    let sysctl = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
-        .expect("reading kernel.bpf_stats_enabled");
-    assert_eq!(
-        sysctl.trim(),
-        "0",
-        "kernel.bpf_stats_enabled is on: with it on, this test cannot tell whether leaktracer \
-         turned the statistics on (turn it off: sysctl kernel.bpf_stats_enabled=0)"
-    );
+    let _stats_off = StatsOff::new();
     let rec = Recording::start(
         "budget-no-stats",
         &["--interval", "100ms", "--max-overhead", "50%"],
     );
-    let _storm = Proc::spawn(
-        Command::new("stress-ng")
-            .args(["--brk", "1"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
+    let _storm = brk_storm();
     let pid = rec.proc.pid();
     let mut polls = 0u32;
     let mut stats_fd_seen = Vec::new();
@@ -536,6 +520,37 @@ fn the_budget_measures_without_turning_the_kernels_bpf_statistics_on() {
         held.iter().all(|&(ns, runs)| ns == 0 && runs == 0),
         "the kernel counted run time for leaktracer's programs, so statistics were on: {held:?}"
     );
+}
+
+/// kernel.bpf_stats_enabled off for the test, back to what it was when dropped: while it is on
+/// (another tool, or a bench run that did not finish), the kernel counts every program's run
+/// time and this test could not tell whether leaktracer turned the statistics on.
+struct StatsOff {
+    before: String,
+}
+
+const STATS_SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+impl StatsOff {
+    fn new() -> Self {
+        let before = std::fs::read_to_string(STATS_SYSCTL)
+            .expect("reading kernel.bpf_stats_enabled")
+            .trim()
+            .to_string();
+        if before != "0" {
+            eprintln!("kernel.bpf_stats_enabled was {before}: turned off for this test");
+            std::fs::write(STATS_SYSCTL, "0").expect("turning kernel.bpf_stats_enabled off");
+        }
+        Self { before }
+    }
+}
+
+impl Drop for StatsOff {
+    fn drop(&mut self) {
+        if self.before != "0" {
+            let _ = std::fs::write(STATS_SYSCTL, &self.before);
+        }
+    }
 }
 
 /// The `bpf-stats` anon inode among the open files of `pid`, if any.
