@@ -60,10 +60,20 @@ pub fn installed(program: &str) -> bool {
 /// from migrations between CPUs goes, and every round runs on the same CPU. Other tenants of
 /// the machine are not pinned; the per-CPU-second metric keeps their competition for the CPU
 /// out of the figures.
+///
+/// Workloads also run with address-space layout randomisation off (`setarch -R`, which
+/// execs the rest of the command line: the child's pid is still the program's). Where a
+/// process's heap and stack land decides how its hot data falls into the caches, and with a
+/// new random layout every run stress-ng brk's untraced runs spread by ±13% between 1-second
+/// runs seconds apart; with the same layout every run, by ±2%. Traced and untraced runs get
+/// that same layout, so a tracer's cost is all that differs between them. The C, Go and
+/// stress-ng malloc loops spread as much either way (their noise comes from the machine).
 #[derive(Clone, Debug, Serialize)]
 pub struct Pinning {
     pub workload_cpu: Option<u32>,
     pub other_cpu: Option<u32>,
+    /// Whether workloads run with the same address-space layout every run (`setarch -R`).
+    pub fixed_layout: bool,
 }
 
 impl Pinning {
@@ -74,8 +84,12 @@ impl Pinning {
             Some(cpus) if cpus.len() >= 2 && installed("taskset") => Self {
                 workload_cpu: cpus.last().copied(),
                 other_cpu: cpus.first().copied(),
+                fixed_layout: installed("setarch"),
             },
-            _ => Self::none(),
+            _ => Self {
+                fixed_layout: installed("setarch"),
+                ..Self::none()
+            },
         }
     }
 
@@ -83,12 +97,22 @@ impl Pinning {
         Self {
             workload_cpu: None,
             other_cpu: None,
+            fixed_layout: false,
         }
     }
 
     /// A command for a measured workload.
     pub fn workload(&self, program: impl AsRef<OsStr>) -> Command {
-        pinned(self.workload_cpu, program)
+        if !self.fixed_layout {
+            return pinned(self.workload_cpu, program);
+        }
+        let mut c = Command::new("setarch");
+        c.arg("-R");
+        if let Some(cpu) = self.workload_cpu {
+            c.args(["taskset", "-c", &cpu.to_string()]);
+        }
+        c.arg(program);
+        c
     }
 
     /// A command for a tracer or load generator.
@@ -97,12 +121,18 @@ impl Pinning {
     }
 
     pub fn describe(&self) -> String {
-        match (self.workload_cpu, self.other_cpu) {
+        let pinning = match (self.workload_cpu, self.other_cpu) {
             (Some(w), Some(o)) => format!(
                 "pinned with `taskset -c`: the workload on CPU {w}; tracers' userspace, redis-benchmark and bcc memleak on CPU {o}"
             ),
             _ => "not pinned (fewer than 2 CPUs online, or no taskset)".into(),
-        }
+        };
+        let layout = if self.fixed_layout {
+            "; workloads run with the same address-space layout every run (`setarch -R`: with a random layout per run, stress-ng brk's untraced runs alone spread by ±13%)"
+        } else {
+            ""
+        };
+        format!("{pinning}{layout}")
     }
 }
 
@@ -231,6 +261,37 @@ mod tests {
         assert_eq!(parse_cpu_list("0"), Some(vec![0]));
         assert_eq!(parse_cpu_list(""), None);
         assert_eq!(parse_cpu_list("x"), None);
+    }
+
+    #[test]
+    fn workloads_run_pinned_with_a_fixed_layout() {
+        let words = |c: Command| {
+            std::iter::once(c.get_program())
+                .chain(c.get_args())
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let pin = Pinning {
+            workload_cpu: Some(1),
+            other_cpu: Some(0),
+            fixed_layout: true,
+        };
+        assert_eq!(
+            words(pin.workload("stress-ng")),
+            "setarch -R taskset -c 1 stress-ng"
+        );
+        // Tracers and load generators keep the kernel's layout randomisation.
+        assert_eq!(words(pin.other("bpftrace")), "taskset -c 0 bpftrace");
+        let unpinned = Pinning {
+            fixed_layout: true,
+            ..Pinning::none()
+        };
+        assert_eq!(
+            words(unpinned.workload("redis-server")),
+            "setarch -R redis-server"
+        );
+        assert_eq!(words(Pinning::none().workload("x")), "x");
     }
 
     #[test]
