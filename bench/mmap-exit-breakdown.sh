@@ -7,11 +7,14 @@
 # Each variant is a patch in bench/mmap-exit-variants/, applied to a scratch worktree of HEAD
 # and built there (the checkout is never touched). The variants do not count correctly; they
 # exist only to be timed:
-#   1-no-run-counter       no HOOK_RUNS add (the budget's run count)
+#   1-no-run-counter       no run_hook: neither the run count nor the 1-in-32 self-timing
 #   2-no-size-histogram    no mmap size histogram bucket
 #   3-registers-not-loaded both helpers called, the argument registers not loaded
 #   4-no-task-pt-regs      bpf_get_current_task_btf only: no bpf_task_pt_regs, no loads
 #   5-pid-only             bpf_get_current_pid_tgid and return: the least a counting program does
+#   6-count-at-enter       counted at sys_enter_mmap from the tracepoint's own fields (no
+#                          registers), the exit only tests the return value; runs with the
+#                          enter programs attached (6-count-at-enter.env), timed per call
 # Root; needs what bench/mmap-modes.sh needs, and git and cargo.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -46,6 +49,8 @@ for patch in "$HERE"/mmap-exit-variants/*.patch; do
         exit 1
     }
     build "$name"
+    # Environment the variant runs with (bench/mmap-modes.sh reads BIN.env).
+    [ -f "${patch%.patch}.env" ] && cp "${patch%.patch}.env" "$scratch/$name.env"
     bins+=("$scratch/$name")
 done
 
