@@ -103,7 +103,7 @@ fn slowdown(s: &mut String, r: &Results) {
     let _ = writeln!(
         s,
         "## 1. Workload slowdown (target: at most {SLOWDOWN_TARGET_PCT}% on every workload, and never worse than bpftrace on the same hooks)\n\n\
-         Metric: operations per CPU-second of the workload's own processes (stress-ng: its bogo ops/s (usr+sys time); \
+         Metric: operations per CPU-second of the workload's own processes (stress-ng, with the same random seed every run: its bogo ops/s (usr+sys time); \
          redis: requests ÷ redis-server's utime+stime; C and Go loops: ops ÷ their getrusage time), so that time the workload \
          spent waiting for a CPU other work held does not count, while the tracer's eBPF programs, which run in the \
          workload's syscalls and page faults and are charged to its system time, do. \
