@@ -65,7 +65,7 @@ pub fn installed(program: &str) -> bool {
 /// execs the rest of the command line: the child's pid is still the program's). Where a
 /// process's heap and stack land decides how its hot data falls into the caches, and with a
 /// new random layout every run stress-ng brk's untraced runs spread by ±13% between 1-second
-/// runs seconds apart; with the same layout every run, by ±2%. Traced and untraced runs get
+/// runs seconds apart; with the same layout every run, by ±3%. Traced and untraced runs get
 /// that same layout, so a tracer's cost is all that differs between them. The C, Go and
 /// stress-ng malloc loops spread as much either way (their noise comes from the machine).
 #[derive(Clone, Debug, Serialize)]
