@@ -63,11 +63,11 @@ pub fn installed(program: &str) -> bool {
 ///
 /// Workloads also run with address-space layout randomisation off (`setarch -R`, which
 /// execs the rest of the command line: the child's pid is still the program's). Where a
-/// process's heap and stack land decides how its hot data falls into the caches, and with a
-/// new random layout every run stress-ng brk's untraced runs spread by ±13% between 1-second
-/// runs seconds apart; with the same layout every run, by ±3%. Traced and untraced runs get
-/// that same layout, so a tracer's cost is all that differs between them. The C, Go and
-/// stress-ng malloc loops spread as much either way (their noise comes from the machine).
+/// process's heap and stack land decides how its hot data falls into the caches: with a new
+/// random layout every run, stress-ng brk's untraced 1-second runs seconds apart spread by
+/// ±9%; with the same layout every run, by ±4% (bench/layout-noise.sh). Traced and untraced
+/// runs get that same layout, so a tracer's cost is all that differs between them. The C and
+/// Go loops spread as much either way (their noise comes from the machine).
 #[derive(Clone, Debug, Serialize)]
 pub struct Pinning {
     pub workload_cpu: Option<u32>,
@@ -128,7 +128,7 @@ impl Pinning {
             _ => "not pinned (fewer than 2 CPUs online, or no taskset)".into(),
         };
         let layout = if self.fixed_layout {
-            "; workloads run with the same address-space layout every run (`setarch -R`: with a random layout per run, stress-ng brk's untraced runs alone spread by ±13%)"
+            "; workloads run with the same address-space layout every run (`setarch -R`: with a random layout per run, stress-ng brk's untraced runs alone spread by ±9%, bench/layout-noise.sh)"
         } else {
             ""
         };

@@ -182,7 +182,8 @@ pub fn slowdown_set(
 
 /// The seed of stress-ng's random numbers, the same in every run. The malloc stressor draws
 /// its allocation sizes and the mmap stressor its flags from them: with a new seed per run,
-/// stress-ng malloc's untraced 2-second runs spread by ±5% seconds apart, with this one by ±1%.
+/// stress-ng malloc's untraced 2-second runs seconds apart spread by ±3%, with this one by
+/// ±1% (bench/layout-noise.sh).
 const STRESS_SEED: &str = "1";
 
 /// Run a stress-ng stressor for `secs` on the workload CPU.
