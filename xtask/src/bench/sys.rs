@@ -106,12 +106,12 @@ impl Pinning {
         if !self.fixed_layout {
             return pinned(self.workload_cpu, program);
         }
+        // setarch execs the pinned command line as it stands.
+        let pinned = pinned(self.workload_cpu, program);
         let mut c = Command::new("setarch");
-        c.arg("-R");
-        if let Some(cpu) = self.workload_cpu {
-            c.args(["taskset", "-c", &cpu.to_string()]);
-        }
-        c.arg(program);
+        c.arg("-R")
+            .arg(pinned.get_program())
+            .args(pinned.get_args());
         c
     }
 
