@@ -112,6 +112,15 @@ pub struct TraceArgs {
     #[arg(long, default_value = "1%", value_name = "PERCENT", value_parser = parse_percent)]
     pub max_overhead: f64,
 
+    /// When the node's memory pressure is reported (PSI, /proc/pressure/memory; on cgroup v2
+    /// also each limited cgroup's memory.pressure): tasks stalled on memory for STALL within
+    /// WINDOW, "some" (at least one task) or "full" (all at once). The kernel takes windows
+    /// of 500ms-10s, multiples of 2 s without CAP_SYS_RESOURCE. Default: 15% "some" stall,
+    /// 150ms/1s, or 300ms/2s without CAP_SYS_RESOURCE. A trigger given here that the kernel
+    /// refuses is an error; the default's refusal is a warning.
+    #[arg(long, value_name = "[some:|full:]STALL/WINDOW")]
+    pub pressure_trigger: Option<crate::host::memcg::psi::PsiTrigger>,
+
     /// Capacity of the kernel's per-process map. Smaller values are for testing overflow
     /// accounting; overflow is counted and reported as `procs_map_full`.
     #[arg(long, default_value_t = 32768, value_parser = clap::value_parser!(u32).range(16..=1_048_576), hide_short_help = true)]

@@ -212,6 +212,7 @@ fn live_options(g: &cli::Global, t: &TraceArgs, duration: Option<Duration>) -> L
         interval: t.interval,
         duration,
         max_overhead: t.max_overhead,
+        pressure_trigger: t.pressure_trigger.clone(),
         oom_score_adj: t.oom_score_adj,
         limits: TableLimits {
             live: t.procs_map_size as usize,

@@ -24,8 +24,6 @@ use super::{event::MemcgEvent, parse::Psi, sys};
 #[serde(rename_all = "snake_case")]
 pub enum StallKind {
     Some,
-    /// Armed by tests; production triggers watch "some" stalls.
-    #[cfg_attr(not(test), allow(dead_code))]
     Full,
 }
 
@@ -65,6 +63,27 @@ impl PsiTrigger {
             self.stall.as_micros(),
             self.window.as_micros()
         )
+    }
+}
+
+impl std::str::FromStr for PsiTrigger {
+    type Err = String;
+
+    /// `[some:|full:]STALL/WINDOW`, e.g. `150ms/1s` or `full:500ms/2s` (`--pressure-trigger`).
+    fn from_str(s: &str) -> Result<Self, String> {
+        const FORM: &str = "expected [some:|full:]STALL/WINDOW, e.g. 150ms/1s or full:500ms/2s";
+        let s = s.trim();
+        let (kind, rest) = match s.split_once(':') {
+            Some(("some", r)) => (StallKind::Some, r),
+            Some(("full", r)) => (StallKind::Full, r),
+            Some((k, _)) => return Err(format!("unknown stall kind {k:?} (some or full); {FORM}")),
+            None => (StallKind::Some, s),
+        };
+        let (stall, window) = rest.split_once('/').ok_or_else(|| FORM.to_owned())?;
+        let duration = |d: &str| {
+            humantime::parse_duration(d.trim()).map_err(|e| format!("{d:?}: {e}; {FORM}"))
+        };
+        Self::new(kind, duration(stall)?, duration(window)?).map_err(|e| e.to_string())
     }
 }
 
@@ -228,5 +247,27 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn triggers_from_the_command_line() {
+        let line = |s: &str| s.parse::<PsiTrigger>().map(|t| t.kernel_line());
+        assert_eq!(line("150ms/1s").as_deref(), Ok("some 150000 1000000"));
+        assert_eq!(line("some:20ms/2s").as_deref(), Ok("some 20000 2000000"));
+        assert_eq!(
+            line(" full:500ms/2s ").as_deref(),
+            Ok("full 500000 2000000")
+        );
+        for bad in [
+            "",
+            "150ms",
+            "half:1s/2s",
+            "1s/100ms",
+            "3s/2s",
+            "soon/2s",
+            "0s/2s",
+        ] {
+            assert!(line(bad).is_err(), "{bad:?} accepted");
+        }
     }
 }

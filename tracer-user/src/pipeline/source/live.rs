@@ -31,6 +31,8 @@ pub struct LiveOptions {
     pub load: LoadOptions,
     /// Share of the node's CPU the kernel programs may use (0..1; 0: no budget).
     pub max_overhead: f64,
+    /// The PSI trigger for memory pressure events (None: `PsiTrigger::default()`).
+    pub pressure_trigger: Option<PsiTrigger>,
     pub interval: Duration,
     pub duration: Option<Duration>,
     pub limits: TableLimits,
@@ -216,15 +218,23 @@ impl LiveSource {
         let (mtx, memcg_events) = mpsc::channel(4096);
         // v2: a PSI trigger on each watched (limited) cgroup's memory.pressure as well as the
         // node's. Each armed cgroup gets a kernel "psimon" thread; max_watched bounds them.
+        let psi = opts.pressure_trigger.clone().unwrap_or_default();
         let mut watcher = MemcgWatcher::with_config(
             roots.clone(),
             mtx,
             WatchConfig {
-                cgroup_psi: Some(PsiTrigger::default()),
+                cgroup_psi: Some(psi.clone()),
                 ..WatchConfig::default()
             },
         );
-        if let Err(e) = watcher.watch_node_pressure(&PsiTrigger::default()) {
+        if let Err(e) = watcher.watch_node_pressure(&psi) {
+            if opts.pressure_trigger.is_some() {
+                // The user's trigger, refused by this kernel or privilege: theirs to fix.
+                return Err(crate::util::error::UsageError::new(format!(
+                    "--pressure-trigger: {e:#}"
+                ))
+                .into());
+            }
             log::warn!("node memory pressure (PSI) not watched: {e:#}");
         }
         let stacks = opts
