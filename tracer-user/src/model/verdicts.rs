@@ -143,6 +143,8 @@ fn within_heap_goal(
 /// t=11.5 s under the old band of 20% of the lowest reading). A rise within the larger of
 /// these shares is that wander.
 const FLOATING_RUNWAY_FRAC: f64 = 0.3;
+/// The band's floor, as a share of the lowest reading: a heap with a small GOGC (a short
+/// runway) still wanders this much as its pacing settles.
 const LIVE_BAND_FRAC: f64 = 0.2;
 
 /// Whether the live heaps after GC (oldest first) show a leak too slow for the per-GC
