@@ -310,9 +310,18 @@ fn test_steps(
         )?;
         image::build_and_check(root)?;
     }
-    // The scenarios measure rates and CPU: one at a time on these 2-core machines.
+    // The scenarios measure rates and CPU: one at a time on these 2-core machines. Every
+    // scenario file runs even after one fails, so a red run (CI's above all) names every
+    // failure at once instead of hiding the files after the first.
     let mut c = cargo(root);
-    c.args(["test", "-p", "leaktracer-tests", "--", "--test-threads=1"]);
+    c.args([
+        "test",
+        "-p",
+        "leaktracer-tests",
+        "--no-fail-fast",
+        "--",
+        "--test-threads=1",
+    ]);
     if let Some(f) = filter {
         c.arg(f);
     }
